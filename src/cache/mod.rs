@@ -1,0 +1,25 @@
+//! The diskcache-compatible engine: python-diskcache 5.6's `Cache` over the
+//! very same directory (`cache.db` plus `XX/YY/*.val` value files), safe to
+//! use at the same time as python-diskcache and flytekit processes.
+//!
+//! Modules follow `diskcache/core.py`'s order: [`settings`] (the format's
+//! constants), [`types`] (keys, values, tags), [`disk`] (value files, never
+//! SQL), [`core`] (SQL, transactions, eviction; never file names).
+//!
+//! ```no_run
+//! use diskcachefs::cache::{Cache, Key, Value};
+//! let cache = Cache::open(std::path::Path::new("/tmp/demo-cache")).unwrap();
+//! cache.set(&Key::Str("greeting".into()), &Value::Str("hello".into()), None, None).unwrap();
+//! assert_eq!(cache.get(&Key::Str("greeting".into())).unwrap(), Some(Value::Str("hello".into())));
+//! ```
+
+pub mod core;
+pub mod disk;
+pub mod error;
+pub mod settings;
+pub mod types;
+
+pub use self::core::{Cache, CacheOptions, CheckKind, CheckWarning, Clock, KeyIter, ReadHandle, system_clock};
+pub use self::error::{Error, OpenError};
+pub use self::settings::{EvictionPolicy, Settings};
+pub use self::types::{Entry, Key, Number, Scalar, Side, Value};
