@@ -8,3 +8,4 @@
 
 pub mod cache;
 pub mod flyte;
+pub mod fs;

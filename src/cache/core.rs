@@ -716,6 +716,24 @@ impl Cache {
         self.set_stored(key, now, expire.map(|e| now + e), tag, stored)
     }
 
+    /// Sets `key` to the bytes read from `reader`, stored exactly as
+    /// `set(key, data)` of a Python `bytes` would be (inline below
+    /// `disk_min_file_size`, else a binary value file) but without ever
+    /// holding more than `disk_min_file_size` bytes in memory.
+    pub fn set_bytes_from_reader(&self, key: &Key, reader: &mut dyn Read, expire: Option<f64>, tag: Option<&Scalar>) -> Result<bool> {
+        let min = self.settings.borrow().min_file_size().max(0) as u64;
+        let mut head = Vec::new();
+        reader
+            .take(min)
+            .read_to_end(&mut head)
+            .map_err(|source| Error::Io { path: PathBuf::from("(input)"), source })?;
+        if (head.len() as u64) < min {
+            return self.set(key, &Value::Bytes(head), expire, tag);
+        }
+        let mut chained = io::Cursor::new(head).chain(reader);
+        self.set_reader(key, &mut chained, expire, tag)
+    }
+
     /// Commits a value file the caller has already written in the cache
     /// directory (with [`Disk::create_exclusive`] on a
     /// [`Disk::new_filename`]) as `key`'s binary value. On failure the

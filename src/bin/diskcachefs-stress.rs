@@ -1,0 +1,67 @@
+//! `diskcachefs-stress`: one process of concurrent load on a cache through
+//! the Rust engine, for the concurrency tests and soak runs: `--incr` a
+//! shared counter and `--set` keys of its own, interleaved, and exit 1 with
+//! the first error any operation returned (there must be none).
+//!
+//! `diskcachefs-stress DIR --name W --incr-key K --incrs N --sets M [--start-at T]`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use diskcachefs::cache::{Cache, Key, Value};
+
+#[derive(Parser)]
+struct Args {
+    dir: PathBuf,
+    /// This worker's name: its keys are `NAME-0` .. `NAME-(M-1)`.
+    #[arg(long)]
+    name: String,
+    /// The counter every worker increments.
+    #[arg(long, default_value = "counter")]
+    incr_key: String,
+    #[arg(long, default_value_t = 0)]
+    incrs: u64,
+    #[arg(long, default_value_t = 0)]
+    sets: u64,
+    /// Wait until this Unix time before starting, so that several processes
+    /// really run at once.
+    #[arg(long)]
+    start_at: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cache = match Cache::open(&args.dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: open: {e}", args.name);
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(start) = args.start_at {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        if start > now {
+            std::thread::sleep(std::time::Duration::from_secs_f64(start - now));
+        }
+    }
+    let counter = Key::Str(args.incr_key.clone());
+    let steps = args.incrs.max(args.sets);
+    for i in 0..steps {
+        if i < args.incrs
+            && let Err(e) = cache.incr(&counter, 1, Some(0))
+        {
+            eprintln!("{}: incr #{i}: {e}", args.name);
+            return ExitCode::from(1);
+        }
+        if i < args.sets {
+            let key = Key::Str(format!("{}-{i}", args.name));
+            let value = Value::Bytes(format!("{}:{i}", args.name).into_bytes());
+            if let Err(e) = cache.set(&key, &value, None, None) {
+                eprintln!("{}: set #{i}: {e}", args.name);
+                return ExitCode::from(1);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,94 @@
+//! Several processes on one cache at once: 2 python-diskcache and 2 Rust
+//! engine processes each increment one counter 2,000 times and set 1,000
+//! keys of their own, all at the same time. Nothing may be lost: the
+//! counter ends at exactly 8,000, every key is there with its value, no
+//! process saw an error, and python-diskcache's `Cache.check()` is clean.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+fn python() -> PathBuf {
+    std::env::var_os("DISKCACHEFS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
+}
+
+const PYTHON_WORKER: &str = r#"
+import sys, time, diskcache
+directory, name, incrs, sets, start_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+cache = diskcache.Cache(directory)
+time.sleep(max(0.0, start_at - time.time()))
+for i in range(max(incrs, sets)):
+    if i < incrs:
+        cache.incr('counter', 1, default=0)
+    if i < sets:
+        cache.set(f'{name}-{i}', f'{name}:{i}'.encode())
+"#;
+
+const PYTHON_VERIFY: &str = r#"
+import sys, json, diskcache
+cache = diskcache.Cache(sys.argv[1])
+names = sys.argv[2:]
+missing = [f'{n}-{i}' for n in names for i in range(1000) if cache.get(f'{n}-{i}') != f'{n}:{i}'.encode()]
+print(json.dumps({'counter': cache.get('counter'), 'missing': missing[:10], 'missing_count': len(missing),
+                  'len': len(cache), 'check': [str(w.message) for w in cache.check()]}))
+"#;
+
+#[test]
+fn two_python_and_two_rust_processes_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("cache");
+    // Create the cache first so that all four start on the same settings.
+    diskcachefs::cache::Cache::open(&cache_dir).unwrap();
+    let stress = env!("CARGO_BIN_EXE_diskcachefs-stress");
+    let spawn = |cmd: &mut Command| -> Child {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn worker")
+    };
+    // All four start at the same moment, after Python's slower start-up.
+    let start_at = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() + 2.0).to_string();
+    let mut workers = Vec::new();
+    for name in ["py1", "py2"] {
+        workers.push((
+            name,
+            spawn(Command::new(python()).args(["-c", PYTHON_WORKER]).arg(&cache_dir).args([name, "2000", "1000", &start_at])),
+        ));
+    }
+    for name in ["rs1", "rs2"] {
+        workers.push((
+            name,
+            spawn(Command::new(stress).arg(&cache_dir).args(["--name", name, "--incrs", "2000", "--sets", "1000", "--start-at", &start_at])),
+        ));
+    }
+    for (name, child) in workers {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "worker {name} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stderr.is_empty(), "worker {name} reported: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let out = Command::new(python())
+        .args(["-c", PYTHON_VERIFY])
+        .arg(&cache_dir)
+        .args(["py1", "py2", "rs1", "rs2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "verify failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["counter"], 8000, "lost increments: {report}");
+    assert_eq!(report["missing_count"], 0, "lost keys: {report}");
+    assert_eq!(report["len"], 4001, "entry count: {report}");
+    assert_eq!(report["check"], serde_json::json!([]), "Cache.check() warnings: {report}");
+
+    // And the Rust engine agrees.
+    let cache = diskcachefs::cache::Cache::open(&cache_dir).unwrap();
+    assert_eq!(
+        cache.get(&diskcachefs::cache::Key::Str("counter".into())).unwrap(),
+        Some(diskcachefs::cache::Value::Int(8000))
+    );
+    assert_eq!(cache.check(false).unwrap(), vec![]);
+}
