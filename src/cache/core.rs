@@ -28,8 +28,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::disk::{Disk, FetchError, universal_newlines};
 use super::error::{Error, OpenError, Result};
 use super::settings::{
-    DBNAME, EvictionPolicy, METADATA, MODE_BINARY, MODE_PICKLE, MODE_RAW, MODE_TEXT, Settings,
-    default_settings,
+    DBNAME, EvictionPolicy, METADATA, MODE_BINARY, MODE_PICKLE, MODE_RAW, MODE_TEXT, Settings, default_settings,
 };
 use super::types::{Entry, Key, Number, Scalar, Side, Value};
 
@@ -166,8 +165,18 @@ const DROP_TAG_INDEX: &str = "DROP INDEX IF EXISTS Cache_tag_rowid";
 
 /// The Cache table's columns; a table lacking one is not diskcache's.
 const CACHE_COLUMNS: [&str; 12] = [
-    "rowid", "key", "raw", "store_time", "expire_time", "access_time", "access_count", "tag",
-    "size", "mode", "filename", "value",
+    "rowid",
+    "key",
+    "raw",
+    "store_time",
+    "expire_time",
+    "access_time",
+    "access_count",
+    "tag",
+    "size",
+    "mode",
+    "filename",
+    "value",
 ];
 
 impl Cache {
@@ -192,9 +201,7 @@ impl Cache {
         let flags = if options.read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
         } else {
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
         let conn = Connection::open_with_flags(&db_path, flags).map_err(sqlite_err)?;
         conn.busy_timeout(options.timeout).map_err(sqlite_err)?;
@@ -211,8 +218,8 @@ impl Cache {
             });
         }
         if has("Cache") {
-            let columns: Vec<String> = query_column(&conn, "SELECT name FROM pragma_table_info('Cache')")
-                .map_err(sqlite_err)?;
+            let columns: Vec<String> =
+                query_column(&conn, "SELECT name FROM pragma_table_info('Cache')").map_err(sqlite_err)?;
             if let Some(missing) = CACHE_COLUMNS.iter().skip(1).find(|c| !columns.iter().any(|n| n == *c)) {
                 return Err(OpenError::Foreign {
                     path: db_path,
@@ -231,9 +238,8 @@ impl Cache {
         let mut sets = default_settings();
         if has("Settings") {
             let mut stmt = conn.prepare("SELECT key, value FROM Settings").map_err(sqlite_err)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, SqlValue>(1)?)))
-                .map_err(sqlite_err)?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, SqlValue>(1)?))).map_err(sqlite_err)?;
             for row in rows {
                 let (k, v) = row.map_err(sqlite_err)?;
                 if let Some(v) = scalar_from_owned(v) {
@@ -265,10 +271,9 @@ impl Cache {
                     continue;
                 }
                 set_pragma(&conn, pragma, value, options.timeout).map_err(|e| match e {
-                    PragmaError::Timeout => OpenError::Timeout {
-                        path: db_path.clone(),
-                        seconds: options.timeout.as_secs_f64(),
-                    },
+                    PragmaError::Timeout => {
+                        OpenError::Timeout { path: db_path.clone(), seconds: options.timeout.as_secs_f64() }
+                    }
                     PragmaError::Sqlite(source) => OpenError::Sqlite { path: db_path.clone(), source },
                 })?;
             }
@@ -285,10 +290,7 @@ impl Cache {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                     Err(e) if Error::is_busy(&e) => {
-                        return Err(OpenError::Timeout {
-                            path: db_path,
-                            seconds: options.timeout.as_secs_f64(),
-                        });
+                        return Err(OpenError::Timeout { path: db_path, seconds: options.timeout.as_secs_f64() });
                     }
                     Err(source) => return Err(OpenError::Sqlite { path: db_path, source }),
                 }
@@ -299,9 +301,8 @@ impl Cache {
         let mut values = BTreeMap::new();
         {
             let mut stmt = conn.prepare("SELECT key, value FROM Settings").map_err(sqlite_err)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, SqlValue>(1)?)))
-                .map_err(sqlite_err)?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, SqlValue>(1)?))).map_err(sqlite_err)?;
             for row in rows {
                 let (k, v) = row.map_err(sqlite_err)?;
                 if let Some(v) = scalar_from_owned(v) {
@@ -357,10 +358,7 @@ impl Cache {
                 conn.execute(sql, [])?;
             }
             conn.execute(if tag_index { CREATE_TAG_INDEX } else { DROP_TAG_INDEX }, [])?;
-            conn.execute(
-                "UPDATE Settings SET value = ? WHERE key = 'tag_index'",
-                [i64::from(tag_index)],
-            )?;
+            conn.execute("UPDATE Settings SET value = ? WHERE key = 'tag_index'", [i64::from(tag_index)])?;
             Ok(())
         })();
         match result {
@@ -565,10 +563,8 @@ impl Cache {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let (name, size) = self
-            .disk
-            .write_new(|f| io::copy(reader, f))
-            .map_err(|source| self.io_err("(new value file)", source))?;
+        let (name, size) =
+            self.disk.write_new(|f| io::copy(reader, f)).map_err(|source| self.io_err("(new value file)", source))?;
         Ok(Stored { size: size as i64, mode: MODE_BINARY, filename: Some(name), inline: None })
     }
 
@@ -622,20 +618,53 @@ impl Cache {
     // -----------------------------------------------------------------------
     // Rows (Cache._row_update / Cache._row_insert).
 
-    fn row_update(&self, rowid: i64, now: f64, expire_time: Option<f64>, tag: Option<&Scalar>, s: &Stored) -> Result<()> {
+    fn row_update(
+        &self,
+        rowid: i64,
+        now: f64,
+        expire_time: Option<f64>,
+        tag: Option<&Scalar>,
+        s: &Stored,
+    ) -> Result<()> {
         const UPDATE: &str = "UPDATE Cache SET store_time = ?, expire_time = ?, access_time = ?, \
              access_count = ?, tag = ?, size = ?, mode = ?, filename = ?, value = ? WHERE rowid = ?";
         self.conn.prepare_cached(UPDATE)?.execute(params![
-            now, expire_time, now, 0, tag, s.size, s.mode, s.filename, s.inline, rowid
+            now,
+            expire_time,
+            now,
+            0,
+            tag,
+            s.size,
+            s.mode,
+            s.filename,
+            s.inline,
+            rowid
         ])?;
         Ok(())
     }
 
-    fn row_insert(&self, key: &Key, now: f64, expire_time: Option<f64>, tag: Option<&Scalar>, s: &Stored) -> Result<()> {
+    fn row_insert(
+        &self,
+        key: &Key,
+        now: f64,
+        expire_time: Option<f64>,
+        tag: Option<&Scalar>,
+        s: &Stored,
+    ) -> Result<()> {
         const INSERT: &str = "INSERT INTO Cache( key, raw, store_time, expire_time, access_time, \
              access_count, tag, size, mode, filename, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         self.conn.prepare_cached(INSERT)?.execute(params![
-            key, key.raw(), now, expire_time, now, 0, tag, s.size, s.mode, s.filename, s.inline
+            key,
+            key.raw(),
+            now,
+            expire_time,
+            now,
+            0,
+            tag,
+            s.size,
+            s.mode,
+            s.filename,
+            s.inline
         ])?;
         Ok(())
     }
@@ -710,7 +739,13 @@ impl Cache {
 
     /// Sets `key` to the bytes read from `reader`, streamed to a value file
     /// whatever its size (`Cache.set(read=True)`).
-    pub fn set_reader(&self, key: &Key, reader: &mut dyn Read, expire: Option<f64>, tag: Option<&Scalar>) -> Result<bool> {
+    pub fn set_reader(
+        &self,
+        key: &Key,
+        reader: &mut dyn Read,
+        expire: Option<f64>,
+        tag: Option<&Scalar>,
+    ) -> Result<bool> {
         let now = self.now();
         let stored = self.store_reader(reader)?;
         self.set_stored(key, now, expire.map(|e| now + e), tag, stored)
@@ -720,7 +755,13 @@ impl Cache {
     /// `set(key, data)` of a Python `bytes` would be (inline below
     /// `disk_min_file_size`, else a binary value file) but without ever
     /// holding more than `disk_min_file_size` bytes in memory.
-    pub fn set_bytes_from_reader(&self, key: &Key, reader: &mut dyn Read, expire: Option<f64>, tag: Option<&Scalar>) -> Result<bool> {
+    pub fn set_bytes_from_reader(
+        &self,
+        key: &Key,
+        reader: &mut dyn Read,
+        expire: Option<f64>,
+        tag: Option<&Scalar>,
+    ) -> Result<bool> {
         let min = self.settings.borrow().min_file_size().max(0) as u64;
         let mut head = Vec::new();
         reader
@@ -757,7 +798,14 @@ impl Cache {
         self.set_stored(key, self.now(), expire_time, tag, stored)
     }
 
-    fn set_stored(&self, key: &Key, now: f64, expire_time: Option<f64>, tag: Option<&Scalar>, stored: Stored) -> Result<bool> {
+    fn set_stored(
+        &self,
+        key: &Key,
+        now: f64,
+        expire_time: Option<f64>,
+        tag: Option<&Scalar>,
+        stored: Stored,
+    ) -> Result<bool> {
         if let Some(name) = &stored.filename {
             self.written.borrow_mut().push(name.clone());
         }
@@ -1077,18 +1125,39 @@ impl Cache {
 
     /// Pushes onto the `side` of the queue named `prefix` (integer keys
     /// when `None`) and returns the new key (`Cache.push`).
-    pub fn push(&self, value: &Value, prefix: Option<&str>, side: Side, expire: Option<f64>, tag: Option<&Scalar>) -> Result<Key> {
+    pub fn push(
+        &self,
+        value: &Value,
+        prefix: Option<&str>,
+        side: Side,
+        expire: Option<f64>,
+        tag: Option<&Scalar>,
+    ) -> Result<Key> {
         let stored = self.store(value)?;
         self.push_stored(stored, prefix, side, expire, tag)
     }
 
     /// Pushes the bytes of `reader` as a file-backed value.
-    pub fn push_reader(&self, reader: &mut dyn Read, prefix: Option<&str>, side: Side, expire: Option<f64>, tag: Option<&Scalar>) -> Result<Key> {
+    pub fn push_reader(
+        &self,
+        reader: &mut dyn Read,
+        prefix: Option<&str>,
+        side: Side,
+        expire: Option<f64>,
+        tag: Option<&Scalar>,
+    ) -> Result<Key> {
         let stored = self.store_reader(reader)?;
         self.push_stored(stored, prefix, side, expire, tag)
     }
 
-    fn push_stored(&self, stored: Stored, prefix: Option<&str>, side: Side, expire: Option<f64>, tag: Option<&Scalar>) -> Result<Key> {
+    fn push_stored(
+        &self,
+        stored: Stored,
+        prefix: Option<&str>,
+        side: Side,
+        expire: Option<f64>,
+        tag: Option<&Scalar>,
+    ) -> Result<Key> {
         if let Some(name) = &stored.filename {
             self.written.borrow_mut().push(name.clone());
         }
@@ -1130,10 +1199,14 @@ impl Cache {
 
     fn queue_select(side: Side) -> &'static str {
         match side {
-            Side::Front => "SELECT rowid, expire_time, tag, mode, filename, value, key FROM Cache \
-                 WHERE ? < key AND key < ? AND raw = 1 ORDER BY key ASC LIMIT 1",
-            Side::Back => "SELECT rowid, expire_time, tag, mode, filename, value, key FROM Cache \
-                 WHERE ? < key AND key < ? AND raw = 1 ORDER BY key DESC LIMIT 1",
+            Side::Front => {
+                "SELECT rowid, expire_time, tag, mode, filename, value, key FROM Cache \
+                 WHERE ? < key AND key < ? AND raw = 1 ORDER BY key ASC LIMIT 1"
+            }
+            Side::Back => {
+                "SELECT rowid, expire_time, tag, mode, filename, value, key FROM Cache \
+                 WHERE ? < key AND key < ? AND raw = 1 ORDER BY key DESC LIMIT 1"
+            }
         }
     }
 
@@ -1203,17 +1276,19 @@ impl Cache {
         select: impl Fn() -> Result<Option<(Key, Row)>>,
     ) -> Result<Option<(Key, Entry)>> {
         loop {
-            let found = self.in_transaction(|| loop {
-                let Some((key, row)) = select()? else { return Ok(None) };
-                let expired = row.expire_time.is_some_and(|t| t < self.now());
-                if remove || expired {
-                    self.conn.prepare_cached("DELETE FROM Cache WHERE rowid = ?")?.execute([row.rowid])?;
+            let found = self.in_transaction(|| {
+                loop {
+                    let Some((key, row)) = select()? else { return Ok(None) };
+                    let expired = row.expire_time.is_some_and(|t| t < self.now());
+                    if remove || expired {
+                        self.conn.prepare_cached("DELETE FROM Cache WHERE rowid = ?")?.execute([row.rowid])?;
+                    }
+                    if expired {
+                        self.cleanup_later(row.filename.clone());
+                        continue;
+                    }
+                    return Ok(Some((key, row)));
                 }
-                if expired {
-                    self.cleanup_later(row.filename.clone());
-                    continue;
-                }
-                return Ok(Some((key, row)));
             })?;
             let Some((key, row)) = found else { return Ok(None) };
             let value = self.fetch(&row);
@@ -1352,7 +1427,11 @@ impl Cache {
     pub fn len(&self) -> Result<i64> {
         match self.reset("count", None)? {
             Scalar::Int(n) => Ok(n),
-            other => Err(Error::BadSetting { name: "count".into(), value: other.to_string(), reason: "not an integer".into() }),
+            other => Err(Error::BadSetting {
+                name: "count".into(),
+                value: other.to_string(),
+                reason: "not an integer".into(),
+            }),
         }
     }
 
@@ -1399,7 +1478,11 @@ impl Cache {
                 .prepare_cached("SELECT value FROM Settings WHERE key = ?")?
                 .query_row([name], |r| r.get(0))
                 .optional()?
-                .ok_or_else(|| Error::BadSetting { name: name.into(), value: String::new(), reason: "no such setting".into() })?;
+                .ok_or_else(|| Error::BadSetting {
+                    name: name.into(),
+                    value: String::new(),
+                    reason: "no such setting".into(),
+                })?;
             let v = scalar_from_owned(v).ok_or_else(|| Error::BadSetting {
                 name: name.into(),
                 value: "NULL".into(),
@@ -1418,7 +1501,8 @@ impl Cache {
         })?;
         let start = Instant::now();
         loop {
-            match self.conn.prepare_cached("UPDATE Settings SET value = ? WHERE key = ?")?.execute(params![value, name]) {
+            match self.conn.prepare_cached("UPDATE Settings SET value = ? WHERE key = ?")?.execute(params![value, name])
+            {
                 Ok(_) => break,
                 Err(e) if Error::is_busy(&e) && (self.retry || start.elapsed() < self.timeout) => {
                     std::thread::sleep(Duration::from_millis(1));
@@ -1490,8 +1574,10 @@ impl Cache {
         self.in_transaction(|| {
             let mut known: HashSet<PathBuf> = HashSet::new();
             let rows: Vec<(i64, i64, String)> = {
-                let mut stmt = self.conn.prepare("SELECT rowid, size, filename FROM Cache WHERE filename IS NOT NULL")?;
-                let mapped = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get(2)?)))?;
+                let mut stmt =
+                    self.conn.prepare("SELECT rowid, size, filename FROM Cache WHERE filename IS NOT NULL")?;
+                let mapped =
+                    stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, Option<i64>>(1)?.unwrap_or(0), r.get(2)?)))?;
                 mapped.collect::<rusqlite::Result<_>>()?
             };
             for (rowid, size, filename) in rows {
@@ -1500,9 +1586,15 @@ impl Cache {
                     Ok(Some(real)) => {
                         known.insert(full_path.clone());
                         if size != real as i64 {
-                            warn(CheckKind::WrongFileSize, format!("wrong file size: {}, {real} != {size}", full_path.display()));
+                            warn(
+                                CheckKind::WrongFileSize,
+                                format!("wrong file size: {}, {real} != {size}", full_path.display()),
+                            );
                             if fix {
-                                self.conn.execute("UPDATE Cache SET size = ? WHERE rowid = ?", params![real as i64, rowid])?;
+                                self.conn.execute(
+                                    "UPDATE Cache SET size = ? WHERE rowid = ?",
+                                    params![real as i64, rowid],
+                                )?;
                             }
                         }
                     }
@@ -1514,7 +1606,10 @@ impl Cache {
                         }
                     }
                     Err(FetchError::Unsafe) => {
-                        warn(CheckKind::UnsafeFilename, format!("unsafe filename: row {rowid}, {filename:?} points outside the cache directory"));
+                        warn(
+                            CheckKind::UnsafeFilename,
+                            format!("unsafe filename: row {rowid}, {filename:?} points outside the cache directory"),
+                        );
                         if fix {
                             self.conn.execute("DELETE FROM Cache WHERE rowid = ?", [rowid])?;
                         }
@@ -1539,8 +1634,17 @@ impl Cache {
             for (dir, empty) in dirs {
                 if empty {
                     warn(CheckKind::EmptyDirectory, format!("empty directory: {}", dir.display()));
-                    if fix {
-                        let _ = std::fs::remove_dir(&dir);
+                    if fix && std::fs::remove_dir(&dir).is_ok() {
+                        // Unlike core.py, also remove parents this emptied
+                        // (`XX/` once its last `YY/` goes), so one fix
+                        // leaves a cache that checks clean.
+                        let mut parent = dir.parent();
+                        while let Some(p) = parent.filter(|p| *p != self.directory.as_path()) {
+                            if std::fs::remove_dir(p).is_err() {
+                                break;
+                            }
+                            parent = p.parent();
+                        }
                     }
                 }
             }
@@ -1572,13 +1676,6 @@ impl Cache {
     pub fn data_version(&self) -> Result<i64> {
         Ok(self.conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
     }
-
-    /// The underlying connection, for the layers above that need their own
-    /// queries (listing with metadata). Never for writes that bypass the
-    /// transaction rules above.
-    pub(crate) fn connection(&self) -> &Connection {
-        &self.conn
-    }
 }
 
 /// os.walk: every file, and every directory with whether it is empty.
@@ -1609,11 +1706,12 @@ impl Iterator for KeyIter<'_> {
     type Item = Result<Key>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.batch.is_empty() && !self.done {
-            if let Err(e) = self.fill() {
-                self.done = true;
-                return Some(Err(e));
-            }
+        if self.batch.is_empty()
+            && !self.done
+            && let Err(e) = self.fill()
+        {
+            self.done = true;
+            return Some(Err(e));
         }
         let (key, raw) = self.batch.pop_front()?;
         self.last = Some((key.clone(), raw));
@@ -1670,11 +1768,12 @@ impl Iterator for RowidIter<'_> {
     type Item = Result<Key>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.batch.is_empty() && !self.done {
-            if let Err(e) = self.fill() {
-                self.done = true;
-                return Some(Err(e));
-            }
+        if self.batch.is_empty()
+            && !self.done
+            && let Err(e) = self.fill()
+        {
+            self.done = true;
+            return Some(Err(e));
         }
         let (rowid, key, raw) = self.batch.pop_front()?;
         self.cursor = Some(rowid);
@@ -1834,7 +1933,12 @@ enum PragmaError {
 /// Sets `PRAGMA name = value` unless it already has that value (core.py's
 /// `reset` for `sqlite_*`: journal mode and auto vacuum can be slow or
 /// fail to change once tables exist), retrying while the database is locked.
-fn set_pragma(conn: &Connection, pragma: &str, value: &Scalar, timeout: Duration) -> std::result::Result<(), PragmaError> {
+fn set_pragma(
+    conn: &Connection,
+    pragma: &str,
+    value: &Scalar,
+    timeout: Duration,
+) -> std::result::Result<(), PragmaError> {
     let start = Instant::now();
     loop {
         let attempt = (|| -> rusqlite::Result<()> {
