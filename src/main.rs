@@ -16,7 +16,11 @@ use diskcachefs::fs::pyrepr::python_float_repr;
 const CACHE_HEADING: &str = "Cache commands";
 
 #[derive(Parser)]
-#[command(name = "diskcachefs", version, about = "python-diskcache caches (and Flyte's local task cache) as plain files")]
+#[command(
+    name = "diskcachefs",
+    version,
+    about = "python-diskcache caches (and Flyte's local task cache) as plain files"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -134,7 +138,8 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
                 return Err(Failure(format!("--expire {e}: must be a finite number of seconds")));
             }
             let cache = Cache::open(&dir)?;
-            let key = resolve(&cache, key)?.ok_or_else(|| Failure("a %sha256: name can only name an existing key".into()))?;
+            let key =
+                resolve(&cache, key)?.ok_or_else(|| Failure("a %sha256: name can only name an existing key".into()))?;
             let tag = tag.map(Scalar::Str);
             match file {
                 Some(path) => {

@@ -45,18 +45,33 @@ fn two_python_and_two_rust_processes_lose_nothing() {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn worker")
     };
     // All four start at the same moment, after Python's slower start-up.
-    let start_at = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() + 2.0).to_string();
+    let start_at =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() + 2.0).to_string();
     let mut workers = Vec::new();
     for name in ["py1", "py2"] {
         workers.push((
             name,
-            spawn(Command::new(python()).args(["-c", PYTHON_WORKER]).arg(&cache_dir).args([name, "2000", "1000", &start_at])),
+            spawn(
+                Command::new(python())
+                    .args(["-c", PYTHON_WORKER])
+                    .arg(&cache_dir)
+                    .args([name, "2000", "1000", &start_at]),
+            ),
         ));
     }
     for name in ["rs1", "rs2"] {
         workers.push((
             name,
-            spawn(Command::new(stress).arg(&cache_dir).args(["--name", name, "--incrs", "2000", "--sets", "1000", "--start-at", &start_at])),
+            spawn(Command::new(stress).arg(&cache_dir).args([
+                "--name",
+                name,
+                "--incrs",
+                "2000",
+                "--sets",
+                "1000",
+                "--start-at",
+                &start_at,
+            ])),
         ));
     }
     for (name, child) in workers {

@@ -40,12 +40,10 @@ pub struct Disk {
 
 impl Disk {
     pub fn open(directory: &Path) -> io::Result<Disk> {
-        let c = CString::new(directory.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let c =
+            CString::new(directory.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         // SAFETY: c is a valid NUL-terminated path; the result is checked.
-        let fd = unsafe {
-            libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        };
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -101,11 +99,7 @@ impl Disk {
             if !dir.is_empty() {
                 self.make_dirs(dir);
             }
-            match self.open_beneath(
-                filename,
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-                0o666,
-            ) {
+            match self.open_beneath(filename, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC, 0o666) {
                 Ok(f) => return Ok(f),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => last = e,
                 Err(e) => return Err(e),
@@ -128,12 +122,11 @@ impl Disk {
         if !is_safe_relative(filename) {
             return Err(FetchError::Unsafe);
         }
-        self.open_beneath(filename, libc::O_RDONLY | libc::O_CLOEXEC, 0)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENOTDIR) => FetchError::Missing,
-                Some(libc::ELOOP) | Some(libc::EXDEV) => FetchError::Unsafe,
-                _ => FetchError::Io(e),
-            })
+        self.open_beneath(filename, libc::O_RDONLY | libc::O_CLOEXEC, 0).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => FetchError::Missing,
+            Some(libc::ELOOP) | Some(libc::EXDEV) => FetchError::Unsafe,
+            _ => FetchError::Io(e),
+        })
     }
 
     /// Reads a whole value file.
@@ -260,9 +253,7 @@ pub fn fill_random(buf: &mut [u8]) {
     let mut filled = 0;
     while filled < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of buf.
-        let n = unsafe {
-            libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0)
-        };
+        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         if n > 0 {
             filled += n as usize;
         }

@@ -29,17 +29,17 @@ pub const METADATA: [(&str, i64); 4] = [("count", 0), ("size", 0), ("hits", 0), 
 pub fn default_settings() -> BTreeMap<String, Scalar> {
     let int = |v: i64| Scalar::Int(v);
     [
-        ("statistics", int(0)),                                     // False
-        ("tag_index", int(0)),                                      // False
+        ("statistics", int(0)), // False
+        ("tag_index", int(0)),  // False
         ("eviction_policy", Scalar::Str("least-recently-stored".into())),
-        ("size_limit", int(1 << 30)),                               // 1 GiB
-        ("cull_limit", int(10)),                                    // rows per cull
-        ("sqlite_auto_vacuum", int(1)),                             // FULL
-        ("sqlite_cache_size", int(1 << 13)),                        // 8,192 pages
+        ("size_limit", int(1 << 30)),        // 1 GiB
+        ("cull_limit", int(10)),             // rows per cull
+        ("sqlite_auto_vacuum", int(1)),      // FULL
+        ("sqlite_cache_size", int(1 << 13)), // 8,192 pages
         ("sqlite_journal_mode", Scalar::Str("wal".into())),
-        ("sqlite_mmap_size", int(1 << 26)),                         // 64 MiB
-        ("sqlite_synchronous", int(1)),                             // NORMAL
-        ("disk_min_file_size", int(1 << 15)),                       // 32 KiB
+        ("sqlite_mmap_size", int(1 << 26)),   // 64 MiB
+        ("sqlite_synchronous", int(1)),       // NORMAL
+        ("disk_min_file_size", int(1 << 15)), // 32 KiB
         // pickle.HIGHEST_PROTOCOL on the Pythons diskcache 5.6 supports (3.8+).
         ("disk_pickle_protocol", int(5)),
     ]
@@ -82,15 +82,9 @@ impl EvictionPolicy {
     pub fn init_sql(self) -> Option<&'static str> {
         match self {
             Self::None => None,
-            Self::LeastRecentlyStored => {
-                Some("CREATE INDEX IF NOT EXISTS Cache_store_time ON Cache (store_time)")
-            }
-            Self::LeastRecentlyUsed => {
-                Some("CREATE INDEX IF NOT EXISTS Cache_access_time ON Cache (access_time)")
-            }
-            Self::LeastFrequentlyUsed => {
-                Some("CREATE INDEX IF NOT EXISTS Cache_access_count ON Cache (access_count)")
-            }
+            Self::LeastRecentlyStored => Some("CREATE INDEX IF NOT EXISTS Cache_store_time ON Cache (store_time)"),
+            Self::LeastRecentlyUsed => Some("CREATE INDEX IF NOT EXISTS Cache_access_time ON Cache (access_time)"),
+            Self::LeastFrequentlyUsed => Some("CREATE INDEX IF NOT EXISTS Cache_access_count ON Cache (access_count)"),
         }
     }
 
@@ -101,9 +95,7 @@ impl EvictionPolicy {
         match self {
             Self::None | Self::LeastRecentlyStored => None,
             Self::LeastRecentlyUsed => Some("UPDATE Cache SET access_time = ?1 WHERE rowid = ?2"),
-            Self::LeastFrequentlyUsed => {
-                Some("UPDATE Cache SET access_count = access_count + 1 WHERE rowid = ?2")
-            }
+            Self::LeastFrequentlyUsed => Some("UPDATE Cache SET access_count = access_count + 1 WHERE rowid = ?2"),
         }
     }
 
@@ -111,9 +103,7 @@ impl EvictionPolicy {
     /// `'get'` clause to its UPDATE.
     pub fn incr_update_sql(self) -> &'static str {
         match self {
-            Self::None | Self::LeastRecentlyStored => {
-                "UPDATE Cache SET store_time = ?1, value = ?2 WHERE rowid = ?3"
-            }
+            Self::None | Self::LeastRecentlyStored => "UPDATE Cache SET store_time = ?1, value = ?2 WHERE rowid = ?3",
             Self::LeastRecentlyUsed => {
                 "UPDATE Cache SET store_time = ?1, value = ?2, access_time = ?1 WHERE rowid = ?3"
             }

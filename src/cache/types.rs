@@ -40,9 +40,9 @@ impl Key {
             };
         }
         Ok(match key {
-            ValueRef::Text(t) => Key::Str(
-                String::from_utf8(t.to_vec()).map_err(|_| "key TEXT is not UTF-8".to_string())?,
-            ),
+            ValueRef::Text(t) => {
+                Key::Str(String::from_utf8(t.to_vec()).map_err(|_| "key TEXT is not UTF-8".to_string())?)
+            }
             ValueRef::Blob(b) => Key::Bytes(b.to_vec()),
             ValueRef::Integer(i) => Key::Int(i),
             ValueRef::Real(f) => Key::Float(f),
@@ -132,9 +132,9 @@ impl Scalar {
             ValueRef::Null => return Ok(None),
             ValueRef::Integer(i) => Scalar::Int(i),
             ValueRef::Real(f) => Scalar::Float(f),
-            ValueRef::Text(t) => Scalar::Str(
-                String::from_utf8(t.to_vec()).map_err(|_| "TEXT is not UTF-8".to_string())?,
-            ),
+            ValueRef::Text(t) => {
+                Scalar::Str(String::from_utf8(t.to_vec()).map_err(|_| "TEXT is not UTF-8".to_string())?)
+            }
             ValueRef::Blob(b) => Scalar::Bytes(b.to_vec()),
         }))
     }

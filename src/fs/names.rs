@@ -49,11 +49,7 @@ pub enum NameError {
 /// [`NAME_MAX`] bytes, no `/` or NUL, never `.` or `..`.
 pub fn key_to_name(key: &Key) -> String {
     let name = full_name(key);
-    if name.len() <= NAME_MAX {
-        name
-    } else {
-        hashed_name(&name)
-    }
+    if name.len() <= NAME_MAX { name } else { hashed_name(&name) }
 }
 
 /// The unhashed name (may exceed NAME_MAX).
@@ -101,7 +97,9 @@ pub fn name_to_key(name: &[u8]) -> Result<ParsedName, NameError> {
         return Err(NameError::Invalid("empty, or contains / or NUL".into()));
     }
     if name[0] != b'%' {
-        let s = std::str::from_utf8(name).map_err(|_| NameError::Invalid("not UTF-8: a str key's name must be UTF-8 (bytes keys are %bytes:...)".into()))?;
+        let s = std::str::from_utf8(name).map_err(|_| {
+            NameError::Invalid("not UTF-8: a str key's name must be UTF-8 (bytes keys are %bytes:...)".into())
+        })?;
         if s == "." || s == ".." {
             return Err(NameError::Invalid("'.' and '..' are not keys".into()));
         }
