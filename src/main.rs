@@ -8,12 +8,13 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use diskcachefs::cache::{Cache, CacheOptions, Key, ReadHandle, Scalar, Value};
 use diskcachefs::fs::names::{ParsedName, key_to_name, name_to_key};
 use diskcachefs::fs::pyrepr::python_float_repr;
 
 const CACHE_HEADING: &str = "Cache commands";
+const MOUNT_HEADING: &str = "Mounting";
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +29,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Mount CACHE_DIR (created with diskcache's defaults if empty) on MOUNTPOINT.
+    #[command(next_help_heading = MOUNT_HEADING)]
+    Mount(MountArgs),
+    /// Unmount MOUNTPOINT, also a stale mount left by a killed daemon.
+    Umount { mountpoint: PathBuf },
     /// List every key, one escaped name a line, in database order (streams).
     #[command(next_help_heading = CACHE_HEADING)]
     Keys {
@@ -76,6 +82,28 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct MountArgs {
+    cache_dir: PathBuf,
+    mountpoint: PathBuf,
+    /// Never write to CACHE_DIR (no settings, statistics or access times either).
+    #[arg(long)]
+    read_only: bool,
+    /// Return once the mount is ready, leaving the daemon in the background.
+    #[arg(long)]
+    daemon: bool,
+    /// Let other users use the mount (file modes are then enforced).
+    #[arg(long)]
+    allow_other: bool,
+    /// Seconds the kernel may trust names and attributes; changes made by
+    /// other processes show within this time.
+    #[arg(long, default_value_t = 1.0)]
+    attr_timeout: f64,
+    /// With --daemon: where the daemon logs (RUST_LOG sets the level).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
 /// A failure to report on standard error with exit status 2.
 struct Failure(String);
 
@@ -87,7 +115,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(fstab_arguments(std::env::args_os().collect()));
     match run(cli.command) {
         Ok(code) => code,
         Err(Failure(message)) => {
@@ -99,6 +127,11 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<ExitCode, Failure> {
     match command {
+        Command::Mount(args) => mount(args),
+        Command::Umount { mountpoint } => {
+            diskcachefs::fs::mount::unmount(&mountpoint, false)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys { dir, reverse } => {
             let cache = open_existing(&dir)?;
             let stdout = io::stdout();
@@ -261,4 +294,124 @@ fn scalar_json(value: &Scalar) -> serde_json::Value {
         Scalar::Str(s) => serde_json::json!(s),
         Scalar::Bytes(b) => serde_json::json!(diskcachefs::fs::names::percent_encode(b)),
     }
+}
+
+/// `mount -t fuse.diskcachefs CACHE_DIR MOUNTPOINT -o OPTS` (and /etc/fstab)
+/// runs `diskcachefs CACHE_DIR MOUNTPOINT -o OPTS` through mount.fuse3.
+/// That form becomes `mount CACHE_DIR MOUNTPOINT --daemon` with `ro` and
+/// `allow_other` mapped to their flags; other options (rw, nodev, nofail,
+/// _netdev, x-systemd.*, ...) concern mount(8) or the kernel and are ignored.
+fn fstab_arguments(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let is_command = |a: &std::ffi::OsString| {
+        let s = a.to_string_lossy();
+        s.starts_with('-') || Cli::command().get_subcommands().any(|c| c.get_name() == s)
+    };
+    if args.len() < 3 || is_command(&args[1]) {
+        return args;
+    }
+    let mut out = vec![args[0].clone(), "mount".into(), args[1].clone(), args[2].clone(), "--daemon".into()];
+    let mut rest = args[3..].iter();
+    while let Some(arg) = rest.next() {
+        if arg == "-o" {
+            let Some(opts) = rest.next() else { break };
+            for opt in opts.to_string_lossy().split(',') {
+                match opt {
+                    "ro" => out.push("--read-only".into()),
+                    "allow_other" => out.push("--allow-other".into()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
+}
+
+fn mount(args: MountArgs) -> Result<ExitCode, Failure> {
+    if !args.attr_timeout.is_finite() || args.attr_timeout < 0.0 {
+        return Err(Failure(format!("--attr-timeout {}: must be a non-negative number of seconds", args.attr_timeout)));
+    }
+    let config = diskcachefs::fs::mount::MountConfig {
+        cache_dir: args.cache_dir.clone(),
+        mountpoint: args.mountpoint.clone(),
+        read_only: args.read_only,
+        allow_other: args.allow_other,
+        ttl: std::time::Duration::from_secs_f64(args.attr_timeout),
+    };
+    if args.daemon {
+        return daemonize(&args);
+    }
+    // A daemon started by `--daemon` reports readiness on this descriptor.
+    let ready_fd: Option<i32> = std::env::var("DISKCACHEFS_READY_FD").ok().and_then(|v| v.parse().ok());
+    let ready = |result: Result<(), String>| {
+        if let Some(fd) = ready_fd {
+            use std::os::fd::FromRawFd;
+            // SAFETY: the parent passed us this pipe's write end.
+            let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
+            let _ = match result {
+                Ok(()) => pipe.write_all(b"ready"),
+                Err(e) => pipe.write_all(e.as_bytes()),
+            };
+        }
+    };
+    diskcachefs::fs::mount::run(&config, ready)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the daemon as a child in its own session and returns once it
+/// says the mount is ready (exit 0) or why it failed (exit 2).
+fn daemonize(args: &MountArgs) -> Result<ExitCode, Failure> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let mut fds = [0i32; 2];
+    // SAFETY: fds receives two new descriptors.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(Failure(format!("pipe: {}", io::Error::last_os_error())));
+    }
+    let (read_fd, write_fd) = (fds[0], fds[1]);
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg("mount").arg(&args.cache_dir).arg(&args.mountpoint);
+    cmd.arg("--attr-timeout").arg(args.attr_timeout.to_string());
+    if args.read_only {
+        cmd.arg("--read-only");
+    }
+    if args.allow_other {
+        cmd.arg("--allow-other");
+    }
+    cmd.env("DISKCACHEFS_READY_FD", write_fd.to_string());
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+    match &args.log_file {
+        Some(path) => {
+            let log = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            cmd.stderr(log);
+        }
+        None => {
+            cmd.stderr(std::process::Stdio::null());
+        }
+    }
+    // SAFETY: setsid and fcntl are async-signal-safe; the read end must not
+    // leak into the child, and the child leaves our session.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::close(read_fd);
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    // SAFETY: our copy of the write end; closing it lets read() see EOF
+    // if the child dies before reporting.
+    unsafe { libc::close(write_fd) };
+    let mut reader = unsafe { std::fs::File::from_raw_fd(read_fd) };
+    let mut message = String::new();
+    let _ = reader.read_to_string(&mut message);
+    if message == "ready" {
+        println!("{}", child.id());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if message.is_empty() {
+        message = "the daemon exited before the mount was ready".into();
+    }
+    Err(Failure(message))
 }

@@ -98,6 +98,14 @@ pub enum ReadHandle {
     Inline(Value),
 }
 
+/// For an attribute of an entry being replaced: a new value, or the one
+/// the live entry had.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attr<T> {
+    Set(T),
+    Keep,
+}
+
 /// A row's stored form: the `size, mode, filename, value` columns.
 pub(crate) struct Stored {
     pub size: i64,
@@ -436,6 +444,20 @@ impl Cache {
         &self.disk
     }
 
+    /// The connection, for the sibling modules' SQL (`meta.rs`).
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn min_file_size(&self) -> i64 {
+        self.settings.borrow().min_file_size()
+    }
+
+    pub(crate) fn policy_and_statistics(&self) -> (EvictionPolicy, bool) {
+        let s = self.settings.borrow();
+        (s.eviction_policy(), s.statistics())
+    }
+
     /// This handle's view of the Settings table (refresh with [`Cache::reset`]).
     pub fn settings(&self) -> Settings {
         self.settings.borrow().clone()
@@ -455,7 +477,7 @@ impl Cache {
         self.in_transaction(|| f(self))
     }
 
-    fn in_transaction<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(crate) fn in_transaction<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
@@ -523,7 +545,7 @@ impl Cache {
     }
 
     /// Schedules an old value file for removal after COMMIT.
-    fn cleanup_later(&self, filename: Option<String>) {
+    pub(crate) fn cleanup_later(&self, filename: Option<String>) {
         if let Some(name) = filename {
             self.cleanup.borrow_mut().push(name);
         }
@@ -568,7 +590,7 @@ impl Cache {
         Ok(Stored { size: size as i64, mode: MODE_BINARY, filename: Some(name), inline: None })
     }
 
-    fn io_err(&self, filename: &str, source: io::Error) -> Error {
+    pub(crate) fn io_err(&self, filename: &str, source: io::Error) -> Error {
         Error::Io { path: self.disk.full_path(filename), source }
     }
 
@@ -609,7 +631,7 @@ impl Cache {
         }
     }
 
-    fn unsafe_filename(&self, rowid: i64, name: &str) -> Error {
+    pub(crate) fn unsafe_filename(&self, rowid: i64, name: &str) -> Error {
         let e = Error::UnsafeFilename { rowid, filename: name.to_string() };
         log::error!("{}: {e}", self.directory.display());
         e
@@ -806,23 +828,45 @@ impl Cache {
         tag: Option<&Scalar>,
         stored: Stored,
     ) -> Result<bool> {
+        self.set_stored_with(key, now, Attr::Set(expire_time), Attr::Set(tag.cloned()), stored)
+    }
+
+    /// `set_stored`, where each attribute is either given or kept from the
+    /// live entry being replaced (none when it is missing or expired).
+    pub(crate) fn set_stored_with(
+        &self,
+        key: &Key,
+        now: f64,
+        expire_time: Attr<Option<f64>>,
+        tag: Attr<Option<Scalar>>,
+        stored: Stored,
+    ) -> Result<bool> {
         if let Some(name) = &stored.filename {
             self.written.borrow_mut().push(name.clone());
         }
         // SELECT then UPDATE or INSERT, not INSERT OR REPLACE: the old value
         // file must be found to be removed (core.py explains the order).
-        const SELECT: &str = "SELECT rowid, filename FROM Cache WHERE key = ? AND raw = ?";
+        const SELECT: &str = "SELECT rowid, filename, expire_time, tag FROM Cache WHERE key = ? AND raw = ?";
         self.in_transaction(|| {
-            let old: Option<(i64, Option<String>)> = self
+            let old: Option<(i64, Option<String>, Option<f64>, SqlValue)> = self
                 .conn
                 .prepare_cached(SELECT)?
-                .query_row(params![key, key.raw()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(params![key, key.raw()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                 .optional()?;
-            if let Some((rowid, old_filename)) = old {
+            let live = old.as_ref().filter(|o| o.2.is_none_or(|t| t > now));
+            let expire_time = match expire_time {
+                Attr::Set(v) => v,
+                Attr::Keep => live.and_then(|o| o.2),
+            };
+            let tag = match tag {
+                Attr::Set(v) => v,
+                Attr::Keep => live.and_then(|o| scalar_from_owned(o.3.clone())),
+            };
+            if let Some((rowid, old_filename, _, _)) = old {
                 self.cleanup_later(old_filename);
-                self.row_update(rowid, now, expire_time, tag, &stored)?;
+                self.row_update(rowid, now, expire_time, tag.as_ref(), &stored)?;
             } else {
-                self.row_insert(key, now, expire_time, tag, &stored)?;
+                self.row_insert(key, now, expire_time, tag.as_ref(), &stored)?;
             }
             self.cull_in_transaction(now, None)?;
             Ok(true)
@@ -1864,7 +1908,7 @@ fn classify_open_error(path: &Path, source: rusqlite::Error) -> OpenError {
     }
 }
 
-fn scalar_from_owned(v: SqlValue) -> Option<Scalar> {
+pub(crate) fn scalar_from_owned(v: SqlValue) -> Option<Scalar> {
     match v {
         SqlValue::Null => None,
         SqlValue::Integer(i) => Some(Scalar::Int(i)),

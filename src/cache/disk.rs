@@ -91,7 +91,8 @@ impl Disk {
     }
 
     /// Creates `filename` (a fresh name from [`Disk::new_filename`]) with
-    /// O_EXCL, making its directories. Returns the open file.
+    /// O_EXCL, making its directories. Returns the file open for reading
+    /// and writing.
     pub fn create_exclusive(&self, filename: &str) -> io::Result<File> {
         let (dir, _) = filename.rsplit_once('/').unwrap_or(("", filename));
         let mut last = io::Error::from_raw_os_error(libc::ENOENT);
@@ -99,7 +100,7 @@ impl Disk {
             if !dir.is_empty() {
                 self.make_dirs(dir);
             }
-            match self.open_beneath(filename, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC, 0o666) {
+            match self.open_beneath(filename, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC, 0o666) {
                 Ok(f) => return Ok(f),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => last = e,
                 Err(e) => return Err(e),

@@ -16,10 +16,12 @@
 pub mod core;
 pub mod disk;
 pub mod error;
+pub mod meta;
 pub mod settings;
 pub mod types;
 
-pub use self::core::{Cache, CacheOptions, CheckKind, CheckWarning, Clock, KeyIter, ReadHandle, system_clock};
+pub use self::core::{Attr, Cache, CacheOptions, CheckKind, CheckWarning, Clock, KeyIter, ReadHandle, system_clock};
 pub use self::error::{Error, OpenError};
+pub use self::meta::{EntryMeta, InlineMeta, NewValue, RawContent, RenameOutcome, ValueType};
 pub use self::settings::{EvictionPolicy, Settings};
 pub use self::types::{Entry, Key, Number, Scalar, Side, Value};

@@ -1,5 +1,21 @@
-//! The file-system tree over the engine: path grammar and name escaping,
-//! inodes, open handles, xattrs, and a thin `fuser::Filesystem` adapter.
+//! The file-system tree over the engine (docs/SEMANTICS.md).
+//!
+//! - [`names`]: keys to file names and back (pure, property-tested).
+//! - [`pyrepr`], [`content`], [`xattr`]: values as file content and
+//!   attributes as text.
+//! - [`inode`], [`handle`]: inode numbers and open files.
+//! - [`filesystem`]: the semantics, as plain methods returning
+//!   `Result<_, FsError>` ([`error`]).
+//! - [`fuse`]: the `fuser::Filesystem` adapter, which only translates.
+//! - [`mount`]: mounting, signals, daemonizing, unmounting.
 
+pub mod content;
+pub mod error;
+pub mod filesystem;
+pub mod fuse;
+pub mod handle;
+pub mod inode;
+pub mod mount;
 pub mod names;
 pub mod pyrepr;
+pub mod xattr;

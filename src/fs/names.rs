@@ -52,8 +52,9 @@ pub fn key_to_name(key: &Key) -> String {
     if name.len() <= NAME_MAX { name } else { hashed_name(&name) }
 }
 
-/// The unhashed name (may exceed NAME_MAX).
-fn full_name(key: &Key) -> String {
+/// The unhashed name (may exceed NAME_MAX): also the escaped text of a tag
+/// in `user.diskcache.tag`.
+pub fn full_name(key: &Key) -> String {
     match key {
         Key::Str(s) if is_plain(s) => s.clone(),
         Key::Str(s) => format!("%str:{}", percent_encode(s.as_bytes())),
@@ -93,6 +94,11 @@ pub fn name_to_key(name: &[u8]) -> Result<ParsedName, NameError> {
     if name.len() > NAME_MAX {
         return Err(NameError::TooLong);
     }
+    parse_unbounded(name)
+}
+
+/// Parses [`full_name`]'s output of any length (a tag's escaped text).
+pub fn parse_unbounded(name: &[u8]) -> Result<ParsedName, NameError> {
     if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
         return Err(NameError::Invalid("empty, or contains / or NUL".into()));
     }

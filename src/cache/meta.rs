@@ -1,0 +1,339 @@
+//! What a file-system view needs beyond diskcache's API: an entry's
+//! metadata without its value (for `stat` and listings), its stored bytes
+//! without decoding (for reading as a file), renaming a key in place,
+//! setting its times, and replacing its value while keeping its tag and
+//! expiry. Same transaction rules as `core.rs`.
+
+use std::fs::File;
+
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::{OptionalExtension, params};
+
+use super::core::{Attr, Cache, Stored, scalar_from_owned};
+use super::disk::FetchError;
+use super::error::{Error, Result};
+use super::settings::{MODE_BINARY, MODE_PICKLE, MODE_RAW, MODE_TEXT};
+use super::types::{Key, Scalar};
+
+/// The inline `value` column, described without copying a large one.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InlineMeta {
+    /// NULL: the value is in a file.
+    None,
+    Int(i64),
+    Float(f64),
+    /// TEXT of this many UTF-8 bytes.
+    Text(u64),
+    /// BLOB of this many bytes.
+    Blob(u64),
+}
+
+/// One live entry's columns, value aside.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntryMeta {
+    pub rowid: i64,
+    pub key: Key,
+    pub store_time: f64,
+    pub expire_time: Option<f64>,
+    pub access_time: f64,
+    pub tag: Option<Scalar>,
+    /// The `size` column: bytes in the value file (0 when inline).
+    pub size: i64,
+    pub mode: i64,
+    pub filename: Option<String>,
+    pub inline: InlineMeta,
+}
+
+/// The Python type of the value `mode` and `value` describe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueType {
+    Bytes,
+    Str,
+    Int,
+    Float,
+    Pickle,
+}
+
+impl ValueType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueType::Bytes => "bytes",
+            ValueType::Str => "str",
+            ValueType::Int => "int",
+            ValueType::Float => "float",
+            ValueType::Pickle => "pickle",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ValueType> {
+        Some(match name {
+            "bytes" => ValueType::Bytes,
+            "str" => ValueType::Str,
+            "int" => ValueType::Int,
+            "float" => ValueType::Float,
+            "pickle" => ValueType::Pickle,
+            _ => return None,
+        })
+    }
+}
+
+impl EntryMeta {
+    pub fn value_type(&self) -> ValueType {
+        match (self.mode, &self.inline) {
+            (MODE_RAW, InlineMeta::Int(_)) => ValueType::Int,
+            (MODE_RAW, InlineMeta::Float(_)) => ValueType::Float,
+            (MODE_RAW, InlineMeta::Text(_)) | (MODE_TEXT, _) => ValueType::Str,
+            (MODE_PICKLE, _) => ValueType::Pickle,
+            _ => ValueType::Bytes,
+        }
+    }
+}
+
+/// An entry's stored bytes: inline (the column's value) or its value file,
+/// opened. A file stays readable after the entry changes or is deleted.
+pub enum RawContent {
+    Inline(Scalar),
+    File(File),
+}
+
+/// The new value for [`Cache::replace_value`], already in its final form.
+pub enum NewValue {
+    /// Any value the engine stores itself (inline or in a new file).
+    Value(super::types::Value),
+    /// A value file the caller wrote in the cache directory (see
+    /// [`super::disk::Disk::create_exclusive`]) holding `size` bytes of a
+    /// value of this type (bytes, str as UTF-8, or a pickle).
+    File { filename: String, size: u64, value_type: ValueType },
+}
+
+const META_COLUMNS: &str = "rowid, key, raw, store_time, expire_time, access_time, tag, size, mode, filename, \
+     typeof(value), CASE WHEN typeof(value) IN ('integer', 'real') THEN value END, length(CAST(value AS BLOB))";
+
+fn read_meta(r: &rusqlite::Row<'_>) -> Result<EntryMeta> {
+    let rowid: i64 = r.get(0)?;
+    let corrupt = |reason: String| Error::CorruptRow { rowid, reason };
+    let raw: i64 = r.get(2)?;
+    let key = Key::from_sql(r.get_ref(1)?, raw != 0).map_err(corrupt)?;
+    let real = |i: usize| -> Result<Option<f64>> {
+        Ok(match r.get_ref(i)? {
+            ValueRef::Null => None,
+            ValueRef::Real(f) => Some(f),
+            ValueRef::Integer(n) => Some(n as f64),
+            other => return Err(corrupt(format!("column {i} is {:?}", other.data_type()))),
+        })
+    };
+    let tag = Scalar::from_sql(r.get_ref(6)?).map_err(|e| corrupt(format!("tag: {e}")))?;
+    let kind: String = r.get(10)?;
+    let len = r.get::<_, Option<i64>>(12)?.unwrap_or(0).max(0) as u64;
+    let inline = match kind.as_str() {
+        "null" => InlineMeta::None,
+        "integer" => InlineMeta::Int(r.get(11)?),
+        "real" => InlineMeta::Float(r.get(11)?),
+        "text" => InlineMeta::Text(len),
+        _ => InlineMeta::Blob(len),
+    };
+    let filename = match r.get_ref(9)? {
+        ValueRef::Null => None,
+        ValueRef::Text(t) => Some(String::from_utf8(t.to_vec()).map_err(|_| corrupt("filename is not UTF-8".into()))?),
+        other => return Err(corrupt(format!("filename is {:?}", other.data_type()))),
+    };
+    Ok(EntryMeta {
+        rowid,
+        key,
+        store_time: real(3)?.unwrap_or(0.0),
+        expire_time: real(4)?,
+        access_time: real(5)?.unwrap_or(0.0),
+        tag,
+        size: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+        mode: r.get::<_, Option<i64>>(8)?.unwrap_or(0),
+        filename,
+        inline,
+    })
+}
+
+impl Cache {
+    /// A live entry's metadata, or `None` when missing or expired.
+    pub fn entry_meta(&self, key: &Key) -> Result<Option<EntryMeta>> {
+        let sql = format!(
+            "SELECT {META_COLUMNS} FROM Cache WHERE key = ? AND raw = ? AND (expire_time IS NULL OR expire_time > ?)"
+        );
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![key, key.raw(), self.now()])?;
+        match rows.next()? {
+            Some(r) => Ok(Some(read_meta(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` live entries with rowid above `after`, in rowid order:
+    /// a listing that streams and resumes from the last rowid it returned.
+    /// A row that cannot be decoded is logged and skipped.
+    pub fn list_meta(&self, after: i64, limit: usize) -> Result<Vec<EntryMeta>> {
+        let sql = format!(
+            "SELECT {META_COLUMNS} FROM Cache WHERE rowid > ? AND (expire_time IS NULL OR expire_time > ?) \
+             ORDER BY rowid LIMIT ?"
+        );
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![after, self.now(), limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            match read_meta(r) {
+                Ok(m) => out.push(m),
+                Err(e) => log::error!("{}: skipping a row in a listing: {e}", self.directory().display()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A live entry's metadata and stored bytes, counted as a `get` (a hit
+    /// or miss with statistics on, and the eviction policy's access
+    /// update), for reading it as a file. `None` when missing, expired, or
+    /// its value file vanished (a miss, as in diskcache).
+    pub fn open_raw(&self, key: &Key) -> Result<Option<(EntryMeta, RawContent)>> {
+        // The row and its file can change between the SELECT and the open
+        // (a peer replaces the value); look again once before calling it a miss.
+        for _ in 0..3 {
+            let Some(meta) = self.entry_meta(key)? else {
+                self.record_access(None)?;
+                return Ok(None);
+            };
+            let content = match (&meta.filename, meta.mode) {
+                (Some(name), MODE_BINARY | MODE_TEXT | MODE_PICKLE) => match self.disk().open_value(name) {
+                    Ok(f) => RawContent::File(f),
+                    Err(FetchError::Missing) => continue,
+                    Err(FetchError::Unsafe) => return Err(self.unsafe_filename(meta.rowid, name)),
+                    Err(FetchError::Io(e)) => return Err(self.io_err(name, e)),
+                },
+                _ => {
+                    let value: SqlValue = self
+                        .conn()
+                        .prepare_cached("SELECT value FROM Cache WHERE rowid = ?")?
+                        .query_row([meta.rowid], |r| r.get(0))
+                        .optional()?
+                        .unwrap_or(SqlValue::Null);
+                    match scalar_from_owned(value) {
+                        Some(v) => RawContent::Inline(v),
+                        None if meta.mode == MODE_RAW || meta.mode == MODE_PICKLE => {
+                            return Err(Error::CorruptRow { rowid: meta.rowid, reason: "inline value is NULL".into() });
+                        }
+                        None => {
+                            return Err(Error::CorruptRow {
+                                rowid: meta.rowid,
+                                reason: format!("mode {} without a value file", meta.mode),
+                            });
+                        }
+                    }
+                }
+            };
+            self.record_access(Some(meta.rowid))?;
+            return Ok(Some((meta, content)));
+        }
+        self.record_access(None)?;
+        Ok(None)
+    }
+
+    /// The bookkeeping of a `get`: statistics and the policy's access column.
+    fn record_access(&self, hit: Option<i64>) -> Result<()> {
+        let (policy, statistics) = self.policy_and_statistics();
+        let update = policy.get_update_sql();
+        if self.is_read_only() || (!statistics && update.is_none()) {
+            return Ok(());
+        }
+        self.in_transaction(|| {
+            if statistics {
+                let which = if hit.is_some() { "hits" } else { "misses" };
+                self.conn().prepare_cached("UPDATE Settings SET value = value + 1 WHERE key = ?")?.execute([which])?;
+            }
+            if let (Some(rowid), Some(sql)) = (hit, update) {
+                self.conn().prepare_cached(sql)?.execute(params![self.now(), rowid])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Replaces `key`'s value (creating the entry if needed), with each of
+    /// expiry and tag either given or kept from the live entry.
+    pub fn replace_value(
+        &self,
+        key: &Key,
+        value: NewValue,
+        expire_time: Attr<Option<f64>>,
+        tag: Attr<Option<Scalar>>,
+    ) -> Result<bool> {
+        let stored = match value {
+            NewValue::Value(v) => self.store(&v)?,
+            NewValue::File { filename, size, value_type } => {
+                let mode = match value_type {
+                    ValueType::Str => MODE_TEXT,
+                    ValueType::Pickle => MODE_PICKLE,
+                    _ => MODE_BINARY,
+                };
+                Stored { size: size as i64, mode, filename: Some(filename), inline: None }
+            }
+        };
+        self.set_stored_with(key, self.now(), expire_time, tag, stored)
+    }
+
+    /// Renames a live entry in place, keeping its value, tag, expiry, times
+    /// and rowid. An existing `new` entry is replaced (its value file
+    /// removed) unless `replace` is false.
+    pub fn rename(&self, old: &Key, new: &Key, replace: bool) -> Result<RenameOutcome> {
+        let now = self.now();
+        self.in_transaction(|| {
+            const LIVE: &str = "SELECT rowid FROM Cache WHERE key = ? AND raw = ? \
+                 AND (expire_time IS NULL OR expire_time > ?)";
+            let Some(rowid): Option<i64> =
+                self.conn().prepare_cached(LIVE)?.query_row(params![old, old.raw(), now], |r| r.get(0)).optional()?
+            else {
+                return Ok(RenameOutcome::SourceMissing);
+            };
+            // Any row under the new key, live or expired, must go (the key
+            // index is unique); a live one only if replacing is allowed.
+            let target: Option<(i64, Option<String>, Option<f64>)> = self
+                .conn()
+                .prepare_cached("SELECT rowid, filename, expire_time FROM Cache WHERE key = ? AND raw = ?")?
+                .query_row(params![new, new.raw()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            if let Some((target_rowid, filename, expire)) = target {
+                if target_rowid == rowid {
+                    return Ok(RenameOutcome::Renamed);
+                }
+                if !replace && expire.is_none_or(|t| t > now) {
+                    return Ok(RenameOutcome::TargetExists);
+                }
+                self.conn().prepare_cached("DELETE FROM Cache WHERE rowid = ?")?.execute([target_rowid])?;
+                self.cleanup_later(filename);
+            }
+            self.conn().prepare_cached("UPDATE Cache SET key = ?, raw = ? WHERE rowid = ?")?.execute(params![
+                new,
+                new.raw(),
+                rowid
+            ])?;
+            Ok(RenameOutcome::Renamed)
+        })
+    }
+
+    /// Sets a live entry's store and access times (`utimensat`); false when
+    /// missing or expired.
+    pub fn set_times(&self, key: &Key, store_time: Option<f64>, access_time: Option<f64>) -> Result<bool> {
+        let now = self.now();
+        self.in_transaction(|| {
+            let n = self
+                .conn()
+                .prepare_cached(
+                    "UPDATE Cache SET store_time = COALESCE(?, store_time), access_time = COALESCE(?, access_time) \
+                     WHERE key = ? AND raw = ? AND (expire_time IS NULL OR expire_time > ?)",
+                )?
+                .execute(params![store_time, access_time, key, key.raw(), now])?;
+            Ok(n > 0)
+        })
+    }
+}
+
+/// What [`Cache::rename`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RenameOutcome {
+    Renamed,
+    SourceMissing,
+    TargetExists,
+}

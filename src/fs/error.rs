@@ -1,0 +1,112 @@
+//! File-system errors. Each names the path or inode it concerns, and its
+//! errno comes from one exhaustive match, where every mapping from a cache
+//! error is decided once (and repeated in docs/SEMANTICS.md).
+
+use std::io;
+
+use thiserror::Error;
+
+use crate::cache;
+
+#[derive(Debug, Error)]
+pub enum FsError {
+    #[error("{0}: no such entry")]
+    NotFound(String),
+    #[error("{0}: name longer than 255 bytes")]
+    NameTooLong(String),
+    #[error("{name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("{0}: the mount is read-only")]
+    ReadOnly(String),
+    #[error("{0}: not permitted")]
+    NotPermitted(String),
+    #[error("{0}: already exists")]
+    Exists(String),
+    #[error("{0}: is a directory")]
+    IsDirectory(String),
+    #[error("{0}: not a directory")]
+    NotDirectory(String),
+    #[error("{0}: no such attribute")]
+    NoAttribute(String),
+    #[error("{0}: attribute not supported")]
+    AttributeNotSupported(String),
+    #[error("{what}: invalid value: {reason}")]
+    InvalidValue { what: String, reason: String },
+    #[error("attribute value larger than the buffer")]
+    Range,
+    #[error("no open file handle {0}")]
+    BadHandle(u64),
+    #[error("{0}: rename across directories")]
+    CrossDevice(String),
+    #[error("{what}: {source}")]
+    Cache { what: String, source: cache::Error },
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+}
+
+impl FsError {
+    pub fn cache(what: impl Into<String>, source: cache::Error) -> FsError {
+        FsError::Cache { what: what.into(), source }
+    }
+
+    pub fn io(what: impl Into<String>, source: io::Error) -> FsError {
+        FsError::Io { what: what.into(), source }
+    }
+
+    /// The errno the kernel passes back to the caller.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound(_) => libc::ENOENT,
+            FsError::NameTooLong(_) => libc::ENAMETOOLONG,
+            FsError::InvalidName { .. } => libc::EINVAL,
+            FsError::ReadOnly(_) => libc::EROFS,
+            FsError::NotPermitted(_) => libc::EPERM,
+            FsError::Exists(_) => libc::EEXIST,
+            FsError::IsDirectory(_) => libc::EISDIR,
+            FsError::NotDirectory(_) => libc::ENOTDIR,
+            FsError::NoAttribute(_) => libc::ENODATA,
+            FsError::AttributeNotSupported(_) => libc::ENOTSUP,
+            FsError::InvalidValue { .. } => libc::EINVAL,
+            FsError::Range => libc::ERANGE,
+            FsError::BadHandle(_) => libc::EBADF,
+            FsError::CrossDevice(_) => libc::EXDEV,
+            FsError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            FsError::Cache { source, .. } => match source {
+                // Another process holds the write lock past the timeout.
+                cache::Error::Timeout { .. } => libc::EBUSY,
+                // A crafted row pointing outside the cache: refused.
+                cache::Error::UnsafeFilename { .. } => libc::EACCES,
+                cache::Error::CorruptRow { .. } => libc::EIO,
+                cache::Error::NotANumber { .. } | cache::Error::BadSetting { .. } => libc::EINVAL,
+                cache::Error::Overflow { .. } => libc::EOVERFLOW,
+                cache::Error::KeyNotFound { .. } => libc::ENOENT,
+                cache::Error::ReadOnly => libc::EROFS,
+                cache::Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+                // SQLITE_FULL is the disk filling up; anything else is EIO.
+                cache::Error::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DiskFull =>
+                {
+                    libc::ENOSPC
+                }
+                cache::Error::Sqlite(_) => libc::EIO,
+            },
+        }
+    }
+
+    /// Expected conditions (a miss, a refused name) log at debug; the rest
+    /// are worth a warning.
+    pub fn is_expected(&self) -> bool {
+        matches!(
+            self,
+            FsError::NotFound(_)
+                | FsError::NoAttribute(_)
+                | FsError::Range
+                | FsError::Exists(_)
+                | FsError::NameTooLong(_)
+                | FsError::InvalidName { .. }
+                | FsError::ReadOnly(_)
+                | FsError::NotPermitted(_)
+                | FsError::AttributeNotSupported(_)
+        )
+    }
+}

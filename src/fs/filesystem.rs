@@ -1,0 +1,1047 @@
+//! The file system's semantics (docs/SEMANTICS.md), as plain methods that
+//! return `Result<_, FsError>`. Nothing here knows fuser: `fuse.rs` only
+//! translates requests to these calls and results to replies.
+//!
+//! All state (the cache handle, inodes, open files) sits behind one mutex;
+//! requests are served one at a time, in arrival order.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::cache::{Attr as Keep, Cache, EntryMeta, Key, NewValue, RawContent, RenameOutcome, ValueType};
+use crate::fs::content::{content_len, convert, inline_bytes};
+use crate::fs::error::FsError;
+use crate::fs::handle::{Handle, Snapshot, Staging, WriteHandle};
+use crate::fs::inode::{ContentVersion, InodeTable, KEYS_DIR, KeyInode, ROOT};
+use crate::fs::names::{NAME_MAX, NameError, ParsedName, key_to_name, matches_hash, name_to_key};
+use crate::fs::xattr::{self, XattrName};
+
+/// Names in the root reserved for views (docs/SEMANTICS.md, "The tree").
+pub const RESERVED_ROOT_NAMES: [&str; 5] = ["tags", "queues", "task", "settings", "stats"];
+
+/// How the tree behaves; built by the CLI (which owns clap).
+#[derive(Clone, Debug)]
+pub struct FsConfig {
+    pub read_only: bool,
+    /// How long the kernel may trust names and attributes (peer changes
+    /// show within this time).
+    pub ttl: Duration,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Directory,
+    File,
+}
+
+/// A file's attributes, as `stat` shows them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub size: u64,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+}
+
+/// How the kernel should treat an opened file's pages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenFlags {
+    /// The kernel's cached pages are of this very content: keep them.
+    pub keep_cache: bool,
+    /// The kernel's idea of the size may be stale: bypass the page cache.
+    pub direct_io: bool,
+    /// Closing needs no FLUSH (a reader).
+    pub no_flush: bool,
+}
+
+/// Receives directory entries; returns true when full (stop adding).
+pub trait DirReplier {
+    fn add(&mut self, ino: u64, next_offset: u64, kind: Kind, name: &OsStr, attr: Option<&Attr>) -> bool;
+}
+
+/// A `statfs` answer.
+#[derive(Clone, Copy, Debug)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+struct State {
+    cache: Cache,
+    inodes: InodeTable,
+    handles: HashMap<u64, Handle>,
+    next_fh: u64,
+}
+
+pub struct DiskCacheFs {
+    config: FsConfig,
+    directory: PathBuf,
+    state: Mutex<State>,
+}
+
+/// Rounds a time to the microsecond, so that it survives the round trip
+/// through a REAL column and back unchanged (rsync compares mtimes).
+fn system_time(t: f64) -> SystemTime {
+    let micros = (t * 1e6).round();
+    if micros.is_finite() && micros >= 0.0 { UNIX_EPOCH + Duration::from_micros(micros as u64) } else { UNIX_EPOCH }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+fn name_str(name: &OsStr) -> String {
+    String::from_utf8_lossy(name.as_bytes()).into_owned()
+}
+
+impl DiskCacheFs {
+    pub fn new(cache: Cache, config: FsConfig) -> DiskCacheFs {
+        DiskCacheFs {
+            directory: cache.directory().to_path_buf(),
+            config,
+            state: Mutex::new(State { cache, inodes: InodeTable::new(), handles: HashMap::new(), next_fh: 1 }),
+        }
+    }
+
+    pub fn config(&self) -> &FsConfig {
+        &self.config
+    }
+
+    pub fn cache_directory(&self) -> &Path {
+        &self.directory
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug; the state is still
+        // usable (every change is applied before the next may fail).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dir_attr(&self, ino: u64) -> Attr {
+        let now = SystemTime::now();
+        Attr {
+            ino,
+            kind: Kind::Directory,
+            size: 0,
+            perm: if self.config.read_only { 0o555 } else { 0o755 },
+            nlink: 2,
+            uid: self.config.uid,
+            gid: self.config.gid,
+            atime: now,
+            mtime: now,
+            ctime: now,
+        }
+    }
+
+    fn file_attr(&self, ino: u64, size: u64, store_time: f64, access_time: f64) -> Attr {
+        Attr {
+            ino,
+            kind: Kind::File,
+            size,
+            perm: if self.config.read_only { 0o444 } else { 0o644 },
+            nlink: 1,
+            uid: self.config.uid,
+            gid: self.config.gid,
+            atime: system_time(access_time),
+            mtime: system_time(store_time),
+            ctime: system_time(store_time),
+        }
+    }
+
+    fn check_writable(&self, what: &str) -> Result<(), FsError> {
+        if self.config.read_only { Err(FsError::ReadOnly(what.to_string())) } else { Ok(()) }
+    }
+
+    // -----------------------------------------------------------------------
+    // Names and attributes.
+
+    /// Parses a name in `keys/` to its key (a `%sha256:` name is looked up).
+    fn resolve_name(&self, st: &State, name: &OsStr) -> Result<Key, FsError> {
+        match name_to_key(name.as_bytes()) {
+            Ok(ParsedName::Key(k)) => Ok(k),
+            Ok(ParsedName::Hashed(digest)) => {
+                let mut after = 0;
+                loop {
+                    let batch = st.cache.list_meta(after, 1000).map_err(|e| FsError::cache("listing keys", e))?;
+                    let Some(last) = batch.last() else { break };
+                    after = last.rowid;
+                    if let Some(m) = batch.iter().find(|m| matches_hash(&m.key, &digest)) {
+                        return Ok(m.key.clone());
+                    }
+                }
+                Err(FsError::NotFound(format!("keys/{}", name_str(name))))
+            }
+            Err(NameError::TooLong) => Err(FsError::NameTooLong(format!("keys/{}", name_str(name)))),
+            Err(NameError::Invalid(reason)) => Err(FsError::InvalidName { name: name_str(name), reason }),
+        }
+    }
+
+    /// The attributes of a key inode, from the cache or its open writer.
+    fn key_attr(&self, st: &mut State, ino: u64) -> Result<Attr, FsError> {
+        let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        let key = inode.key.clone();
+        let name = inode.name.clone();
+        let pending_create = inode.pending_create;
+        let unlinked = inode.unlinked;
+        let staged = Self::writer_of(st, ino).and_then(|w| w.staging.as_ref().map(|s| (s.len(), w.dirty)));
+        let meta = if unlinked {
+            None
+        } else {
+            st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?
+        };
+        let now = st.cache.now();
+        let attr = match (meta, staged) {
+            (_, Some((len, true))) => {
+                // A dirty writer: its copy is what this file is now.
+                let (store, access) = st.inodes.get(ino).and_then(|i| i.pending.times).unwrap_or((None, None));
+                self.file_attr(ino, len, store.unwrap_or(now), access.unwrap_or(now))
+            }
+            (Some(meta), _) => {
+                let len = content_len(&meta);
+                if let Some(inode) = st.inodes.get_mut(ino) {
+                    inode.kernel_version = Some(ContentVersion::of(&meta, len));
+                }
+                self.file_attr(ino, len, meta.store_time, meta.access_time)
+            }
+            (None, Some((len, false))) if pending_create || unlinked => self.file_attr(ino, len, now, now),
+            (None, None) if pending_create => self.file_attr(ino, 0, now, now),
+            (None, _) => return Err(FsError::NotFound(format!("keys/{name}"))),
+        };
+        Ok(attr)
+    }
+
+    fn writer_of(st: &State, ino: u64) -> Option<&WriteHandle> {
+        st.handles.values().find_map(|h| match h {
+            Handle::Write(w) if w.ino == ino && w.dirty => Some(w),
+            _ => None,
+        })
+    }
+
+    fn has_dirty_writer(st: &State, ino: u64) -> bool {
+        Self::writer_of(st, ino).is_some()
+    }
+
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong(name_str(name)));
+        }
+        let mut st = self.lock();
+        match parent {
+            ROOT if name == "keys" => Ok(self.dir_attr(KEYS_DIR)),
+            ROOT => Err(FsError::NotFound(name_str(name))),
+            KEYS_DIR => {
+                let key = match self.resolve_name(&st, name) {
+                    Ok(k) => k,
+                    // A name that cannot be a key's does not exist.
+                    Err(FsError::InvalidName { .. }) => {
+                        return Err(FsError::NotFound(format!("keys/{}", name_str(name))));
+                    }
+                    Err(e) => return Err(e),
+                };
+                let name = key_to_name(&key);
+                let known = st.inodes.by_name(&name);
+                let exists =
+                    st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_some();
+                let pending = known.and_then(|ino| st.inodes.get(ino)).is_some_and(|i| i.pending_create);
+                if !exists && !pending {
+                    return Err(FsError::NotFound(format!("keys/{name}")));
+                }
+                let ino = st.inodes.ensure(&name, &key);
+                let attr = self.key_attr(&mut st, ino)?;
+                if let Some(inode) = st.inodes.get_mut(ino) {
+                    inode.nlookup += 1;
+                }
+                Ok(attr)
+            }
+            _ => Err(FsError::NotDirectory(format!("inode {parent}"))),
+        }
+    }
+
+    pub fn forget(&self, ino: u64, nlookup: u64) {
+        self.lock().inodes.forget(ino, nlookup);
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
+        match ino {
+            ROOT | KEYS_DIR => Ok(self.dir_attr(ino)),
+            _ => {
+                let mut st = self.lock();
+                self.key_attr(&mut st, ino)
+            }
+        }
+    }
+
+    /// `setattr`: size (truncate), times; mode and owner are accepted and
+    /// ignored (modes are fixed), so `cp -p` and `rsync -a` work.
+    pub fn setattr(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        size: Option<u64>,
+        atime: Option<SystemTime>,
+        mtime: Option<SystemTime>,
+    ) -> Result<Attr, FsError> {
+        if ino == ROOT || ino == KEYS_DIR {
+            if size.is_some() {
+                return Err(FsError::IsDirectory(format!("inode {ino}")));
+            }
+            return Ok(self.dir_attr(ino));
+        }
+        let mut st = self.lock();
+        let (key, name) = {
+            let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+            (inode.key.clone(), inode.name.clone())
+        };
+        if let Some(size) = size {
+            self.check_writable(&format!("keys/{name}"))?;
+            let spill = self.spill_size(&st);
+            let disk_dir = st.cache.directory().to_path_buf();
+            match fh.and_then(|fh| match st.handles.get(&fh) {
+                Some(Handle::Write(_)) => Some(fh),
+                _ => None,
+            }) {
+                Some(fh) => {
+                    let State { cache, handles, .. } = &mut *st;
+                    let Some(Handle::Write(w)) = handles.get_mut(&fh) else { unreachable!("checked above") };
+                    Self::materialize(cache, w).map_err(|e| FsError::io(format!("keys/{name}"), e))?;
+                    let staging = w.staging.as_mut().expect("materialized");
+                    staging.truncate(cache.disk(), size, spill).map_err(|e| FsError::io(format!("keys/{name}"), e))?;
+                    w.dirty = true;
+                }
+                None => {
+                    // truncate(1) on a path: a one-shot writer, committed now.
+                    let base = Self::snapshot(&st.cache, &key, &name)?;
+                    let mut w = WriteHandle { ino, append: false, base: Some(base), staging: None, dirty: true };
+                    let result = (|| {
+                        Self::materialize(&st.cache, &mut w).map_err(|e| FsError::io(format!("keys/{name}"), e))?;
+                        let staging = w.staging.as_mut().expect("materialized");
+                        staging
+                            .truncate(st.cache.disk(), size, spill)
+                            .map_err(|e| FsError::io(format!("keys/{name}"), e))?;
+                        self.commit(&mut st, &mut w)
+                    })();
+                    if let Some(staging) = w.staging.take() {
+                        staging.discard(st.cache.disk());
+                    }
+                    result?;
+                }
+            }
+            let _ = disk_dir;
+        }
+        if atime.is_some() || mtime.is_some() {
+            self.check_writable(&format!("keys/{name}"))?;
+            let store = mtime.map(unix_seconds);
+            let access = atime.map(unix_seconds);
+            let pending = st.inodes.get(ino).is_some_and(|i| i.pending_create) || Self::has_dirty_writer(&st, ino);
+            if pending && let Some(inode) = st.inodes.get_mut(ino) {
+                let (s0, a0) = inode.pending.times.unwrap_or((None, None));
+                inode.pending.times = Some((store.or(s0), access.or(a0)));
+            }
+            st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+        }
+        self.key_attr(&mut st, ino)
+    }
+
+    // -----------------------------------------------------------------------
+    // Directories.
+
+    /// Lists a directory from `offset` (0 at the start). Offsets: 1 after
+    /// `.`, 2 after `..`, then each key's rowid + 2, so a listing resumes
+    /// where it stopped without holding any state between calls.
+    pub fn readdir(&self, ino: u64, offset: u64, plus: bool, out: &mut dyn DirReplier) -> Result<(), FsError> {
+        let dots = [(1u64, "."), (2u64, "..")];
+        for (next, name) in dots {
+            if offset < next && out.add(ino, next, Kind::Directory, OsStr::new(name), None) {
+                return Ok(());
+            }
+        }
+        match ino {
+            ROOT => {
+                if offset < 3 {
+                    let attr = self.dir_attr(KEYS_DIR);
+                    out.add(KEYS_DIR, 3, Kind::Directory, OsStr::new("keys"), plus.then_some(&attr));
+                }
+                Ok(())
+            }
+            KEYS_DIR => {
+                let mut after = offset.saturating_sub(2) as i64;
+                loop {
+                    let mut st = self.lock();
+                    let batch = st.cache.list_meta(after, 256).map_err(|e| FsError::cache("listing keys/", e))?;
+                    if batch.is_empty() {
+                        return Ok(());
+                    }
+                    for meta in &batch {
+                        let name = key_to_name(&meta.key);
+                        let next = meta.rowid as u64 + 2;
+                        if plus {
+                            let ino = st.inodes.ensure(&name, &meta.key);
+                            let len = content_len(meta);
+                            let attr = self.file_attr(ino, len, meta.store_time, meta.access_time);
+                            if out.add(ino, next, Kind::File, OsStr::new(&name), Some(&attr)) {
+                                st.inodes.drop_if_unused(ino);
+                                return Ok(());
+                            }
+                            if let Some(inode) = st.inodes.get_mut(ino) {
+                                inode.nlookup += 1;
+                                inode.kernel_version = Some(ContentVersion::of(meta, len));
+                            }
+                        } else {
+                            // d_ino is informational; a known inode's number
+                            // when there is one, else one outside our range.
+                            let ino = st.inodes.by_name(&name).unwrap_or(u64::MAX / 2 + meta.rowid as u64);
+                            if out.add(ino, next, Kind::File, OsStr::new(&name), None) {
+                                return Ok(());
+                            }
+                        }
+                        after = meta.rowid;
+                    }
+                }
+            }
+            _ => Err(FsError::NotDirectory(format!("inode {ino}"))),
+        }
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        self.check_writable(&name_str(name))?;
+        let _ = parent;
+        Err(FsError::NotPermitted(format!("mkdir {}: the tree's directories are fixed", name_str(name))))
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
+        self.check_writable(&name_str(name))?;
+        let _ = parent;
+        Err(FsError::NotPermitted(format!("rmdir {}: the tree's directories are fixed", name_str(name))))
+    }
+
+    // -----------------------------------------------------------------------
+    // Opening, reading, writing.
+
+    fn snapshot(cache: &Cache, key: &Key, name: &str) -> Result<Snapshot, FsError> {
+        match cache.open_raw(key).map_err(|e| FsError::cache(format!("keys/{name}"), e))? {
+            Some((_, RawContent::File(f))) => Ok(Snapshot::File(f)),
+            Some((_, RawContent::Inline(v))) => Ok(Snapshot::Inline(inline_bytes(&v))),
+            None => Err(FsError::NotFound(format!("keys/{name}"))),
+        }
+    }
+
+    /// Writers keep their copy in memory below this size (diskcache's
+    /// `disk_min_file_size`, below which a bytes value is stored inline).
+    fn spill_size(&self, st: &State) -> u64 {
+        st.cache.min_file_size().max(1) as u64
+    }
+
+    fn new_handle(st: &mut State, handle: Handle) -> u64 {
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        let ino = match &handle {
+            Handle::Read { ino, .. } => *ino,
+            Handle::Write(w) => w.ino,
+        };
+        if let Some(inode) = st.inodes.get_mut(ino) {
+            inode.open_handles += 1;
+        }
+        st.handles.insert(fh, handle);
+        fh
+    }
+
+    /// Opens a key's file. `write`: opened for writing; `truncate`: O_TRUNC;
+    /// `append`: O_APPEND.
+    pub fn open(&self, ino: u64, write: bool, truncate: bool, append: bool) -> Result<(u64, OpenFlags), FsError> {
+        if ino == ROOT || ino == KEYS_DIR {
+            if write {
+                return Err(FsError::IsDirectory(format!("inode {ino}")));
+            }
+            return Ok((0, OpenFlags::default()));
+        }
+        let mut st = self.lock();
+        let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        let (key, name, pending_create, kernel_version) =
+            (inode.key.clone(), inode.name.clone(), inode.pending_create, inode.kernel_version);
+        if !write {
+            if pending_create {
+                // Created through the mount, not committed yet: empty.
+                let fh = Self::new_handle(&mut st, Handle::Read { ino, snapshot: Snapshot::Inline(Vec::new()) });
+                return Ok((fh, OpenFlags { direct_io: true, no_flush: true, ..OpenFlags::default() }));
+            }
+            let (meta, content) = st
+                .cache
+                .open_raw(&key)
+                .map_err(|e| FsError::cache(format!("keys/{name}"), e))?
+                .ok_or_else(|| FsError::NotFound(format!("keys/{name}")))?;
+            let version = ContentVersion::of(&meta, content_len(&meta));
+            let snapshot = match content {
+                RawContent::File(f) => Snapshot::File(f),
+                RawContent::Inline(v) => Snapshot::Inline(inline_bytes(&v)),
+            };
+            // If the kernel's size for this file is of another version (a
+            // peer changed it within the attribute timeout), bypass the page
+            // cache for this open so the reader gets the whole new value.
+            let current = kernel_version == Some(version);
+            let flags = OpenFlags { keep_cache: current, direct_io: !current, no_flush: true };
+            let fh = Self::new_handle(&mut st, Handle::Read { ino, snapshot });
+            return Ok((fh, flags));
+        }
+        self.check_writable(&format!("keys/{name}"))?;
+        let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
+        if truncate {
+            handle.staging = Some(Staging::Memory(Vec::new()));
+            handle.dirty = true;
+        } else if !pending_create {
+            handle.base = Some(Self::snapshot(&st.cache, &key, &name)?);
+        } else {
+            handle.staging = Some(Staging::Memory(Vec::new()));
+        }
+        let fh = Self::new_handle(&mut st, Handle::Write(handle));
+        Ok((fh, OpenFlags::default()))
+    }
+
+    /// Creates a key's file (O_CREAT) and opens it for writing. The entry
+    /// is committed on close (an empty value if nothing was written).
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        exclusive: bool,
+        truncate: bool,
+        append: bool,
+    ) -> Result<(Attr, u64, OpenFlags), FsError> {
+        if parent != KEYS_DIR {
+            if parent == ROOT {
+                self.check_writable(&name_str(name))?;
+                return Err(FsError::NotPermitted(format!("{}: only keys/ holds files", name_str(name))));
+            }
+            return Err(FsError::NotDirectory(format!("inode {parent}")));
+        }
+        self.check_writable(&format!("keys/{}", name_str(name)))?;
+        let mut st = self.lock();
+        let key = match self.resolve_name(&st, name)? {
+            k if matches!(name_to_key(name.as_bytes()), Ok(ParsedName::Hashed(_))) => {
+                let _ = k;
+                return Err(FsError::InvalidName {
+                    name: name_str(name),
+                    reason: "a %sha256: name can only name an existing key".into(),
+                });
+            }
+            k => k,
+        };
+        let name = key_to_name(&key);
+        let exists = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_some();
+        let known = st.inodes.by_name(&name);
+        let pending = known.and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
+        if exclusive && (exists || pending) {
+            return Err(FsError::Exists(format!("keys/{name}")));
+        }
+        let ino = st.inodes.ensure(&name, &key);
+        if let Some(inode) = st.inodes.get_mut(ino) {
+            inode.nlookup += 1;
+            if !exists {
+                inode.pending_create = true;
+                inode.unlinked = false;
+            }
+        }
+        let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
+        if exists && !truncate {
+            handle.base = Some(Self::snapshot(&st.cache, &key, &name)?);
+        } else {
+            handle.staging = Some(Staging::Memory(Vec::new()));
+            handle.dirty = true;
+        }
+        let fh = Self::new_handle(&mut st, Handle::Write(handle));
+        let attr = self.key_attr(&mut st, ino)?;
+        Ok((attr, fh, OpenFlags::default()))
+    }
+
+    /// Copies a writer's base content into its staging copy (first change).
+    fn materialize(cache: &Cache, w: &mut WriteHandle) -> std::io::Result<()> {
+        if w.staging.is_some() {
+            return Ok(());
+        }
+        let spill = cache.min_file_size().max(1) as u64;
+        let mut staging = Staging::Memory(Vec::new());
+        match w.base.take() {
+            Some(Snapshot::Inline(data)) if !data.is_empty() => {
+                staging.write_at(cache.disk(), 0, &data, spill)?;
+            }
+            Some(Snapshot::File(file)) => {
+                // Stream the value file in, chunk by chunk.
+                let mut offset = 0u64;
+                let chunk = 1 << 20;
+                loop {
+                    let data = Snapshot::File(file.try_clone()?).read_at(offset, chunk)?;
+                    if data.is_empty() {
+                        break;
+                    }
+                    staging.write_at(cache.disk(), offset, &data, spill)?;
+                    offset += data.len() as u64;
+                }
+            }
+            Some(Snapshot::Inline(_)) | None => {}
+        }
+        w.staging = Some(staging);
+        Ok(())
+    }
+
+    pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+        let st = self.lock();
+        let what = || format!("inode {ino}");
+        match st.handles.get(&fh) {
+            Some(Handle::Read { snapshot, .. }) => {
+                snapshot.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e))
+            }
+            Some(Handle::Write(w)) => match (&w.staging, &w.base) {
+                (Some(staging), _) => staging.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e)),
+                (None, Some(base)) => base.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e)),
+                (None, None) => Ok(Vec::new()),
+            },
+            None => Err(FsError::BadHandle(fh)),
+        }
+    }
+
+    pub fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        let mut st = self.lock();
+        let spill = self.spill_size(&st);
+        let State { cache, handles, .. } = &mut *st;
+        let Some(Handle::Write(w)) = handles.get_mut(&fh) else {
+            return Err(FsError::BadHandle(fh));
+        };
+        let what = || format!("inode {ino}");
+        Self::materialize(cache, w).map_err(|e| FsError::io(what(), e))?;
+        let staging = w.staging.as_mut().expect("materialized");
+        let offset = if w.append { staging.len() } else { offset };
+        staging.write_at(cache.disk(), offset, data, spill).map_err(|e| FsError::io(what(), e))?;
+        w.dirty = true;
+        Ok(data.len())
+    }
+
+    /// FLUSH (each close of a writer) and fsync: commit if changed.
+    pub fn flush(&self, fh: u64) -> Result<(), FsError> {
+        let mut st = self.lock();
+        let Some(Handle::Write(mut w)) = st.handles.remove(&fh) else {
+            return Ok(()); // readers have nothing to flush
+        };
+        let result = if w.dirty { self.commit(&mut st, &mut w) } else { Ok(()) };
+        st.handles.insert(fh, Handle::Write(w));
+        result
+    }
+
+    pub fn release(&self, fh: u64) -> Result<(), FsError> {
+        let mut st = self.lock();
+        let Some(handle) = st.handles.remove(&fh) else { return Ok(()) };
+        let (ino, result) = match handle {
+            Handle::Read { ino, .. } => (ino, Ok(())),
+            Handle::Write(mut w) => {
+                let result = if w.dirty { self.commit(&mut st, &mut w) } else { Ok(()) };
+                if let Some(staging) = w.staging.take() {
+                    staging.discard(st.cache.disk());
+                }
+                (w.ino, result)
+            }
+        };
+        if let Some(inode) = st.inodes.get_mut(ino) {
+            inode.open_handles = inode.open_handles.saturating_sub(1);
+            if inode.open_handles == 0 && inode.pending_create {
+                // Closed without a successful commit: it never existed.
+                inode.pending_create = false;
+            }
+        }
+        st.inodes.drop_if_unused(ino);
+        result
+    }
+
+    /// Commits a writer's copy as the entry's new value, atomically, with
+    /// the attributes set while it was open (else the entry's own).
+    fn commit(&self, st: &mut State, w: &mut WriteHandle) -> Result<(), FsError> {
+        let (key, name, unlinked, pending) = {
+            let inode = st.inodes.get(w.ino).ok_or_else(|| FsError::NotFound(format!("inode {}", w.ino)))?;
+            (inode.key.clone(), inode.name.clone(), inode.unlinked, inode.pending.clone())
+        };
+        if unlinked {
+            // Writes to an unlinked file vanish with it.
+            w.dirty = false;
+            return Ok(());
+        }
+        let what = format!("keys/{name}");
+        Self::materialize(&st.cache, w).map_err(|e| FsError::io(what.clone(), e))?;
+        let value_type = pending.value_type.unwrap_or(ValueType::Bytes);
+        let spill = self.spill_size(st);
+        let staging = w.staging.as_mut().expect("materialized");
+        let invalid =
+            |reason: String| FsError::InvalidValue { what: format!("{what} as {}", value_type.name()), reason };
+        let new_value = match staging {
+            Staging::File { filename, len, committed, .. }
+                if *len >= spill && matches!(value_type, ValueType::Bytes | ValueType::Pickle) =>
+            {
+                // The staging file becomes the value file: no copy.
+                *committed = true;
+                NewValue::File { filename: filename.clone(), size: *len, value_type }
+            }
+            _ => {
+                let data = staging.read_at(0, staging.len() as usize).map_err(|e| FsError::io(what.clone(), e))?;
+                NewValue::Value(convert(data, value_type).map_err(invalid)?)
+            }
+        };
+        let expire = pending.expire_time.map_or(Keep::Keep, Keep::Set);
+        let tag = pending.tag.clone().map_or(Keep::Keep, Keep::Set);
+        st.cache.replace_value(&key, new_value, expire, tag).map_err(|e| FsError::cache(what.clone(), e))?;
+        if let Some((store, access)) = pending.times {
+            st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(what.clone(), e))?;
+        }
+        w.dirty = false;
+        if let Some(inode) = st.inodes.get_mut(w.ino) {
+            inode.pending_create = false;
+            inode.pending = Default::default();
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // Namespace changes.
+
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
+        if parent != KEYS_DIR {
+            self.check_writable(&name_str(name))?;
+            return Err(FsError::NotPermitted(format!("{}: only keys in keys/ can be removed", name_str(name))));
+        }
+        self.check_writable(&format!("keys/{}", name_str(name)))?;
+        let mut st = self.lock();
+        let key = match self.resolve_name(&st, name) {
+            Err(FsError::InvalidName { .. }) => return Err(FsError::NotFound(format!("keys/{}", name_str(name)))),
+            other => other?,
+        };
+        let name = key_to_name(&key);
+        let deleted = st.cache.delete(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+        let pending = st.inodes.by_name(&name).and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
+        if !deleted && !pending {
+            return Err(FsError::NotFound(format!("keys/{name}")));
+        }
+        st.inodes.unlink_name(&name);
+        Ok(())
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        no_replace: bool,
+        exchange: bool,
+    ) -> Result<(), FsError> {
+        self.check_writable(&name_str(name))?;
+        if exchange {
+            return Err(FsError::InvalidValue {
+                what: format!("rename {}", name_str(name)),
+                reason: "RENAME_EXCHANGE is not supported".into(),
+            });
+        }
+        if parent != KEYS_DIR || new_parent != KEYS_DIR {
+            if parent == KEYS_DIR || new_parent == KEYS_DIR {
+                return Err(FsError::CrossDevice(name_str(name)));
+            }
+            return Err(FsError::NotPermitted(format!("rename {}", name_str(name))));
+        }
+        let mut st = self.lock();
+        let old_key = match self.resolve_name(&st, name) {
+            Err(FsError::InvalidName { .. }) => return Err(FsError::NotFound(format!("keys/{}", name_str(name)))),
+            other => other?,
+        };
+        let new_key = match name_to_key(new_name.as_bytes()) {
+            Ok(ParsedName::Key(k)) => k,
+            Ok(ParsedName::Hashed(_)) => self.resolve_name(&st, new_name)?,
+            Err(NameError::TooLong) => return Err(FsError::NameTooLong(name_str(new_name))),
+            Err(NameError::Invalid(reason)) => return Err(FsError::InvalidName { name: name_str(new_name), reason }),
+        };
+        let old_name = key_to_name(&old_key);
+        let new_name = key_to_name(&new_key);
+        if old_name == new_name {
+            return Ok(());
+        }
+        let source_ino = st.inodes.by_name(&old_name);
+        let source_pending = source_ino.and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
+        let target_pending =
+            st.inodes.by_name(&new_name).and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
+        if source_pending {
+            // Not in the cache yet: the rename is the inode's alone (its
+            // commit will store under the new key). Replace any target.
+            let target_exists =
+                st.cache.entry_meta(&new_key).map_err(|e| FsError::cache(format!("keys/{new_name}"), e))?.is_some();
+            if no_replace && (target_exists || target_pending) {
+                return Err(FsError::Exists(format!("keys/{new_name}")));
+            }
+            if target_exists {
+                st.cache.delete(&new_key).map_err(|e| FsError::cache(format!("keys/{new_name}"), e))?;
+            }
+        } else {
+            match st
+                .cache
+                .rename(&old_key, &new_key, !no_replace)
+                .map_err(|e| FsError::cache(format!("keys/{old_name}"), e))?
+            {
+                RenameOutcome::Renamed => {}
+                RenameOutcome::SourceMissing => return Err(FsError::NotFound(format!("keys/{old_name}"))),
+                RenameOutcome::TargetExists => return Err(FsError::Exists(format!("keys/{new_name}"))),
+            }
+        }
+        st.inodes.unlink_name(&new_name);
+        if let Some(ino) = source_ino {
+            st.inodes.rename(ino, &new_name, &new_key);
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------
+    // Extended attributes.
+
+    fn key_inode(&self, st: &State, ino: u64) -> Result<(Key, String, bool), FsError> {
+        let inode: &KeyInode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        Ok((inode.key.clone(), inode.name.clone(), inode.pending_create))
+    }
+
+    /// The attribute values of a key's file, by name.
+    fn xattrs(&self, st: &State, ino: u64) -> Result<Vec<(&'static str, Vec<u8>)>, FsError> {
+        let (key, name, pending_create) = self.key_inode(st, ino)?;
+        let inode = st.inodes.get(ino).expect("checked");
+        let meta: Option<EntryMeta> = if pending_create {
+            None
+        } else {
+            st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?
+        };
+        if meta.is_none() && !pending_create {
+            return Err(FsError::NotFound(format!("keys/{name}")));
+        }
+        let p = &inode.pending;
+        let dirty = pending_create || Self::has_dirty_writer(st, ino);
+        let expire = p.expire_time.unwrap_or_else(|| meta.as_ref().and_then(|m| m.expire_time));
+        let tag = p.tag.clone().unwrap_or_else(|| meta.as_ref().and_then(|m| m.tag.clone()));
+        let value_type = match (p.value_type, &meta) {
+            (Some(t), _) => t,
+            // A writer's copy is committed as bytes unless told otherwise.
+            (None, _) if dirty => ValueType::Bytes,
+            (None, Some(m)) => m.value_type(),
+            (None, None) => ValueType::Bytes,
+        };
+        let mut out = vec![(xattr::KEY_TYPE, key.type_name().as_bytes().to_vec())];
+        out.push((xattr::TYPE, value_type.name().as_bytes().to_vec()));
+        if let Some(t) = expire {
+            out.push((xattr::EXPIRE_TIME, xattr::format_expire_time(t)));
+        }
+        if let Some(tag) = tag {
+            out.push((xattr::TAG, xattr::format_tag(&tag)));
+        }
+        Ok(out)
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, FsError> {
+        if ino == ROOT || ino == KEYS_DIR {
+            return Err(FsError::NoAttribute(name_str(name)));
+        }
+        let st = self.lock();
+        let values = self.xattrs(&st, ino)?;
+        values
+            .into_iter()
+            .find(|(n, _)| OsStr::new(n) == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| FsError::NoAttribute(name_str(name)))
+    }
+
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        if ino == ROOT || ino == KEYS_DIR {
+            return Ok(Vec::new());
+        }
+        let st = self.lock();
+        let mut out = Vec::new();
+        for (name, _) in self.xattrs(&st, ino)? {
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    /// `setxattr`; `create`/`replace` are XATTR_CREATE/XATTR_REPLACE.
+    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], create: bool, replace: bool) -> Result<(), FsError> {
+        let attr = XattrName::parse(name).ok_or_else(|| FsError::AttributeNotSupported(name_str(name)))?;
+        if ino == ROOT || ino == KEYS_DIR {
+            return Err(FsError::AttributeNotSupported(name_str(name)));
+        }
+        let mut st = self.lock();
+        let (key, fname, pending_create) = self.key_inode(&st, ino)?;
+        let what = format!("{} on keys/{fname}", name_str(name));
+        self.check_writable(&what)?;
+        let present = self.xattrs(&st, ino)?.iter().any(|(n, _)| OsStr::new(n) == name);
+        if create && present {
+            return Err(FsError::Exists(what));
+        }
+        if replace && !present {
+            return Err(FsError::NoAttribute(what));
+        }
+        let invalid = |reason: String| FsError::InvalidValue { what: what.clone(), reason };
+        let staged = pending_create || Self::has_dirty_writer(&st, ino);
+        match attr {
+            XattrName::KeyType => {
+                let text = std::str::from_utf8(value).map_err(|_| invalid("not text".into()))?;
+                if ValueType::from_name(text).is_none() {
+                    return Err(invalid(format!("{text:?} is not a key type")));
+                }
+                // The name decides the key's type; nothing to change.
+            }
+            XattrName::ExpireTime => {
+                let t = xattr::parse_expire_time(value).map_err(invalid)?;
+                if staged && let Some(inode) = st.inodes.get_mut(ino) {
+                    inode.pending.expire_time = Some(Some(t));
+                }
+                if !pending_create {
+                    st.cache.touch_at(&key, Some(t)).map_err(|e| FsError::cache(what.clone(), e))?;
+                }
+            }
+            XattrName::Tag => {
+                let tag = xattr::parse_tag(value).map_err(invalid)?;
+                if staged && let Some(inode) = st.inodes.get_mut(ino) {
+                    inode.pending.tag = Some(Some(tag.clone()));
+                }
+                if !pending_create {
+                    st.cache.set_tag(&key, Some(&tag)).map_err(|e| FsError::cache(what.clone(), e))?;
+                }
+            }
+            XattrName::Type => {
+                let text = std::str::from_utf8(value).map_err(|_| invalid("not text".into()))?;
+                let to = ValueType::from_name(text)
+                    .ok_or_else(|| invalid(format!("{text:?}: one of bytes, str, int, float, pickle")))?;
+                if staged {
+                    if let Some(inode) = st.inodes.get_mut(ino) {
+                        inode.pending.value_type = Some(to);
+                    }
+                } else {
+                    self.convert_stored(&st, &key, &fname, to)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Converts a committed value to another type (setting
+    /// `user.diskcache.type` on a file nobody is writing).
+    fn convert_stored(&self, st: &State, key: &Key, name: &str, to: ValueType) -> Result<(), FsError> {
+        let what = format!("keys/{name}");
+        let meta = st
+            .cache
+            .entry_meta(key)
+            .map_err(|e| FsError::cache(what.clone(), e))?
+            .ok_or_else(|| FsError::NotFound(what.clone()))?;
+        if meta.value_type() == to {
+            return Ok(());
+        }
+        let data = Self::snapshot(&st.cache, key, name)?.read_all().map_err(|e| FsError::io(what.clone(), e))?;
+        let value = convert(data, to).map_err(|reason| FsError::InvalidValue { what: what.clone(), reason })?;
+        st.cache
+            .replace_value(key, NewValue::Value(value), Keep::Keep, Keep::Keep)
+            .map_err(|e| FsError::cache(what.clone(), e))?;
+        // Keep the times: a type change is not a new value to rsync.
+        st.cache.set_times(key, Some(meta.store_time), Some(meta.access_time)).map_err(|e| FsError::cache(what, e))?;
+        Ok(())
+    }
+
+    pub fn removexattr(&self, ino: u64, name: &OsStr) -> Result<(), FsError> {
+        let Some(attr) = XattrName::parse(name) else {
+            return Err(FsError::NoAttribute(name_str(name)));
+        };
+        if ino == ROOT || ino == KEYS_DIR {
+            return Err(FsError::NoAttribute(name_str(name)));
+        }
+        let mut st = self.lock();
+        let (key, fname, pending_create) = self.key_inode(&st, ino)?;
+        let what = format!("{} on keys/{fname}", name_str(name));
+        self.check_writable(&what)?;
+        let present = self.xattrs(&st, ino)?.iter().any(|(n, _)| OsStr::new(n) == name);
+        if !present {
+            return Err(FsError::NoAttribute(what));
+        }
+        let staged = pending_create || Self::has_dirty_writer(&st, ino);
+        match attr {
+            XattrName::Type | XattrName::KeyType => {
+                return Err(FsError::NotPermitted(format!("{what}: every value has a type")));
+            }
+            XattrName::ExpireTime => {
+                if staged && let Some(inode) = st.inodes.get_mut(ino) {
+                    inode.pending.expire_time = Some(None);
+                }
+                if !pending_create {
+                    st.cache.touch_at(&key, None).map_err(|e| FsError::cache(what.clone(), e))?;
+                }
+            }
+            XattrName::Tag => {
+                if staged && let Some(inode) = st.inodes.get_mut(ino) {
+                    inode.pending.tag = Some(None);
+                }
+                if !pending_create {
+                    st.cache.set_tag(&key, None).map_err(|e| FsError::cache(what.clone(), e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn statfs(&self) -> Result<StatFs, FsError> {
+        let c = std::ffi::CString::new(self.directory.as_os_str().as_bytes())
+            .map_err(|_| FsError::NotFound(self.directory.display().to_string()))?;
+        // SAFETY: c is NUL-terminated; buf is written by statvfs.
+        let mut buf: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut buf) } != 0 {
+            return Err(FsError::io(self.directory.display().to_string(), std::io::Error::last_os_error()));
+        }
+        Ok(StatFs {
+            blocks: buf.f_blocks,
+            bfree: buf.f_bfree,
+            bavail: buf.f_bavail,
+            files: buf.f_files,
+            ffree: buf.f_ffree,
+            bsize: buf.f_bsize as u32,
+            namelen: NAME_MAX as u32,
+            frsize: buf.f_frsize as u32,
+        })
+    }
+
+    /// How many inodes the kernel is holding (for tests and logs).
+    pub fn inode_count(&self) -> usize {
+        self.lock().inodes.len()
+    }
+
+    /// The root's reserved names (creating them is refused).
+    pub fn is_reserved(name: &OsStr) -> bool {
+        RESERVED_ROOT_NAMES.iter().any(|r| OsStr::new(r) == name) || name == "keys"
+    }
+}
+
+impl Drop for DiskCacheFs {
+    fn drop(&mut self) {
+        // Unmounting with writers still open: commit what they wrote, as a
+        // close would have, rather than lose it.
+        let fhs: Vec<u64> = self.lock().handles.keys().copied().collect();
+        for fh in fhs {
+            if let Err(e) = self.release(fh) {
+                log::error!("committing an open file at unmount: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! The `fuser::Filesystem` adapter. It only translates: each request
+//! becomes one call into [`DiskCacheFs`], and its result one reply. Every
+//! error is logged once, here, where it becomes an errno.
+
+use std::ffi::OsStr;
+use std::io;
+use std::time::SystemTime;
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
+    OpenAccMode, OpenFlags as FuseOpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
+};
+
+use crate::fs::error::FsError;
+use crate::fs::filesystem::{Attr, DirReplier, DiskCacheFs, Kind, OpenFlags};
+
+pub struct FuseAdapter {
+    fs: DiskCacheFs,
+}
+
+impl FuseAdapter {
+    pub fn new(fs: DiskCacheFs) -> FuseAdapter {
+        FuseAdapter { fs }
+    }
+}
+
+/// Logs an error once (expected ones at debug) and returns its errno.
+fn errno(op: &str, req: &Request, e: &FsError) -> Errno {
+    if e.is_expected() {
+        log::debug!("{op} (pid {}): {e}", req.pid());
+    } else {
+        log::warn!("{op} (pid {}): {e}", req.pid());
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.mtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::Directory => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+    }
+}
+
+fn fopen_flags(f: OpenFlags) -> FopenFlags {
+    let mut flags = FopenFlags::empty();
+    if f.keep_cache {
+        flags |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    if f.direct_io {
+        flags |= FopenFlags::FOPEN_DIRECT_IO;
+    }
+    if f.no_flush {
+        flags |= FopenFlags::FOPEN_NOFLUSH;
+    }
+    flags
+}
+
+fn time_of(t: Option<TimeOrNow>) -> Option<SystemTime> {
+    t.map(|t| match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    })
+}
+
+struct Plain<'a>(&'a mut ReplyDirectory);
+
+impl DirReplier for Plain<'_> {
+    fn add(&mut self, ino: u64, next_offset: u64, kind: Kind, name: &OsStr, _attr: Option<&Attr>) -> bool {
+        self.0.add(INodeNo(ino), next_offset, file_type(kind), name)
+    }
+}
+
+struct Plus<'a> {
+    reply: &'a mut ReplyDirectoryPlus,
+    ttl: std::time::Duration,
+}
+
+impl DirReplier for Plus<'_> {
+    fn add(&mut self, ino: u64, next_offset: u64, kind: Kind, name: &OsStr, attr: Option<&Attr>) -> bool {
+        let attr = attr.copied().unwrap_or(Attr {
+            ino,
+            kind,
+            size: 0,
+            perm: 0o755,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            atime: SystemTime::UNIX_EPOCH,
+            mtime: SystemTime::UNIX_EPOCH,
+            ctime: SystemTime::UNIX_EPOCH,
+        });
+        // `.` and `..` carry no attributes: a zero TTL keeps the kernel
+        // from trusting the placeholder.
+        let ttl = if name == "." || name == ".." { std::time::Duration::ZERO } else { self.ttl };
+        self.reply.add(INodeNo(ino), next_offset, name, &ttl, &file_attr(&attr), Generation(0))
+    }
+}
+
+impl fuser::Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let wanted = [
+            // O_TRUNC arrives with OPEN, not as a separate truncate.
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            // Drop cached pages when a file's mtime or size changes.
+            InitFlags::FUSE_AUTO_INVAL_DATA,
+            // `ls -l` in one pass.
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_BIG_WRITES,
+            InitFlags::FUSE_MAX_PAGES,
+            // Files opened with direct I/O (see `open`) can still be mmapped.
+            InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+        ];
+        for flag in wanted {
+            if config.add_capabilities(flag).is_err() {
+                log::info!("kernel lacks {flag:?}");
+            }
+        }
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        log::debug!("lookup parent={} name={name:?} pid={}", parent.0, req.pid());
+        match self.fs.lookup(parent.0, name) {
+            Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(errno("lookup", req, &e)),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        log::debug!("getattr ino={} pid={}", ino.0, req.pid());
+        match self.fs.getattr(ino.0) {
+            Ok(attr) => reply.attr(&self.fs.config().ttl, &file_attr(&attr)),
+            Err(e) => reply.error(errno("getattr", req, &e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        log::debug!("setattr ino={} size={size:?} pid={}", ino.0, req.pid());
+        match self.fs.setattr(ino.0, fh.map(|f| f.0), size, time_of(atime), time_of(mtime)) {
+            Ok(attr) => reply.attr(&self.fs.config().ttl, &file_attr(&attr)),
+            Err(e) => reply.error(errno("setattr", req, &e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        _parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        // Regular files are made with create; nothing else exists here.
+        let e = FsError::NotPermitted(format!("mknod {name:?}"));
+        reply.error(errno("mknod", req, &e));
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+        match self.fs.mkdir(parent.0, name) {
+            Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(errno("mkdir", req, &e)),
+        }
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        log::debug!("unlink parent={} name={name:?} pid={}", parent.0, req.pid());
+        match self.fs.unlink(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("unlink", req, &e)),
+        }
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.rmdir(parent.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("rmdir", req, &e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        _parent: INodeNo,
+        link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(errno("symlink", req, &FsError::NotPermitted(format!("symlink {link_name:?}"))));
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        log::debug!("rename {name:?} -> {newname:?} pid={}", req.pid());
+        let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+        match self.fs.rename(parent.0, name, newparent.0, newname, no_replace, exchange) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("rename", req, &e)),
+        }
+    }
+
+    fn link(&self, req: &Request, _ino: INodeNo, _newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        reply.error(errno("link", req, &FsError::NotPermitted(format!("link {newname:?}"))));
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
+        log::debug!("open ino={} flags={:#x} pid={}", ino.0, flags.0, req.pid());
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        let append = flags.0 & libc::O_APPEND != 0;
+        match self.fs.open(ino.0, write, truncate, append) {
+            Ok((fh, f)) => reply.opened(FileHandle(fh), fopen_flags(f)),
+            Err(e) => reply.error(errno("open", req, &e)),
+        }
+    }
+
+    fn read(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: FuseOpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(ino.0, fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno("read", req, &e)),
+        }
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: FuseOpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(ino.0, fh.0, offset, data) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno("write", req, &e)),
+        }
+    }
+
+    fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        log::debug!("flush ino={} fh={} pid={}", ino.0, fh.0, req.pid());
+        match self.fs.flush(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("flush", req, &e)),
+        }
+    }
+
+    fn release(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: FuseOpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.release(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("release", req, &e)),
+        }
+    }
+
+    fn fsync(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        match self.fs.flush(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("fsync", req, &e)),
+        }
+    }
+
+    fn readdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.fs.readdir(ino.0, offset, false, &mut Plain(&mut reply)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("readdir", req, &e)),
+        }
+    }
+
+    fn readdirplus(&self, req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let ttl = self.fs.config().ttl;
+        match self.fs.readdir(ino.0, offset, true, &mut Plus { reply: &mut reply, ttl }) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("readdirplus", req, &e)),
+        }
+    }
+
+    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs() {
+            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
+            Err(e) => reply.error(errno("statfs", req, &e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        log::debug!("setxattr ino={} name={name:?} pid={}", ino.0, req.pid());
+        let create = flags & libc::XATTR_CREATE != 0;
+        let replace = flags & libc::XATTR_REPLACE != 0;
+        match self.fs.setxattr(ino.0, name, value, create, replace) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("setxattr", req, &e)),
+        }
+    }
+
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.fs.getxattr(ino.0, name) {
+            Ok(value) => reply_xattr(reply, &value, size, req),
+            Err(e) => reply.error(errno("getxattr", req, &e)),
+        }
+    }
+
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.listxattr(ino.0) {
+            Ok(value) => reply_xattr(reply, &value, size, req),
+            Err(e) => reply.error(errno("listxattr", req, &e)),
+        }
+    }
+
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.removexattr(ino.0, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno("removexattr", req, &e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        log::debug!("create parent={} name={name:?} flags={flags:#x} pid={}", parent.0, req.pid());
+        let exclusive = flags & libc::O_EXCL != 0;
+        let truncate = flags & libc::O_TRUNC != 0;
+        let append = flags & libc::O_APPEND != 0;
+        match self.fs.create(parent.0, name, exclusive, truncate, append) {
+            Ok((attr, fh, f)) => {
+                reply.created(&self.fs.config().ttl, &file_attr(&attr), Generation(0), FileHandle(fh), fopen_flags(f))
+            }
+            Err(e) => reply.error(errno("create", req, &e)),
+        }
+    }
+}
+
+/// getxattr/listxattr's size protocol: 0 asks for the size.
+fn reply_xattr(reply: ReplyXattr, value: &[u8], size: u32, req: &Request) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(errno("xattr", req, &FsError::Range));
+    } else {
+        reply.data(value);
+    }
+}

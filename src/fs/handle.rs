@@ -1,0 +1,187 @@
+//! Open files. A reader holds a snapshot of the value as it was at open; a
+//! writer holds a private staging copy that is committed as a whole.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+
+use crate::cache::disk::Disk;
+
+/// What a reader reads: the content at open time.
+pub enum Snapshot {
+    Inline(Vec<u8>),
+    /// A value file, open (it stays readable after the entry changes).
+    File(File),
+}
+
+impl Snapshot {
+    pub fn read_at(&self, offset: u64, size: usize) -> io::Result<Vec<u8>> {
+        match self {
+            Snapshot::Inline(data) => {
+                let start = (offset as usize).min(data.len());
+                let end = start.saturating_add(size).min(data.len());
+                Ok(data[start..end].to_vec())
+            }
+            Snapshot::File(file) => read_file_at(file, offset, size),
+        }
+    }
+
+    /// The whole content (to seed a writer's staging copy, or to convert).
+    pub fn read_all(&self) -> io::Result<Vec<u8>> {
+        match self {
+            Snapshot::Inline(data) => Ok(data.clone()),
+            Snapshot::File(file) => {
+                let mut data = Vec::new();
+                (&*file).read_to_end(&mut data)?;
+                Ok(data)
+            }
+        }
+    }
+}
+
+fn read_file_at(file: &File, offset: u64, size: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; size];
+    let mut done = 0;
+    while done < size {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+/// A writer's private copy of the value. Small values stay in memory;
+/// past the spill size they move to a new value file in the cache
+/// directory, which becomes the entry's value file on commit (no copy).
+pub enum Staging {
+    Memory(Vec<u8>),
+    File {
+        filename: String,
+        file: File,
+        len: u64,
+        /// The file now belongs to a committed row: the next change must
+        /// copy it first, so readers of that row never see a mix.
+        committed: bool,
+    },
+}
+
+impl Staging {
+    pub fn len(&self) -> u64 {
+        match self {
+            Staging::Memory(v) => v.len() as u64,
+            Staging::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn read_at(&self, offset: u64, size: usize) -> io::Result<Vec<u8>> {
+        match self {
+            Staging::Memory(v) => {
+                let start = (offset as usize).min(v.len());
+                let end = start.saturating_add(size).min(v.len());
+                Ok(v[start..end].to_vec())
+            }
+            Staging::File { file, len, .. } => {
+                let size = size.min(len.saturating_sub(offset) as usize);
+                read_file_at(file, offset, size)
+            }
+        }
+    }
+
+    /// Makes sure the next change does not touch a committed file.
+    fn detach(&mut self, disk: &Disk) -> io::Result<()> {
+        if let Staging::File { file, len, committed: true, .. } = self {
+            let (new_name, new_file) = new_staging_file(disk)?;
+            let src = &*file;
+            let mut dst = &new_file;
+            let copied = io::copy(&mut src.take(*len), &mut dst)?;
+            *self = Staging::File { filename: new_name, file: new_file, len: copied, committed: false };
+        }
+        Ok(())
+    }
+
+    /// Writes at `offset` (zero-filling any gap), spilling to a value file
+    /// once the copy reaches `spill` bytes.
+    pub fn write_at(&mut self, disk: &Disk, offset: u64, data: &[u8], spill: u64) -> io::Result<()> {
+        self.detach(disk)?;
+        let end = offset + data.len() as u64;
+        if let Staging::Memory(v) = self
+            && end >= spill
+        {
+            let (filename, file) = new_staging_file(disk)?;
+            file.write_all_at(v, 0)?;
+            let len = v.len() as u64;
+            *self = Staging::File { filename, file, len, committed: false };
+        }
+        match self {
+            Staging::Memory(v) => {
+                let end = end as usize;
+                if v.len() < end {
+                    v.resize(end, 0);
+                }
+                v[offset as usize..end].copy_from_slice(data);
+            }
+            Staging::File { file, len, .. } => {
+                file.write_all_at(data, offset)?;
+                *len = (*len).max(end);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn truncate(&mut self, disk: &Disk, size: u64, spill: u64) -> io::Result<()> {
+        self.detach(disk)?;
+        match self {
+            Staging::Memory(v) if size < spill => v.resize(size as usize, 0),
+            Staging::Memory(_) => {
+                // Growing past the spill size: zero-fill through write_at.
+                let len = self.len();
+                if size > len {
+                    self.write_at(disk, size - 1, &[0], spill)?;
+                }
+            }
+            Staging::File { file, len, .. } => {
+                file.set_len(size)?;
+                *len = size;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes an uncommitted staging file (a writer closed without
+    /// committing, or its commit was dropped).
+    pub fn discard(self, disk: &Disk) {
+        if let Staging::File { filename, committed: false, .. } = self {
+            disk.remove(&filename);
+        }
+    }
+}
+
+fn new_staging_file(disk: &Disk) -> io::Result<(String, File)> {
+    let filename = Disk::new_filename();
+    let file = disk.create_exclusive(&filename)?;
+    Ok((filename, file))
+}
+
+/// One open file.
+pub enum Handle {
+    Read { ino: u64, snapshot: Snapshot },
+    Write(WriteHandle),
+}
+
+pub struct WriteHandle {
+    pub ino: u64,
+    pub append: bool,
+    /// The content at open, until the first change copies it to `staging`.
+    pub base: Option<Snapshot>,
+    pub staging: Option<Staging>,
+    /// Changed since the last commit.
+    pub dirty: bool,
+}

@@ -1,0 +1,159 @@
+//! Inodes: what an inode number refers to, and when it is reused.
+//!
+//! - Inodes 1 (the root) and 2 (`keys/`) are fixed.
+//! - A key's file gets a number from 1000 up the first time the kernel
+//!   learns its name (lookup, create, readdirplus), and keeps it while the
+//!   kernel holds a reference (`nlookup` > 0) or a file handle is open on
+//!   it. `forget` drops references; an inode with none is removed, and its
+//!   number is never reused within the daemon's life.
+//! - The inode of a key follows the key through renames; an unlinked inode
+//!   keeps living (for open handles) but is no longer reachable by name.
+
+use std::collections::HashMap;
+
+use crate::cache::{EntryMeta, Key, Scalar, ValueType};
+
+pub const ROOT: u64 = 1;
+pub const KEYS_DIR: u64 = 2;
+const FIRST_KEY_INODE: u64 = 1000;
+
+/// Identifies one stored value of an entry: a new `set` (by anyone) makes
+/// a new version. Used to decide whether the kernel's cached pages and
+/// size of a file are still right.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContentVersion {
+    rowid: i64,
+    store_time_bits: u64,
+    len: u64,
+}
+
+impl ContentVersion {
+    pub fn of(meta: &EntryMeta, len: u64) -> ContentVersion {
+        ContentVersion { rowid: meta.rowid, store_time_bits: meta.store_time.to_bits(), len }
+    }
+}
+
+/// Attribute changes made while a file is being written, applied when its
+/// content is committed (rsync sets xattrs on its still-open temporary file).
+#[derive(Clone, Debug, Default)]
+pub struct Pending {
+    pub expire_time: Option<Option<f64>>,
+    pub tag: Option<Option<Scalar>>,
+    pub value_type: Option<ValueType>,
+    /// store_time, access_time from utimensat.
+    pub times: Option<(Option<f64>, Option<f64>)>,
+}
+
+#[derive(Debug)]
+pub struct KeyInode {
+    pub name: String,
+    pub key: Key,
+    /// References the kernel holds (lookups not yet forgotten).
+    pub nlookup: u64,
+    /// Open file handles on this inode.
+    pub open_handles: u32,
+    /// The content version whose size (and pages) the kernel last got.
+    pub kernel_version: Option<ContentVersion>,
+    /// Created through the mount and not yet committed: exists only here.
+    pub pending_create: bool,
+    /// Removed by unlink or replaced by a rename: commits are dropped.
+    pub unlinked: bool,
+    pub pending: Pending,
+}
+
+#[derive(Debug, Default)]
+pub struct InodeTable {
+    inodes: HashMap<u64, KeyInode>,
+    /// Reachable names in `keys/`.
+    by_name: HashMap<String, u64>,
+    next: u64,
+}
+
+impl InodeTable {
+    pub fn new() -> InodeTable {
+        InodeTable { inodes: HashMap::new(), by_name: HashMap::new(), next: FIRST_KEY_INODE }
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&KeyInode> {
+        self.inodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut KeyInode> {
+        self.inodes.get_mut(&ino)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<u64> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The inode for a name in `keys/`, made if new.
+    pub fn ensure(&mut self, name: &str, key: &Key) -> u64 {
+        if let Some(ino) = self.by_name(name) {
+            return ino;
+        }
+        let ino = self.next;
+        self.next += 1;
+        self.inodes.insert(
+            ino,
+            KeyInode {
+                name: name.to_string(),
+                key: key.clone(),
+                nlookup: 0,
+                open_handles: 0,
+                kernel_version: None,
+                pending_create: false,
+                unlinked: false,
+                pending: Pending::default(),
+            },
+        );
+        self.by_name.insert(name.to_string(), ino);
+        ino
+    }
+
+    /// Makes a name unreachable (unlink, or replaced by a rename).
+    pub fn unlink_name(&mut self, name: &str) {
+        if let Some(ino) = self.by_name.remove(name) {
+            if let Some(inode) = self.inodes.get_mut(&ino) {
+                inode.unlinked = true;
+                inode.pending_create = false;
+            }
+            self.drop_if_unused(ino);
+        }
+    }
+
+    /// Moves an inode to a new name (rename); the new name must be free.
+    pub fn rename(&mut self, ino: u64, new_name: &str, new_key: &Key) {
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            self.by_name.remove(&inode.name);
+            inode.name = new_name.to_string();
+            inode.key = new_key.clone();
+            self.by_name.insert(new_name.to_string(), ino);
+        }
+    }
+
+    pub fn forget(&mut self, ino: u64, n: u64) {
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            inode.nlookup = inode.nlookup.saturating_sub(n);
+        }
+        self.drop_if_unused(ino);
+    }
+
+    /// Removes an inode nothing refers to any more.
+    pub fn drop_if_unused(&mut self, ino: u64) {
+        let unused = self.inodes.get(&ino).is_some_and(|i| i.nlookup == 0 && i.open_handles == 0);
+        if unused
+            && let Some(inode) = self.inodes.remove(&ino)
+            && self.by_name.get(&inode.name) == Some(&ino)
+        {
+            self.by_name.remove(&inode.name);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inodes.is_empty()
+    }
+}

@@ -1,0 +1,176 @@
+//! Mounting and unmounting: the session's life around [`DiskCacheFs`].
+//!
+//! - The daemon blocks SIGINT, SIGTERM and SIGHUP before any thread starts;
+//!   one thread waits for them and detaches the mount (a lazy unmount), so
+//!   open files still finish and commit before the session ends.
+//! - `unmount` also clears a stale mount whose daemon was killed (the
+//!   kernel answers ENOTCONN there).
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::cache::{Cache, CacheOptions, OpenError};
+use crate::fs::filesystem::{DiskCacheFs, FsConfig};
+use crate::fs::fuse::FuseAdapter;
+
+/// What to mount, and how (built from the command line by `main.rs`).
+#[derive(Clone, Debug)]
+pub struct MountConfig {
+    pub cache_dir: PathBuf,
+    pub mountpoint: PathBuf,
+    pub read_only: bool,
+    /// Let other users in; the kernel then enforces file modes.
+    pub allow_other: bool,
+    /// Entry and attribute timeout: peers' changes show within it.
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Error)]
+pub enum MountError {
+    #[error("mount point {0}: not a directory")]
+    NotADirectory(PathBuf),
+    #[error("{0}: no cache to mount read-only (no cache.db), and a read-only mount creates nothing")]
+    NoCache(PathBuf),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("mounting on {path}: {source}")]
+    Mount { path: PathBuf, source: io::Error },
+    #[error("unmounting {path}: {source}")]
+    Unmount { path: PathBuf, source: io::Error },
+    #[error("{0} is not a mount point")]
+    NotMounted(PathBuf),
+}
+
+/// Mounts and serves until unmounted (by a signal, `diskcachefs umount`,
+/// or `umount`). `ready` is called once the mount is visible, or with the
+/// error that prevented it.
+pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Result<(), MountError> {
+    match mount(config) {
+        Ok(session) => {
+            ready(Ok(()));
+            serve(session, &config.mountpoint)
+        }
+        Err(e) => {
+            ready(Err(e.to_string()));
+            Err(e)
+        }
+    }
+}
+
+fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError> {
+    if !config.mountpoint.is_dir() {
+        return Err(MountError::NotADirectory(config.mountpoint.clone()));
+    }
+    let options = CacheOptions { read_only: config.read_only, ..CacheOptions::default() };
+    if config.read_only && !config.cache_dir.join(crate::cache::settings::DBNAME).is_file() {
+        return Err(MountError::NoCache(config.cache_dir.clone()));
+    }
+    let cache = Cache::open_with(&config.cache_dir, options)?;
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let fs = DiskCacheFs::new(cache, FsConfig { read_only: config.read_only, ttl: config.ttl, uid, gid });
+
+    let mut options = vec![
+        fuser::MountOption::FSName(config.cache_dir.display().to_string()),
+        fuser::MountOption::Subtype("diskcachefs".into()),
+        // The kernel checks file modes against the caller (matters with
+        // allow_other; root passes anyway).
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+    ];
+    if config.read_only {
+        options.push(fuser::MountOption::RO);
+    }
+    let mut fuse_config = fuser::Config::default();
+    fuse_config.mount_options = options;
+    fuse_config.acl = if config.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
+    fuse_config.n_threads = Some(1);
+
+    block_shutdown_signals();
+    fuser::Session::new(FuseAdapter::new(fs), &config.mountpoint, &fuse_config)
+        .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })
+}
+
+fn serve(mut session: fuser::Session<FuseAdapter>, mountpoint: &Path) -> Result<(), MountError> {
+    let target = mountpoint.to_path_buf();
+    let unmounter = session.unmount_callable();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || wait_for_shutdown(&target, unmounter))
+        .map_err(|source| MountError::Mount { path: mountpoint.to_path_buf(), source })?;
+    log::info!("serving {}", mountpoint.display());
+    let result = session.run();
+    log::info!("unmounted {}", mountpoint.display());
+    result.map_err(|source| MountError::Mount { path: mountpoint.to_path_buf(), source })
+}
+
+fn shutdown_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        set
+    }
+}
+
+/// Blocks the shutdown signals in this thread and every thread it starts.
+fn block_shutdown_signals() {
+    let set = shutdown_signals();
+    // SAFETY: set is initialized.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+fn wait_for_shutdown(mountpoint: &Path, mut unmounter: fuser::SessionUnmounter) {
+    let set = shutdown_signals();
+    let mut signal = 0;
+    // SAFETY: set is initialized; signal is written by sigwait.
+    unsafe { libc::sigwait(&set, &mut signal) };
+    log::info!("signal {signal}: unmounting {}", mountpoint.display());
+    if let Err(e) = unmounter.unmount() {
+        // Busy (a shell's cwd in it, an open file): detach it instead;
+        // the session ends when the last open file closes.
+        log::info!("unmount: {e}; detaching instead");
+        if let Err(e) = unmount(mountpoint, true) {
+            log::error!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Unmounts `mountpoint`, stale or not. `lazy` detaches it at once even if
+/// it is busy (open files keep working until closed).
+pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<(), MountError> {
+    let err = |source| MountError::Unmount { path: mountpoint.to_path_buf(), source };
+    let c =
+        CString::new(mountpoint.as_os_str().as_bytes()).map_err(|_| err(io::Error::from_raw_os_error(libc::EINVAL)))?;
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        let status = std::process::Command::new("fusermount3")
+            .arg(if lazy { "-uz" } else { "-u" })
+            .arg(mountpoint)
+            .status()
+            .map_err(err)?;
+        return if status.success() { Ok(()) } else { Err(err(io::Error::other("fusermount3 -u failed"))) };
+    }
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: c is a NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) => Err(MountError::NotMounted(mountpoint.to_path_buf())),
+        // Busy (a shell's cwd, an open file): detach instead of failing.
+        Some(libc::EBUSY) if !lazy => unmount(mountpoint, true),
+        _ => Err(err(e)),
+    }
+}
