@@ -2,7 +2,7 @@
 //! writer holds a private staging copy that is committed as a whole.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::cache::disk::Disk;
@@ -31,9 +31,8 @@ impl Snapshot {
         match self {
             Snapshot::Inline(data) => Ok(data.clone()),
             Snapshot::File(file) => {
-                let mut data = Vec::new();
-                (&*file).read_to_end(&mut data)?;
-                Ok(data)
+                let len = file.metadata()?.len();
+                read_file_at(file, 0, len as usize)
             }
         }
     }
@@ -99,10 +98,9 @@ impl Staging {
     fn detach(&mut self, disk: &Disk) -> io::Result<()> {
         if let Staging::File { file, len, committed: true, .. } = self {
             let (new_name, new_file) = new_staging_file(disk)?;
-            let src = &*file;
-            let mut dst = &new_file;
-            let copied = io::copy(&mut src.take(*len), &mut dst)?;
-            *self = Staging::File { filename: new_name, file: new_file, len: copied, committed: false };
+            // Positional copy: these files' cursors are never relied on.
+            copy_at(file, &new_file, *len)?;
+            *self = Staging::File { filename: new_name, file: new_file, len: *len, committed: false };
         }
         Ok(())
     }
@@ -162,6 +160,21 @@ impl Staging {
             disk.remove(&filename);
         }
     }
+}
+
+/// Copies the first `len` bytes of `src` to `dst` with pread/pwrite, in
+/// 1 MiB chunks (never touching either file's cursor).
+fn copy_at(src: &File, dst: &File, len: u64) -> io::Result<()> {
+    let mut offset = 0;
+    while offset < len {
+        let chunk = read_file_at(src, offset, (len - offset).min(1 << 20) as usize)?;
+        if chunk.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "value file shorter than its size"));
+        }
+        dst.write_all_at(&chunk, offset)?;
+        offset += chunk.len() as u64;
+    }
+    Ok(())
 }
 
 fn new_staging_file(disk: &Disk) -> io::Result<(String, File)> {
