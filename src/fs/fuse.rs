@@ -191,6 +191,9 @@ impl fuser::Filesystem for FuseAdapter {
             InitFlags::FUSE_MAX_PAGES,
             // Files opened with direct I/O (see `open`) can still be mmapped.
             InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+            // We have no setuid bits or capabilities to clear. (Kernel 6.18
+            // still asks for security.capability once per new file.)
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ];
         for flag in wanted {
             if config.add_capabilities(flag).is_err() {

@@ -83,6 +83,11 @@ fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError
         fuser::MountOption::DefaultPermissions,
         fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,
+        // Reads do not update the kernel's atime, which would otherwise
+        // invalidate cached attributes after every read and cost a GETATTR
+        // at the next open. (atime is the cache's access_time, which the
+        // cache itself maintains.)
+        fuser::MountOption::NoAtime,
     ];
     if config.read_only {
         options.push(fuser::MountOption::RO);
