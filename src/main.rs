@@ -407,7 +407,7 @@ fn daemonize(args: &MountArgs) -> Result<ExitCode, Failure> {
     let mut message = String::new();
     let _ = reader.read_to_string(&mut message);
     if message == "ready" {
-        println!("{}", child.id());
+        log::info!("daemon {} serving {}", child.id(), args.mountpoint.display());
         return Ok(ExitCode::SUCCESS);
     }
     if message.is_empty() {

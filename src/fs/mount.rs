@@ -52,6 +52,9 @@ pub enum MountError {
 pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Result<(), MountError> {
     match mount(config) {
         Ok(session) => {
+            // Stat-ing the mount point needs the session loop running.
+            let mountpoint = config.mountpoint.clone();
+            std::thread::spawn(move || raise_readahead(&mountpoint));
             ready(Ok(()));
             serve(session, &config.mountpoint)
         }
@@ -95,11 +98,29 @@ fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options = options;
     fuse_config.acl = if config.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
-    fuse_config.n_threads = Some(1);
+    fuse_config.n_threads = Some(2);
+    fuse_config.clone_fd = true;
 
     block_shutdown_signals();
     fuser::Session::new(FuseAdapter::new(fs), &config.mountpoint, &fuse_config)
         .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })
+}
+
+/// The kernel offers FUSE at most 128 KiB of read-ahead at INIT; large
+/// sequential reads go about twice as fast with 1 MiB. The mount's
+/// backing-device setting can be raised after mounting (root only); best
+/// effort.
+fn raise_readahead(mountpoint: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(mountpoint) else { return };
+    let dev = meta.dev();
+    // SAFETY: major/minor are pure computations on dev_t.
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    match std::fs::write(&path, "1024") {
+        Ok(()) => log::debug!("{path} = 1024"),
+        Err(e) => log::info!("could not raise read-ahead ({path}): {e}"),
+    }
 }
 
 fn serve(mut session: fuser::Session<FuseAdapter>, mountpoint: &Path) -> Result<(), MountError> {
