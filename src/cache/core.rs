@@ -27,6 +27,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::disk::{Disk, FetchError, universal_newlines};
 use super::error::{Error, OpenError, Result};
+use super::read_cache::{ValueCache, WalWatch};
 use super::settings::{
     DBNAME, EvictionPolicy, METADATA, MODE_BINARY, MODE_PICKLE, MODE_RAW, MODE_TEXT, Settings, default_settings,
 };
@@ -143,6 +144,10 @@ pub struct Cache {
     /// New value files written for the current transaction, removed if it
     /// rolls back (core.py leaks them; we do not).
     written: RefCell<Vec<String>>,
+    /// Small values from recent gets, valid while nobody commits
+    /// (`read_cache.rs`); `None` watch when not in WAL mode.
+    wal_watch: Option<WalWatch>,
+    value_cache: RefCell<ValueCache>,
 }
 
 // ---------------------------------------------------------------------------
@@ -336,6 +341,10 @@ impl Cache {
             txn_depth: Cell::new(0),
             cleanup: RefCell::new(Vec::new()),
             written: RefCell::new(Vec::new()),
+            // The connection has read the database, so in WAL mode its
+            // -shm file exists and is initialized.
+            wal_watch: WalWatch::open(&db_path),
+            value_cache: RefCell::new(ValueCache::default()),
         })
     }
 
@@ -418,6 +427,8 @@ impl Cache {
             txn_depth: Cell::new(0),
             cleanup: RefCell::new(Vec::new()),
             written: RefCell::new(Vec::new()),
+            wal_watch: WalWatch::open(&db_path),
+            value_cache: RefCell::new(ValueCache::default()),
         })
     }
 
@@ -428,6 +439,12 @@ impl Cache {
 
     pub fn directory(&self) -> &Path {
         &self.directory
+    }
+
+    /// How many gets this handle served from its value cache without asking
+    /// SQLite (see `read_cache.rs`); 0 when the cache is not in WAL mode.
+    pub fn value_cache_hits(&self) -> u64 {
+        self.value_cache.borrow().hits
     }
 
     /// The busy timeout (`Cache.timeout`).
@@ -1053,11 +1070,33 @@ impl Cache {
         };
         let update = policy.get_update_sql();
         if self.read_only || (!statistics && update.is_none()) {
-            // Fast path, no transaction necessary.
+            // Fast path, no transaction necessary. Repeated gets are served
+            // from the value cache while the database is unchanged.
+            let now = self.now();
+            let header =
+                if self.txn_depth.get() == 0 { self.wal_watch.as_ref().and_then(|w| w.header()) } else { None };
+            if let Some(header) = header {
+                let mut cached = self.value_cache.borrow_mut();
+                cached.validate(header);
+                if let Some(entry) = cached.get(key)
+                    && entry.expire_time.is_none_or(|t| t > now)
+                {
+                    let entry = entry.clone();
+                    cached.hits += 1;
+                    return Ok(Some(entry));
+                }
+            }
             let Some(row) = self.select_row(Self::SELECT_LIVE, params![key, key.raw(), self.now()])? else {
                 return Ok(None);
             };
-            return Ok(self.fetch(&row)?.map(|value| Entry { value, expire_time: row.expire_time, tag: row.tag }));
+            let entry = self.fetch(&row)?.map(|value| Entry { value, expire_time: row.expire_time, tag: row.tag });
+            if header.is_some()
+                && row.filename.is_none()
+                && let Some(entry) = &entry
+            {
+                self.value_cache.borrow_mut().insert(key, entry);
+            }
+            return Ok(entry);
         }
         // Slow path, transaction required.
         const HIT: &str = "UPDATE Settings SET value = value + 1 WHERE key = \"hits\"";

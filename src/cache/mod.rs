@@ -17,6 +17,7 @@ pub mod core;
 pub mod disk;
 pub mod error;
 pub mod meta;
+mod read_cache;
 pub mod settings;
 pub mod types;
 
