@@ -148,6 +148,10 @@ pub struct Cache {
     /// (`read_cache.rs`); `None` watch when not in WAL mode.
     wal_watch: Option<WalWatch>,
     value_cache: RefCell<ValueCache>,
+    /// A read-only handle whose opening made SQLite create `cache.db-wal`
+    /// and `cache.db-shm` (every reader of a WAL database needs them):
+    /// closing removes them again, see `Drop`.
+    created_wal_files: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -210,6 +214,7 @@ impl Cache {
         let disk = Disk::open(&directory).map_err(path_err)?;
         let db_path = directory.join(DBNAME);
         let sqlite_err = |source| OpenError::Sqlite { path: db_path.clone(), source };
+        let wal_files_absent = !wal_file(&db_path, "-wal").exists() && !wal_file(&db_path, "-shm").exists();
 
         let flags = if options.read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -345,6 +350,7 @@ impl Cache {
             // -shm file exists and is initialized.
             wal_watch: WalWatch::open(&db_path),
             value_cache: RefCell::new(ValueCache::default()),
+            created_wal_files: options.read_only && wal_files_absent,
         })
     }
 
@@ -429,12 +435,13 @@ impl Cache {
             written: RefCell::new(Vec::new()),
             wal_watch: WalWatch::open(&db_path),
             value_cache: RefCell::new(ValueCache::default()),
+            created_wal_files: false,
         })
     }
 
     /// Closes the database connection (`Cache.close`).
     pub fn close(self) {
-        let _ = self.conn.close();
+        drop(self);
     }
 
     pub fn directory(&self) -> &Path {
@@ -1758,6 +1765,42 @@ impl Cache {
     /// commits. Lets a long-lived reader notice peers' writes cheaply.
     pub fn data_version(&self) -> Result<i64> {
         Ok(self.conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
+    }
+}
+
+/// `cache.db-wal` / `cache.db-shm` beside the database.
+fn wal_file(db_path: &Path, suffix: &str) -> PathBuf {
+    let mut name = db_path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+impl Drop for Cache {
+    /// A read-only handle leaves the directory as it found it: if opening
+    /// it created SQLite's WAL files, a brief read-write connection is
+    /// opened and closed after ours, so that SQLite's own last-connection
+    /// cleanup (checkpoint of the empty WAL, removal of both files) runs,
+    /// which SQLite does only when no other process has the cache open.
+    fn drop(&mut self) {
+        if !self.created_wal_files {
+            return;
+        }
+        self.wal_watch = None;
+        let db_path = self.directory.join(DBNAME);
+        let ours = std::mem::replace(
+            &mut self.conn,
+            match Connection::open_in_memory() {
+                Ok(c) => c,
+                Err(_) => return,
+            },
+        );
+        drop(ours);
+        if let Ok(conn) =
+            Connection::open_with_flags(&db_path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        {
+            let _ = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
+            let _ = conn.close();
+        }
     }
 }
 
