@@ -1287,19 +1287,6 @@ impl Cache {
         })
     }
 
-    fn queue_select(side: Side) -> &'static str {
-        match side {
-            Side::Front => {
-                "SELECT rowid, expire_time, tag, mode, filename, value, key FROM Cache \
-                 WHERE ? < key AND key < ? AND raw = 1 ORDER BY key ASC LIMIT 1"
-            }
-            Side::Back => {
-                "SELECT rowid, expire_time, tag, mode, filename, value, key FROM Cache \
-                 WHERE ? < key AND key < ? AND raw = 1 ORDER BY key DESC LIMIT 1"
-            }
-        }
-    }
-
     /// Removes and returns the item at the `side` of the queue (`Cache.pull`).
     /// Expired items met on the way are deleted. `None` when empty.
     pub fn pull(&self, prefix: Option<&str>, side: Side) -> Result<Option<(Key, Entry)>> {
@@ -1314,10 +1301,17 @@ impl Cache {
 
     fn take_from_queue(&self, prefix: Option<&str>, side: Side, remove: bool) -> Result<Option<(Key, Entry)>> {
         let (min_key, max_key) = Self::queue_bounds(prefix);
-        let select = Self::queue_select(side);
+        let order = if side == Side::Front { "ASC" } else { "DESC" };
+        // A read-only handle cannot delete expired items on the way, so it
+        // skips them in the query instead.
+        let live = if self.read_only { "AND (expire_time IS NULL OR expire_time > ?3)" } else { "AND ?3 = ?3" };
+        let select = format!(
+            "SELECT rowid, expire_time, tag, mode, filename, value, key FROM Cache \
+             WHERE ? < key AND key < ? AND raw = 1 {live} ORDER BY key {order} LIMIT 1"
+        );
         self.first_live(remove, || {
-            let mut stmt = self.conn.prepare_cached(select)?;
-            let mut rows = stmt.query(params![min_key, max_key])?;
+            let mut stmt = self.conn.prepare_cached(&select)?;
+            let mut rows = stmt.query(params![min_key, max_key, self.now()])?;
             match rows.next()? {
                 Some(r) => {
                     let row = read_row(r)?;
@@ -1333,14 +1327,14 @@ impl Cache {
     /// The first or last entry in insertion order (`Cache.peekitem`);
     /// expired entries met on the way are deleted. `None` when empty.
     pub fn peekitem(&self, last: bool) -> Result<Option<(Key, Entry)>> {
-        let select = if last {
-            "SELECT rowid, expire_time, tag, mode, filename, value, key, raw FROM Cache ORDER BY rowid DESC LIMIT 1"
-        } else {
-            "SELECT rowid, expire_time, tag, mode, filename, value, key, raw FROM Cache ORDER BY rowid ASC LIMIT 1"
-        };
+        let order = if last { "DESC" } else { "ASC" };
+        let live = if self.read_only { "WHERE expire_time IS NULL OR expire_time > ?1" } else { "WHERE ?1 = ?1" };
+        let select = format!(
+            "SELECT rowid, expire_time, tag, mode, filename, value, key, raw FROM Cache {live} ORDER BY rowid {order} LIMIT 1"
+        );
         self.first_live(false, || {
-            let mut stmt = self.conn.prepare_cached(select)?;
-            let mut rows = stmt.query([])?;
+            let mut stmt = self.conn.prepare_cached(&select)?;
+            let mut rows = stmt.query(params![self.now()])?;
             match rows.next()? {
                 Some(r) => {
                     let row = read_row(r)?;
@@ -1365,6 +1359,16 @@ impl Cache {
         remove: bool,
         select: impl Fn() -> Result<Option<(Key, Row)>>,
     ) -> Result<Option<(Key, Entry)>> {
+        if self.read_only {
+            if remove {
+                return Err(Error::ReadOnly);
+            }
+            // The query already skips expired rows; nothing is deleted.
+            let Some((key, row)) = select()? else { return Ok(None) };
+            return Ok(self
+                .fetch(&row)?
+                .map(|value| (key, Entry { value, expire_time: row.expire_time, tag: row.tag })));
+        }
         loop {
             let found = self.in_transaction(|| {
                 loop {

@@ -161,6 +161,58 @@ def dump(directory):
     return {'rows': rows, 'settings': settings, 'page_count': con.execute('PRAGMA page_count').fetchone()[0]}
 
 
+def fill(directory):
+    """Stores every kind of key, value, tag and expiry python-diskcache has."""
+    cache = diskcache.Cache(directory, statistics=1)
+    CLOCK.now = real_time.time()
+    cache.set('plain', b'bytes value')
+    cache.set('a/b', 'str value é')
+    cache.set(b'\x00raw', 42, tag='t-str')
+    cache.set(-7, 3.25, tag=7)   # negative: 0..999999999999999 is the int queue's
+    cache.set(-1.5, {'dict': [1, 2]}, tag=2.5)
+    cache.set(('tuple', 1), b'x' * 100_000, tag=b'tb')               # file-backed bytes
+    cache.set('big-str', 'line\r\nnext ' * 5000)                      # file-backed str (\r\n)
+    cache.set('big-pickle', list(range(20_000)))                       # file-backed pickle
+    cache.set('none', None)
+    cache.set('bigint', 2**80)
+    cache.set('expiring', b'soon', expire=3600)
+    cache.set('empty', b'')
+    for i in range(3):
+        cache.push(f'job-{i}', prefix='jobs')
+        cache.push(i * 10)
+    cache.push('urgent', prefix='jobs', side='front')
+    cache.get('plain')
+    cache.get('missing')
+    # Live when stored (a set culls what has already expired), expired by
+    # the time anyone reads it: stored "10 s ago" with a 5 s expiry.
+    CLOCK.now = real_time.time() - 10
+    cache.set('expired', b'gone', expire=5)
+    cache.close()
+
+
+def read(directory):
+    """Everything python-diskcache sees in a cache, encoded."""
+    cache = diskcache.Cache(directory)
+    CLOCK.now = real_time.time()
+    entries = []
+    for k in cache.iterkeys():
+        got = cache.get(k, default=MISS, expire_time=True, tag=True)
+        entries.append([encode_key(k), entry(got)])
+    queues = {}
+    for prefix in (None, 'jobs'):
+        for side in ('front', 'back'):
+            queues[f'{prefix}-{side}'] = queue_item(cache.peek(prefix=prefix, side=side, expire_time=True, tag=True))
+    out = {
+        'entries': entries,
+        'queues': queues,
+        'len': len(cache),
+        'stats': [cache.reset('hits'), cache.reset('misses')],
+        'check': [str(w.message) for w in cache.check()],
+    }
+    cache.close()
+    return out
+
+
 if __name__ == '__main__':
     if sys.argv[1] == 'pool':
         # Only objects diskcache pickles (not str, bytes, int in i64, float).
@@ -176,5 +228,9 @@ if __name__ == '__main__':
             ops = json.load(f)
         with open(sys.argv[5], 'w') as f:
             json.dump(run(sys.argv[2], json.loads(sys.argv[3]), ops), f)
+    elif sys.argv[1] == 'fill':
+        fill(sys.argv[2])
+    elif sys.argv[1] == 'read':
+        print(json.dumps(read(sys.argv[2])))
     elif sys.argv[1] == 'dump':
         print(json.dumps(dump(sys.argv[2])))
