@@ -1,0 +1,60 @@
+//! flytekit's local-cache key: `{task}-{version}-{md5}`, where the md5 is
+//! `joblib.hash` of the canonical input bytes (`canonical.rs`).
+
+use md5::{Digest, Md5};
+use prost::Message;
+use thiserror::Error;
+
+use super::canonical::hashed_inputs;
+use super::idl::LiteralMap;
+
+#[derive(Debug, Error)]
+pub enum KeyError {
+    #[error("not a serialized flyteidl LiteralMap: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("the inputs hold {0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    OutOfRange(String),
+}
+
+/// Decodes a serialized `flyteidl.core.LiteralMap` (bounded nesting:
+/// prost refuses messages nested deeper than 100).
+pub fn decode_literal_map(bytes: &[u8]) -> Result<LiteralMap, KeyError> {
+    Ok(LiteralMap::decode(bytes)?)
+}
+
+/// The bytes flytekit hashes for these inputs (`canonical` in the test
+/// vectors).
+pub fn canonical_bytes(inputs: &[u8], ignore: &[String]) -> Result<Vec<u8>, KeyError> {
+    hashed_inputs(&decode_literal_map(inputs)?, ignore)
+}
+
+/// `joblib.hash(data)` of a Python bytes object: the md5 of joblib's
+/// protocol-3 pickle of it, which has no memo opcode:
+/// `\x80\x03` `C`+len (or `B`+4-byte length) data `.`.
+pub fn joblib_hash(data: &[u8]) -> String {
+    let mut md5 = Md5::new();
+    md5.update([0x80, 0x03]);
+    if data.len() < 256 {
+        md5.update([b'C', data.len() as u8]);
+    } else {
+        md5.update([b'B']);
+        md5.update((data.len() as u32).to_le_bytes());
+    }
+    md5.update(data);
+    md5.update(b".");
+    md5.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// flytekit's `_calculate_cache_key(task, version, inputs, ignore)`.
+pub fn cache_key(task: &str, version: &str, inputs: &[u8], ignore: &[String]) -> Result<String, KeyError> {
+    let canonical = canonical_bytes(inputs, ignore)?;
+    Ok(format!("{task}-{version}-{}", joblib_hash(&canonical)))
+}
+
+/// The same for an already decoded map.
+pub fn cache_key_of(task: &str, version: &str, inputs: &LiteralMap, ignore: &[String]) -> Result<String, KeyError> {
+    let canonical = hashed_inputs(inputs, ignore)?;
+    Ok(format!("{task}-{version}-{}", joblib_hash(&canonical)))
+}

@@ -1,0 +1,10 @@
+//! The Flyte local task cache: flyteidl literal messages ([`idl`]),
+//! flytekit's cache key, byte-identical to flytekit 1.16's ([`key`],
+//! [`canonical`]), a readable JSON rendering ([`render`]), and
+//! `LocalTaskCache` on the engine ([`local_cache`]).
+
+pub mod canonical;
+pub mod idl;
+pub mod key;
+
+pub use key::{KeyError, cache_key, canonical_bytes, decode_literal_map, joblib_hash};
