@@ -297,7 +297,7 @@ pub(crate) fn timedelta_round_trip(seconds: i64, nanos: i32) -> Result<(i64, i32
     let floor = total.div_euclid(1_000_000);
     let rem = total.rem_euclid(1_000_000);
     const MAX_DAYS: i128 = 999_999_999;
-    if floor < -MAX_DAYS * 86_400 || floor > MAX_DAYS * 86_400 + 86_399 {
+    if !(-MAX_DAYS * 86_400..=MAX_DAYS * 86_400 + 86_399).contains(&floor) {
         return Err(KeyError::OutOfRange(format!("duration {seconds}s {nanos}ns is outside Python's timedelta range")));
     }
     // Duration._NormalizeDuration: nanos take the sign of the duration.
