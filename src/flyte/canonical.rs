@@ -97,6 +97,11 @@ fn signed(v: i64) -> u64 {
 
 /// The hashed bytes for `inputs` minus the ignored variables.
 pub fn hashed_inputs(inputs: &idl::LiteralMap, ignore: &[String]) -> Result<Vec<u8>, KeyError> {
+    // flytekit converts the whole map to its models first, ignored inputs
+    // and hashed literals included, so their failures are ours too.
+    for literal in inputs.literals.values() {
+        check_literal(literal)?;
+    }
     let mut out = Vec::new();
     for (name, literal) in upb_order(&inputs.literals) {
         if ignore.iter().any(|i| i == name) {
@@ -186,6 +191,80 @@ fn literal_model(literal: &idl::Literal, out: &mut Vec<u8>) -> Result<(), KeyErr
         })?;
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// What makes `from_flyte_idl` raise, anywhere in the input: a datetime or
+// duration Python cannot represent, and a NaN or infinity in a type's
+// metadata or annotations (`MessageToDict` refuses them).
+
+fn check_literal(literal: &idl::Literal) -> Result<(), KeyError> {
+    use idl::literal::Value;
+    match &literal.value {
+        Some(Value::Scalar(s)) => check_scalar(s),
+        Some(Value::Collection(c)) => c.literals.iter().try_for_each(check_literal),
+        Some(Value::Map(m)) => m.literals.values().try_for_each(check_literal),
+        Some(Value::OffloadedMetadata(o)) => o.inferred_type.as_ref().map_or(Ok(()), check_type),
+        None => Ok(()),
+    }
+}
+
+fn check_scalar(s: &idl::Scalar) -> Result<(), KeyError> {
+    use idl::scalar::Value;
+    match &s.value {
+        Some(Value::Primitive(p)) => match &p.value {
+            Some(idl::primitive::Value::Datetime(t)) => datetime_round_trip(t.seconds, t.nanos).map(|_| ()),
+            Some(idl::primitive::Value::Duration(d)) => timedelta_round_trip(d.seconds, d.nanos).map(|_| ()),
+            _ => Ok(()),
+        },
+        Some(Value::StructuredDataset(sd)) => {
+            sd.metadata.as_ref().and_then(|m| m.structured_dataset_type.as_ref()).map_or(Ok(()), check_sd_type)
+        }
+        Some(Value::Union(u)) => {
+            u.value.as_ref().map_or(Ok(()), check_literal)?;
+            u.r#type.as_ref().map_or(Ok(()), check_type)
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_sd_type(t: &idl::StructuredDatasetType) -> Result<(), KeyError> {
+    t.columns.iter().filter_map(|c| c.literal_type.as_ref()).try_for_each(check_type)
+}
+
+fn check_type(t: &idl::LiteralType) -> Result<(), KeyError> {
+    use idl::literal_type::Type;
+    if let Some(m) = &t.metadata {
+        check_json_struct(m)?;
+    }
+    if let Some(a) = t.annotation.as_ref().and_then(|a| a.annotations.as_ref()) {
+        check_json_struct(a)?;
+    }
+    if let Some(s) = &t.structure {
+        s.dataclass_type.values().try_for_each(check_type)?;
+    }
+    match &t.r#type {
+        Some(Type::CollectionType(c)) | Some(Type::MapValueType(c)) => check_type(c),
+        Some(Type::UnionType(u)) => u.variants.iter().try_for_each(check_type),
+        Some(Type::StructuredDatasetType(s)) => check_sd_type(s),
+        _ => Ok(()),
+    }
+}
+
+fn check_json_struct(s: &idl::Struct) -> Result<(), KeyError> {
+    s.fields.values().try_for_each(check_json_value)
+}
+
+fn check_json_value(v: &idl::StructValue) -> Result<(), KeyError> {
+    use idl::struct_value::Kind;
+    match &v.kind {
+        Some(Kind::NumberValue(f)) if !f.is_finite() => Err(KeyError::Unsupported(format!(
+            "a type's metadata holds the number {f}, which flytekit cannot convert to JSON"
+        ))),
+        Some(Kind::StructValue(s)) => check_json_struct(s),
+        Some(Kind::ListValue(l)) => l.values.iter().try_for_each(check_json_value),
+        _ => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------
