@@ -73,6 +73,23 @@ enum Command {
     },
     /// Count, volume, hits, misses and every setting, as JSON.
     Stats { dir: PathBuf },
+    /// Print the local-cache key flytekit computes for a serialized
+    /// LiteralMap of inputs (FILE or standard input).
+    #[command(next_help_heading = "Flyte")]
+    FlyteKey {
+        /// The task's name, as flytekit names it (`module.function`).
+        #[arg(long)]
+        task: String,
+        /// The task's cache_version.
+        #[arg(long)]
+        version: String,
+        /// An input to leave out of the key (cache_ignore_input_vars).
+        #[arg(long = "ignore")]
+        ignore: Vec<String>,
+        file: Option<PathBuf>,
+    },
+    /// Print a serialized LiteralMap (FILE or standard input) as readable JSON.
+    Literals { file: Option<PathBuf> },
     /// diskcache's consistency check; exit 1 when it finds problems.
     Check {
         dir: PathBuf,
@@ -216,6 +233,18 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             println!("{}", serde_json::to_string_pretty(&stats)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::FlyteKey { task, version, ignore, file } => {
+            let inputs = read_input(file.as_deref())?;
+            let key = diskcachefs::flyte::cache_key(&task, &version, &inputs, &ignore)?;
+            println!("{key}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Literals { file } => {
+            let bytes = read_input(file.as_deref())?;
+            let map = diskcachefs::flyte::decode_literal_map(&bytes)?;
+            println!("{}", serde_json::to_string_pretty(&diskcachefs::flyte::render::literal_map_to_json(&map))?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { dir, fix } => {
             let cache = Cache::open(&dir)?;
             let warnings = cache.check(fix)?;
@@ -225,6 +254,21 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
             Ok(if warnings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
+}
+
+/// All of FILE, or of standard input.
+fn read_input(file: Option<&Path>) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    match file {
+        Some(path) => {
+            data = std::fs::read(path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+        }
+        None => {
+            io::stdin().lock().read_to_end(&mut data).map_err(|e| Failure(format!("standard input: {e}")))?;
+        }
+    }
+    Ok(data)
 }
 
 fn miss() -> ExitCode {

@@ -6,5 +6,8 @@
 pub mod canonical;
 pub mod idl;
 pub mod key;
+pub mod local_cache;
+pub mod render;
 
 pub use key::{KeyError, cache_key, canonical_bytes, decode_literal_map, joblib_hash};
+pub use local_cache::{LocalCacheError, LocalTaskCache};
