@@ -61,15 +61,20 @@ fn put_nonempty(out: &mut Vec<u8>, field: u32, data: &[u8]) {
     }
 }
 
-/// A present sub-message.
+/// A present sub-message, written in place: its content goes straight into
+/// `out`, and its length is inserted before it afterwards (no buffer per
+/// nested message).
 fn put_msg(
     out: &mut Vec<u8>,
     field: u32,
     body: impl FnOnce(&mut Vec<u8>) -> Result<(), KeyError>,
 ) -> Result<(), KeyError> {
-    let mut inner = Vec::new();
-    body(&mut inner)?;
-    put_bytes(out, field, &inner);
+    tag(out, field, LEN);
+    let start = out.len();
+    body(out)?;
+    let mut header = Vec::with_capacity(10);
+    varint(&mut header, (out.len() - start) as u64);
+    out.splice(start..start, header);
     Ok(())
 }
 

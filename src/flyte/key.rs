@@ -44,7 +44,13 @@ pub fn joblib_hash(data: &[u8]) -> String {
     }
     md5.update(data);
     md5.update(b".");
-    md5.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(32);
+    for b in md5.finalize() {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 15)] as char);
+    }
+    hex
 }
 
 /// flytekit's `_calculate_cache_key(task, version, inputs, ignore)`.
