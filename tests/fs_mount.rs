@@ -1,0 +1,408 @@
+//! The mount, for real, against python-diskcache 5.6.3 as the peer: what
+//! docs/SEMANTICS.md promises, checked with the tools people use (cat, ls,
+//! stat, getfattr, cp, rsync, fsx, Python's open()).
+
+mod support;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::{Mounted, errno_of, getxattr, is_mounted, py, setxattr, sh};
+
+const FILL: &str = r#"
+import sys, diskcache
+c = diskcache.Cache(sys.argv[1])
+c['plain'] = b'bytes value'
+c['a/b'] = 'str value é'
+c['%x'] = 'percent'
+c['.'] = 'dot'
+c[b'\x00raw'] = 42
+c[-7] = 1e16
+c[2.5] = 'float key'
+c[('tuple', 1)] = {'dict': 1}
+c['big'] = b'y' * 100_000
+c['bigstr'] = 'é' * 40_000
+c.set('tagged', b'v', tag='grp', expire=3600)
+c.set('gone', b'v', expire=0.01)
+"#;
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn python_entries_appear_with_their_documented_names_content_and_xattrs() {
+    let m = Mounted::with(
+        |c| {
+            py(FILL, &[c.to_str().unwrap()]);
+            std::thread::sleep(Duration::from_millis(50)); // let 'gone' expire
+        },
+        &[],
+    );
+    let k = m.keys();
+    let names: std::collections::BTreeSet<String> =
+        std::fs::read_dir(&k).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    for want in [
+        "plain",
+        "%str:a%2Fb",
+        "%str:%25x",
+        "%str:.",
+        "%bytes:%00raw",
+        "%int:-7",
+        "%float:2.5",
+        "big",
+        "bigstr",
+        "tagged",
+    ] {
+        assert!(names.contains(want), "{want} missing from {names:?}");
+    }
+    assert!(names.iter().any(|n| n.starts_with("%pickle:")), "{names:?}");
+    assert!(!names.contains("gone"), "an expired entry is listed");
+    assert_eq!(names.len(), 11);
+
+    assert_eq!(read(&k.join("plain")), b"bytes value");
+    assert_eq!(read(&k.join("%str:a%2Fb")), "str value é".as_bytes());
+    assert_eq!(read(&k.join("%bytes:%00raw")), b"42");
+    assert_eq!(read(&k.join("%int:-7")), b"1e+16");
+    assert_eq!(read(&k.join("big")), vec![b'y'; 100_000]);
+    assert_eq!(read(&k.join("bigstr")), "é".repeat(40_000).as_bytes());
+    let pickled = py("import pickle; print(pickle.dumps({'dict': 1}, protocol=5).hex())", &[]);
+    let pickle_name = names.iter().find(|n| n.starts_with("%pickle:")).unwrap();
+    let hex: String = read(&k.join(pickle_name)).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, pickled.trim());
+    assert!(std::fs::metadata(k.join("gone")).is_err());
+
+    // stat: exact size, mode, mtime = store_time.
+    let meta = std::fs::metadata(k.join("bigstr")).unwrap();
+    assert_eq!(meta.len(), 80_000);
+    assert_eq!(meta.mode() & 0o777, 0o644);
+    let store_time: f64 = py("import sys, diskcache; c = diskcache.Cache(sys.argv[1]); print(c._sql(\"SELECT store_time FROM Cache WHERE key = 'plain'\").fetchone()[0])", &[m.cache.to_str().unwrap()]).trim().parse().unwrap();
+    let mtime = std::fs::metadata(k.join("plain")).unwrap().mtime() as f64
+        + std::fs::metadata(k.join("plain")).unwrap().mtime_nsec() as f64 / 1e9;
+    assert!((mtime - store_time).abs() < 1e-5, "mtime {mtime} store_time {store_time}");
+
+    // xattrs, through libc and through getfattr.
+    assert_eq!(getxattr(&k.join("tagged"), "user.diskcache.tag").unwrap(), b"grp");
+    let expire: f64 =
+        String::from_utf8(getxattr(&k.join("tagged"), "user.diskcache.expire_time").unwrap()).unwrap().parse().unwrap();
+    assert!(expire > store_time + 3500.0);
+    assert_eq!(getxattr(&k.join("plain"), "user.diskcache.expire_time"), Err(libc::ENODATA));
+    assert_eq!(getxattr(&k.join("%int:-7"), "user.diskcache.type").unwrap(), b"float");
+    assert_eq!(getxattr(&k.join("%int:-7"), "user.diskcache.key_type").unwrap(), b"int");
+    assert_eq!(getxattr(&k.join("bigstr"), "user.diskcache.type").unwrap(), b"str");
+    assert_eq!(getxattr(&k.join(pickle_name), "user.diskcache.type").unwrap(), b"pickle");
+    let out = sh(&format!("getfattr -d -m - '{}'", k.join("tagged").display()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("user.diskcache.tag=\"grp\"") && text.contains("user.diskcache.type=\"bytes\""), "{text}");
+    let out = sh(&format!("ls -l '{}' && cat '{}'", k.display(), k.join("plain").display()));
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("bytes value"));
+    // Python's open() through the mount.
+    assert_eq!(py("import sys; print(open(sys.argv[1]).read())", &[k.join("%str:.").to_str().unwrap()]).trim(), "dot");
+}
+
+#[test]
+fn writes_renames_and_deletes_through_the_mount_are_seen_by_python() {
+    let m = Mounted::new();
+    let k = m.keys();
+    let c = m.cache.to_str().unwrap();
+    sh(&format!("echo hello > '{}'", k.join("greeting").display()));
+    sh(&format!("echo world >> '{}'", k.join("greeting").display()));
+    std::fs::write(k.join("big"), vec![7u8; 300_000]).unwrap();
+    sh(&format!("truncate -s 100000 '{}'", k.join("big").display()));
+    {
+        let mut f = std::fs::OpenOptions::new().read(true).write(true).open(k.join("big")).unwrap();
+        f.seek(SeekFrom::Start(50_000)).unwrap();
+        f.write_all(b"XYZ").unwrap();
+        f.seek(SeekFrom::Start(150_000)).unwrap(); // past the end: a hole of zeros
+        f.write_all(b"end").unwrap();
+    }
+    std::fs::write(k.join("old"), b"moved").unwrap();
+    sh(&format!("setfattr -n user.diskcache.tag -v keep '{}'", k.join("old").display()));
+    std::fs::rename(k.join("old"), k.join("new")).unwrap();
+    std::fs::write(k.join("doomed"), b"x").unwrap();
+    std::fs::remove_file(k.join("doomed")).unwrap();
+    let out = py(
+        r#"
+import sys, json, diskcache
+c = diskcache.Cache(sys.argv[1])
+big = c.get('big')
+print(json.dumps({'greeting': c.get('greeting').decode(), 'big_len': len(big), 'xyz': big[50000:50003].decode(),
+  'hole': big[100000:150000] == bytes(50000), 'head': big[:100000].count(7), 'end': big[-3:].decode(),
+  'new': [c.get('new', tag=True)[0].decode(), c.get('new', tag=True)[1]], 'old': c.get('old'), 'doomed': c.get('doomed'),
+  'check': [str(w.message) for w in c.check()]}))
+"#,
+        &[c],
+    );
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["greeting"], "hello\nworld\n");
+    assert_eq!(r["big_len"], 150_003);
+    assert_eq!(r["xyz"], "XYZ");
+    assert_eq!(r["hole"], true);
+    assert_eq!(r["head"], 99_997);
+    assert_eq!(r["end"], "end");
+    assert_eq!(r["new"], serde_json::json!(["moved", "keep"]), "rename keeps the value and the tag");
+    assert!(r["old"].is_null() && r["doomed"].is_null());
+    assert_eq!(r["check"], serde_json::json!([]));
+}
+
+#[test]
+fn a_gibibyte_is_copied_in_and_read_back_in_bounded_memory() {
+    // A 4 GiB size limit: with diskcache's default of 1 GiB, a 1 GiB value
+    // is culled at once, exactly as cache.set would cull it.
+    let m = Mounted::with(
+        |c| {
+            py("import sys, diskcache; diskcache.Cache(sys.argv[1], size_limit=2**32)", &[c.to_str().unwrap()]);
+        },
+        &[],
+    );
+    let src = m.root.path().join("big.src");
+    let out = sh(&format!("head -c 1073741824 /dev/urandom > '{}'", src.display()));
+    assert!(out.status.success());
+    let out = sh(&format!("cp '{}' '{}'", src.display(), m.keys().join("gib").display()));
+    assert!(out.status.success(), "cp: {}", String::from_utf8_lossy(&out.stderr));
+    let out = sh(&format!("cmp '{}' '{}'", src.display(), m.keys().join("gib").display()));
+    assert!(out.status.success(), "read back differs: {}", String::from_utf8_lossy(&out.stdout));
+    let rss = m.peak_rss_kib();
+    assert!(rss < 100 * 1024, "daemon peak RSS {rss} KiB");
+    let out = py(
+        "import sys, hashlib, diskcache\nc = diskcache.Cache(sys.argv[1])\nh = hashlib.sha256()\nf = c.read('gib')\nfor b in iter(lambda: f.read(1 << 20), b''): h.update(b)\nprint(h.hexdigest(), c.check())",
+        &[m.cache.to_str().unwrap()],
+    );
+    let want = sh(&format!("sha256sum '{}'", src.display()));
+    let want = String::from_utf8_lossy(&want.stdout).split_whitespace().next().unwrap().to_string();
+    assert_eq!(out.trim(), format!("{want} []"));
+}
+
+fn fsx_binary() -> std::path::PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').map(std::path::PathBuf::from).chain([
+        std::path::PathBuf::from(
+            std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap())),
+        )
+        .join("bin"),
+    ]) {
+        if dir.join("fsx").is_file() {
+            return dir.join("fsx");
+        }
+    }
+    panic!("fsx not found: install it with `cargo install fsx --version 0.3.2 --locked` (scripts/test does)");
+}
+
+#[test]
+fn fsx_runs_ten_thousand_operations_without_error() {
+    let m = Mounted::new();
+    let out = std::process::Command::new(fsx_binary())
+        .args(["-N", "10000", "-S", "7", "-P"])
+        .arg(m.root.path())
+        .arg(m.keys().join("fsxfile"))
+        .current_dir(m.root.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fsx failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let check = py("import sys, diskcache; print(diskcache.Cache(sys.argv[1]).check())", &[m.cache.to_str().unwrap()]);
+    assert_eq!(check.trim(), "[]");
+}
+
+#[test]
+fn rsync_backs_up_and_restores_keys_values_tags_and_expiry() {
+    let a = Mounted::with(
+        |c| {
+            py(FILL, &[c.to_str().unwrap()]);
+        },
+        &[],
+    );
+    let b = Mounted::new();
+    let backup = a.root.path().join("backup");
+    let out = sh(&format!("rsync -aX '{}/' '{}/'", a.keys().display(), backup.display()));
+    assert!(out.status.success(), "rsync out: {}", String::from_utf8_lossy(&out.stderr));
+    let out = sh(&format!("rsync -aX '{}/' '{}/'", backup.display(), b.keys().display()));
+    assert!(out.status.success(), "rsync in: {}", String::from_utf8_lossy(&out.stderr));
+    let dump = r#"
+import sys, json, pickle, diskcache
+c = diskcache.Cache(sys.argv[1])
+out = {}
+MISS = object()
+for k in c.iterkeys():
+    v, e, t = c.get(k, default=MISS, expire_time=True, tag=True)
+    if v is MISS:
+        continue  # expired: iterkeys still lists it, nobody can read it
+    out[repr(k)] = [type(v).__name__, repr(v)[:80], None if e is None else round(e, 5), t]
+print(json.dumps(out, sort_keys=True))
+"#;
+    let left: serde_json::Value = serde_json::from_str(&py(dump, &[a.cache.to_str().unwrap()])).unwrap();
+    let right: serde_json::Value = serde_json::from_str(&py(dump, &[b.cache.to_str().unwrap()])).unwrap();
+    assert_eq!(left, right, "the restored cache differs");
+    assert!(left.as_object().unwrap().len() >= 11);
+    let check = py("import sys, diskcache; print(diskcache.Cache(sys.argv[1]).check())", &[b.cache.to_str().unwrap()]);
+    assert_eq!(check.trim(), "[]");
+    for (from, to) in [(a.keys(), backup.clone()), (backup.clone(), b.keys())] {
+        let out = sh(&format!("rsync -aX --stats '{}/' '{}/'", from.display(), to.display()));
+        let stats = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stats.contains("Number of regular files transferred: 0"),
+            "second rsync:\n{stats}"
+        );
+    }
+}
+
+#[test]
+fn other_processes_and_the_mount_see_each_others_writes() {
+    let m = Mounted::new();
+    let c = m.cache.to_str().unwrap();
+    // A value written through the mount is in python-diskcache as soon as
+    // close() returns.
+    let out = py(
+        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nfor i in range(20):\n    with open(sys.argv[2], 'wb') as f:\n        f.write(b'v%d' % i)\n    assert c.get('k') == b'v%d' % i, (i, c.get('k'))\nprint('ok')",
+        &[c, m.keys().join("k").to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), "ok");
+    // A value set by python-diskcache reads through the mount within 1 s.
+    for i in 0..3 {
+        py(
+            "import sys, diskcache; diskcache.Cache(sys.argv[1]).set('k', sys.argv[2].encode())",
+            &[c, &format!("peer-{i}")],
+        );
+        let start = Instant::now();
+        loop {
+            if std::fs::read(m.keys().join("k")).ok().as_deref() == Some(format!("peer-{i}").as_bytes()) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_millis(1000), "peer write not visible within 1 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn bad_input_gets_a_clear_errno_and_the_daemon_keeps_running() {
+    let m = Mounted::new();
+    let k = m.keys();
+    std::fs::write(k.join("ok"), b"fine").unwrap();
+    assert_eq!(errno_of(std::fs::write(k.join("n".repeat(256)), b"x")), libc::ENAMETOOLONG);
+    assert_eq!(setxattr(&k.join("ok"), "user.diskcache.expire_time", b"abc"), Err(libc::EINVAL));
+    assert_eq!(setxattr(&k.join("ok"), "user.diskcache.type", b"nonsense"), Err(libc::EINVAL));
+    assert_eq!(getxattr(&k.join("ok"), "user.other"), Err(libc::ENODATA));
+    assert_eq!(errno_of(std::fs::create_dir(k.join("dir"))), libc::EPERM);
+    assert_eq!(errno_of(std::fs::write(m.mnt.join("at-root"), b"x")), libc::EPERM);
+    assert_eq!(errno_of(std::fs::write(k.join("%int:notanumber"), b"x")), libc::EINVAL);
+    assert_eq!(errno_of(std::os::unix::fs::symlink("ok", k.join("link"))), libc::EPERM);
+    assert_eq!(read(&k.join("ok")), b"fine", "the daemon keeps serving");
+    // A value that cannot be converted to the type asked for.
+    std::fs::write(k.join("word"), b"not a number").unwrap();
+    assert_eq!(setxattr(&k.join("word"), "user.diskcache.type", b"int"), Err(libc::EINVAL));
+    std::fs::write(k.join("num"), b" 42 ").unwrap();
+    setxattr(&k.join("num"), "user.diskcache.type", b"int").unwrap();
+    assert_eq!(
+        py("import sys, diskcache; print(repr(diskcache.Cache(sys.argv[1]).get('num')))", &[m.cache.to_str().unwrap()])
+            .trim(),
+        "42"
+    );
+}
+
+#[test]
+fn a_read_only_mount_refuses_writes_and_leaves_the_directory_as_it_was() {
+    // Every path, and each file's size and mtime, taken before mounting.
+    // Directories' own mtimes are left out: SQLite creates and removes
+    // cache.db-wal/-shm for any reader of a WAL database
+    // (docs/SEMANTICS.md, "Read-only mounts").
+    let snapshot = |dir: &Path| -> Vec<(String, u64, i64, i64)> {
+        let mut v: Vec<_> = walk(dir)
+            .into_iter()
+            .map(|p| {
+                if p.is_dir() {
+                    return (p.display().to_string(), 0, 0, 0);
+                }
+                let md = std::fs::symlink_metadata(&p).unwrap();
+                (p.display().to_string(), md.len(), md.mtime(), md.mtime_nsec())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = std::cell::RefCell::new(Vec::new());
+    let db = std::cell::RefCell::new(Vec::new());
+    let mut m = Mounted::with(
+        |c| {
+            py(FILL, &[c.to_str().unwrap()]);
+            *before.borrow_mut() = snapshot(c);
+            *db.borrow_mut() = std::fs::read(c.join("cache.db")).unwrap();
+        },
+        &["--read-only"],
+    );
+    let (before, db) = (before.into_inner(), db.into_inner());
+    let k = m.keys();
+    assert_eq!(read(&k.join("plain")), b"bytes value");
+    let mut buf = Vec::new();
+    std::fs::File::open(k.join("big")).unwrap().read_to_end(&mut buf).unwrap();
+    assert_eq!(errno_of(std::fs::write(k.join("plain"), b"x")), libc::EROFS);
+    assert_eq!(errno_of(std::fs::write(k.join("new"), b"x")), libc::EROFS);
+    assert_eq!(errno_of(std::fs::remove_file(k.join("plain"))), libc::EROFS);
+    assert_eq!(setxattr(&k.join("plain"), "user.diskcache.tag", b"t"), Err(libc::EROFS));
+    let status = m.stop().unwrap();
+    assert!(status.success());
+    let after = snapshot(&m.cache);
+    let changed: Vec<_> =
+        after.iter().filter(|e| !before.contains(e)).chain(before.iter().filter(|e| !after.contains(e))).collect();
+    assert_eq!(after, before, "the cache directory changed: {changed:?}");
+    assert_eq!(std::fs::read(m.cache.join("cache.db")).unwrap(), db);
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
+#[test]
+fn sigterm_unmounts_cleanly_and_umount_clears_a_killed_daemons_mount() {
+    let mut m = Mounted::new();
+    std::fs::write(m.keys().join("k"), b"v").unwrap();
+    let status = m.stop().unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(!is_mounted(&m.mnt), "still mounted after SIGTERM");
+
+    m.start(&[]);
+    unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) };
+    let _ = m.child.take().unwrap().wait();
+    assert_eq!(errno_of(std::fs::read_dir(&m.mnt)), libc::ENOTCONN, "a killed daemon leaves a stale mount");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs")).arg("umount").arg(&m.mnt).output().unwrap();
+    assert!(out.status.success(), "umount: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!is_mounted(&m.mnt));
+    m.start(&[]);
+    assert_eq!(read(&m.keys().join("k")), b"v", "a new mount works");
+}
+
+#[test]
+fn daemon_mode_returns_once_the_mount_is_ready() {
+    let root = tempfile::tempdir().unwrap();
+    let (cache, mnt) = (root.path().join("c"), root.path().join("m"));
+    std::fs::create_dir(&mnt).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
+        .arg("mount")
+        .arg(&cache)
+        .arg(&mnt)
+        .arg("--daemon")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ready = is_mounted(&mnt) && std::fs::metadata(mnt.join("keys")).is_ok();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs")).arg("umount").arg(&mnt).output().unwrap();
+    assert!(ready, "--daemon returned before the mount was ready");
+    assert!(out.status.success());
+    // The daemon exits once unmounted.
+    let start = Instant::now();
+    // "[d]" keeps pgrep from matching the shell running it.
+    while sh(&format!("pgrep -f '[d]iskcachefs mount {}'", cache.display())).status.success() {
+        assert!(start.elapsed() < Duration::from_secs(10), "daemon still running after umount");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,156 @@
+//! Shared by the mounted tests: a real `diskcachefs mount` in the
+//! foreground, in its own temporary directories, torn down on drop (SIGTERM,
+//! then a lazy unmount and SIGKILL if needed) even when the test panics, so
+//! no mount, process or directory is left behind.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn python() -> PathBuf {
+    std::env::var_os("DISKCACHEFS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
+}
+
+/// Runs a Python snippet with `sys.argv[1:]` = args; panics with its stderr
+/// on failure; returns stdout.
+pub fn py(script: &str, args: &[&str]) -> String {
+    let out = Command::new(python()).arg("-c").arg(script).args(args).output().expect("run python");
+    assert!(out.status.success(), "python failed:\n{script}\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn is_mounted(path: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let target = path.to_string_lossy();
+    mounts.lines().any(|l| l.split(' ').nth(4) == Some(&target))
+}
+
+pub struct Mounted {
+    pub root: tempfile::TempDir,
+    pub cache: PathBuf,
+    pub mnt: PathBuf,
+    pub child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Mounted {
+    /// Mounts a new (empty) cache.
+    pub fn new() -> Mounted {
+        Mounted::with(|_| {}, &[])
+    }
+
+    /// Prepares the cache directory with `prepare`, then mounts with `args`.
+    pub fn with(prepare: impl FnOnce(&Path), args: &[&str]) -> Mounted {
+        let root = tempfile::tempdir().unwrap();
+        let cache = root.path().join("cache");
+        let mnt = root.path().join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        prepare(&cache);
+        let log = root.path().join("daemon.log");
+        let mut m = Mounted { root, cache, mnt, child: None, log };
+        m.start(args);
+        m
+    }
+
+    pub fn keys(&self) -> PathBuf {
+        self.mnt.join("keys")
+    }
+
+    pub fn start(&mut self, args: &[&str]) {
+        let child = Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
+            .arg("mount")
+            .arg(&self.cache)
+            .arg(&self.mnt)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&self.log).unwrap())
+            .spawn()
+            .expect("spawn diskcachefs mount");
+        self.child = Some(child);
+        let start = Instant::now();
+        while !is_mounted(&self.mnt) {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("diskcachefs exited before mounting ({status}):\n{}", self.log());
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "mount not ready in 10 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon's peak resident set (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// SIGTERM and wait (bounded); returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.stop();
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
+/// Runs a shell command line; returns its output.
+pub fn sh(line: &str) -> Output {
+    Command::new("sh").arg("-c").arg(line).output().unwrap()
+}
+
+pub fn errno_of(result: std::io::Result<impl Sized>) -> i32 {
+    match result {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}
+
+pub fn getxattr(path: &Path, name: &str) -> Result<Vec<u8>, i32> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let r = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap());
+    }
+    buf.truncate(r as usize);
+    Ok(buf)
+}
+
+pub fn setxattr(path: &Path, name: &str, value: &[u8]) -> Result<(), i32> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let r = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if r < 0 { Err(std::io::Error::last_os_error().raw_os_error().unwrap()) } else { Ok(()) }
+}
