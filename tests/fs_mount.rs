@@ -98,6 +98,8 @@ fn python_entries_appear_with_their_documented_names_content_and_xattrs() {
     assert!(text.contains("user.diskcache.tag=\"grp\"") && text.contains("user.diskcache.type=\"bytes\""), "{text}");
     let out = sh(&format!("ls -l '{}' && cat '{}'", k.display(), k.join("plain").display()));
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("bytes value"));
+    let out = sh(&format!("stat -c '%s %a %F %Y' '{}'", k.join("bigstr").display()));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("80000 644 regular file {}", meta.mtime()));
     // Python's open() through the mount.
     assert_eq!(py("import sys; print(open(sys.argv[1]).read())", &[k.join("%str:.").to_str().unwrap()]).trim(), "dot");
 }
