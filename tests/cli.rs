@@ -1,15 +1,13 @@
 //! The engine's command line, run as a user would, with python-diskcache
 //! as the peer that wrote or reads the cache.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod support;
 
-fn python() -> PathBuf {
-    std::env::var_os("DISKCACHEFS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
+use support::python;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 fn cli(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_diskcachefs"))

@@ -4,14 +4,11 @@
 //! counter ends at exactly 8,000, every key is there with its value, no
 //! process saw an error, and python-diskcache's `Cache.check()` is clean.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
 
-fn python() -> PathBuf {
-    std::env::var_os("DISKCACHEFS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
+use support::python;
+
+use std::process::{Child, Command, Stdio};
 
 const PYTHON_WORKER: &str = r#"
 import sys, time, diskcache

@@ -5,57 +5,21 @@
 //! then reports nothing. Both sides describe what they see in the same
 //! JSON shape (tests/py/diskcache_ops.py's encoding), which must be equal.
 
+mod support;
+
+use support::{enc_key, enc_tag, enc_value, python};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use diskcachefs::cache::{Cache, CacheOptions, Entry, Key, Scalar, Side, Value};
 use serde_json::{Value as Json, json};
 
-fn python() -> PathBuf {
-    std::env::var_os("DISKCACHEFS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
-
 fn py(args: &[&str], dir: &Path) -> String {
     let driver = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/diskcache_ops.py");
     let out = Command::new(python()).arg(driver).args(args).arg(dir).output().expect("run python driver");
     assert!(out.status.success(), "python {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn enc_key(key: &Key) -> Json {
-    match key {
-        Key::Str(s) => json!(["str", s]),
-        Key::Bytes(b) => json!(["bytes", hex(b)]),
-        Key::Int(i) => json!(["int", i]),
-        Key::Float(f) => json!(["float", f]),
-        Key::Pickled(p) => json!(["pickle", hex(p)]),
-    }
-}
-
-fn enc_value(value: &Value) -> Json {
-    match value {
-        Value::Str(s) => json!(["str", s]),
-        Value::Bytes(b) => json!(["bytes", hex(b)]),
-        Value::Int(i) => json!(["int", i]),
-        Value::Float(f) => json!(["float", f]),
-        Value::Pickle(p) => json!(["pickle", hex(p)]),
-    }
-}
-
-fn enc_tag(tag: &Option<Scalar>) -> Json {
-    match tag {
-        None => Json::Null,
-        Some(Scalar::Str(s)) => json!(["str", s]),
-        Some(Scalar::Int(i)) => json!(["int", i]),
-        Some(Scalar::Float(f)) => json!(["float", f]),
-        Some(Scalar::Bytes(b)) => json!(["bytes", hex(b)]),
-    }
 }
 
 fn enc_entry(e: &Option<Entry>) -> Json {

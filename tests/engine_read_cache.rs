@@ -5,17 +5,14 @@
 //! writes inside a transaction all change a key between two gets, and the
 //! second get must always see the change.
 
+mod support;
+
+use support::python;
+
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use diskcachefs::cache::{Cache, Key, Value};
-
-fn python() -> PathBuf {
-    std::env::var_os("DISKCACHEFS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
 
 /// A python-diskcache process taking one command a line and answering
 /// "ok" once it has committed.

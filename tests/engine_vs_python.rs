@@ -10,6 +10,10 @@
 //! expiry and stored times are deterministic. A failure prints the seed;
 //! rerun it with DISKCACHEFS_SEED=<seed>.
 
+mod support;
+
+use support::{enc_key, enc_tag, enc_value, hex, python};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -17,12 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use diskcachefs::cache::{Cache, CacheOptions, Entry, Error, Key, Number, Scalar, Side, Value};
 use serde_json::{Value as Json, json};
-
-fn python() -> PathBuf {
-    std::env::var_os("DISKCACHEFS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
 
 fn driver() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/diskcache_ops.py")
@@ -201,10 +199,6 @@ fn gen_ops(seed: u64, count: usize, statistics: bool, pools: &Pools) -> Vec<Json
     ops
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Vec<u8> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
 }
@@ -242,36 +236,6 @@ fn decode_tag(item: &Json) -> Option<Scalar> {
         Value::Int(i) => Scalar::Int(i),
         other => panic!("tag {other:?}"),
     })
-}
-
-fn enc_key(key: &Key) -> Json {
-    match key {
-        Key::Str(s) => json!(["str", s]),
-        Key::Bytes(b) => json!(["bytes", hex(b)]),
-        Key::Int(i) => json!(["int", i]),
-        Key::Float(f) => json!(["float", f]),
-        Key::Pickled(p) => json!(["pickle", hex(p)]),
-    }
-}
-
-fn enc_value(value: &Value) -> Json {
-    match value {
-        Value::Str(s) => json!(["str", s]),
-        Value::Bytes(b) => json!(["bytes", hex(b)]),
-        Value::Int(i) => json!(["int", i]),
-        Value::Float(f) => json!(["float", f]),
-        Value::Pickle(p) => json!(["pickle", hex(p)]),
-    }
-}
-
-fn enc_tag(tag: &Option<Scalar>) -> Json {
-    match tag {
-        None => Json::Null,
-        Some(Scalar::Str(s)) => json!(["str", s]),
-        Some(Scalar::Int(i)) => json!(["int", i]),
-        Some(Scalar::Float(f)) => json!(["float", f]),
-        Some(Scalar::Bytes(b)) => json!(["bytes", hex(b)]),
-    }
 }
 
 fn enc_entry(entry: Option<Entry>) -> Json {

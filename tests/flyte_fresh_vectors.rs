@@ -4,17 +4,15 @@
 //! be flytekit's, and where flytekit raises, we must refuse too. A failure
 //! prints the seed; rerun with DISKCACHEFS_SEED=<seed>.
 
+mod support;
+
+use support::python;
+
 use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine;
 use diskcachefs::flyte::cache_key;
-
-fn python() -> PathBuf {
-    std::env::var_os("DISKCACHEFS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
 
 #[test]
 fn a_thousand_fresh_flytekit_vectors() {

@@ -4,18 +4,16 @@
 //! which appends to a side-effect file, does not run); `clear` from either
 //! side empties the cache for both.
 
+mod support;
+
+use support::python;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use diskcachefs::flyte::LocalTaskCache;
 use diskcachefs::flyte::idl::{Literal, LiteralMap, Primitive, Scalar, literal, primitive, scalar};
 use prost::Message;
-
-fn python() -> PathBuf {
-    std::env::var_os("DISKCACHEFS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
-}
 
 fn workflow(dir: &Path, side: &Path, args: &[&str]) -> serde_json::Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/flyte_workflow.py");

@@ -1,4 +1,5 @@
-//! Shared by the mounted tests: a real `diskcachefs mount` in the
+//! Shared by the integration tests: the Python peers, the JSON encoding of
+//! keys and values the Python drivers use, and for the mounted tests a real `diskcachefs mount` in the
 //! foreground, in its own temporary directories, torn down on drop (SIGTERM,
 //! then a lazy unmount and SIGKILL if needed) even when the test panics, so
 //! no mount, process or directory is left behind.
@@ -9,6 +10,46 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Hex of bytes (the Python drivers' encoding of bytes and pickles).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A key, value or tag as tests/py/diskcache_ops.py encodes them: `[type, data]`.
+pub fn enc_key(key: &diskcachefs::cache::Key) -> serde_json::Value {
+    use diskcachefs::cache::Key;
+    match key {
+        Key::Str(s) => serde_json::json!(["str", s]),
+        Key::Bytes(b) => serde_json::json!(["bytes", hex(b)]),
+        Key::Int(i) => serde_json::json!(["int", i]),
+        Key::Float(f) => serde_json::json!(["float", f]),
+        Key::Pickled(p) => serde_json::json!(["pickle", hex(p)]),
+    }
+}
+
+pub fn enc_value(value: &diskcachefs::cache::Value) -> serde_json::Value {
+    use diskcachefs::cache::Value;
+    match value {
+        Value::Str(s) => serde_json::json!(["str", s]),
+        Value::Bytes(b) => serde_json::json!(["bytes", hex(b)]),
+        Value::Int(i) => serde_json::json!(["int", i]),
+        Value::Float(f) => serde_json::json!(["float", f]),
+        Value::Pickle(p) => serde_json::json!(["pickle", hex(p)]),
+    }
+}
+
+pub fn enc_tag(tag: &Option<diskcachefs::cache::Scalar>) -> serde_json::Value {
+    use diskcachefs::cache::Scalar;
+    match tag {
+        None => serde_json::Value::Null,
+        Some(Scalar::Str(s)) => serde_json::json!(["str", s]),
+        Some(Scalar::Int(i)) => serde_json::json!(["int", i]),
+        Some(Scalar::Float(f)) => serde_json::json!(["float", f]),
+        Some(Scalar::Bytes(b)) => serde_json::json!(["bytes", hex(b)]),
+    }
+}
+
+/// The project's Python (the pinned peers), or DISKCACHEFS_PYTHON.
 pub fn python() -> PathBuf {
     std::env::var_os("DISKCACHEFS_PYTHON")
         .map(PathBuf::from)
