@@ -7,12 +7,12 @@
 
 mod support;
 
-use support::{enc_key, enc_tag, enc_value, python};
+use support::{enc_entry, enc_item, enc_key, python};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use diskcachefs::cache::{Cache, CacheOptions, Entry, Key, Scalar, Side, Value};
+use diskcachefs::cache::{Cache, CacheOptions, Key, Scalar, Side, Value};
 use serde_json::{Value as Json, json};
 
 fn py(args: &[&str], dir: &Path) -> String {
@@ -20,20 +20,6 @@ fn py(args: &[&str], dir: &Path) -> String {
     let out = Command::new(python()).arg(driver).args(args).arg(dir).output().expect("run python driver");
     assert!(out.status.success(), "python {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn enc_entry(e: &Option<Entry>) -> Json {
-    match e {
-        None => Json::Null,
-        Some(e) => json!([enc_value(&e.value), e.expire_time, enc_tag(&e.tag)]),
-    }
-}
-
-fn enc_item(item: Option<(Key, Entry)>) -> Json {
-    match item {
-        None => Json::Null,
-        Some((k, e)) => json!([enc_key(&k), enc_value(&e.value), e.expire_time, enc_tag(&e.tag)]),
-    }
 }
 
 /// What the engine sees, in the Python driver's shape.
@@ -44,7 +30,7 @@ fn rust_read(dir: &Path) -> Json {
     for key in cache.iterkeys(false) {
         let key = key.unwrap();
         let entry = cache.get_entry(&key).unwrap();
-        entries.push(json!([enc_key(&key), enc_entry(&entry)]));
+        entries.push(json!([enc_key(&key), enc_entry(entry)]));
     }
     let mut queues = serde_json::Map::new();
     for (name, prefix) in [("None", None), ("jobs", Some("jobs"))] {

@@ -12,14 +12,14 @@
 
 mod support;
 
-use support::{enc_key, enc_tag, enc_value, hex, python};
+use support::{enc_entry, enc_item, enc_key, hex, python};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use diskcachefs::cache::{Cache, CacheOptions, Entry, Error, Key, Number, Scalar, Side, Value};
+use diskcachefs::cache::{Cache, CacheOptions, Error, Key, Number, Scalar, Side, Value};
 use serde_json::{Value as Json, json};
 
 fn driver() -> PathBuf {
@@ -236,20 +236,6 @@ fn decode_tag(item: &Json) -> Option<Scalar> {
         Value::Int(i) => Scalar::Int(i),
         other => panic!("tag {other:?}"),
     })
-}
-
-fn enc_entry(entry: Option<Entry>) -> Json {
-    match entry {
-        None => Json::Null,
-        Some(e) => json!([enc_value(&e.value), e.expire_time, enc_tag(&e.tag)]),
-    }
-}
-
-fn enc_item(item: Option<(Key, Entry)>) -> Json {
-    match item {
-        None => Json::Null,
-        Some((k, e)) => json!([enc_key(&k), enc_value(&e.value), e.expire_time, enc_tag(&e.tag)]),
-    }
 }
 
 fn side(op: &Json) -> Side {

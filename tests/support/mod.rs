@@ -49,6 +49,22 @@ pub fn enc_tag(tag: &Option<diskcachefs::cache::Scalar>) -> serde_json::Value {
     }
 }
 
+/// A `get(expire_time=True, tag=True)` result: `[value, expire, tag]` or null.
+pub fn enc_entry(entry: Option<diskcachefs::cache::Entry>) -> serde_json::Value {
+    match entry {
+        None => serde_json::Value::Null,
+        Some(e) => serde_json::json!([enc_value(&e.value), e.expire_time, enc_tag(&e.tag)]),
+    }
+}
+
+/// A queue or peekitem result: `[key, value, expire, tag]` or null.
+pub fn enc_item(item: Option<(diskcachefs::cache::Key, diskcachefs::cache::Entry)>) -> serde_json::Value {
+    match item {
+        None => serde_json::Value::Null,
+        Some((k, e)) => serde_json::json!([enc_key(&k), enc_value(&e.value), e.expire_time, enc_tag(&e.tag)]),
+    }
+}
+
 /// The project's Python (the pinned peers), or DISKCACHEFS_PYTHON.
 pub fn python() -> PathBuf {
     std::env::var_os("DISKCACHEFS_PYTHON")
