@@ -687,6 +687,9 @@ impl DiskCacheFs {
         let value_type = pending.value_type.unwrap_or(ValueType::Bytes);
         let spill = self.spill_size(st);
         let staging = w.staging.as_mut().expect("materialized");
+        // A previous commit of this copy failed after the engine removed
+        // its file: commit a fresh copy, never a row pointing at nothing.
+        staging.detach(st.cache.disk()).map_err(|e| FsError::io(what.clone(), e))?;
         let invalid =
             |reason: String| FsError::InvalidValue { what: format!("{what} as {}", value_type.name()), reason };
         let new_value = match staging {

@@ -94,8 +94,10 @@ impl Staging {
         }
     }
 
-    /// Makes sure the next change does not touch a committed file.
-    fn detach(&mut self, disk: &Disk) -> io::Result<()> {
+    /// Makes sure the next change (or commit) does not touch a file that
+    /// belongs to a committed row, or that a failed commit removed (its
+    /// descriptor still reads).
+    pub fn detach(&mut self, disk: &Disk) -> io::Result<()> {
         if let Staging::File { file, len, committed: true, .. } = self {
             let (new_name, new_file) = new_staging_file(disk)?;
             // Positional copy: these files' cursors are never relied on.
