@@ -210,26 +210,7 @@ fn run(command: Command) -> Result<ExitCode, Failure> {
         }
         Command::Stats { dir } => {
             let cache = open_existing(&dir)?;
-            let int = |v: Scalar| match v {
-                Scalar::Int(n) => serde_json::json!(n),
-                other => serde_json::json!(other.to_string()),
-            };
-            let mut settings = serde_json::Map::new();
-            for (name, value) in cache.settings().values {
-                if matches!(name.as_str(), "count" | "size" | "hits" | "misses") {
-                    continue;
-                }
-                settings.insert(name, scalar_json(&value));
-            }
-            let stats = serde_json::json!({
-                "directory": cache.directory(),
-                "count": int(cache.reset("count", None)?),
-                "size": int(cache.reset("size", None)?),
-                "volume": cache.volume()?,
-                "hits": int(cache.reset("hits", None)?),
-                "misses": int(cache.reset("misses", None)?),
-                "settings": settings,
-            });
+            let stats = diskcachefs::fs::control::stats_json(&cache)?;
             println!("{}", serde_json::to_string_pretty(&stats)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -331,14 +312,6 @@ fn value_bytes(value: &Value) -> Vec<u8> {
     }
 }
 
-fn scalar_json(value: &Scalar) -> serde_json::Value {
-    match value {
-        Scalar::Int(i) => serde_json::json!(i),
-        Scalar::Float(f) => serde_json::json!(f),
-        Scalar::Str(s) => serde_json::json!(s),
-        Scalar::Bytes(b) => serde_json::json!(diskcachefs::fs::names::percent_encode(b)),
-    }
-}
 
 /// `mount -t fuse.diskcachefs CACHE_DIR MOUNTPOINT -o OPTS` (and /etc/fstab)
 /// runs `diskcachefs CACHE_DIR MOUNTPOINT -o OPTS` through mount.fuse3.

@@ -1623,6 +1623,31 @@ impl Cache {
         Ok(value)
     }
 
+    /// Every Settings row as stored now (another process may have reset
+    /// some), refreshing this handle's view.
+    pub fn read_settings(&self) -> Result<Settings> {
+        let rows: Vec<(String, SqlValue)> = self
+            .conn
+            .prepare_cached("SELECT key, value FROM Settings")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let values: BTreeMap<String, Scalar> =
+            rows.into_iter().filter_map(|(k, v)| scalar_from_owned(v).map(|v| (k, v))).collect();
+        let settings = Settings { values };
+        *self.settings.borrow_mut() = settings.clone();
+        Ok(settings)
+    }
+
+    /// Whether `reset(name, value)` would accept the value, without
+    /// changing anything.
+    pub fn check_setting(&self, name: &str, value: &Scalar) -> Result<()> {
+        validate_setting(name, value).map_err(|reason| Error::BadSetting {
+            name: name.into(),
+            value: value.to_string(),
+            reason,
+        })
+    }
+
     /// `Cache.create_tag_index`.
     pub fn create_tag_index(&self) -> Result<()> {
         if self.read_only {

@@ -20,6 +20,8 @@ pub enum FsError {
     ReadOnly(String),
     #[error("{0}: not permitted")]
     NotPermitted(String),
+    #[error("{0}: read-only file")]
+    AccessDenied(String),
     #[error("{0}: already exists")]
     Exists(String),
     #[error("{0}: is a directory")]
@@ -61,6 +63,7 @@ impl FsError {
             FsError::InvalidName { .. } => libc::EINVAL,
             FsError::ReadOnly(_) => libc::EROFS,
             FsError::NotPermitted(_) => libc::EPERM,
+            FsError::AccessDenied(_) => libc::EACCES,
             FsError::Exists(_) => libc::EEXIST,
             FsError::IsDirectory(_) => libc::EISDIR,
             FsError::NotDirectory(_) => libc::ENOTDIR,
@@ -106,6 +109,7 @@ impl FsError {
                 | FsError::InvalidName { .. }
                 | FsError::ReadOnly(_)
                 | FsError::NotPermitted(_)
+                | FsError::AccessDenied(_)
                 | FsError::AttributeNotSupported(_)
         )
     }

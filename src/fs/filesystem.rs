@@ -14,9 +14,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cache::{Attr as Keep, Cache, EntryMeta, Key, NewValue, RawContent, RenameOutcome, ValueType};
 use crate::fs::content::{content_len, convert, inline_bytes};
+use crate::fs::control::{is_metadata, parse_setting, setting_text, stats_json};
 use crate::fs::error::FsError;
 use crate::fs::handle::{Handle, Snapshot, Staging, WriteHandle};
-use crate::fs::inode::{ContentVersion, InodeTable, KEYS_DIR, KeyInode, ROOT};
+use crate::fs::inode::{
+    ContentVersion, FIRST_KEY_INODE, FIRST_SETTING, InodeTable, KEYS_DIR, KeyInode, ROOT, SETTINGS_DIR, STATS,
+};
 use crate::fs::names::{NAME_MAX, NameError, ParsedName, key_to_name, matches_hash, name_to_key};
 use crate::fs::xattr::{self, XattrName};
 
@@ -87,6 +90,8 @@ pub struct StatFs {
 struct State {
     cache: Cache,
     inodes: InodeTable,
+    /// Setting names by inode (`FIRST_SETTING + index`).
+    setting_inos: Vec<String>,
     handles: HashMap<u64, Handle>,
     next_fh: u64,
 }
@@ -120,7 +125,13 @@ impl DiskCacheFs {
         DiskCacheFs {
             directory: cache.directory().to_path_buf(),
             config,
-            state: Mutex::new(State { cache, inodes: InodeTable::new(), handles: HashMap::new(), next_fh: 1 }),
+            state: Mutex::new(State {
+                cache,
+                inodes: InodeTable::new(),
+                setting_inos: Vec::new(),
+                handles: HashMap::new(),
+                next_fh: 1,
+            }),
         }
     }
 
@@ -171,6 +182,85 @@ impl DiskCacheFs {
 
     fn check_writable(&self, what: &str) -> Result<(), FsError> {
         if self.config.read_only { Err(FsError::ReadOnly(what.to_string())) } else { Ok(()) }
+    }
+
+    // -----------------------------------------------------------------------
+    // `stats` and `settings/` (docs/SEMANTICS.md, "Stats and settings").
+
+    fn control_attr(&self, ino: u64, len: usize, writable: bool) -> Attr {
+        let mut attr = self.file_attr(ino, len as u64, 0.0, 0.0);
+        let now = SystemTime::now();
+        (attr.atime, attr.mtime, attr.ctime) = (now, now, now);
+        attr.perm = if writable && !self.config.read_only { 0o644 } else { 0o444 };
+        attr
+    }
+
+    fn stats_bytes(st: &State) -> Result<Vec<u8>, FsError> {
+        let stats = stats_json(&st.cache).map_err(|e| FsError::cache("stats", e))?;
+        let mut text = serde_json::to_vec_pretty(&stats).unwrap_or_default();
+        text.push(b'\n');
+        Ok(text)
+    }
+
+    /// A setting's file content, `None` when there is no such setting.
+    fn setting_bytes(st: &State, name: &str) -> Result<Option<Vec<u8>>, FsError> {
+        if is_metadata(name) {
+            return Ok(None);
+        }
+        let settings = st.cache.read_settings().map_err(|e| FsError::cache(format!("settings/{name}"), e))?;
+        Ok(settings.values.get(name).map(setting_text))
+    }
+
+    fn setting_ino(st: &mut State, name: &str) -> u64 {
+        let index = match st.setting_inos.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                st.setting_inos.push(name.to_string());
+                st.setting_inos.len() - 1
+            }
+        };
+        FIRST_SETTING + index as u64
+    }
+
+    fn setting_name(st: &State, ino: u64) -> Option<String> {
+        if !(FIRST_SETTING..FIRST_KEY_INODE).contains(&ino) {
+            return None;
+        }
+        st.setting_inos.get((ino - FIRST_SETTING) as usize).cloned()
+    }
+
+    /// Attributes of `stats` or a setting's file.
+    fn control_getattr(&self, st: &State, ino: u64) -> Result<Attr, FsError> {
+        if ino == STATS {
+            return Ok(self.control_attr(ino, Self::stats_bytes(st)?.len(), false));
+        }
+        let name = Self::setting_name(st, ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        let text = Self::setting_bytes(st, &name)?.ok_or_else(|| FsError::NotFound(format!("settings/{name}")))?;
+        Ok(self.control_attr(ino, text.len(), true))
+    }
+
+    /// Applies what was written to a setting's file: `reset(name, value)`.
+    /// Nothing written (only white space) changes nothing: a shell's
+    /// `echo V > settings/NAME` closes the file once before writing to it.
+    fn apply_setting(&self, st: &State, name: &str, text: &[u8]) -> Result<(), FsError> {
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let what = format!("settings/{name}");
+        let value = parse_setting(text).map_err(|reason| FsError::InvalidValue { what: what.clone(), reason })?;
+        st.cache.reset(name, Some(value)).map_err(|e| FsError::cache(what, e))?;
+        Ok(())
+    }
+
+    /// A complete line written to a setting's file is checked at once, so
+    /// that the write itself fails (errors at close are often ignored).
+    fn check_setting_line(st: &State, name: &str, text: &[u8]) -> Result<(), FsError> {
+        if !text.ends_with(b"\n") || text.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let what = format!("settings/{name}");
+        let value = parse_setting(text).map_err(|reason| FsError::InvalidValue { what: what.clone(), reason })?;
+        st.cache.check_setting(name, &value).map_err(|e| FsError::cache(what, e))
     }
 
     // -----------------------------------------------------------------------
@@ -249,7 +339,15 @@ impl DiskCacheFs {
         let mut st = self.lock();
         match parent {
             ROOT if name == "keys" => Ok(self.dir_attr(KEYS_DIR)),
+            ROOT if name == "settings" => Ok(self.dir_attr(SETTINGS_DIR)),
+            ROOT if name == "stats" => self.control_getattr(&st, STATS),
             ROOT => Err(FsError::NotFound(name_str(name))),
+            SETTINGS_DIR => {
+                let text = name.to_str().map(|n| Self::setting_bytes(&st, n)).transpose()?.flatten();
+                let text = text.ok_or_else(|| FsError::NotFound(format!("settings/{}", name_str(name))))?;
+                let ino = Self::setting_ino(&mut st, &name_str(name));
+                Ok(self.control_attr(ino, text.len(), true))
+            }
             KEYS_DIR => {
                 let key = match self.resolve_name(&st, name) {
                     Ok(k) => k,
@@ -284,7 +382,11 @@ impl DiskCacheFs {
 
     pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         match ino {
-            ROOT | KEYS_DIR => Ok(self.dir_attr(ino)),
+            ROOT | KEYS_DIR | SETTINGS_DIR => Ok(self.dir_attr(ino)),
+            _ if ino < FIRST_KEY_INODE => {
+                let st = self.lock();
+                self.control_getattr(&st, ino)
+            }
             _ => {
                 let mut st = self.lock();
                 self.key_attr(&mut st, ino)
@@ -302,11 +404,35 @@ impl DiskCacheFs {
         atime: Option<SystemTime>,
         mtime: Option<SystemTime>,
     ) -> Result<Attr, FsError> {
-        if ino == ROOT || ino == KEYS_DIR {
+        if ino == ROOT || ino == KEYS_DIR || ino == SETTINGS_DIR {
             if size.is_some() {
                 return Err(FsError::IsDirectory(format!("inode {ino}")));
             }
             return Ok(self.dir_attr(ino));
+        }
+        if ino < FIRST_KEY_INODE {
+            // stats and settings: times are ignored; a setting being written
+            // may be truncated through its open handle.
+            let mut st = self.lock();
+            if let Some(size) = size {
+                if ino == STATS {
+                    return Err(FsError::AccessDenied("stats".into()));
+                }
+                self.check_writable("settings")?;
+                match fh.and_then(|fh| st.handles.get_mut(&fh)) {
+                    Some(Handle::Setting { text, dirty, .. }) => {
+                        text.resize(size as usize, b' ');
+                        *dirty = true;
+                    }
+                    _ => {
+                        return Err(FsError::InvalidValue {
+                            what: "a setting".into(),
+                            reason: "write the new value (echo VALUE > settings/NAME) instead of truncating".into(),
+                        });
+                    }
+                }
+            }
+            return self.control_getattr(&st, ino);
         }
         let mut st = self.lock();
         let (key, name) = {
@@ -384,6 +510,24 @@ impl DiskCacheFs {
                 }
                 Ok(())
             }
+            SETTINGS_DIR => {
+                let mut st = self.lock();
+                let settings = st.cache.read_settings().map_err(|e| FsError::cache("settings/", e))?;
+                let names: Vec<String> = settings.values.keys().filter(|n| !is_metadata(n)).cloned().collect();
+                for (i, name) in names.iter().enumerate() {
+                    let next = i as u64 + 3;
+                    if offset >= next {
+                        continue;
+                    }
+                    let ino = Self::setting_ino(&mut st, name);
+                    let len = settings.values.get(name).map_or(0, |v| setting_text(v).len());
+                    let attr = self.control_attr(ino, len, true);
+                    if out.add(ino, next, Kind::File, OsStr::new(name), plus.then_some(&attr)) {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            }
             KEYS_DIR => {
                 let mut after = offset.saturating_sub(2) as i64;
                 loop {
@@ -456,7 +600,7 @@ impl DiskCacheFs {
         let fh = st.next_fh;
         st.next_fh += 1;
         let ino = match &handle {
-            Handle::Read { ino, .. } => *ino,
+            Handle::Read { ino, .. } | Handle::Setting { ino, .. } => *ino,
             Handle::Write(w) => w.ino,
         };
         if let Some(inode) = st.inodes.get_mut(ino) {
@@ -469,13 +613,38 @@ impl DiskCacheFs {
     /// Opens a key's file. `write`: opened for writing; `truncate`: O_TRUNC;
     /// `append`: O_APPEND.
     pub fn open(&self, ino: u64, write: bool, truncate: bool, append: bool) -> Result<(u64, OpenFlags), FsError> {
-        if ino == ROOT || ino == KEYS_DIR {
+        if ino == ROOT || ino == KEYS_DIR || ino == SETTINGS_DIR {
             if write {
                 return Err(FsError::IsDirectory(format!("inode {ino}")));
             }
             return Ok((0, OpenFlags::default()));
         }
         let mut st = self.lock();
+        if ino < FIRST_KEY_INODE {
+            // The content is made at open; its size may differ from the
+            // kernel's idea of it, so reads bypass the page cache.
+            let flags = OpenFlags { direct_io: true, ..OpenFlags::default() };
+            if ino == STATS {
+                if write {
+                    return Err(FsError::AccessDenied("stats".into()));
+                }
+                let text = Self::stats_bytes(&st)?;
+                return Ok((Self::new_handle(&mut st, Handle::Read { ino, snapshot: Snapshot::Inline(text) }), flags));
+            }
+            let name = Self::setting_name(&st, ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+            let current =
+                Self::setting_bytes(&st, &name)?.ok_or_else(|| FsError::NotFound(format!("settings/{name}")))?;
+            if !write {
+                return Ok((
+                    Self::new_handle(&mut st, Handle::Read { ino, snapshot: Snapshot::Inline(current) }),
+                    flags,
+                ));
+            }
+            self.check_writable(&format!("settings/{name}"))?;
+            let text = if truncate { Vec::new() } else { current };
+            let handle = Handle::Setting { ino, name, text, dirty: truncate };
+            return Ok((Self::new_handle(&mut st, handle), flags));
+        }
         let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
         let (key, name, pending_create, kernel_version) =
             (inode.key.clone(), inode.name.clone(), inode.pending_create, inode.kernel_version);
@@ -528,9 +697,9 @@ impl DiskCacheFs {
         append: bool,
     ) -> Result<(Attr, u64, OpenFlags), FsError> {
         if parent != KEYS_DIR {
-            if parent == ROOT {
+            if parent == ROOT || parent == SETTINGS_DIR {
                 self.check_writable(&name_str(name))?;
-                return Err(FsError::NotPermitted(format!("{}: only keys/ holds files", name_str(name))));
+                return Err(FsError::NotPermitted(format!("{}: only keys/ holds new files", name_str(name))));
             }
             return Err(FsError::NotDirectory(format!("inode {parent}")));
         }
@@ -610,6 +779,9 @@ impl DiskCacheFs {
             Some(Handle::Read { snapshot, .. }) => {
                 snapshot.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e))
             }
+            Some(Handle::Setting { text, .. }) => {
+                Snapshot::Inline(text.clone()).read_at(offset, size as usize).map_err(|e| FsError::io(what(), e))
+            }
             Some(Handle::Write(w)) => match (&w.staging, &w.base) {
                 (Some(staging), _) => staging.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e)),
                 (None, Some(base)) => base.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e)),
@@ -622,6 +794,23 @@ impl DiskCacheFs {
     pub fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError> {
         let mut st = self.lock();
         let spill = self.spill_size(&st);
+        if let Some(Handle::Setting { name, text, .. }) = st.handles.get(&fh) {
+            let end = offset as usize + data.len();
+            if end > 4096 {
+                return Err(FsError::InvalidValue { what: "a setting".into(), reason: "longer than 4 KiB".into() });
+            }
+            let mut new = text.clone();
+            if new.len() < end {
+                new.resize(end, b' ');
+            }
+            new[offset as usize..end].copy_from_slice(data);
+            Self::check_setting_line(&st, &name.clone(), &new)?;
+            if let Some(Handle::Setting { text, dirty, .. }) = st.handles.get_mut(&fh) {
+                *text = new;
+                *dirty = true;
+            }
+            return Ok(data.len());
+        }
         let State { cache, handles, .. } = &mut *st;
         let Some(Handle::Write(w)) = handles.get_mut(&fh) else {
             return Err(FsError::BadHandle(fh));
@@ -638,6 +827,16 @@ impl DiskCacheFs {
     /// FLUSH (each close of a writer) and fsync: commit if changed.
     pub fn flush(&self, fh: u64) -> Result<(), FsError> {
         let mut st = self.lock();
+        if let Some(Handle::Setting { name, text, dirty, .. }) = st.handles.get(&fh)
+            && *dirty
+        {
+            let (name, text) = (name.clone(), text.clone());
+            self.apply_setting(&st, &name, &text)?;
+            if let Some(Handle::Setting { dirty, .. }) = st.handles.get_mut(&fh) {
+                *dirty = false;
+            }
+            return Ok(());
+        }
         let Some(Handle::Write(mut w)) = st.handles.remove(&fh) else {
             return Ok(()); // readers have nothing to flush
         };
@@ -651,6 +850,9 @@ impl DiskCacheFs {
         let Some(handle) = st.handles.remove(&fh) else { return Ok(()) };
         let (ino, result) = match handle {
             Handle::Read { ino, .. } => (ino, Ok(())),
+            Handle::Setting { ino, name, text, dirty } => {
+                (ino, if dirty { self.apply_setting(&st, &name, &text) } else { Ok(()) })
+            }
             Handle::Write(mut w) => {
                 let result = if w.dirty { self.commit(&mut st, &mut w) } else { Ok(()) };
                 if let Some(staging) = w.staging.take() {
@@ -857,7 +1059,7 @@ impl DiskCacheFs {
     }
 
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, FsError> {
-        if ino == ROOT || ino == KEYS_DIR {
+        if ino < FIRST_KEY_INODE {
             return Err(FsError::NoAttribute(name_str(name)));
         }
         let st = self.lock();
@@ -870,7 +1072,7 @@ impl DiskCacheFs {
     }
 
     pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError> {
-        if ino == ROOT || ino == KEYS_DIR {
+        if ino < FIRST_KEY_INODE {
             return Ok(Vec::new());
         }
         let st = self.lock();
@@ -885,7 +1087,7 @@ impl DiskCacheFs {
     /// `setxattr`; `create`/`replace` are XATTR_CREATE/XATTR_REPLACE.
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], create: bool, replace: bool) -> Result<(), FsError> {
         let attr = XattrName::parse(name).ok_or_else(|| FsError::AttributeNotSupported(name_str(name)))?;
-        if ino == ROOT || ino == KEYS_DIR {
+        if ino < FIRST_KEY_INODE {
             return Err(FsError::AttributeNotSupported(name_str(name)));
         }
         let mut st = self.lock();
@@ -969,7 +1171,7 @@ impl DiskCacheFs {
         let Some(attr) = XattrName::parse(name) else {
             return Err(FsError::NoAttribute(name_str(name)));
         };
-        if ino == ROOT || ino == KEYS_DIR {
+        if ino < FIRST_KEY_INODE {
             return Err(FsError::NoAttribute(name_str(name)));
         }
         let mut st = self.lock();

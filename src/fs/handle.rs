@@ -187,8 +187,19 @@ fn new_staging_file(disk: &Disk) -> io::Result<(String, File)> {
 
 /// One open file.
 pub enum Handle {
-    Read { ino: u64, snapshot: Snapshot },
+    Read {
+        ino: u64,
+        snapshot: Snapshot,
+    },
     Write(WriteHandle),
+    /// A setting's file opened for writing: the new text, applied with
+    /// `reset` on close.
+    Setting {
+        ino: u64,
+        name: String,
+        text: Vec<u8>,
+        dirty: bool,
+    },
 }
 
 pub struct WriteHandle {

@@ -1,6 +1,8 @@
 //! Inodes: what an inode number refers to, and when it is reused.
 //!
-//! - Inodes 1 (the root) and 2 (`keys/`) are fixed.
+//! - Inodes 1 (the root), 2 (`keys/`), 3 (`stats`) and 4 (`settings/`) are
+//!   fixed; a setting's file gets one from 100 up, kept for the daemon's
+//!   life.
 //! - A key's file gets a number from 1000 up the first time the kernel
 //!   learns its name (lookup, create, readdirplus), and keeps it while the
 //!   kernel holds a reference (`nlookup` > 0) or a file handle is open on
@@ -15,7 +17,13 @@ use crate::cache::{EntryMeta, Key, Scalar, ValueType};
 
 pub const ROOT: u64 = 1;
 pub const KEYS_DIR: u64 = 2;
-const FIRST_KEY_INODE: u64 = 1000;
+/// `stats` in the root.
+pub const STATS: u64 = 3;
+/// `settings/` in the root.
+pub const SETTINGS_DIR: u64 = 4;
+/// `settings/<name>` files get 100, 101, ... in the order first seen.
+pub const FIRST_SETTING: u64 = 100;
+pub const FIRST_KEY_INODE: u64 = 1000;
 
 /// Identifies one stored value of an entry: a new `set` (by anyone) makes
 /// a new version. Used to decide whether the kernel's cached pages and

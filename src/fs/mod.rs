@@ -2,7 +2,7 @@
 //!
 //! - [`names`]: keys to file names and back (pure, property-tested).
 //! - [`pyrepr`], [`content`], [`xattr`]: values as file content and
-//!   attributes as text.
+//!   attributes as text; [`control`]: `stats` and `settings/` files.
 //! - [`inode`], [`handle`]: inode numbers and open files.
 //! - [`filesystem`]: the semantics, as plain methods returning
 //!   `Result<_, FsError>` ([`error`]).
@@ -10,6 +10,7 @@
 //! - [`mount`]: mounting, signals, daemonizing, unmounting.
 
 pub mod content;
+pub mod control;
 pub mod error;
 pub mod filesystem;
 pub mod fuse;
