@@ -312,7 +312,6 @@ fn value_bytes(value: &Value) -> Vec<u8> {
     }
 }
 
-
 /// `mount -t fuse.diskcachefs CACHE_DIR MOUNTPOINT -o OPTS` (and /etc/fstab)
 /// runs `diskcachefs CACHE_DIR MOUNTPOINT -o OPTS` through mount.fuse3.
 /// That form becomes `mount CACHE_DIR MOUNTPOINT --daemon` with `ro` and
