@@ -185,6 +185,40 @@ impl Cache {
         Ok(out)
     }
 
+    /// The distinct tags of live entries (`tags/` in the mount).
+    pub fn live_tags(&self) -> Result<Vec<Scalar>> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT DISTINCT tag FROM Cache WHERE tag IS NOT NULL AND (expire_time IS NULL OR expire_time > ?)",
+        )?;
+        let mut rows = stmt.query([self.now()])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            if let Ok(Some(tag)) = Scalar::from_sql(r.get_ref(0)?) {
+                out.push(tag);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` live entries tagged `tag` with rowid above `after`, in
+    /// rowid order (a listing of `tags/TAG/`).
+    pub fn list_tagged(&self, tag: &Scalar, after: i64, limit: usize) -> Result<Vec<EntryMeta>> {
+        let sql = format!(
+            "SELECT {META_COLUMNS} FROM Cache WHERE tag = ? AND rowid > ? \
+             AND (expire_time IS NULL OR expire_time > ?) ORDER BY rowid LIMIT ?"
+        );
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![tag, after, self.now(), limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            match read_meta(r) {
+                Ok(m) => out.push(m),
+                Err(e) => log::error!("{}: skipping a row in a listing: {e}", self.directory().display()),
+            }
+        }
+        Ok(out)
+    }
+
     /// A live entry's metadata and stored bytes, counted as a `get` (a hit
     /// or miss with statistics on, and the eviction policy's access
     /// update), for reading it as a file. `None` when missing, expired, or

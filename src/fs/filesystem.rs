@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::cache::Scalar;
 use crate::cache::{Attr as Keep, Cache, EntryMeta, Key, NewValue, RawContent, RenameOutcome, ValueType};
 use crate::fs::content::{content_len, convert, inline_bytes};
 use crate::fs::control::{is_metadata, parse_setting, setting_text, stats_json};
@@ -19,6 +20,7 @@ use crate::fs::error::FsError;
 use crate::fs::handle::{Handle, Snapshot, Staging, WriteHandle};
 use crate::fs::inode::{
     ContentVersion, FIRST_KEY_INODE, FIRST_SETTING, InodeTable, KEYS_DIR, KeyInode, ROOT, SETTINGS_DIR, STATS,
+    TAG_DIR_BASE, TAG_LINK_BASE, TAGS_DIR,
 };
 use crate::fs::names::{NAME_MAX, NameError, ParsedName, key_to_name, matches_hash, name_to_key};
 use crate::fs::xattr::{self, XattrName};
@@ -41,6 +43,7 @@ pub struct FsConfig {
 pub enum Kind {
     Directory,
     File,
+    Symlink,
 }
 
 /// A file's attributes, as `stat` shows them.
@@ -92,6 +95,16 @@ struct State {
     inodes: InodeTable,
     /// Setting names by inode (`FIRST_SETTING + index`).
     setting_inos: Vec<String>,
+    /// Tags by `tags/T/` inode (`TAG_DIR_BASE + index`).
+    tag_dirs: Vec<Scalar>,
+    /// Tag directories made by mkdir that no entry carries yet.
+    made_tags: Vec<Scalar>,
+    /// (tag index, key name) by `tags/T/NAME` inode (`TAG_LINK_BASE + index`).
+    tag_links: Vec<(usize, String)>,
+    /// Tag links made before their key exists (rsync creates links before
+    /// files): (key name, tag), applied when the key is committed or
+    /// renamed into place.
+    pending_tags: Vec<(String, Scalar)>,
     handles: HashMap<u64, Handle>,
     next_fh: u64,
 }
@@ -116,6 +129,11 @@ fn unix_seconds(t: SystemTime) -> f64 {
     }
 }
 
+/// Inodes of keys' files (not fixed files, settings, or tag inodes).
+fn is_key_ino(ino: u64) -> bool {
+    (FIRST_KEY_INODE..TAG_DIR_BASE).contains(&ino)
+}
+
 fn name_str(name: &OsStr) -> String {
     String::from_utf8_lossy(name.as_bytes()).into_owned()
 }
@@ -129,6 +147,10 @@ impl DiskCacheFs {
                 cache,
                 inodes: InodeTable::new(),
                 setting_inos: Vec::new(),
+                tag_dirs: Vec::new(),
+                made_tags: Vec::new(),
+                tag_links: Vec::new(),
+                pending_tags: Vec::new(),
                 handles: HashMap::new(),
                 next_fh: 1,
             }),
@@ -252,6 +274,167 @@ impl DiskCacheFs {
         Ok(())
     }
 
+    // -----------------------------------------------------------------------
+    // `tags/` (docs/SEMANTICS.md, "Tags").
+
+    /// A tag as a key, for naming it like one.
+    fn tag_key(tag: &Scalar) -> Key {
+        match tag {
+            Scalar::Str(s) => Key::Str(s.clone()),
+            Scalar::Bytes(b) => Key::Bytes(b.clone()),
+            Scalar::Int(i) => Key::Int(*i),
+            Scalar::Float(f) => Key::Float(*f),
+        }
+    }
+
+    fn tag_name(tag: &Scalar) -> String {
+        key_to_name(&Self::tag_key(tag))
+    }
+
+    /// The tags `tags/` shows: those of live entries, and those made by mkdir.
+    fn visible_tags(st: &State) -> Result<Vec<Scalar>, FsError> {
+        let mut tags = st.cache.live_tags().map_err(|e| FsError::cache("tags/", e))?;
+        for t in &st.made_tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+        tags.sort_by_key(Self::tag_name);
+        Ok(tags)
+    }
+
+    fn find_tag(st: &State, name: &OsStr) -> Result<Option<Scalar>, FsError> {
+        Ok(Self::visible_tags(st)?.into_iter().find(|t| OsStr::new(&Self::tag_name(t)) == name))
+    }
+
+    /// Parses a new tag directory's name (mkdir): named as keys are named.
+    fn parse_tag_name(name: &OsStr) -> Result<Scalar, FsError> {
+        let invalid = |reason: String| FsError::InvalidName { name: name_str(name), reason };
+        match name_to_key(name.as_bytes()) {
+            Ok(ParsedName::Key(Key::Str(s))) => Ok(Scalar::Str(s)),
+            Ok(ParsedName::Key(Key::Bytes(b))) => Ok(Scalar::Bytes(b)),
+            Ok(ParsedName::Key(Key::Int(i))) => Ok(Scalar::Int(i)),
+            Ok(ParsedName::Key(Key::Float(f))) => Ok(Scalar::Float(f)),
+            Ok(_) => Err(invalid("a tag is a str, bytes, int or float".into())),
+            Err(NameError::TooLong) => Err(FsError::NameTooLong(name_str(name))),
+            Err(NameError::Invalid(reason)) => Err(invalid(reason)),
+        }
+    }
+
+    fn tag_dir_ino(st: &mut State, tag: &Scalar) -> u64 {
+        let index = match st.tag_dirs.iter().position(|t| t == tag) {
+            Some(i) => i,
+            None => {
+                st.tag_dirs.push(tag.clone());
+                st.tag_dirs.len() - 1
+            }
+        };
+        TAG_DIR_BASE + index as u64
+    }
+
+    fn tag_of_dir(st: &State, ino: u64) -> Option<Scalar> {
+        if !(TAG_DIR_BASE..TAG_LINK_BASE).contains(&ino) {
+            return None;
+        }
+        st.tag_dirs.get((ino - TAG_DIR_BASE) as usize).cloned()
+    }
+
+    fn tag_link_ino(st: &mut State, tag: &Scalar, name: &str) -> u64 {
+        let tag_index = (Self::tag_dir_ino(st, tag) - TAG_DIR_BASE) as usize;
+        let index = match st.tag_links.iter().position(|(t, n)| *t == tag_index && n == name) {
+            Some(i) => i,
+            None => {
+                st.tag_links.push((tag_index, name.to_string()));
+                st.tag_links.len() - 1
+            }
+        };
+        TAG_LINK_BASE + index as u64
+    }
+
+    fn link_of(st: &State, ino: u64) -> Option<(Scalar, String)> {
+        let (tag_index, name) = st.tag_links.get(ino.checked_sub(TAG_LINK_BASE)? as usize)?;
+        Some((st.tag_dirs.get(*tag_index)?.clone(), name.clone()))
+    }
+
+    fn link_target(name: &str) -> String {
+        format!("../../keys/{name}")
+    }
+
+    fn link_attr(&self, ino: u64, name: &str) -> Attr {
+        let mut attr = self.dir_attr(ino);
+        attr.kind = Kind::Symlink;
+        attr.size = Self::link_target(name).len() as u64;
+        attr.perm = 0o777;
+        attr.nlink = 1;
+        attr
+    }
+
+    /// The attributes of `tags/T/` or of a link in it, if it still exists.
+    fn tag_getattr(&self, st: &State, ino: u64) -> Result<Attr, FsError> {
+        if let Some(tag) = Self::tag_of_dir(st, ino) {
+            if Self::visible_tags(st)?.contains(&tag) {
+                return Ok(self.dir_attr(ino));
+            }
+            return Err(FsError::NotFound(format!("tags/{}", Self::tag_name(&tag))));
+        }
+        let (tag, name) = Self::link_of(st, ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        let gone = || FsError::NotFound(format!("tags/{}/{name}", Self::tag_name(&tag)));
+        let key = match name_to_key(name.as_bytes()) {
+            Ok(ParsedName::Key(k)) => k,
+            _ => return Err(gone()),
+        };
+        let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+        match meta {
+            Some(m) if m.tag.as_ref() == Some(&tag) => Ok(self.link_attr(ino, &name)),
+            _ if st.pending_tags.iter().any(|(n, t)| *n == name && *t == tag) => Ok(self.link_attr(ino, &name)),
+            _ => Err(gone()),
+        }
+    }
+
+    /// The target of a `tags/T/NAME` link: `../../keys/NAME`.
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        let st = self.lock();
+        let (_, name) = Self::link_of(&st, ino).ok_or_else(|| FsError::InvalidValue {
+            what: format!("inode {ino}"),
+            reason: "not a symbolic link".into(),
+        })?;
+        Ok(Self::link_target(&name).into_bytes())
+    }
+
+    /// `ln -s ../../keys/NAME tags/T/NAME` (how rsync restores a tag link):
+    /// tags the existing entry NAME with T.
+    pub fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError> {
+        self.check_writable(&name_str(name))?;
+        let mut st = self.lock();
+        let Some(tag) = Self::tag_of_dir(&st, parent) else {
+            return Err(FsError::NotPermitted(format!("symlink {}: only tags/T/ holds links", name_str(name))));
+        };
+        let name_s = name_str(name);
+        if target.as_os_str() != OsStr::new(&Self::link_target(&name_s)) {
+            return Err(FsError::InvalidValue {
+                what: format!("symlink {name_s}"),
+                reason: format!("a tag link points to {}", Self::link_target(&name_s)),
+            });
+        }
+        let key = self.resolve_name(&st, name)?;
+        if !st.cache.set_tag(&key, Some(&tag)).map_err(|e| FsError::cache(format!("keys/{name_s}"), e))? {
+            // The key is not there yet: tag it when it arrives.
+            st.pending_tags.retain(|(n, _)| *n != name_s);
+            st.pending_tags.push((name_s.clone(), tag.clone()));
+        }
+        let ino = Self::tag_link_ino(&mut st, &tag, &name_s);
+        Ok(self.link_attr(ino, &name_s))
+    }
+
+    /// Applies a tag waiting for the key named `name` (see `pending_tags`).
+    fn apply_pending_tag(st: &mut State, name: &str, key: &Key) -> Result<(), FsError> {
+        if let Some(pos) = st.pending_tags.iter().position(|(n, _)| n == name) {
+            let (_, tag) = st.pending_tags.remove(pos);
+            st.cache.set_tag(key, Some(&tag)).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+        }
+        Ok(())
+    }
+
     /// A complete line written to a setting's file is checked at once, so
     /// that the write itself fails (errors at close are often ignored).
     fn check_setting_line(st: &State, name: &str, text: &[u8]) -> Result<(), FsError> {
@@ -341,6 +524,19 @@ impl DiskCacheFs {
             ROOT if name == "keys" => Ok(self.dir_attr(KEYS_DIR)),
             ROOT if name == "settings" => Ok(self.dir_attr(SETTINGS_DIR)),
             ROOT if name == "stats" => self.control_getattr(&st, STATS),
+            ROOT if name == "tags" => Ok(self.dir_attr(TAGS_DIR)),
+            TAGS_DIR => {
+                let tag =
+                    Self::find_tag(&st, name)?.ok_or_else(|| FsError::NotFound(format!("tags/{}", name_str(name))))?;
+                let ino = Self::tag_dir_ino(&mut st, &tag);
+                Ok(self.dir_attr(ino))
+            }
+            _ if parent >= TAG_DIR_BASE => {
+                let tag =
+                    Self::tag_of_dir(&st, parent).ok_or_else(|| FsError::NotDirectory(format!("inode {parent}")))?;
+                let ino = Self::tag_link_ino(&mut st, &tag, &name_str(name));
+                self.tag_getattr(&st, ino)
+            }
             ROOT => Err(FsError::NotFound(name_str(name))),
             SETTINGS_DIR => {
                 let text = name.to_str().map(|n| Self::setting_bytes(&st, n)).transpose()?.flatten();
@@ -382,7 +578,11 @@ impl DiskCacheFs {
 
     pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         match ino {
-            ROOT | KEYS_DIR | SETTINGS_DIR => Ok(self.dir_attr(ino)),
+            ROOT | KEYS_DIR | SETTINGS_DIR | TAGS_DIR => Ok(self.dir_attr(ino)),
+            _ if ino >= TAG_DIR_BASE => {
+                let st = self.lock();
+                self.tag_getattr(&st, ino)
+            }
             _ if ino < FIRST_KEY_INODE => {
                 let st = self.lock();
                 self.control_getattr(&st, ino)
@@ -404,7 +604,18 @@ impl DiskCacheFs {
         atime: Option<SystemTime>,
         mtime: Option<SystemTime>,
     ) -> Result<Attr, FsError> {
-        if ino == ROOT || ino == KEYS_DIR || ino == SETTINGS_DIR {
+        if ino >= TAG_DIR_BASE {
+            // Tag directories and links: times and modes are not kept.
+            let st = self.lock();
+            if size.is_some() {
+                return Err(FsError::NotPermitted("tags: no size to change".into()));
+            }
+            if let Some((_, name)) = Self::link_of(&st, ino) {
+                return Ok(self.link_attr(ino, &name));
+            }
+            return self.tag_getattr(&st, ino);
+        }
+        if ino == ROOT || ino == KEYS_DIR || ino == SETTINGS_DIR || ino == TAGS_DIR {
             if size.is_some() {
                 return Err(FsError::IsDirectory(format!("inode {ino}")));
             }
@@ -504,11 +715,49 @@ impl DiskCacheFs {
         }
         match ino {
             ROOT => {
-                if offset < 3 {
-                    let attr = self.dir_attr(KEYS_DIR);
-                    out.add(KEYS_DIR, 3, Kind::Directory, OsStr::new("keys"), plus.then_some(&attr));
+                for (next, ino, name) in [(3, KEYS_DIR, "keys"), (4, TAGS_DIR, "tags")] {
+                    let attr = self.dir_attr(ino);
+                    if offset < next && out.add(ino, next, Kind::Directory, OsStr::new(name), plus.then_some(&attr)) {
+                        return Ok(());
+                    }
                 }
                 Ok(())
+            }
+            TAGS_DIR => {
+                let mut st = self.lock();
+                for (i, tag) in Self::visible_tags(&st)?.iter().enumerate() {
+                    let next = i as u64 + 3;
+                    if offset >= next {
+                        continue;
+                    }
+                    let ino = Self::tag_dir_ino(&mut st, tag);
+                    let attr = self.dir_attr(ino);
+                    if out.add(ino, next, Kind::Directory, OsStr::new(&Self::tag_name(tag)), plus.then_some(&attr)) {
+                        return Ok(());
+                    }
+                }
+                Ok(())
+            }
+            _ if ino >= TAG_DIR_BASE => {
+                let mut st = self.lock();
+                let tag = Self::tag_of_dir(&st, ino).ok_or_else(|| FsError::NotDirectory(format!("inode {ino}")))?;
+                let mut after = offset.saturating_sub(2) as i64;
+                loop {
+                    let batch = st.cache.list_tagged(&tag, after, 256).map_err(|e| FsError::cache("tags/", e))?;
+                    if batch.is_empty() {
+                        return Ok(());
+                    }
+                    for meta in &batch {
+                        let name = key_to_name(&meta.key);
+                        let link = Self::tag_link_ino(&mut st, &tag, &name);
+                        let attr = self.link_attr(link, &name);
+                        if out.add(link, meta.rowid as u64 + 2, Kind::Symlink, OsStr::new(&name), plus.then_some(&attr))
+                        {
+                            return Ok(());
+                        }
+                        after = meta.rowid;
+                    }
+                }
             }
             SETTINGS_DIR => {
                 let mut st = self.lock();
@@ -567,16 +816,41 @@ impl DiskCacheFs {
         }
     }
 
+    /// mkdir: only `tags/T` (an empty tag directory, kept in memory until
+    /// an entry gets the tag); everywhere else the tree is fixed.
     pub fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
         self.check_writable(&name_str(name))?;
-        let _ = parent;
-        Err(FsError::NotPermitted(format!("mkdir {}: the tree's directories are fixed", name_str(name))))
+        if parent != TAGS_DIR {
+            return Err(FsError::NotPermitted(format!("mkdir {}: the tree's directories are fixed", name_str(name))));
+        }
+        let tag = Self::parse_tag_name(name)?;
+        let mut st = self.lock();
+        if Self::visible_tags(&st)?.contains(&tag) {
+            return Err(FsError::Exists(format!("tags/{}", name_str(name))));
+        }
+        st.made_tags.push(tag.clone());
+        let ino = Self::tag_dir_ino(&mut st, &tag);
+        Ok(self.dir_attr(ino))
     }
 
+    /// rmdir: only `tags/T`, which is `evict(T)` (`rm -r tags/T` removes its
+    /// entries one by one first; whatever is left is evicted).
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
         self.check_writable(&name_str(name))?;
-        let _ = parent;
-        Err(FsError::NotPermitted(format!("rmdir {}: the tree's directories are fixed", name_str(name))))
+        if parent != TAGS_DIR {
+            return Err(FsError::NotPermitted(format!("rmdir {}: the tree's directories are fixed", name_str(name))));
+        }
+        let mut st = self.lock();
+        // A directory this daemon has shown may have been emptied already
+        // (rm -r removes the entries first): removing it still succeeds.
+        let known = Self::parse_tag_name(name).ok().filter(|t| st.tag_dirs.contains(t));
+        let tag = match Self::find_tag(&st, name)? {
+            Some(tag) => tag,
+            None => known.ok_or_else(|| FsError::NotFound(format!("tags/{}", name_str(name))))?,
+        };
+        st.cache.evict(&tag).map_err(|e| FsError::cache(format!("tags/{}", name_str(name)), e))?;
+        st.made_tags.retain(|t| *t != tag);
+        Ok(())
     }
 
     // -----------------------------------------------------------------------
@@ -696,8 +970,16 @@ impl DiskCacheFs {
         truncate: bool,
         append: bool,
     ) -> Result<(Attr, u64, OpenFlags), FsError> {
+        // A file created in tags/T/ is a key created with tag T.
+        let new_tag = if parent >= TAG_DIR_BASE {
+            let st = self.lock();
+            Some(Self::tag_of_dir(&st, parent).ok_or_else(|| FsError::NotDirectory(format!("inode {parent}")))?)
+        } else {
+            None
+        };
+        let parent = if new_tag.is_some() { KEYS_DIR } else { parent };
         if parent != KEYS_DIR {
-            if parent == ROOT || parent == SETTINGS_DIR {
+            if parent == ROOT || parent == SETTINGS_DIR || parent == TAGS_DIR {
                 self.check_writable(&name_str(name))?;
                 return Err(FsError::NotPermitted(format!("{}: only keys/ holds new files", name_str(name))));
             }
@@ -728,6 +1010,9 @@ impl DiskCacheFs {
             if !exists {
                 inode.pending_create = true;
                 inode.unlinked = false;
+            }
+            if let Some(tag) = &new_tag {
+                inode.pending.tag = Some(Some(tag.clone()));
             }
         }
         let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
@@ -913,6 +1198,7 @@ impl DiskCacheFs {
         if let Some((store, access)) = pending.times {
             st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(what.clone(), e))?;
         }
+        Self::apply_pending_tag(st, &name, &key)?;
         w.dirty = false;
         if let Some(inode) = st.inodes.get_mut(w.ino) {
             inode.pending_create = false;
@@ -925,6 +1211,19 @@ impl DiskCacheFs {
     // Namespace changes.
 
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
+        if parent >= TAG_DIR_BASE {
+            // Removing an entry from tags/T/ evicts it (rm -r tags/T is evict(T)).
+            self.check_writable(&name_str(name))?;
+            let st = self.lock();
+            let tag = Self::tag_of_dir(&st, parent).ok_or_else(|| FsError::NotDirectory(format!("inode {parent}")))?;
+            let key = self.resolve_name(&st, name)?;
+            let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(name_str(name), e))?;
+            if meta.and_then(|m| m.tag) != Some(tag) {
+                return Err(FsError::NotFound(format!("tags/.../{}", name_str(name))));
+            }
+            drop(st);
+            return self.unlink(KEYS_DIR, name);
+        }
         if parent != KEYS_DIR {
             self.check_writable(&name_str(name))?;
             return Err(FsError::NotPermitted(format!("{}: only keys in keys/ can be removed", name_str(name))));
@@ -960,6 +1259,23 @@ impl DiskCacheFs {
                 what: format!("rename {}", name_str(name)),
                 reason: "RENAME_EXCHANGE is not supported".into(),
             });
+        }
+        if parent == KEYS_DIR && new_parent >= TAG_DIR_BASE {
+            // mv keys/X tags/T/[Y]: tag the entry T (renaming it to Y first);
+            // it stays in keys/.
+            let tag = {
+                let st = self.lock();
+                Self::tag_of_dir(&st, new_parent).ok_or_else(|| FsError::NotDirectory(format!("inode {new_parent}")))?
+            };
+            if name != new_name {
+                self.rename(KEYS_DIR, name, KEYS_DIR, new_name, no_replace, false)?;
+            }
+            let st = self.lock();
+            let key = self.resolve_name(&st, new_name)?;
+            if !st.cache.set_tag(&key, Some(&tag)).map_err(|e| FsError::cache(name_str(new_name), e))? {
+                return Err(FsError::NotFound(format!("keys/{}", name_str(new_name))));
+            }
+            return Ok(());
         }
         if parent != KEYS_DIR || new_parent != KEYS_DIR {
             if parent == KEYS_DIR || new_parent == KEYS_DIR {
@@ -1013,6 +1329,9 @@ impl DiskCacheFs {
         if let Some(ino) = source_ino {
             st.inodes.rename(ino, &new_name, &new_key);
         }
+        if !source_pending {
+            Self::apply_pending_tag(&mut st, &new_name, &new_key)?;
+        }
         Ok(())
     }
 
@@ -1059,7 +1378,7 @@ impl DiskCacheFs {
     }
 
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, FsError> {
-        if ino < FIRST_KEY_INODE {
+        if !is_key_ino(ino) {
             return Err(FsError::NoAttribute(name_str(name)));
         }
         let st = self.lock();
@@ -1072,7 +1391,7 @@ impl DiskCacheFs {
     }
 
     pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError> {
-        if ino < FIRST_KEY_INODE {
+        if !is_key_ino(ino) {
             return Ok(Vec::new());
         }
         let st = self.lock();
@@ -1087,7 +1406,7 @@ impl DiskCacheFs {
     /// `setxattr`; `create`/`replace` are XATTR_CREATE/XATTR_REPLACE.
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], create: bool, replace: bool) -> Result<(), FsError> {
         let attr = XattrName::parse(name).ok_or_else(|| FsError::AttributeNotSupported(name_str(name)))?;
-        if ino < FIRST_KEY_INODE {
+        if !is_key_ino(ino) {
             return Err(FsError::AttributeNotSupported(name_str(name)));
         }
         let mut st = self.lock();
@@ -1171,7 +1490,7 @@ impl DiskCacheFs {
         let Some(attr) = XattrName::parse(name) else {
             return Err(FsError::NoAttribute(name_str(name)));
         };
-        if ino < FIRST_KEY_INODE {
+        if !is_key_ino(ino) {
             return Err(FsError::NoAttribute(name_str(name)));
         }
         let mut st = self.lock();

@@ -60,6 +60,7 @@ fn file_type(kind: Kind) -> FileType {
     match kind {
         Kind::Directory => FileType::Directory,
         Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
     }
 }
 
@@ -287,15 +288,18 @@ impl fuser::Filesystem for FuseAdapter {
         }
     }
 
-    fn symlink(
-        &self,
-        req: &Request,
-        _parent: INodeNo,
-        link_name: &OsStr,
-        _target: &std::path::Path,
-        reply: ReplyEntry,
-    ) {
-        reply.error(errno("symlink", req, &FsError::NotPermitted(format!("symlink {link_name:?}"))));
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+        match self.fs.symlink(parent.0, link_name, target) {
+            Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(errno("symlink", req, &e)),
+        }
+    }
+
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(errno("readlink", req, &e)),
+        }
     }
 
     fn rename(

@@ -24,6 +24,12 @@ pub const SETTINGS_DIR: u64 = 4;
 /// `settings/<name>` files get 100, 101, ... in the order first seen.
 pub const FIRST_SETTING: u64 = 100;
 pub const FIRST_KEY_INODE: u64 = 1000;
+/// `tags/` in the root.
+pub const TAGS_DIR: u64 = 5;
+/// `tags/T/` directories: this plus their index in the daemon's tag table.
+pub const TAG_DIR_BASE: u64 = 1 << 40;
+/// `tags/T/NAME` links: this plus their index in the daemon's link table.
+pub const TAG_LINK_BASE: u64 = 1 << 41;
 
 /// Identifies one stored value of an entry: a new `set` (by anyone) makes
 /// a new version. Used to decide whether the kernel's cached pages and
