@@ -130,11 +130,16 @@ fn every_key_value_and_tag_type_reads_as_documented() {
         let ls = String::from_utf8_lossy(&out.stdout).to_string();
         let fields: Vec<&str> = ls.split_whitespace().collect();
         assert!(
-            out.status.success() && fields.len() > 5 && fields[0] == "-rw-r--r--" && fields[4] == e.content.len().to_string(),
+            out.status.success()
+                && fields.len() > 5
+                && fields[0] == "-rw-r--r--"
+                && fields[4] == e.content.len().to_string(),
             "{what}: ls -ln printed {ls:?}"
         );
         // Each xattr through getxattr(2), and the whole set through getfattr.
-        for name in ["user.diskcache.type", "user.diskcache.key_type", "user.diskcache.expire_time", "user.diskcache.tag"] {
+        for name in
+            ["user.diskcache.type", "user.diskcache.key_type", "user.diskcache.expire_time", "user.diskcache.tag"]
+        {
             let got = getxattr(&path, name).map(|v| String::from_utf8_lossy(&v).to_string());
             let exp = e.xattrs.get(name).cloned().ok_or(libc::ENODATA);
             assert_eq!(got, exp, "{what}: getxattr {name} (Err is an errno; ENODATA = {})", libc::ENODATA);
@@ -144,12 +149,7 @@ fn every_key_value_and_tag_type_reads_as_documented() {
 
     // Python's open() on every file, in one process.
     let script = "import sys\nfor p in sys.argv[1:]:\n    with open(p, 'rb') as f:\n        print(f.read().hex())";
-    let out = Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .args(want.iter().map(|e| k.join(&e.name)))
-        .output()
-        .unwrap();
+    let out = Command::new(python()).arg("-c").arg(script).args(want.iter().map(|e| k.join(&e.name))).output().unwrap();
     assert!(out.status.success(), "python open(): {}", String::from_utf8_lossy(&out.stderr));
     let read: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
     assert_eq!(read.len(), want.len());
