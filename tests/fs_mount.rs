@@ -211,6 +211,127 @@ fn fsx_runs_ten_thousand_operations_without_error() {
     assert_eq!(check.trim(), "[]");
 }
 
+/// fsx with the operations that make this file system commit and reopen:
+/// close/reopen (each close commits; the reopen reads the committed value
+/// back), fsync and fdatasync (commit while open), mmap reads and writes,
+/// truncation, sendfile and copy_file_range, over a file that crosses the
+/// inline/value-file boundary (fsx's default 256 KiB).
+#[test]
+fn fsx_with_reopens_fsync_and_mmap_runs_ten_thousand_operations() {
+    let m = Mounted::new();
+    let config = m.root.path().join("fsx.toml");
+    std::fs::write(
+        &config,
+        "[weights]\nclose_open = 2\nread = 10\nwrite = 10\nmapread = 5\nmapwrite = 5\ninvalidate = 1\ntruncate = 3\n\
+         fsync = 1\nfdatasync = 1\nsendfile = 1\nposix_fadvise = 1\ncopy_file_range = 1\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(fsx_binary())
+        .args(["-N", "10000", "-S", "11", "-f"])
+        .arg(&config)
+        .arg("-P")
+        .arg(m.root.path())
+        .arg(m.keys().join("fsxfile"))
+        .current_dir(m.root.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fsx failed:\n{}{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        m.log()
+    );
+    // fsx has exited: every descriptor is closed, so the cache checks clean
+    // (docs/SEMANTICS.md, tenet 2). A later second check tells a leak from
+    // a window after close().
+    let c = m.cache.to_str().unwrap();
+    let check = "import sys, diskcache; print([str(w.message) for w in diskcache.Cache(sys.argv[1]).check()])";
+    let now = py(check, &[c]);
+    std::thread::sleep(Duration::from_secs(2));
+    let later = py(check, &[c]);
+    assert_eq!((now.trim(), later.trim()), ("[]", "[]"), "check() right after fsx exited, and 2 s later");
+}
+
+/// Tenet 2: "Cache.check() stays clean" -- also while a writer is open
+/// (its private copy may be staged as a file in the cache directory), so
+/// that a python-diskcache user's `check(fix=True)` cannot delete a
+/// writer's data.
+#[test]
+fn cache_check_stays_clean_while_a_writer_is_open() {
+    let m = Mounted::new();
+    let c = m.cache.to_str().unwrap();
+    let k = m.keys();
+    std::fs::write(k.join("v"), vec![b'x'; 100_000]).unwrap();
+    // One Python process does it all: a process that spawned the checks
+    // while holding the writers would close the child's inherited copies of
+    // the descriptors at exec, and each such close is a FLUSH (a commit).
+    let script = r#"
+import os, sys, json, diskcache
+c = diskcache.Cache(sys.argv[1])
+keys = sys.argv[2]
+seen = []
+def check(label, fix=False):
+    seen.append([label, [str(w.message) for w in c.check(fix=fix)]])
+w = os.open(os.path.join(keys, 'v'), os.O_RDWR)
+os.write(w, b'AB')
+check('written, open')
+os.fsync(w)
+os.write(w, b'CD')
+check('fsynced, written again, open')
+n = os.open(os.path.join(keys, 'new'), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+os.write(n, b'n' * 100000)
+check('a new 100 KB file, open')
+check('check(fix=True), what a python-diskcache user may run at any time', fix=True)
+os.close(w)
+os.close(n)
+check('all closed')
+v, new = c.get('v'), c.get('new')
+print(json.dumps({'seen': seen, 'v': None if v is None else v[:6].decode(), 'new': None if new is None else len(new)}))
+"#;
+    let out: serde_json::Value = serde_json::from_str(&py(script, &[c, k.to_str().unwrap()])).unwrap();
+    let dirty: Vec<String> = out["seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s[1] != serde_json::json!([]))
+        .map(|s| format!("\n  {}: {}", s[0].as_str().unwrap(), s[1]))
+        .collect();
+    let values = (out["v"].clone(), out["new"].clone());
+    assert!(
+        dirty.is_empty() && values == (serde_json::json!("ABCDxx"), serde_json::json!(100_000)),
+        "Cache.check() not clean:{}\nthe writers' values after check(fix=True) and close: {values:?} \
+         (expected \"ABCDxx\", 100000)",
+        dirty.concat()
+    );
+}
+
+#[test]
+fn sigint_unmounts_cleanly_too() {
+    let mut m = Mounted::new();
+    std::fs::write(m.keys().join("k"), b"v").unwrap();
+    let mut child = m.child.take().unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("diskcachefs still running 10 s after SIGINT:\n{}", m.log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status after SIGINT: {status}\n{}", m.log());
+    assert!(!is_mounted(&m.mnt), "still mounted after SIGINT");
+    assert_eq!(
+        py("import sys, diskcache; print(diskcache.Cache(sys.argv[1]).get('k'))", &[m.cache.to_str().unwrap()]).trim(),
+        "b'v'"
+    );
+}
+
 #[test]
 fn rsync_backs_up_and_restores_keys_values_tags_and_expiry() {
     let a = Mounted::with(
@@ -346,6 +467,13 @@ fn a_read_only_mount_refuses_writes_and_leaves_the_directory_as_it_was() {
     assert_eq!(errno_of(std::fs::write(k.join("new"), b"x")), libc::EROFS);
     assert_eq!(errno_of(std::fs::remove_file(k.join("plain"))), libc::EROFS);
     assert_eq!(setxattr(&k.join("plain"), "user.diskcache.tag", b"t"), Err(libc::EROFS));
+    // While mounted: nothing but SQLite's WAL coordination files is new,
+    // and no file that was there changed (size, mtime).
+    let during: Vec<_> = snapshot(&m.cache)
+        .into_iter()
+        .filter(|e| !e.0.ends_with("/cache.db-wal") && !e.0.ends_with("/cache.db-shm"))
+        .collect();
+    assert_eq!(during, before, "the cache directory changed while mounted read-only");
     let status = m.stop().unwrap();
     assert!(status.success());
     let after = snapshot(&m.cache);
