@@ -662,3 +662,74 @@ fn errors_from_a_crafted_cache_are_the_documented_errnos() {
     assert_eq!(std::fs::read(m.root.path().join("secret.val")).unwrap(), b"must not be served");
     assert!(wrong.is_empty(), "rows python-diskcache could not have written must be EIO: {wrong:?}");
 }
+
+/// "Changes made by python-diskcache ... are visible within one second":
+/// new keys (also after the mount answered that the name did not exist),
+/// deletions, new values of another length, tags and expiry.
+#[test]
+fn peer_changes_are_visible_within_a_second() {
+    let m = Mounted::new();
+    let k = m.keys();
+    pyc(&m, "c['gone'] = b'here'\nc.set('meta', b'm')\nc['size'] = b'12345'", &[]);
+    // The mount sees each first, so the kernel has them cached.
+    assert_eq!(errno_of(std::fs::metadata(k.join("late"))), libc::ENOENT);
+    assert_eq!(std::fs::read(k.join("gone")).unwrap(), b"here");
+    assert_eq!(std::fs::metadata(k.join("size")).unwrap().len(), 5);
+    assert_eq!(getxattr(&k.join("meta"), "user.diskcache.tag"), Err(libc::ENODATA));
+    pyc(
+        &m,
+        "c['late'] = b'new'\ndel c['gone']\nc['size'] = b'1234567890'\nc.set('meta', b'm', tag='t', expire=7200)",
+        &[],
+    );
+    let start = Instant::now();
+    loop {
+        let late = std::fs::read(k.join("late")).ok();
+        let gone = errno_of(std::fs::metadata(k.join("gone")));
+        let size = std::fs::metadata(k.join("size")).map(|md| md.len()).ok();
+        let content = std::fs::read(k.join("size")).ok();
+        let tag = getxattr(&k.join("meta"), "user.diskcache.tag");
+        let expire = getxattr(&k.join("meta"), "user.diskcache.expire_time").is_ok();
+        let listed = listing(&k);
+        let ok = late.as_deref() == Some(&b"new"[..])
+            && gone == libc::ENOENT
+            && size == Some(10)
+            && content.as_deref() == Some(&b"1234567890"[..])
+            && tag == Ok(b"t".to_vec())
+            && expire
+            && listed.contains(&"late".to_string())
+            && !listed.contains(&"gone".to_string());
+        if ok {
+            break;
+        }
+        let state = format!(
+            "late={late:?} stat(gone) errno={gone} size={size:?} content={content:?} tag={tag:?} expire set={expire} \
+             listing={listed:?}"
+        );
+        assert!(start.elapsed() < Duration::from_millis(1000), "peer changes not all visible within 1 s: {state}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// "Culling applies as in python-diskcache": the same writes through the
+/// mount and with `cache.set` into a twin cache leave the same keys.
+#[test]
+fn culling_matches_cache_set() {
+    let setup = |c: &Path| {
+        py("import sys, diskcache; diskcache.Cache(sys.argv[1], size_limit=300_000)", &[c.to_str().unwrap()]);
+    };
+    let m = Mounted::with(setup, &[]);
+    let twin = m.root.path().join("twin");
+    setup(&twin);
+    let keys = "import sys, diskcache; print(sorted(diskcache.Cache(sys.argv[1])))";
+    for i in 0..5 {
+        let name = format!("k{i}");
+        std::fs::write(m.keys().join(&name), vec![b'x'; 100_000]).unwrap();
+        py(
+            "import sys, diskcache; diskcache.Cache(sys.argv[1])[sys.argv[2]] = b'x' * 100_000",
+            &[twin.to_str().unwrap(), &name],
+        );
+        let (mounted, set) = (py(keys, &[m.cache.to_str().unwrap()]), py(keys, &[twin.to_str().unwrap()]));
+        assert_eq!(mounted, set, "keys left after writing {name} through the mount (left) and with cache.set (right)");
+    }
+    assert_eq!(pyc(&m, "print(c.check())", &[]), "[]");
+}
