@@ -733,3 +733,59 @@ fn culling_matches_cache_set() {
     }
     assert_eq!(pyc(&m, "print(c.check())", &[]), "[]");
 }
+
+/// Tenet 2, "The mount never writes what python-diskcache cannot read",
+/// against the `user.diskcache.type` conversions ("content must parse as
+/// one, as Python's int()/float() would"; "pickle: the content becomes a
+/// pickled value"), and the errors table's other side: a row
+/// python-diskcache itself writes is never EIO.
+#[test]
+fn conversions_never_store_what_python_cannot_read() {
+    let m = Mounted::with(
+        |c| {
+            drop(py(
+                "import sys, diskcache; diskcache.Cache(sys.argv[1])['nan'] = float('nan')",
+                &[c.to_str().unwrap()],
+            ))
+        },
+        &[],
+    );
+    let k = m.keys();
+    let mut failures = Vec::new();
+    // python-diskcache stores a NaN float as NULL (SQLite has no NaN) and
+    // reads it back as None: a row it writes, so not EIO.
+    if let Err(e) = std::fs::read(k.join("nan")) {
+        failures.push(format!("keys/nan (set by python-diskcache as float('nan')): read failed: {e}"));
+    }
+    // (content, type, what python-diskcache must then return: a Python
+    // expression compared with ==, or None when EINVAL is the only answer)
+    let cases: [(&[u8], &str, Option<&str>); 4] = [
+        (b"not a pickle", "pickle", None),
+        (b"\x80\x05K", "pickle", None), // a truncated pickle
+        (b"nan", "float", Some("math.isnan(v)")),
+        (b"111111111111111111111111111111", "int", Some("v == 111111111111111111111111111111")),
+    ];
+    for (i, (content, kind, want)) in cases.iter().enumerate() {
+        let name = format!("c{i}");
+        std::fs::write(k.join(&name), content).unwrap();
+        let set = setxattr(&k.join(&name), "user.diskcache.type", kind.as_bytes());
+        let got = pyc(
+            &m,
+            "import math\ntry:\n    v = c[sys.argv[2]]\n    print(repr(v), eval(sys.argv[3]))\nexcept Exception as e:\n    print('python-diskcache failed:', repr(e))",
+            &[&name, want.unwrap_or("False")],
+        );
+        let readable = std::fs::read(k.join(&name)).map(|_| ()).map_err(|e| e.to_string());
+        let ok = match set {
+            Err(e) => e == libc::EINVAL && got.ends_with(" False") && got.starts_with("b'"),
+            Ok(()) => want.is_some() && got.ends_with(" True") && readable.is_ok(),
+        };
+        if !ok {
+            failures.push(format!(
+                "type={kind} on content {:?}: setxattr {set:?} (Err = errno), then python-diskcache c[{name:?}] -> {got}, \
+                 read through the mount: {readable:?}",
+                String::from_utf8_lossy(content)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
