@@ -407,15 +407,24 @@ fn bad_input_gets_a_clear_errno_and_the_daemon_keeps_running() {
     let m = Mounted::new();
     let k = m.keys();
     std::fs::write(k.join("ok"), b"fine").unwrap();
-    assert_eq!(errno_of(std::fs::write(k.join("n".repeat(256)), b"x")), libc::ENAMETOOLONG);
-    assert_eq!(setxattr(&k.join("ok"), "user.diskcache.expire_time", b"abc"), Err(libc::EINVAL));
-    assert_eq!(setxattr(&k.join("ok"), "user.diskcache.type", b"nonsense"), Err(libc::EINVAL));
-    assert_eq!(getxattr(&k.join("ok"), "user.other"), Err(libc::ENODATA));
-    assert_eq!(errno_of(std::fs::create_dir(k.join("dir"))), libc::EPERM);
-    assert_eq!(errno_of(std::fs::write(m.mnt.join("at-root"), b"x")), libc::EPERM);
-    assert_eq!(errno_of(std::fs::write(k.join("%int:notanumber"), b"x")), libc::EINVAL);
-    assert_eq!(errno_of(std::os::unix::fs::symlink("ok", k.join("link"))), libc::EPERM);
-    assert_eq!(read(&k.join("ok")), b"fine", "the daemon keeps serving");
+    // Each refused operation, then a read: the daemon is still serving.
+    let after = |what: &str, got: i32, want: i32| {
+        assert_eq!(got, want, "{what}: errno {got}, expected {want}");
+        assert_eq!(read(&k.join("ok")), b"fine", "the daemon stopped serving after {what}");
+        assert!(
+            m.child.as_ref().is_some_and(|c| unsafe { libc::kill(c.id() as i32, 0) } == 0),
+            "daemon gone after {what}"
+        );
+    };
+    let xerr = |r: Result<_, i32>| r.err().unwrap_or(0);
+    after("a 256-byte name", errno_of(std::fs::write(k.join("n".repeat(256)), b"x")), libc::ENAMETOOLONG);
+    after("expire_time=abc", xerr(setxattr(&k.join("ok"), "user.diskcache.expire_time", b"abc")), libc::EINVAL);
+    after("type=nonsense", xerr(setxattr(&k.join("ok"), "user.diskcache.type", b"nonsense")), libc::EINVAL);
+    after("getxattr user.other", xerr(getxattr(&k.join("ok"), "user.other").map(drop)), libc::ENODATA);
+    after("mkdir keys/dir", errno_of(std::fs::create_dir(k.join("dir"))), libc::EPERM);
+    after("create in the root", errno_of(std::fs::write(m.mnt.join("at-root"), b"x")), libc::EPERM);
+    after("create %int:notanumber", errno_of(std::fs::write(k.join("%int:notanumber"), b"x")), libc::EINVAL);
+    after("symlink in keys/", errno_of(std::os::unix::fs::symlink("ok", k.join("link"))), libc::EPERM);
     // A value that cannot be converted to the type asked for.
     std::fs::write(k.join("word"), b"not a number").unwrap();
     assert_eq!(setxattr(&k.join("word"), "user.diskcache.type", b"int"), Err(libc::EINVAL));
