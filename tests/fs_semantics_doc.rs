@@ -114,8 +114,8 @@ fn the_names_table_is_what_the_mount_shows() {
     }
     let m = Mounted::new();
     let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
-    // Each key the doc writes as a Python literal is set to b'doc:' + its
-    // documented name; spans that are not literals (`%`) are skipped.
+    // Each key the doc writes as a Python literal is set to b'doc:' + that
+    // literal; spans that are not literals (`%`) are skipped.
     let stored = pyc(
         &m,
         "import ast, json\nok = []\nfor src in json.loads(sys.argv[2]):\n    try:\n        key = ast.literal_eval(src)\n    except Exception:\n        continue\n    c[key] = ('doc:' + src).encode()\n    ok.append(src)\nprint(json.dumps(ok))",
