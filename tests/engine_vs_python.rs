@@ -196,6 +196,11 @@ fn gen_ops(seed: u64, count: usize, statistics: bool, pools: &Pools) -> Vec<Json
         op["now"] = json!(now);
         ops.push(op);
     }
+    // A final file-backed set, so that a late `clear` cannot leave the end
+    // state without a value file to compare (the check below relies on one).
+    let size = 4096 + rng.below(4096) as usize;
+    ops.push(json!({"op": "set", "key": ["str", "final"], "value": ["bytes", hex(&vec![b'f'; size])],
+                    "expire": Json::Null, "tag": gen_tag(&mut rng), "now": 1_700_000_000.0 + count as f64 * 0.25}));
     ops
 }
 

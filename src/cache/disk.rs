@@ -109,6 +109,65 @@ impl Disk {
         Err(last)
     }
 
+    /// Creates an unnamed file in the cache directory (`O_TMPFILE`), for a
+    /// value still being written: no other process can see it (python's
+    /// `check(fix=True)` would delete a named one as unknown) and a crash
+    /// leaves nothing behind. `None` when the file system cannot do this;
+    /// the caller then falls back to a named file.
+    pub fn create_anonymous(&self) -> io::Result<Option<File>> {
+        match self.open_beneath(".", libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o666) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives a file from [`Disk::create_anonymous`] a fresh value-file name
+    /// and returns that name. The directories are made (and retried) as in
+    /// [`Disk::create_exclusive`]; the leaf directory is opened beneath the
+    /// root, so the link cannot land outside it.
+    pub fn link_anonymous(&self, file: &File) -> io::Result<String> {
+        let filename = Self::new_filename();
+        let (dir, base) = filename.rsplit_once('/').expect("value file names have directories");
+        let proc_path = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
+        let cbase = CString::new(base).expect("no NUL");
+        let mut last = io::Error::from_raw_os_error(libc::ENOENT);
+        for _ in 0..10 {
+            self.make_dirs(dir);
+            let parent = match self.open_beneath(dir, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) {
+                Ok(p) => p,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    last = e;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // linkat through /proc follows the descriptor to the unnamed
+            // inode; unlike AT_EMPTY_PATH it needs no CAP_DAC_READ_SEARCH.
+            // SAFETY: both paths are NUL-terminated; parent is open.
+            let rc = unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    proc_path.as_ptr(),
+                    parent.as_raw_fd(),
+                    cbase.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            };
+            if rc == 0 {
+                return Ok(filename);
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(e);
+            }
+            last = e;
+        }
+        Err(last)
+    }
+
     /// Writes `data` to a new value file.
     pub fn write_bytes(&self, data: &[u8]) -> io::Result<String> {
         self.write_new(|f| {

@@ -1180,12 +1180,16 @@ impl DiskCacheFs {
         let invalid =
             |reason: String| FsError::InvalidValue { what: format!("{what} as {}", value_type.name()), reason };
         let new_value = match staging {
-            Staging::File { filename, len, committed, .. }
+            Staging::File { len, .. }
                 if *len >= spill && matches!(value_type, ValueType::Bytes | ValueType::Pickle) =>
             {
                 // The staging file becomes the value file: no copy.
-                *committed = true;
-                NewValue::File { filename: filename.clone(), size: *len, value_type }
+                let size = *len;
+                let filename = staging.link(st.cache.disk()).map_err(|e| FsError::io(what.clone(), e))?;
+                if let Staging::File { committed, .. } = staging {
+                    *committed = true;
+                }
+                NewValue::File { filename, size, value_type }
             }
             _ => {
                 let data = staging.read_at(0, staging.len() as usize).map_err(|e| FsError::io(what.clone(), e))?;

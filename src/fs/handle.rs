@@ -54,12 +54,16 @@ fn read_file_at(file: &File, offset: u64, size: usize) -> io::Result<Vec<u8>> {
 }
 
 /// A writer's private copy of the value. Small values stay in memory;
-/// past the spill size they move to a new value file in the cache
-/// directory, which becomes the entry's value file on commit (no copy).
+/// past the spill size they move to an unnamed file in the cache directory
+/// (`O_TMPFILE`), which is linked in as the entry's value file on commit
+/// (no copy). Unnamed, it is invisible to python's `check()` and leaves no
+/// orphan if the daemon dies.
 pub enum Staging {
     Memory(Vec<u8>),
     File {
-        filename: String,
+        /// `None` while unnamed; the value-file name once linked (or from
+        /// the start where the file system has no `O_TMPFILE`).
+        filename: Option<String>,
         file: File,
         len: u64,
         /// The file now belongs to a committed row: the next change must
@@ -155,10 +159,23 @@ impl Staging {
         Ok(())
     }
 
+    /// The value-file name for a commit, linking an unnamed file in first.
+    pub fn link(&mut self, disk: &Disk) -> io::Result<String> {
+        match self {
+            Staging::File { filename: Some(name), .. } => Ok(name.clone()),
+            Staging::File { filename, file, .. } => {
+                let name = disk.link_anonymous(file)?;
+                *filename = Some(name.clone());
+                Ok(name)
+            }
+            Staging::Memory(_) => Err(io::Error::new(io::ErrorKind::InvalidInput, "an in-memory copy has no file")),
+        }
+    }
+
     /// Removes an uncommitted staging file (a writer closed without
     /// committing, or its commit was dropped).
     pub fn discard(self, disk: &Disk) {
-        if let Staging::File { filename, committed: false, .. } = self {
+        if let Staging::File { filename: Some(filename), committed: false, .. } = self {
             disk.remove(&filename);
         }
     }
@@ -179,10 +196,13 @@ fn copy_at(src: &File, dst: &File, len: u64) -> io::Result<()> {
     Ok(())
 }
 
-fn new_staging_file(disk: &Disk) -> io::Result<(String, File)> {
+fn new_staging_file(disk: &Disk) -> io::Result<(Option<String>, File)> {
+    if let Some(file) = disk.create_anonymous()? {
+        return Ok((None, file));
+    }
     let filename = Disk::new_filename();
     let file = disk.create_exclusive(&filename)?;
-    Ok((filename, file))
+    Ok((Some(filename), file))
 }
 
 /// One open file.
