@@ -309,6 +309,7 @@ fn value_bytes(value: &Value) -> Vec<u8> {
         Value::Str(s) => s.as_bytes().to_vec(),
         Value::Int(i) => i.to_string().into_bytes(),
         Value::Float(f) => python_float_repr(*f).into_bytes(),
+        Value::None => Vec::new(),
     }
 }
 

@@ -587,6 +587,7 @@ impl Cache {
         match value {
             Value::Int(i) => inline(MODE_RAW, Scalar::Int(*i)),
             Value::Float(f) => inline(MODE_RAW, Scalar::Float(*f)),
+            Value::None => Ok(Stored { size: 0, mode: MODE_RAW, filename: None, inline: None }),
             Value::Str(s) if small(s.chars().count()) => inline(MODE_RAW, Scalar::Str(s.clone())),
             Value::Bytes(b) if small(b.len()) => inline(MODE_RAW, Scalar::Bytes(b.clone())),
             Value::Pickle(p) if small(p.len()) => inline(MODE_PICKLE, Scalar::Bytes(p.clone())),
@@ -627,7 +628,8 @@ impl Cache {
                 Some(Scalar::Bytes(b)) => Ok(Some(Value::Bytes(b.clone()))),
                 Some(Scalar::Int(i)) => Ok(Some(Value::Int(*i))),
                 Some(Scalar::Float(f)) => Ok(Some(Value::Float(*f))),
-                None => Err(corrupt("raw value is NULL".into())),
+                // What python-diskcache stores for float('nan'); it reads None.
+                None => Ok(Some(Value::None)),
             },
             MODE_PICKLE if row.filename.is_none() => match &row.inline {
                 Some(Scalar::Bytes(b)) => Ok(Some(Value::Pickle(b.clone()))),

@@ -52,6 +52,8 @@ pub enum ValueType {
     Int,
     Float,
     Pickle,
+    /// A raw NULL (python-diskcache's `float('nan')`, read back as `None`).
+    None,
 }
 
 impl ValueType {
@@ -62,6 +64,7 @@ impl ValueType {
             ValueType::Int => "int",
             ValueType::Float => "float",
             ValueType::Pickle => "pickle",
+            ValueType::None => "none",
         }
     }
 
@@ -72,6 +75,7 @@ impl ValueType {
             "int" => ValueType::Int,
             "float" => ValueType::Float,
             "pickle" => ValueType::Pickle,
+            "none" => ValueType::None,
             _ => return None,
         })
     }
@@ -83,6 +87,7 @@ impl EntryMeta {
             (MODE_RAW, InlineMeta::Int(_)) => ValueType::Int,
             (MODE_RAW, InlineMeta::Float(_)) => ValueType::Float,
             (MODE_RAW, InlineMeta::Text(_)) | (MODE_TEXT, _) => ValueType::Str,
+            (MODE_RAW, InlineMeta::None) => ValueType::None,
             (MODE_PICKLE, _) => ValueType::Pickle,
             _ => ValueType::Bytes,
         }
@@ -94,6 +99,8 @@ impl EntryMeta {
 pub enum RawContent {
     Inline(Scalar),
     File(File),
+    /// A raw NULL: no content (see [`ValueType::None`]).
+    Null,
 }
 
 /// The new value for [`Cache::replace_value`], already in its final form.
@@ -231,6 +238,10 @@ impl Cache {
                 self.record_access(None)?;
                 return Ok(None);
             };
+            if !(MODE_RAW..=MODE_PICKLE).contains(&meta.mode) {
+                // python-diskcache's fetch knows modes 1 to 4 only.
+                return Err(Error::CorruptRow { rowid: meta.rowid, reason: format!("unknown mode {}", meta.mode) });
+            }
             let content = match (&meta.filename, meta.mode) {
                 (Some(name), MODE_BINARY | MODE_TEXT | MODE_PICKLE) => match self.disk().open_value(name) {
                     Ok(f) => RawContent::File(f),
@@ -247,7 +258,8 @@ impl Cache {
                         .unwrap_or(SqlValue::Null);
                     match scalar_from_owned(value) {
                         Some(v) => RawContent::Inline(v),
-                        None if meta.mode == MODE_RAW || meta.mode == MODE_PICKLE => {
+                        None if meta.mode == MODE_RAW => RawContent::Null,
+                        None if meta.mode == MODE_PICKLE => {
                             return Err(Error::CorruptRow { rowid: meta.rowid, reason: "inline value is NULL".into() });
                         }
                         None => {

@@ -144,7 +144,7 @@ fn entry_size(entry: &Entry) -> usize {
     let value = match &entry.value {
         Value::Bytes(b) | Value::Pickle(b) => b.len(),
         Value::Str(s) => s.len(),
-        Value::Int(_) | Value::Float(_) => 8,
+        Value::Int(_) | Value::Float(_) | Value::None => 8,
     };
     let tag = match &entry.tag {
         Some(Scalar::Str(s)) => s.len(),

@@ -100,6 +100,10 @@ pub enum Value {
     Float(f64),
     /// Any other Python object, as its pickle bytes (inline or file).
     Pickle(Vec<u8>),
+    /// A raw NULL, which python-diskcache reads as `None`. Python writes
+    /// one for a NaN float (SQLite binds NaN as NULL); `None` itself it
+    /// pickles.
+    None,
 }
 
 impl Value {
@@ -111,6 +115,7 @@ impl Value {
             Value::Int(_) => "int",
             Value::Float(_) => "float",
             Value::Pickle(_) => "pickle",
+            Value::None => "none",
         }
     }
 }

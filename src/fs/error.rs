@@ -12,6 +12,10 @@ use crate::cache;
 pub enum FsError {
     #[error("{0}: no such entry")]
     NotFound(String),
+    /// An inode that a newer version of its key replaced (kept for its
+    /// readers); the kernel looks the name up again on ESTALE.
+    #[error("{0}: replaced by a newer version")]
+    Stale(String),
     #[error("{0}: name longer than 255 bytes")]
     NameTooLong(String),
     #[error("{name:?}: {reason}")]
@@ -59,6 +63,7 @@ impl FsError {
     pub fn errno(&self) -> i32 {
         match self {
             FsError::NotFound(_) => libc::ENOENT,
+            FsError::Stale(_) => libc::ESTALE,
             FsError::NameTooLong(_) => libc::ENAMETOOLONG,
             FsError::InvalidName { .. } => libc::EINVAL,
             FsError::ReadOnly(_) => libc::EROFS,

@@ -17,7 +17,7 @@ use crate::cache::{Attr as Keep, Cache, EntryMeta, Key, NewValue, RawContent, Re
 use crate::fs::content::{content_len, convert, inline_bytes};
 use crate::fs::control::{is_metadata, parse_setting, setting_text, stats_json};
 use crate::fs::error::FsError;
-use crate::fs::handle::{Handle, Snapshot, Staging, WriteHandle};
+use crate::fs::handle::{Handle, ReadView, Snapshot, Staging, WriteHandle};
 use crate::fs::inode::{
     ContentVersion, FIRST_KEY_INODE, FIRST_SETTING, InodeTable, KEYS_DIR, KeyInode, ROOT, SETTINGS_DIR, STATS,
     TAG_DIR_BASE, TAG_LINK_BASE, TAGS_DIR,
@@ -473,6 +473,9 @@ impl DiskCacheFs {
     /// The attributes of a key inode, from the cache or its open writer.
     fn key_attr(&self, st: &mut State, ino: u64) -> Result<Attr, FsError> {
         let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        if let Some(view) = inode.superseded {
+            return Ok(self.file_attr(ino, view.len, view.store_time, view.access_time));
+        }
         let key = inode.key.clone();
         let name = inode.name.clone();
         let pending_create = inode.pending_create;
@@ -492,8 +495,8 @@ impl DiskCacheFs {
             }
             (Some(meta), _) => {
                 let len = content_len(&meta);
-                if let Some(inode) = st.inodes.get_mut(ino) {
-                    inode.kernel_version = Some(ContentVersion::of(&meta, len));
+                if let Some(view) = Self::note_version(st, ino, ContentVersion::of(&meta, len)) {
+                    return Ok(self.file_attr(ino, view.len, view.store_time, view.access_time));
                 }
                 self.file_attr(ino, len, meta.store_time, meta.access_time)
             }
@@ -502,6 +505,34 @@ impl DiskCacheFs {
             (None, _) => return Err(FsError::NotFound(format!("keys/{name}"))),
         };
         Ok(attr)
+    }
+
+    /// Records that the kernel is about to get `version`'s size for `ino`.
+    /// If the kernel holds another version's size and pages and readers of
+    /// that version still have the file open, the inode is superseded
+    /// instead (it keeps their version; the name gets a new inode) and
+    /// their view is returned: a reader sees its whole snapshot.
+    fn note_version(st: &mut State, ino: u64, version: ContentVersion) -> Option<ReadView> {
+        let held = st.inodes.get(ino)?.kernel_version;
+        if let Some(held) = held
+            && held != version
+        {
+            let readers_view = st.handles.values().find_map(|h| match h {
+                Handle::Read { ino: i, view: Some(v), .. } if *i == ino && v.version == held => Some(*v),
+                _ => None,
+            });
+            let writer_open = st.handles.values().any(|h| matches!(h, Handle::Write(w) if w.ino == ino));
+            if let Some(view) = readers_view
+                && !writer_open
+            {
+                st.inodes.supersede(ino, view);
+                return Some(view);
+            }
+        }
+        if let Some(inode) = st.inodes.get_mut(ino) {
+            inode.kernel_version = Some(version);
+        }
+        None
     }
 
     fn writer_of(st: &State, ino: u64) -> Option<&WriteHandle> {
@@ -561,8 +592,13 @@ impl DiskCacheFs {
                 if !exists && !pending {
                     return Err(FsError::NotFound(format!("keys/{name}")));
                 }
-                let ino = st.inodes.ensure(&name, &key);
-                let attr = self.key_attr(&mut st, ino)?;
+                let mut ino = st.inodes.ensure(&name, &key);
+                let mut attr = self.key_attr(&mut st, ino)?;
+                if st.inodes.get(ino).is_some_and(|i| i.superseded.is_some()) {
+                    // Its readers keep the old inode; the name gets a new one.
+                    ino = st.inodes.ensure(&name, &key);
+                    attr = self.key_attr(&mut st, ino)?;
+                }
                 if let Some(inode) = st.inodes.get_mut(ino) {
                     inode.nlookup += 1;
                 }
@@ -576,6 +612,8 @@ impl DiskCacheFs {
         self.lock().inodes.forget(ino, nlookup);
     }
 
+    /// `getattr`. (`fstat` sends no file handle, so a reader's snapshot
+    /// size comes from its inode: see `note_version`.)
     pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         match ino {
             ROOT | KEYS_DIR | SETTINGS_DIR | TAGS_DIR => Ok(self.dir_attr(ino)),
@@ -789,8 +827,11 @@ impl DiskCacheFs {
                         let name = key_to_name(&meta.key);
                         let next = meta.rowid as u64 + 2;
                         if plus {
-                            let ino = st.inodes.ensure(&name, &meta.key);
                             let len = content_len(meta);
+                            let mut ino = st.inodes.ensure(&name, &meta.key);
+                            if Self::note_version(&mut st, ino, ContentVersion::of(meta, len)).is_some() {
+                                ino = st.inodes.ensure(&name, &meta.key);
+                            }
                             let attr = self.file_attr(ino, len, meta.store_time, meta.access_time);
                             if out.add(ino, next, Kind::File, OsStr::new(&name), Some(&attr)) {
                                 st.inodes.drop_if_unused(ino);
@@ -860,6 +901,7 @@ impl DiskCacheFs {
         match cache.open_raw(key).map_err(|e| FsError::cache(format!("keys/{name}"), e))? {
             Some((_, RawContent::File(f))) => Ok(Snapshot::File(f)),
             Some((_, RawContent::Inline(v))) => Ok(Snapshot::Inline(inline_bytes(&v))),
+            Some((_, RawContent::Null)) => Ok(Snapshot::Inline(Vec::new())),
             None => Err(FsError::NotFound(format!("keys/{name}"))),
         }
     }
@@ -903,14 +945,17 @@ impl DiskCacheFs {
                     return Err(FsError::AccessDenied("stats".into()));
                 }
                 let text = Self::stats_bytes(&st)?;
-                return Ok((Self::new_handle(&mut st, Handle::Read { ino, snapshot: Snapshot::Inline(text) }), flags));
+                return Ok((
+                    Self::new_handle(&mut st, Handle::Read { ino, snapshot: Snapshot::Inline(text), view: None }),
+                    flags,
+                ));
             }
             let name = Self::setting_name(&st, ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
             let current =
                 Self::setting_bytes(&st, &name)?.ok_or_else(|| FsError::NotFound(format!("settings/{name}")))?;
             if !write {
                 return Ok((
-                    Self::new_handle(&mut st, Handle::Read { ino, snapshot: Snapshot::Inline(current) }),
+                    Self::new_handle(&mut st, Handle::Read { ino, snapshot: Snapshot::Inline(current), view: None }),
                     flags,
                 ));
             }
@@ -920,12 +965,18 @@ impl DiskCacheFs {
             return Ok((Self::new_handle(&mut st, handle), flags));
         }
         let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        if inode.superseded.is_some() {
+            // A path through a dentry the kernel still caches: ESTALE makes
+            // it look the name up again and open the current version.
+            return Err(FsError::Stale(format!("keys/{}", inode.name)));
+        }
         let (key, name, pending_create, kernel_version) =
             (inode.key.clone(), inode.name.clone(), inode.pending_create, inode.kernel_version);
         if !write {
             if pending_create {
                 // Created through the mount, not committed yet: empty.
-                let fh = Self::new_handle(&mut st, Handle::Read { ino, snapshot: Snapshot::Inline(Vec::new()) });
+                let fh =
+                    Self::new_handle(&mut st, Handle::Read { ino, snapshot: Snapshot::Inline(Vec::new()), view: None });
                 return Ok((fh, OpenFlags { direct_io: true, no_flush: true, ..OpenFlags::default() }));
             }
             let (meta, content) = st
@@ -937,13 +988,20 @@ impl DiskCacheFs {
             let snapshot = match content {
                 RawContent::File(f) => Snapshot::File(f),
                 RawContent::Inline(v) => Snapshot::Inline(inline_bytes(&v)),
+                RawContent::Null => Snapshot::Inline(Vec::new()),
             };
             // If the kernel's size for this file is of another version (a
             // peer changed it within the attribute timeout), bypass the page
             // cache for this open so the reader gets the whole new value.
             let current = kernel_version == Some(version);
             let flags = OpenFlags { keep_cache: current, direct_io: !current, no_flush: true };
-            let fh = Self::new_handle(&mut st, Handle::Read { ino, snapshot });
+            let view = ReadView {
+                version,
+                len: content_len(&meta),
+                store_time: meta.store_time,
+                access_time: meta.access_time,
+            };
+            let fh = Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: Some(view) });
             return Ok((fh, flags));
         }
         self.check_writable(&format!("keys/{name}"))?;
@@ -958,6 +1016,21 @@ impl DiskCacheFs {
         }
         let fh = Self::new_handle(&mut st, Handle::Write(handle));
         Ok((fh, OpenFlags::default()))
+    }
+
+    /// mknod of a regular file: a new empty entry (EEXIST if the key
+    /// exists), committed at once, as create-then-close would.
+    pub fn mknod_regular(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        let (_, fh, _) = self.create(parent, name, true, true, false)?;
+        let committed = self.flush(fh);
+        let released = self.release(fh);
+        committed.and(released)?;
+        let mut st = self.lock();
+        let ino = st
+            .inodes
+            .by_name(&key_to_name(&self.resolve_name(&st, name)?))
+            .ok_or_else(|| FsError::NotFound(name_str(name)))?;
+        self.key_attr(&mut st, ino)
     }
 
     /// Creates a key's file (O_CREAT) and opens it for writing. The entry

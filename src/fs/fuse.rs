@@ -218,8 +218,8 @@ impl fuser::Filesystem for FuseAdapter {
         self.fs.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        log::debug!("getattr ino={} pid={}", ino.0, req.pid());
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        log::debug!("getattr ino={} fh={fh:?} pid={}", ino.0, req.pid());
         match self.fs.getattr(ino.0) {
             Ok(attr) => reply.attr(&self.fs.config().ttl, &file_attr(&attr)),
             Err(e) => reply.error(errno("getattr", req, &e)),
@@ -254,16 +254,23 @@ impl fuser::Filesystem for FuseAdapter {
     fn mknod(
         &self,
         req: &Request,
-        _parent: INodeNo,
+        parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
+        mode: u32,
         _umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        // Regular files are made with create; nothing else exists here.
-        let e = FsError::NotPermitted(format!("mknod {name:?}"));
-        reply.error(errno("mknod", req, &e));
+        // A regular file is a new empty entry; nothing else exists here.
+        let result = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
+            self.fs.mknod_regular(parent.0, name)
+        } else {
+            Err(FsError::NotPermitted(format!("mknod {name:?}: only regular files")))
+        };
+        match result {
+            Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(errno("mknod", req, &e)),
+        }
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {

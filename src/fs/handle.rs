@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::cache::disk::Disk;
+use crate::fs::inode::ContentVersion;
 
 /// What a reader reads: the content at open time.
 pub enum Snapshot {
@@ -210,6 +211,10 @@ pub enum Handle {
     Read {
         ino: u64,
         snapshot: Snapshot,
+        /// For a key's value: the version it is a snapshot of, so `fstat`
+        /// on this handle reports the snapshot's size after a peer changes
+        /// the entry (else the kernel would cut reads at the new size).
+        view: Option<ReadView>,
     },
     Write(WriteHandle),
     /// A setting's file opened for writing: the new text, applied with
@@ -220,6 +225,15 @@ pub enum Handle {
         text: Vec<u8>,
         dirty: bool,
     },
+}
+
+/// What a reader's snapshot was when it opened.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadView {
+    pub version: ContentVersion,
+    pub len: u64,
+    pub store_time: f64,
+    pub access_time: f64,
 }
 
 pub struct WriteHandle {

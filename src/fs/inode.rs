@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 
 use crate::cache::{EntryMeta, Key, Scalar, ValueType};
+use crate::fs::handle::ReadView;
 
 pub const ROOT: u64 = 1;
 pub const KEYS_DIR: u64 = 2;
@@ -73,6 +74,10 @@ pub struct KeyInode {
     /// Removed by unlink or replaced by a rename: commits are dropped.
     pub unlinked: bool,
     pub pending: Pending,
+    /// A peer stored a new version while readers relied on the kernel's
+    /// size and pages of this one: the name now leads to a new inode, and
+    /// this one keeps showing the readers' version until they are done.
+    pub superseded: Option<ReadView>,
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +123,7 @@ impl InodeTable {
                 pending_create: false,
                 unlinked: false,
                 pending: Pending::default(),
+                superseded: None,
             },
         );
         self.by_name.insert(name.to_string(), ino);
@@ -142,6 +148,18 @@ impl InodeTable {
             inode.name = new_name.to_string();
             inode.key = new_key.clone();
             self.by_name.insert(new_name.to_string(), ino);
+        }
+    }
+
+    /// Takes the name away from an inode whose readers keep an older
+    /// version (see [`KeyInode::superseded`]); the next lookup of the name
+    /// makes a new inode.
+    pub fn supersede(&mut self, ino: u64, view: ReadView) {
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            inode.superseded = Some(view);
+            if self.by_name.get(&inode.name) == Some(&ino) {
+                self.by_name.remove(&inode.name);
+            }
         }
     }
 

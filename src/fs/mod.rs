@@ -18,5 +18,6 @@ pub mod handle;
 pub mod inode;
 pub mod mount;
 pub mod names;
+pub mod pickle_check;
 pub mod pyrepr;
 pub mod xattr;

@@ -35,6 +35,7 @@ pub fn enc_value(value: &diskcachefs::cache::Value) -> serde_json::Value {
         Value::Int(i) => serde_json::json!(["int", i]),
         Value::Float(f) => serde_json::json!(["float", f]),
         Value::Pickle(p) => serde_json::json!(["pickle", hex(p)]),
+        Value::None => serde_json::json!(["none", null]),
     }
 }
 
