@@ -51,6 +51,7 @@ fn expected(m: &Mounted) -> Vec<Expected> {
                 ("key_type", "user.diskcache.key_type"),
                 ("expire_time", "user.diskcache.expire_time"),
                 ("tag", "user.diskcache.tag"),
+                ("full_key", "user.diskcache.key"),
             ] {
                 if let Some(v) = e[field].as_str() {
                     xattrs.insert(xattr.to_string(), v.to_string());

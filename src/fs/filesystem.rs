@@ -22,7 +22,9 @@ use crate::fs::inode::{
     ContentVersion, FIRST_KEY_INODE, FIRST_SETTING, InodeTable, KEYS_DIR, KeyInode, ROOT, SETTINGS_DIR, STATS,
     TAG_DIR_BASE, TAG_LINK_BASE, TAGS_DIR,
 };
-use crate::fs::names::{NAME_MAX, NameError, ParsedName, key_to_name, matches_hash, name_to_key};
+use crate::fs::names::{
+    NAME_MAX, NameError, ParsedName, full_name, key_to_name, matches_hash, name_to_key, parse_unbounded,
+};
 use crate::fs::xattr::{self, XattrName};
 
 /// Names in the root reserved for views (docs/SEMANTICS.md, "The tree").
@@ -733,9 +735,34 @@ impl DiskCacheFs {
                 let (s0, a0) = inode.pending.times.unwrap_or((None, None));
                 inode.pending.times = Some((store.or(s0), access.or(a0)));
             }
+            let before = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
             st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+            let after = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+            if let (Some(before), Some(after)) = (before, after) {
+                // Same content, new store_time: not a new version for the
+                // readers that have it open (else they would be superseded).
+                let len = content_len(&after);
+                Self::retime_version(&mut st, ino, ContentVersion::of(&before, len), ContentVersion::of(&after, len));
+            }
         }
         self.key_attr(&mut st, ino)
+    }
+
+    /// Renames a content version after a change of times alone.
+    fn retime_version(st: &mut State, ino: u64, old: ContentVersion, new: ContentVersion) {
+        for h in st.handles.values_mut() {
+            if let Handle::Read { ino: i, view: Some(v), .. } = h
+                && *i == ino
+                && v.version == old
+            {
+                v.version = new;
+            }
+        }
+        if let Some(inode) = st.inodes.get_mut(ino)
+            && inode.kernel_version == Some(old)
+        {
+            inode.kernel_version = Some(new);
+        }
     }
 
     // -----------------------------------------------------------------------
@@ -1365,9 +1392,15 @@ impl DiskCacheFs {
             Err(FsError::InvalidName { .. }) => return Err(FsError::NotFound(format!("keys/{}", name_str(name)))),
             other => other?,
         };
+        let intended = st.inodes.by_name(&key_to_name(&old_key)).and_then(|i| st.inodes.get(i)?.intended_key.clone());
         let new_key = match name_to_key(new_name.as_bytes()) {
             Ok(ParsedName::Key(k)) => k,
-            Ok(ParsedName::Hashed(_)) => self.resolve_name(&st, new_name)?,
+            // A long key's name: the key user.diskcache.key gave the file
+            // (how a backup restores it), else the existing key.
+            Ok(ParsedName::Hashed(digest)) => match intended {
+                Some(k) if matches_hash(&k, &digest) => k,
+                _ => self.resolve_name(&st, new_name)?,
+            },
             Err(NameError::TooLong) => return Err(FsError::NameTooLong(name_str(new_name))),
             Err(NameError::Invalid(reason)) => return Err(FsError::InvalidName { name: name_str(new_name), reason }),
         };
@@ -1444,6 +1477,11 @@ impl DiskCacheFs {
             (None, None) => ValueType::Bytes,
         };
         let mut out = vec![(xattr::KEY_TYPE, key.type_name().as_bytes().to_vec())];
+        let full = full_name(&key);
+        if full.len() > NAME_MAX {
+            // Listed (so rsync -X carries it) only where the name cannot.
+            out.push((xattr::KEY, full.into_bytes()));
+        }
         out.push((xattr::TYPE, value_type.name().as_bytes().to_vec()));
         if let Some(t) = expire {
             out.push((xattr::EXPIRE_TIME, xattr::format_expire_time(t)));
@@ -1459,6 +1497,12 @@ impl DiskCacheFs {
             return Err(FsError::NoAttribute(name_str(name)));
         }
         let st = self.lock();
+        if name == xattr::KEY {
+            // Readable on every key's file, listed only on long keys'.
+            self.xattrs(&st, ino)?;
+            let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+            return Ok(full_name(&inode.key).into_bytes());
+        }
         let values = self.xattrs(&st, ino)?;
         values
             .into_iter()
@@ -1502,10 +1546,23 @@ impl DiskCacheFs {
         match attr {
             XattrName::KeyType => {
                 let text = std::str::from_utf8(value).map_err(|_| invalid("not text".into()))?;
-                if ValueType::from_name(text).is_none() {
+                if !["str", "bytes", "int", "float", "pickle"].contains(&text) {
                     return Err(invalid(format!("{text:?} is not a key type")));
                 }
                 // The name decides the key's type; nothing to change.
+            }
+            XattrName::Key => {
+                let intended = match parse_unbounded(value) {
+                    Ok(ParsedName::Key(k)) => k,
+                    Ok(ParsedName::Hashed(_)) => return Err(invalid("a key, not a %sha256: name".into())),
+                    Err(NameError::Invalid(reason)) => return Err(invalid(reason)),
+                    Err(NameError::TooLong) => return Err(invalid("too long".into())),
+                };
+                // Remembered for a rename to this key's name; the file's own
+                // key is decided by its name.
+                if let Some(inode) = st.inodes.get_mut(ino) {
+                    inode.intended_key = (intended != key).then_some(intended);
+                }
             }
             XattrName::ExpireTime => {
                 let t = xattr::parse_expire_time(value).map_err(invalid)?;
@@ -1580,7 +1637,7 @@ impl DiskCacheFs {
         }
         let staged = pending_create || Self::has_dirty_writer(&st, ino);
         match attr {
-            XattrName::Type | XattrName::KeyType => {
+            XattrName::Type | XattrName::KeyType | XattrName::Key => {
                 return Err(FsError::NotPermitted(format!("{what}: every value has a type")));
             }
             XattrName::ExpireTime => {

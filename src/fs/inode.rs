@@ -78,6 +78,9 @@ pub struct KeyInode {
     /// size and pages of this one: the name now leads to a new inode, and
     /// this one keeps showing the readers' version until they are done.
     pub superseded: Option<ReadView>,
+    /// The key given by `user.diskcache.key`: a rename of this file to
+    /// that key's `%sha256:` name stores it under that key.
+    pub intended_key: Option<Key>,
 }
 
 #[derive(Debug, Default)]
@@ -124,6 +127,7 @@ impl InodeTable {
                 unlinked: false,
                 pending: Pending::default(),
                 superseded: None,
+                intended_key: None,
             },
         );
         self.by_name.insert(name.to_string(), ino);
@@ -147,6 +151,7 @@ impl InodeTable {
             self.by_name.remove(&inode.name);
             inode.name = new_name.to_string();
             inode.key = new_key.clone();
+            inode.intended_key = None;
             self.by_name.insert(new_name.to_string(), ino);
         }
     }

@@ -11,6 +11,9 @@ pub const EXPIRE_TIME: &str = "user.diskcache.expire_time";
 pub const TAG: &str = "user.diskcache.tag";
 pub const TYPE: &str = "user.diskcache.type";
 pub const KEY_TYPE: &str = "user.diskcache.key_type";
+/// The key's full escaped name, unbounded: what a `%sha256:` name stands
+/// for, so that a backup can restore a long key (see `rename`).
+pub const KEY: &str = "user.diskcache.key";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XattrName {
@@ -18,6 +21,7 @@ pub enum XattrName {
     Tag,
     Type,
     KeyType,
+    Key,
 }
 
 impl XattrName {
@@ -27,6 +31,7 @@ impl XattrName {
             TAG => XattrName::Tag,
             TYPE => XattrName::Type,
             KEY_TYPE => XattrName::KeyType,
+            KEY => XattrName::Key,
             _ => return None,
         })
     }

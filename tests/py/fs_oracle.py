@@ -61,6 +61,7 @@ def fill(directory):
     c = diskcache.Cache(directory)
     # Key types, each with a value type.
     c['plain'] = b'bytes value'
+    c['nan value'] = float('nan')  # stored as a raw NULL; python reads None
     c['with space and \u00e9'] = 'utf-8 str'
     c['a/b'] = 'slash'
     c['%x'] = 'percent'
@@ -107,7 +108,9 @@ def describe(directory):
         if expire_time is not None and expire_time <= now:
             continue
         key_kind = scalar_kind(key) if raw else 'pickle'
-        if mode == MODE_RAW:
+        if mode == MODE_RAW and value is None:
+            kind, content = 'none', b''  # what python-diskcache stores for float('nan')
+        elif mode == MODE_RAW:
             kind = scalar_kind(value)
             content = value if kind == 'bytes' else (value if kind == 'str' else str(value)).encode()
         elif mode in (MODE_BINARY, MODE_TEXT):
@@ -128,6 +131,8 @@ def describe(directory):
             'size': len(content),
             'type': kind,
             'key_type': key_kind,
+            # Only a long key's file carries its full name (the %sha256: name cannot).
+            'full_key': full if len((full := full_name(key_kind, key)).encode()) > 255 else None,
             'expire_time': None if expire_time is None else repr(expire_time),
             'tag': tag_text(tag),
             'store_time_us': round(store_time * 1e6),
