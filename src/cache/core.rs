@@ -1208,7 +1208,7 @@ impl Cache {
     // -----------------------------------------------------------------------
     // Queues (Cache.push / pull / peek) and peekitem.
 
-    fn queue_bounds(prefix: Option<&str>) -> (Key, Key) {
+    pub(crate) fn queue_bounds(prefix: Option<&str>) -> (Key, Key) {
         match prefix {
             None => (Key::Int(0), Key::Int(999_999_999_999_999)),
             Some(p) => (Key::Str(format!("{p}-000000000000000")), Key::Str(format!("{p}-999999999999999"))),

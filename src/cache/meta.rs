@@ -226,6 +226,63 @@ impl Cache {
         Ok(out)
     }
 
+    /// Up to `limit` live keys of the queue `prefix` (the integer queue when
+    /// `None`) after `after`, in queue (key) order: the keys diskcache's
+    /// `pull` and `peek` consider, strictly between the queue's bounds.
+    pub fn queue_keys(&self, prefix: Option<&str>, after: Option<&Key>, limit: usize) -> Result<Vec<Key>> {
+        let (min, max) = Cache::queue_bounds(prefix);
+        let low = after.unwrap_or(&min);
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT key FROM Cache WHERE ? < key AND key < ? AND raw = 1 \
+             AND (expire_time IS NULL OR expire_time > ?) ORDER BY key LIMIT ?",
+        )?;
+        let mut rows = stmt.query(params![low, max, self.now(), limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            match Key::from_sql(r.get_ref(0)?, true) {
+                Ok(k) => out.push(k),
+                Err(e) => log::error!("{}: skipping a queue key: {e}", self.directory().display()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The queues that live entries form: the prefixes `P` of str keys
+    /// `P-NNNNNNNNNNNNNNN` (15 digits, as `push` makes them), sorted, and
+    /// whether the integer queue has items.
+    pub fn queue_names(&self) -> Result<(Vec<String>, bool)> {
+        let glob = format!("*-{}", "[0-9]".repeat(15));
+        let now = self.now();
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT DISTINCT substr(key, 1, length(key) - 16) FROM Cache WHERE raw = 1 AND typeof(key) = 'text' \
+             AND key GLOB ? AND (expire_time IS NULL OR expire_time > ?) ORDER BY 1",
+        )?;
+        let prefixes =
+            stmt.query_map(params![glob, now], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<_>>()?;
+        let ints: Option<i64> = self
+            .conn()
+            .prepare_cached(
+                "SELECT 1 FROM Cache WHERE 0 < key AND key < 999999999999999 AND raw = 1 AND typeof(key) = 'integer' \
+                 AND (expire_time IS NULL OR expire_time > ?) LIMIT 1",
+            )?
+            .query_row([now], |r| r.get(0))
+            .optional()?;
+        Ok((prefixes, ints.is_some()))
+    }
+
+    /// Live str keys that look like Flyte task cache keys: they end in `-`
+    /// and 32 lowercase hex digits (`{task}-{version}-{md5}`), sorted.
+    pub fn task_keys(&self) -> Result<Vec<String>> {
+        let glob = format!("*?-?*-{}", "[0-9a-f]".repeat(32));
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT key FROM Cache WHERE raw = 1 AND typeof(key) = 'text' AND key GLOB ? \
+             AND (expire_time IS NULL OR expire_time > ?) ORDER BY key",
+        )?;
+        let keys =
+            stmt.query_map(params![glob, self.now()], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(keys)
+    }
+
     /// A live entry's metadata and stored bytes, counted as a `get` (a hit
     /// or miss with statistics on, and the eviction policy's access
     /// update), for reading it as a file. `None` when missing, expired, or

@@ -16,6 +16,17 @@ pub fn inline_bytes(value: &Scalar) -> Vec<u8> {
     }
 }
 
+/// A value's bytes as a file shows them (docs/SEMANTICS.md, "Content").
+pub fn value_content(value: &Value) -> Vec<u8> {
+    match value {
+        Value::Bytes(b) | Value::Pickle(b) => b.clone(),
+        Value::Str(s) => s.as_bytes().to_vec(),
+        Value::Int(i) => i.to_string().into_bytes(),
+        Value::Float(f) => python_float_repr(*f).into_bytes(),
+        Value::None => Vec::new(),
+    }
+}
+
 /// The length of an entry's content, from its metadata alone.
 pub fn content_len(meta: &EntryMeta) -> u64 {
     match meta.inline {

@@ -12,6 +12,8 @@ use crate::cache;
 pub enum FsError {
     #[error("{0}: no such entry")]
     NotFound(String),
+    #[error("{0}: not empty")]
+    NotEmpty(String),
     /// An inode that a newer version of its key replaced (kept for its
     /// readers); the kernel looks the name up again on ESTALE.
     #[error("{0}: replaced by a newer version")]
@@ -63,6 +65,7 @@ impl FsError {
     pub fn errno(&self) -> i32 {
         match self {
             FsError::NotFound(_) => libc::ENOENT,
+            FsError::NotEmpty(_) => libc::ENOTEMPTY,
             FsError::Stale(_) => libc::ESTALE,
             FsError::NameTooLong(_) => libc::ENAMETOOLONG,
             FsError::InvalidName { .. } => libc::EINVAL,

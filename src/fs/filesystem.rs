@@ -19,8 +19,8 @@ use crate::fs::control::{is_metadata, parse_setting, setting_text, stats_json};
 use crate::fs::error::FsError;
 use crate::fs::handle::{Handle, ReadView, Snapshot, Staging, WriteHandle};
 use crate::fs::inode::{
-    ContentVersion, FIRST_KEY_INODE, FIRST_SETTING, InodeTable, KEYS_DIR, KeyInode, ROOT, SETTINGS_DIR, STATS,
-    TAG_DIR_BASE, TAG_LINK_BASE, TAGS_DIR,
+    ContentVersion, FIRST_KEY_INODE, FIRST_SETTING, InodeTable, KEYS_DIR, KeyInode, OPS_DIR, QUEUES_DIR, ROOT,
+    SETTINGS_DIR, STATS, TAG_DIR_BASE, TAG_LINK_BASE, TAGS_DIR, TASK_DIR, is_tag_ino, is_view_ino,
 };
 use crate::fs::names::{
     NAME_MAX, NameError, ParsedName, full_name, key_to_name, matches_hash, name_to_key, parse_unbounded,
@@ -28,7 +28,10 @@ use crate::fs::names::{
 use crate::fs::xattr::{self, XattrName};
 
 /// Names in the root reserved for views (docs/SEMANTICS.md, "The tree").
-pub const RESERVED_ROOT_NAMES: [&str; 5] = ["tags", "queues", "task", "settings", "stats"];
+pub const RESERVED_ROOT_NAMES: [&str; 6] = ["tags", "queues", "task", "settings", "stats", "ops"];
+
+mod views;
+use views::ViewTable;
 
 /// How the tree behaves; built by the CLI (which owns clap).
 #[derive(Clone, Debug)]
@@ -107,6 +110,8 @@ struct State {
     /// files): (key name, tag), applied when the key is committed or
     /// renamed into place.
     pending_tags: Vec<(String, Scalar)>,
+    /// queues/, task/ and ops/ (views.rs).
+    views: ViewTable,
     handles: HashMap<u64, Handle>,
     next_fh: u64,
 }
@@ -153,6 +158,7 @@ impl DiskCacheFs {
                 made_tags: Vec::new(),
                 tag_links: Vec::new(),
                 pending_tags: Vec::new(),
+                views: ViewTable::default(),
                 handles: HashMap::new(),
                 next_fh: 1,
             }),
@@ -395,6 +401,9 @@ impl DiskCacheFs {
 
     /// The target of a `tags/T/NAME` link: `../../keys/NAME`.
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        if is_view_ino(ino) {
+            return self.view_readlink(ino);
+        }
         let st = self.lock();
         let (_, name) = Self::link_of(&st, ino).ok_or_else(|| FsError::InvalidValue {
             what: format!("inode {ino}"),
@@ -406,6 +415,9 @@ impl DiskCacheFs {
     /// `ln -s ../../keys/NAME tags/T/NAME` (how rsync restores a tag link):
     /// tags the existing entry NAME with T.
     pub fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError> {
+        if is_view_ino(parent) {
+            return self.view_symlink(parent, name, target);
+        }
         self.check_writable(&name_str(name))?;
         let mut st = self.lock();
         let Some(tag) = Self::tag_of_dir(&st, parent) else {
@@ -552,9 +564,15 @@ impl DiskCacheFs {
         if name.len() > NAME_MAX {
             return Err(FsError::NameTooLong(name_str(name)));
         }
+        if is_view_ino(parent) {
+            return self.view_lookup(parent, name);
+        }
         let mut st = self.lock();
         match parent {
             ROOT if name == "keys" => Ok(self.dir_attr(KEYS_DIR)),
+            ROOT if name == "queues" => Ok(self.dir_attr(QUEUES_DIR)),
+            ROOT if name == "task" => Ok(self.dir_attr(TASK_DIR)),
+            ROOT if name == "ops" => Ok(self.dir_attr(OPS_DIR)),
             ROOT if name == "settings" => Ok(self.dir_attr(SETTINGS_DIR)),
             ROOT if name == "stats" => self.control_getattr(&st, STATS),
             ROOT if name == "tags" => Ok(self.dir_attr(TAGS_DIR)),
@@ -564,7 +582,7 @@ impl DiskCacheFs {
                 let ino = Self::tag_dir_ino(&mut st, &tag);
                 Ok(self.dir_attr(ino))
             }
-            _ if parent >= TAG_DIR_BASE => {
+            _ if is_tag_ino(parent) => {
                 let tag =
                     Self::tag_of_dir(&st, parent).ok_or_else(|| FsError::NotDirectory(format!("inode {parent}")))?;
                 let ino = Self::tag_link_ino(&mut st, &tag, &name_str(name));
@@ -617,9 +635,12 @@ impl DiskCacheFs {
     /// `getattr`. (`fstat` sends no file handle, so a reader's snapshot
     /// size comes from its inode: see `note_version`.)
     pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
+        if is_view_ino(ino) {
+            return self.view_getattr(ino);
+        }
         match ino {
             ROOT | KEYS_DIR | SETTINGS_DIR | TAGS_DIR => Ok(self.dir_attr(ino)),
-            _ if ino >= TAG_DIR_BASE => {
+            _ if is_tag_ino(ino) => {
                 let st = self.lock();
                 self.tag_getattr(&st, ino)
             }
@@ -644,7 +665,12 @@ impl DiskCacheFs {
         atime: Option<SystemTime>,
         mtime: Option<SystemTime>,
     ) -> Result<Attr, FsError> {
-        if ino >= TAG_DIR_BASE {
+        if is_view_ino(ino) {
+            // Times and modes of view files and links are not kept (rsync
+            // sets them after a restore); sizes do not apply.
+            return self.view_getattr(ino);
+        }
+        if is_tag_ino(ino) {
             // Tag directories and links: times and modes are not kept.
             let st = self.lock();
             if size.is_some() {
@@ -778,9 +804,14 @@ impl DiskCacheFs {
                 return Ok(());
             }
         }
+        if is_view_ino(ino) {
+            return self.view_readdir(ino, offset, plus, out);
+        }
         match ino {
             ROOT => {
-                for (next, ino, name) in [(3, KEYS_DIR, "keys"), (4, TAGS_DIR, "tags")] {
+                for (next, ino, name) in
+                    [(3, KEYS_DIR, "keys"), (4, TAGS_DIR, "tags"), (5, QUEUES_DIR, "queues"), (6, TASK_DIR, "task")]
+                {
                     let attr = self.dir_attr(ino);
                     if offset < next && out.add(ino, next, Kind::Directory, OsStr::new(name), plus.then_some(&attr)) {
                         return Ok(());
@@ -803,7 +834,7 @@ impl DiskCacheFs {
                 }
                 Ok(())
             }
-            _ if ino >= TAG_DIR_BASE => {
+            _ if is_tag_ino(ino) => {
                 let mut st = self.lock();
                 let tag = Self::tag_of_dir(&st, ino).ok_or_else(|| FsError::NotDirectory(format!("inode {ino}")))?;
                 let mut after = offset.saturating_sub(2) as i64;
@@ -888,6 +919,11 @@ impl DiskCacheFs {
     /// an entry gets the tag); everywhere else the tree is fixed.
     pub fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
         self.check_writable(&name_str(name))?;
+        if is_view_ino(parent) {
+            // Every queue and task directory exists already.
+            self.view_lookup(parent, name)?;
+            return Err(FsError::Exists(name_str(name)));
+        }
         if parent != TAGS_DIR {
             return Err(FsError::NotPermitted(format!("mkdir {}: the tree's directories are fixed", name_str(name))));
         }
@@ -905,6 +941,9 @@ impl DiskCacheFs {
     /// entries one by one first; whatever is left is evicted).
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
         self.check_writable(&name_str(name))?;
+        if is_view_ino(parent) {
+            return self.view_rmdir(parent, name);
+        }
         if parent != TAGS_DIR {
             return Err(FsError::NotPermitted(format!("rmdir {}: the tree's directories are fixed", name_str(name))));
         }
@@ -942,10 +981,7 @@ impl DiskCacheFs {
     fn new_handle(st: &mut State, handle: Handle) -> u64 {
         let fh = st.next_fh;
         st.next_fh += 1;
-        let ino = match &handle {
-            Handle::Read { ino, .. } | Handle::Setting { ino, .. } => *ino,
-            Handle::Write(w) => w.ino,
-        };
+        let ino = handle.ino();
         if let Some(inode) = st.inodes.get_mut(ino) {
             inode.open_handles += 1;
         }
@@ -956,6 +992,9 @@ impl DiskCacheFs {
     /// Opens a key's file. `write`: opened for writing; `truncate`: O_TRUNC;
     /// `append`: O_APPEND.
     pub fn open(&self, ino: u64, write: bool, truncate: bool, append: bool) -> Result<(u64, OpenFlags), FsError> {
+        if is_view_ino(ino) {
+            return self.view_open(ino, write);
+        }
         if ino == ROOT || ino == KEYS_DIR || ino == SETTINGS_DIR {
             if write {
                 return Err(FsError::IsDirectory(format!("inode {ino}")));
@@ -1070,8 +1109,11 @@ impl DiskCacheFs {
         truncate: bool,
         append: bool,
     ) -> Result<(Attr, u64, OpenFlags), FsError> {
+        if is_view_ino(parent) {
+            return self.view_create(parent, name, exclusive);
+        }
         // A file created in tags/T/ is a key created with tag T.
-        let new_tag = if parent >= TAG_DIR_BASE {
+        let new_tag = if is_tag_ino(parent) {
             let st = self.lock();
             Some(Self::tag_of_dir(&st, parent).ok_or_else(|| FsError::NotDirectory(format!("inode {parent}")))?)
         } else {
@@ -1158,7 +1200,10 @@ impl DiskCacheFs {
     }
 
     pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
-        let st = self.lock();
+        let mut st = self.lock();
+        if matches!(st.handles.get(&fh), Some(Handle::Push { .. } | Handle::Resolve(_) | Handle::Op { .. })) {
+            return self.view_read(&mut st, fh, offset, size);
+        }
         let what = || format!("inode {ino}");
         match st.handles.get(&fh) {
             Some(Handle::Read { snapshot, .. }) => {
@@ -1172,12 +1217,15 @@ impl DiskCacheFs {
                 (None, Some(base)) => base.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e)),
                 (None, None) => Ok(Vec::new()),
             },
-            None => Err(FsError::BadHandle(fh)),
+            Some(_) | None => Err(FsError::BadHandle(fh)),
         }
     }
 
     pub fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError> {
         let mut st = self.lock();
+        if matches!(st.handles.get(&fh), Some(Handle::Push { .. } | Handle::Resolve(_) | Handle::Op { .. })) {
+            return self.view_write(&mut st, fh, offset, data);
+        }
         let spill = self.spill_size(&st);
         if let Some(Handle::Setting { name, text, .. }) = st.handles.get(&fh) {
             let end = offset as usize + data.len();
@@ -1212,6 +1260,11 @@ impl DiskCacheFs {
     /// FLUSH (each close of a writer) and fsync: commit if changed.
     pub fn flush(&self, fh: u64) -> Result<(), FsError> {
         let mut st = self.lock();
+        match st.handles.get(&fh) {
+            Some(Handle::Push { .. }) => return self.view_flush(&mut st, fh, false),
+            Some(Handle::Resolve(_) | Handle::Op { .. }) => return Ok(()),
+            _ => {}
+        }
         if let Some(Handle::Setting { name, text, dirty, .. }) = st.handles.get(&fh)
             && *dirty
         {
@@ -1232,9 +1285,16 @@ impl DiskCacheFs {
 
     pub fn release(&self, fh: u64) -> Result<(), FsError> {
         let mut st = self.lock();
+        if matches!(st.handles.get(&fh), Some(Handle::Push { .. } | Handle::Resolve(_) | Handle::Op { .. })) {
+            let result = self.view_flush(&mut st, fh, true);
+            st.handles.remove(&fh);
+            return result;
+        }
         let Some(handle) = st.handles.remove(&fh) else { return Ok(()) };
         let (ino, result) = match handle {
             Handle::Read { ino, .. } => (ino, Ok(())),
+            // Handled by the views above.
+            other @ (Handle::Push { .. } | Handle::Resolve(_) | Handle::Op { .. }) => (other.ino(), Ok(())),
             Handle::Setting { ino, name, text, dirty } => {
                 (ino, if dirty { self.apply_setting(&st, &name, &text) } else { Ok(()) })
             }
@@ -1315,7 +1375,10 @@ impl DiskCacheFs {
     // Namespace changes.
 
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
-        if parent >= TAG_DIR_BASE {
+        if is_view_ino(parent) {
+            return self.view_unlink(parent, name);
+        }
+        if is_tag_ino(parent) {
             // Removing an entry from tags/T/ evicts it (rm -r tags/T is evict(T)).
             self.check_writable(&name_str(name))?;
             let st = self.lock();
@@ -1364,7 +1427,14 @@ impl DiskCacheFs {
                 reason: "RENAME_EXCHANGE is not supported".into(),
             });
         }
-        if parent == KEYS_DIR && new_parent >= TAG_DIR_BASE {
+        if is_view_ino(parent) {
+            return self.view_rename(parent, name, new_parent, new_name, no_replace);
+        }
+        if is_view_ino(new_parent) {
+            // mv falls back to copy and delete: a copy into queues/P/ pushes.
+            return Err(FsError::CrossDevice(name_str(name)));
+        }
+        if parent == KEYS_DIR && is_tag_ino(new_parent) {
             // mv keys/X tags/T/[Y]: tag the entry T (renaming it to Y first);
             // it stays in keys/.
             let tag = {

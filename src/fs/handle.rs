@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::cache::disk::Disk;
+use crate::cache::{Key, Side};
 use crate::fs::inode::ContentVersion;
 
 /// What a reader reads: the content at open time.
@@ -217,6 +218,28 @@ pub enum Handle {
         view: Option<ReadView>,
     },
     Write(WriteHandle),
+    /// A new file in `queues/P/`: pushed on close (docs/SEMANTICS.md,
+    /// "Queues").
+    Push {
+        ino: u64,
+        queue: Option<String>,
+        side: Side,
+        data: Vec<u8>,
+        /// Written since the last push.
+        dirty: bool,
+        /// Pushed at least once (a file closed unwritten pushes an empty
+        /// item when it is released).
+        pushed: bool,
+    },
+    /// `task/T/V/.resolve` or `.key`: written inputs, then read results.
+    Resolve(ResolveHandle),
+    /// A file in `ops/`: each write runs the operation; `output` is what
+    /// reads return.
+    Op {
+        ino: u64,
+        op: Op,
+        output: Vec<u8>,
+    },
     /// A setting's file opened for writing: the new text, applied with
     /// `reset` on close.
     Setting {
@@ -227,6 +250,32 @@ pub enum Handle {
     },
 }
 
+/// A Flyte resolver handle (see `views.rs`).
+pub struct ResolveHandle {
+    pub ino: u64,
+    pub task: String,
+    pub version: String,
+    pub ignore: Vec<String>,
+    /// `.key`: the result is the cache key, not the outputs.
+    pub want_key: bool,
+    pub input: Vec<u8>,
+    /// Computed at the first read: the outputs (or key), or the error.
+    pub output: Option<Vec<u8>>,
+    /// Where the next read continues: the result reads as a stream.
+    pub cursor: usize,
+}
+
+/// An operation run through a file in `ops/`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Expire,
+    Cull,
+    Clear,
+    Check,
+    Incr(Key),
+    Decr(Key),
+}
+
 /// What a reader's snapshot was when it opened.
 #[derive(Clone, Copy, Debug)]
 pub struct ReadView {
@@ -234,6 +283,19 @@ pub struct ReadView {
     pub len: u64,
     pub store_time: f64,
     pub access_time: f64,
+}
+
+impl Handle {
+    pub fn ino(&self) -> u64 {
+        match self {
+            Handle::Read { ino, .. }
+            | Handle::Setting { ino, .. }
+            | Handle::Push { ino, .. }
+            | Handle::Op { ino, .. } => *ino,
+            Handle::Write(w) => w.ino,
+            Handle::Resolve(r) => r.ino,
+        }
+    }
 }
 
 pub struct WriteHandle {

@@ -31,6 +31,35 @@ pub const TAGS_DIR: u64 = 5;
 pub const TAG_DIR_BASE: u64 = 1 << 40;
 /// `tags/T/NAME` links: this plus their index in the daemon's link table.
 pub const TAG_LINK_BASE: u64 = 1 << 41;
+/// `queues/` in the root.
+pub const QUEUES_DIR: u64 = 6;
+/// `task/` in the root.
+pub const TASK_DIR: u64 = 7;
+/// `ops/` in the root (hidden), its files, and `ops/incr/`, `ops/decr/`.
+pub const OPS_DIR: u64 = 8;
+pub const OPS_EXPIRE: u64 = 9;
+pub const OPS_CULL: u64 = 10;
+pub const OPS_CLEAR: u64 = 11;
+pub const OPS_CHECK: u64 = 12;
+pub const INCR_DIR: u64 = 13;
+pub const DECR_DIR: u64 = 14;
+/// `queues/P/`, `task/T/`, `task/T/V/`: this plus their index in the
+/// daemon's view-directory table.
+pub const VIEW_DIR_BASE: u64 = 1 << 42;
+/// Everything in those directories and in `ops/incr/`, `ops/decr/`: this
+/// plus the index of (directory, name) in the daemon's view-node table.
+pub const VIEW_NODE_BASE: u64 = 1 << 43;
+pub const VIEW_END: u64 = 1 << 44;
+
+/// `tags/T/` and its links.
+pub fn is_tag_ino(ino: u64) -> bool {
+    (TAG_DIR_BASE..VIEW_DIR_BASE).contains(&ino)
+}
+
+/// The queues/, task/ and ops/ views.
+pub fn is_view_ino(ino: u64) -> bool {
+    (QUEUES_DIR..=DECR_DIR).contains(&ino) || (VIEW_DIR_BASE..VIEW_END).contains(&ino)
+}
 
 /// Identifies one stored value of an entry: a new `set` (by anyone) makes
 /// a new version. Used to decide whether the kernel's cached pages and

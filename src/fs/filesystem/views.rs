@@ -1,0 +1,909 @@
+//! The views beside `keys/` and `tags/` (docs/SEMANTICS.md, "Queues",
+//! "Flyte task cache", "Operations"):
+//!
+//! - `queues/P/`: diskcache's queue with prefix `P` (`%int` is the integer
+//!   queue), items as links to `../../keys/NAME` in queue order; a new file
+//!   pushes, `.pull` pulls.
+//! - `task/T/V/`: flytekit's local task cache entries of task `T`, version
+//!   `V`, as links to `../../../keys/T-V-HASH`; `HASH.json` renders the
+//!   outputs; `.resolve` and `.key` take inputs and answer.
+//! - `ops/`: `expire`, `cull`, `clear`, `check` run on write; `incr/NAME`
+//!   and `decr/NAME` add to a counter on write.
+//!
+//! Every queue and every task directory exists (a lookup of any valid name
+//! succeeds), so pushing to a new queue or resolving for a new task needs no
+//! `mkdir`; listings show those with live entries.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::path::Path;
+
+use super::{Attr, DirReplier, DiskCacheFs, Kind, OpenFlags, State, name_str};
+use crate::cache::{Key, Side, Value};
+use crate::flyte::key::{cache_key, decode_literal_map};
+use crate::flyte::render::literal_map_to_json;
+use crate::fs::content::value_content;
+use crate::fs::error::FsError;
+use crate::fs::handle::{Handle, Op, ResolveHandle, Snapshot};
+use crate::fs::inode::{
+    DECR_DIR, INCR_DIR, OPS_CHECK, OPS_CLEAR, OPS_CULL, OPS_DIR, OPS_EXPIRE, QUEUES_DIR, TASK_DIR, VIEW_DIR_BASE,
+    VIEW_NODE_BASE,
+};
+use crate::fs::names::{NameError, ParsedName, key_to_name, name_to_key, percent_decode};
+
+/// The reserved name of the integer queue (`push(prefix=None)`).
+pub const INT_QUEUE: &str = "%int";
+
+/// A directory of a view.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ViewDir {
+    /// `queues/P/`; `None` is the integer queue.
+    Queue(Option<String>),
+    /// `task/T/`.
+    Task(String),
+    /// `task/T/V/`.
+    TaskVersion(String, String),
+}
+
+/// What a name in a view directory is.
+#[derive(Clone, Debug)]
+enum Node {
+    QueueItem {
+        key: Key,
+    },
+    Pull {
+        queue: Option<String>,
+        side: Side,
+    },
+    /// Any other name in a queue: a file being pushed.
+    PushFile {
+        queue: Option<String>,
+        side: Side,
+    },
+    TaskEntry {
+        key: String,
+    },
+    TaskJson {
+        key: String,
+    },
+    Resolver {
+        task: String,
+        version: String,
+        ignore: Vec<String>,
+        want_key: bool,
+    },
+    Counter {
+        key: Key,
+        decr: bool,
+    },
+}
+
+/// The daemon's tables for the views. Directories and nodes get inode
+/// numbers the first time they are seen and keep them for the daemon's
+/// life (bounded by what was looked up or listed).
+#[derive(Default)]
+pub struct ViewTable {
+    dirs: Vec<ViewDir>,
+    /// (parent directory inode, name) by node inode - VIEW_NODE_BASE.
+    nodes: Vec<(u64, String)>,
+    node_index: HashMap<(u64, String), u64>,
+    /// Links made by `symlink` (a restore), shown until their key arrives.
+    restored_links: HashSet<u64>,
+    /// The last listing of each view directory, served to the readdir
+    /// calls that continue it (offsets are positions in it).
+    listings: HashMap<u64, Vec<(String, u64, Kind)>>,
+    /// What `ops/expire`, `ops/cull`, `ops/clear` last reported.
+    last_results: HashMap<u64, Vec<u8>>,
+}
+
+impl ViewTable {
+    fn dir_ino(&mut self, dir: ViewDir) -> u64 {
+        let index = match self.dirs.iter().position(|d| *d == dir) {
+            Some(i) => i,
+            None => {
+                self.dirs.push(dir);
+                self.dirs.len() - 1
+            }
+        };
+        VIEW_DIR_BASE + index as u64
+    }
+
+    fn dir(&self, ino: u64) -> Option<&ViewDir> {
+        if !(VIEW_DIR_BASE..VIEW_NODE_BASE).contains(&ino) {
+            return None;
+        }
+        self.dirs.get((ino - VIEW_DIR_BASE) as usize)
+    }
+
+    fn node_ino(&mut self, parent: u64, name: &str) -> u64 {
+        let id = (parent, name.to_string());
+        if let Some(ino) = self.node_index.get(&id) {
+            return *ino;
+        }
+        let ino = VIEW_NODE_BASE + self.nodes.len() as u64;
+        self.nodes.push(id.clone());
+        self.node_index.insert(id, ino);
+        ino
+    }
+
+    fn node(&self, ino: u64) -> Option<(u64, &str)> {
+        let (parent, name) = self.nodes.get(ino.checked_sub(VIEW_NODE_BASE)? as usize)?;
+        Some((*parent, name.as_str()))
+    }
+}
+
+/// A str used as a directory name: named as a str key is.
+fn str_name(s: &str) -> String {
+    key_to_name(&Key::Str(s.to_string()))
+}
+
+fn parse_str_name(name: &OsStr) -> Result<String, FsError> {
+    match name_to_key(name.as_bytes()) {
+        Ok(ParsedName::Key(Key::Str(s))) => Ok(s),
+        Ok(_) => Err(FsError::InvalidName { name: name_str(name), reason: "names a str, named as a str key".into() }),
+        Err(NameError::TooLong) => Err(FsError::NameTooLong(name_str(name))),
+        Err(NameError::Invalid(reason)) => Err(FsError::InvalidName { name: name_str(name), reason }),
+    }
+}
+
+use std::os::unix::ffi::OsStrExt;
+
+/// An item's name in its queue directory: the key's part after `P-` (the
+/// 15-digit number for what `push` made); for the integer queue the number
+/// with 15 digits.
+fn item_name(queue: &Option<String>, key: &Key) -> Option<String> {
+    match (queue, key) {
+        (Some(p), Key::Str(s)) => Some(str_name(s.strip_prefix(p.as_str())?.strip_prefix('-')?)),
+        (None, Key::Int(n)) => Some(format!("{n:015}")),
+        (None, other) => Some(key_to_name(other)),
+        _ => None,
+    }
+}
+
+/// Whether a key lies strictly between the queue's bounds, where
+/// diskcache's `pull` and `peek` look.
+fn in_queue(queue: &Option<String>, key: &Key) -> bool {
+    match (queue, key) {
+        (Some(p), Key::Str(s)) => {
+            s.as_str() > format!("{p}-000000000000000").as_str() && s.as_str() < format!("{p}-999999999999999").as_str()
+        }
+        (None, Key::Int(n)) => 0 < *n && *n < 999_999_999_999_999,
+        (None, Key::Float(f)) => 0.0 < *f && *f < 999_999_999_999_999.0,
+        _ => false,
+    }
+}
+
+/// The item key a name in a queue directory stands for.
+fn item_key(queue: &Option<String>, name: &str) -> Option<Key> {
+    item_key_unchecked(queue, name).filter(|k| in_queue(queue, k))
+}
+
+fn item_key_unchecked(queue: &Option<String>, name: &str) -> Option<Key> {
+    match queue {
+        Some(p) => match name_to_key(name.as_bytes()) {
+            Ok(ParsedName::Key(Key::Str(suffix))) => Some(Key::Str(format!("{p}-{suffix}"))),
+            _ => None,
+        },
+        None if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) => name.parse().ok().map(Key::Int),
+        None => match name_to_key(name.as_bytes()) {
+            Ok(ParsedName::Key(k @ (Key::Int(_) | Key::Float(_)))) => Some(k),
+            _ => None,
+        },
+    }
+}
+
+/// `.resolve`, `.key`, optionally followed by `.ignore=a,b`: the input
+/// names to leave out of the key, comma-separated, each percent-encoded as
+/// key names are (any byte may be `%XX`; `,`, `%`, `/` must be).
+fn parse_resolver(name: &str) -> Option<(bool, Vec<String>)> {
+    let (base, ignore) = match name.split_once(".ignore=") {
+        Some((b, list)) => {
+            let mut names = Vec::new();
+            for part in list.split(',').filter(|v| !v.is_empty()) {
+                names.push(String::from_utf8(percent_decode(part)?).ok()?);
+            }
+            (b, names)
+        }
+        None => (name, Vec::new()),
+    };
+    match base {
+        ".resolve" => Some((false, ignore)),
+        ".key" => Some((true, ignore)),
+        _ => None,
+    }
+}
+
+fn is_md5_hex(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Splits a task cache key `T-V-HASH` at its first `-` and its last:
+/// task names (Python module paths) have no `-`; versions may.
+fn split_task_key(key: &str) -> Option<(&str, &str, &str)> {
+    let (rest, hash) = key.rsplit_once('-')?;
+    let (task, version) = rest.split_once('-')?;
+    (is_md5_hex(hash) && !task.is_empty() && !version.is_empty()).then_some((task, version, hash))
+}
+
+impl DiskCacheFs {
+    fn view_dir_attr(&self, ino: u64) -> Attr {
+        self.dir_attr(ino)
+    }
+
+    fn view_link_attr(&self, ino: u64, target: &str) -> Attr {
+        let mut attr = self.dir_attr(ino);
+        attr.kind = Kind::Symlink;
+        attr.size = target.len() as u64;
+        attr.perm = 0o777;
+        attr.nlink = 1;
+        attr
+    }
+
+    fn view_file_attr(&self, ino: u64, len: usize, writable: bool) -> Attr {
+        self.control_attr(ino, len, writable)
+    }
+
+    fn classify(st: &State, parent: u64, name: &str) -> Result<Node, FsError> {
+        let invalid = |reason: &str| FsError::InvalidName { name: name.to_string(), reason: reason.to_string() };
+        if parent == INCR_DIR || parent == DECR_DIR {
+            let key = match name_to_key(name.as_bytes()) {
+                Ok(ParsedName::Key(k)) => k,
+                Ok(ParsedName::Hashed(_)) => return Err(invalid("a counter is named by its key, not a %sha256: name")),
+                Err(NameError::TooLong) => return Err(FsError::NameTooLong(name.to_string())),
+                Err(NameError::Invalid(reason)) => return Err(invalid(&reason)),
+            };
+            return Ok(Node::Counter { key, decr: parent == DECR_DIR });
+        }
+        match st.views.dir(parent) {
+            Some(ViewDir::Queue(queue)) => Ok(match name {
+                ".pull" => Node::Pull { queue: queue.clone(), side: Side::Front },
+                ".pull-back" => Node::Pull { queue: queue.clone(), side: Side::Back },
+                _ => match item_key(queue, name) {
+                    Some(key) if item_name(queue, &key).as_deref() == Some(name) => Node::QueueItem { key },
+                    _ => {
+                        let side = if name.starts_with(".front") { Side::Front } else { Side::Back };
+                        Node::PushFile { queue: queue.clone(), side }
+                    }
+                },
+            }),
+            Some(ViewDir::TaskVersion(task, version)) => {
+                let full = |hash: &str| format!("{task}-{version}-{hash}");
+                if is_md5_hex(name) {
+                    return Ok(Node::TaskEntry { key: full(name) });
+                }
+                if let Some(hash) = name.strip_suffix(".json")
+                    && is_md5_hex(hash)
+                {
+                    return Ok(Node::TaskJson { key: full(hash) });
+                }
+                if let Some((want_key, ignore)) = parse_resolver(name) {
+                    return Ok(Node::Resolver { task: task.clone(), version: version.clone(), ignore, want_key });
+                }
+                Err(FsError::NotFound(format!("task/.../{name}")))
+            }
+            _ => Err(FsError::NotDirectory(format!("inode {parent}"))),
+        }
+    }
+
+    fn queue_link_target(key: &Key) -> String {
+        format!("../../keys/{}", key_to_name(key))
+    }
+
+    fn task_link_target(key: &str) -> String {
+        format!("../../../keys/{}", str_name(key))
+    }
+
+    fn live(st: &State, key: &Key) -> Result<bool, FsError> {
+        Ok(st.cache.entry_meta(key).map_err(|e| FsError::cache(format!("keys/{}", key_to_name(key)), e))?.is_some())
+    }
+
+    /// The JSON rendering of a task entry's outputs (`HASH.json`).
+    fn task_json(st: &State, key: &str) -> Result<Vec<u8>, FsError> {
+        let what = format!("keys/{}", str_name(key));
+        let value = st
+            .cache
+            .get(&Key::Str(key.to_string()))
+            .map_err(|e| FsError::cache(what.clone(), e))?
+            .ok_or_else(|| FsError::NotFound(what.clone()))?;
+        let bytes = match value {
+            Value::Bytes(b) => b,
+            other => {
+                return Err(FsError::InvalidValue {
+                    what,
+                    reason: format!("a {} value, not serialized outputs", other.type_name()),
+                });
+            }
+        };
+        let map = decode_literal_map(&bytes)
+            .map_err(|e| FsError::InvalidValue { what: what.clone(), reason: e.to_string() })?;
+        let mut text = serde_json::to_vec_pretty(&literal_map_to_json(&map)).unwrap_or_default();
+        text.push(b'\n');
+        Ok(text)
+    }
+
+    /// A node's attributes, `ENOENT` when it does not exist (now).
+    fn node_attr(&self, st: &mut State, ino: u64, parent: u64, name: &str) -> Result<Attr, FsError> {
+        let gone = || FsError::NotFound(name.to_string());
+        match Self::classify(st, parent, name)? {
+            Node::QueueItem { key } => {
+                if Self::live(st, &key)? || st.views.restored_links.contains(&ino) {
+                    Ok(self.view_link_attr(ino, &Self::queue_link_target(&key)))
+                } else {
+                    Err(gone())
+                }
+            }
+            Node::TaskEntry { key } => {
+                if Self::live(st, &Key::Str(key.clone()))? || st.views.restored_links.contains(&ino) {
+                    Ok(self.view_link_attr(ino, &Self::task_link_target(&key)))
+                } else {
+                    Err(gone())
+                }
+            }
+            Node::TaskJson { key } => Ok(self.view_file_attr(ino, Self::task_json(st, &key)?.len(), false)),
+            Node::Pull { .. } => Ok(self.view_file_attr(ino, 0, false)),
+            Node::PushFile { .. } => {
+                let pushing = st.handles.values().any(|h| matches!(h, Handle::Push { ino: i, .. } if *i == ino));
+                if pushing { Ok(self.view_file_attr(ino, 0, true)) } else { Err(gone()) }
+            }
+            Node::Resolver { .. } => Ok(self.view_file_attr(ino, 0, true)),
+            Node::Counter { key, .. } => {
+                let len = match Self::counter_text(st, &key) {
+                    Ok(text) => text.len(),
+                    Err(FsError::NotFound(_)) => 0,
+                    Err(e) => return Err(e),
+                };
+                Ok(self.view_file_attr(ino, len, true))
+            }
+        }
+    }
+
+    /// A counter's value as its key's file shows it.
+    fn counter_text(st: &State, key: &Key) -> Result<Vec<u8>, FsError> {
+        let what = format!("keys/{}", key_to_name(key));
+        let value = st.cache.get(key).map_err(|e| FsError::cache(what.clone(), e))?.ok_or(FsError::NotFound(what))?;
+        Ok(value_content(&value))
+    }
+
+    // -----------------------------------------------------------------------
+    // Entry points, called by filesystem.rs for view inodes.
+
+    pub(super) fn view_lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        let mut st = self.lock();
+        let text = name.to_str().ok_or_else(|| FsError::NotFound(name_str(name)))?;
+        match parent {
+            QUEUES_DIR => {
+                let queue = if text == INT_QUEUE { None } else { Some(parse_str_name(name)?) };
+                let ino = st.views.dir_ino(ViewDir::Queue(queue));
+                Ok(self.view_dir_attr(ino))
+            }
+            TASK_DIR => {
+                let task = parse_str_name(name)?;
+                let ino = st.views.dir_ino(ViewDir::Task(task));
+                Ok(self.view_dir_attr(ino))
+            }
+            OPS_DIR => match text {
+                "expire" | "cull" | "clear" | "check" => {
+                    let ino = match text {
+                        "expire" => OPS_EXPIRE,
+                        "cull" => OPS_CULL,
+                        "clear" => OPS_CLEAR,
+                        _ => OPS_CHECK,
+                    };
+                    Ok(self.view_file_attr(ino, 0, true))
+                }
+                "incr" => Ok(self.view_dir_attr(INCR_DIR)),
+                "decr" => Ok(self.view_dir_attr(DECR_DIR)),
+                _ => Err(FsError::NotFound(format!("ops/{text}"))),
+            },
+            _ => {
+                if let Some(ViewDir::Task(task)) = st.views.dir(parent) {
+                    let task = task.clone();
+                    let version = parse_str_name(name)?;
+                    let ino = st.views.dir_ino(ViewDir::TaskVersion(task, version));
+                    return Ok(self.view_dir_attr(ino));
+                }
+                Self::classify(&st, parent, text)?;
+                let ino = st.views.node_ino(parent, text);
+                self.node_attr(&mut st, ino, parent, text)
+            }
+        }
+    }
+
+    pub(super) fn view_getattr(&self, ino: u64) -> Result<Attr, FsError> {
+        let mut st = self.lock();
+        match ino {
+            QUEUES_DIR | TASK_DIR | OPS_DIR | INCR_DIR | DECR_DIR => Ok(self.view_dir_attr(ino)),
+            OPS_EXPIRE | OPS_CULL | OPS_CLEAR | OPS_CHECK => {
+                let len = st.views.last_results.get(&ino).map_or(0, Vec::len);
+                Ok(self.view_file_attr(ino, len, true))
+            }
+            _ if st.views.dir(ino).is_some() => Ok(self.view_dir_attr(ino)),
+            _ => {
+                let (parent, name) = st.views.node(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+                let name = name.to_string();
+                self.node_attr(&mut st, ino, parent, &name)
+            }
+        }
+    }
+
+    pub(super) fn view_readdir(
+        &self,
+        ino: u64,
+        offset: u64,
+        plus: bool,
+        out: &mut dyn DirReplier,
+    ) -> Result<(), FsError> {
+        let mut st = self.lock();
+        // offset 2 is where a listing starts (after . and ..): list anew.
+        if offset <= 2 || !st.views.listings.contains_key(&ino) {
+            let listing = self.view_listing(&mut st, ino)?;
+            st.views.listings.insert(ino, listing);
+        }
+        let listing = st.views.listings.get(&ino).cloned().unwrap_or_default();
+        for (i, (name, child, kind)) in listing.iter().enumerate() {
+            let next = i as u64 + 3;
+            if offset >= next {
+                continue;
+            }
+            let attr = match kind {
+                Kind::Directory => self.view_dir_attr(*child),
+                _ => match self.view_attr_of_listed(&mut st, *child, ino, name) {
+                    Some(a) => a,
+                    None => continue,
+                },
+            };
+            if out.add(*child, next, *kind, OsStr::new(name), plus.then_some(&attr)) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn view_attr_of_listed(&self, st: &mut State, ino: u64, parent: u64, name: &str) -> Option<Attr> {
+        if parent == OPS_DIR {
+            return Some(self.view_file_attr(ino, 0, true));
+        }
+        self.node_attr(st, ino, parent, name).ok()
+    }
+
+    /// The entries of a view directory, in order.
+    fn view_listing(&self, st: &mut State, ino: u64) -> Result<Vec<(String, u64, Kind)>, FsError> {
+        let mut out = Vec::new();
+        match ino {
+            QUEUES_DIR => {
+                let (prefixes, ints) = st.cache.queue_names().map_err(|e| FsError::cache("queues/", e))?;
+                if ints {
+                    out.push((INT_QUEUE.to_string(), st.views.dir_ino(ViewDir::Queue(None)), Kind::Directory));
+                }
+                for p in prefixes {
+                    let name = str_name(&p);
+                    out.push((name, st.views.dir_ino(ViewDir::Queue(Some(p))), Kind::Directory));
+                }
+            }
+            TASK_DIR => {
+                let keys = st.cache.task_keys().map_err(|e| FsError::cache("task/", e))?;
+                let mut tasks: Vec<&str> = keys.iter().filter_map(|k| split_task_key(k).map(|t| t.0)).collect();
+                tasks.dedup();
+                tasks.sort();
+                tasks.dedup();
+                for t in tasks {
+                    out.push((str_name(t), st.views.dir_ino(ViewDir::Task(t.to_string())), Kind::Directory));
+                }
+            }
+            OPS_DIR => {
+                for (name, ino) in
+                    [("check", OPS_CHECK), ("clear", OPS_CLEAR), ("cull", OPS_CULL), ("expire", OPS_EXPIRE)]
+                {
+                    out.push((name.to_string(), ino, Kind::File));
+                }
+                out.push(("decr".to_string(), DECR_DIR, Kind::Directory));
+                out.push(("incr".to_string(), INCR_DIR, Kind::Directory));
+            }
+            INCR_DIR | DECR_DIR => {}
+            _ => match st.views.dir(ino).cloned() {
+                Some(ViewDir::Queue(queue)) => {
+                    let mut after: Option<Key> = None;
+                    loop {
+                        let batch = st
+                            .cache
+                            .queue_keys(queue.as_deref(), after.as_ref(), 1000)
+                            .map_err(|e| FsError::cache("queues/", e))?;
+                        let Some(last) = batch.last().cloned() else { break };
+                        for key in batch {
+                            if let Some(name) = item_name(&queue, &key) {
+                                let node = st.views.node_ino(ino, &name);
+                                out.push((name, node, Kind::Symlink));
+                            }
+                        }
+                        after = Some(last);
+                    }
+                }
+                Some(ViewDir::Task(task)) => {
+                    let keys = st.cache.task_keys().map_err(|e| FsError::cache("task/", e))?;
+                    let prefix = format!("{task}-");
+                    let mut versions: Vec<String> = keys
+                        .iter()
+                        .filter_map(|k| k.strip_prefix(&prefix))
+                        .filter_map(|rest| rest.rsplit_once('-').map(|(v, _)| v.to_string()))
+                        .filter(|v| !v.is_empty())
+                        .collect();
+                    versions.sort();
+                    versions.dedup();
+                    for v in versions {
+                        let dir = st.views.dir_ino(ViewDir::TaskVersion(task.clone(), v.clone()));
+                        out.push((str_name(&v), dir, Kind::Directory));
+                    }
+                }
+                Some(ViewDir::TaskVersion(task, version)) => {
+                    let keys = st.cache.task_keys().map_err(|e| FsError::cache("task/", e))?;
+                    let prefix = format!("{task}-{version}-");
+                    for k in &keys {
+                        if let Some(hash) = k.strip_prefix(&prefix).filter(|h| is_md5_hex(h)) {
+                            let node = st.views.node_ino(ino, hash);
+                            out.push((hash.to_string(), node, Kind::Symlink));
+                        }
+                    }
+                }
+                None => return Err(FsError::NotDirectory(format!("inode {ino}"))),
+            },
+        }
+        Ok(out)
+    }
+
+    pub(super) fn view_readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        let st = self.lock();
+        let (parent, name) = st.views.node(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        match Self::classify(&st, parent, name)? {
+            Node::QueueItem { key } => Ok(Self::queue_link_target(&key).into_bytes()),
+            Node::TaskEntry { key } => Ok(Self::task_link_target(&key).into_bytes()),
+            _ => Err(FsError::InvalidValue { what: format!("inode {ino}"), reason: "not a symbolic link".into() }),
+        }
+    }
+
+    /// `symlink` in a queue or task directory: how rsync restores the
+    /// links. The link must be the one the view would show; the entry
+    /// itself comes through `keys/`.
+    pub(super) fn view_symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError> {
+        self.check_writable(&name_str(name))?;
+        let mut st = self.lock();
+        let text = name.to_str().ok_or_else(|| FsError::NotPermitted(name_str(name)))?;
+        let want = match Self::classify(&st, parent, text) {
+            Ok(Node::QueueItem { key }) => Self::queue_link_target(&key),
+            Ok(Node::TaskEntry { key }) => Self::task_link_target(&key),
+            _ => return Err(FsError::NotPermitted(format!("symlink {text}: not an item or entry name here"))),
+        };
+        if target.as_os_str() != OsStr::new(&want) {
+            return Err(FsError::InvalidValue {
+                what: format!("symlink {text}"),
+                reason: format!("it points to {want}"),
+            });
+        }
+        let ino = st.views.node_ino(parent, text);
+        st.views.restored_links.insert(ino);
+        Ok(self.view_link_attr(ino, &want))
+    }
+
+    pub(super) fn view_open(&self, ino: u64, write: bool) -> Result<(u64, OpenFlags), FsError> {
+        let flags = OpenFlags { direct_io: true, ..OpenFlags::default() };
+        let mut st = self.lock();
+        if matches!(ino, OPS_EXPIRE | OPS_CULL | OPS_CLEAR | OPS_CHECK) {
+            let op = match ino {
+                OPS_EXPIRE => Op::Expire,
+                OPS_CULL => Op::Cull,
+                OPS_CLEAR => Op::Clear,
+                _ => Op::Check,
+            };
+            let output = if ino == OPS_CHECK && !write {
+                Self::run_check(&st, false)?
+            } else {
+                st.views.last_results.get(&ino).cloned().unwrap_or_default()
+            };
+            if write {
+                self.check_writable(&format!("ops/{op:?}"))?;
+            }
+            return Ok((Self::new_handle(&mut st, Handle::Op { ino, op, output }), flags));
+        }
+        let (parent, name) = st.views.node(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        let name = name.to_string();
+        match Self::classify(&st, parent, &name)? {
+            Node::Pull { queue, side } => {
+                if write {
+                    return Err(FsError::AccessDenied(format!("queues/.../{name}: open it for reading to pull")));
+                }
+                self.check_writable(&format!("queues/.../{name}"))?;
+                let what = format!("queues/{}/{name}", queue.as_deref().map_or(INT_QUEUE.to_string(), str_name));
+                let (_, entry) = st
+                    .cache
+                    .pull(queue.as_deref(), side)
+                    .map_err(|e| FsError::cache(what.clone(), e))?
+                    .ok_or_else(|| FsError::NotFound(format!("{what}: the queue is empty")))?;
+                let snapshot = Snapshot::Inline(value_content(&entry.value));
+                Ok((Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: None }), flags))
+            }
+            Node::TaskJson { key } => {
+                if write {
+                    return Err(FsError::AccessDenied(format!("{name}: a rendering is read-only")));
+                }
+                let snapshot = Snapshot::Inline(Self::task_json(&st, &key)?);
+                Ok((Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: None }), flags))
+            }
+            Node::Resolver { task, version, ignore, want_key } => {
+                let handle =
+                    ResolveHandle { ino, task, version, ignore, want_key, input: Vec::new(), output: None, cursor: 0 };
+                Ok((Self::new_handle(&mut st, Handle::Resolve(handle)), flags))
+            }
+            Node::Counter { key, decr } => {
+                if !write {
+                    let snapshot = Snapshot::Inline(Self::counter_text(&st, &key)?);
+                    return Ok((Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: None }), flags));
+                }
+                self.check_writable(&format!("ops/incr/{name}"))?;
+                let op = if decr { Op::Decr(key) } else { Op::Incr(key) };
+                Ok((Self::new_handle(&mut st, Handle::Op { ino, op, output: Vec::new() }), flags))
+            }
+            Node::PushFile { .. } => Err(FsError::NotFound(name)),
+            Node::QueueItem { .. } | Node::TaskEntry { .. } => {
+                Err(FsError::InvalidValue { what: name, reason: "a symbolic link".into() })
+            }
+        }
+    }
+
+    /// `create` in a view directory: a push in `queues/P/`, a new entry
+    /// (outputs) as `task/T/V/HASH`, or the resolver files.
+    pub(super) fn view_create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        exclusive: bool,
+    ) -> Result<(Attr, u64, OpenFlags), FsError> {
+        let text = name.to_str().ok_or_else(|| FsError::NotPermitted(name_str(name)))?.to_string();
+        let node = {
+            let st = self.lock();
+            Self::classify(&st, parent, &text)?
+        };
+        match node {
+            Node::PushFile { queue, side } => {
+                self.check_writable(&text)?;
+                let mut st = self.lock();
+                let ino = st.views.node_ino(parent, &text);
+                // Nothing is pushed before something is written: a shell's
+                // `echo x > queues/P/f` closes the file once before writing.
+                let handle = Handle::Push { ino, queue, side, data: Vec::new(), dirty: false, pushed: false };
+                let fh = Self::new_handle(&mut st, handle);
+                Ok((self.view_file_attr(ino, 0, true), fh, OpenFlags { direct_io: true, ..OpenFlags::default() }))
+            }
+            Node::TaskEntry { key } => {
+                // The entry is the key's file in keys/.
+                let key_name = str_name(&key);
+                self.create(super::KEYS_DIR, OsStr::new(&key_name), exclusive, true, false)
+            }
+            Node::Resolver { .. } | Node::Counter { .. } => {
+                if exclusive {
+                    return Err(FsError::Exists(text));
+                }
+                let attr = self.view_lookup(parent, name)?;
+                let (fh, flags) = self.view_open(attr.ino, true)?;
+                Ok((attr, fh, flags))
+            }
+            _ => Err(FsError::NotPermitted(format!("{text}: cannot be created"))),
+        }
+    }
+
+    pub(super) fn view_read(&self, st: &mut State, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+        match st.handles.get_mut(&fh) {
+            Some(Handle::Op { output, .. }) => {
+                Snapshot::Inline(output.clone()).read_at(offset, size as usize).map_err(|e| FsError::io("ops", e))
+            }
+            Some(Handle::Push { data, .. }) => {
+                let start = (offset as usize).min(data.len());
+                let end = start.saturating_add(size as usize).min(data.len());
+                Ok(data[start..end].to_vec())
+            }
+            Some(Handle::Resolve(r)) => {
+                if r.output.is_none() {
+                    let result = Self::resolve(&st.cache, r);
+                    let Some(Handle::Resolve(r)) = st.handles.get_mut(&fh) else { unreachable!() };
+                    r.output = Some(result?);
+                    r.cursor = 0;
+                }
+                let Some(Handle::Resolve(r)) = st.handles.get_mut(&fh) else { unreachable!() };
+                let output = r.output.as_deref().unwrap_or_default();
+                let start = r.cursor.min(output.len());
+                let end = start.saturating_add(size as usize).min(output.len());
+                r.cursor = end;
+                Ok(output[start..end].to_vec())
+            }
+            _ => Err(FsError::BadHandle(fh)),
+        }
+    }
+
+    /// Computes a resolver's answer from the inputs written to it.
+    fn resolve(cache: &crate::cache::Cache, r: &ResolveHandle) -> Result<Vec<u8>, FsError> {
+        let what = format!("task/{}/{}", str_name(&r.task), str_name(&r.version));
+        let key = cache_key(&r.task, &r.version, &r.input, &r.ignore).map_err(|e| FsError::InvalidValue {
+            what: format!("{what}: the inputs written"),
+            reason: e.to_string(),
+        })?;
+        if r.want_key {
+            return Ok(format!("{key}\n").into_bytes());
+        }
+        match cache.get(&Key::Str(key.clone())).map_err(|e| FsError::cache(what.clone(), e))? {
+            Some(Value::Bytes(outputs)) => Ok(outputs),
+            Some(other) => Err(FsError::InvalidValue {
+                what: format!("keys/{}", str_name(&key)),
+                reason: format!("a {} value, not serialized outputs", other.type_name()),
+            }),
+            None => Err(FsError::NotFound(format!("{what}: no cached outputs for these inputs ({key})"))),
+        }
+    }
+
+    pub(super) fn view_write(&self, st: &mut State, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        let write_at = |buf: &mut Vec<u8>, offset: u64, data: &[u8]| -> Result<(), FsError> {
+            let end = (offset as usize).checked_add(data.len()).filter(|e| *e <= 1 << 30).ok_or_else(|| {
+                FsError::InvalidValue { what: "a view file".into(), reason: "larger than 1 GiB".into() }
+            })?;
+            if buf.len() < end {
+                buf.resize(end, 0);
+            }
+            buf[offset as usize..end].copy_from_slice(data);
+            Ok(())
+        };
+        match st.handles.get_mut(&fh) {
+            Some(Handle::Push { data: buf, dirty, .. }) => {
+                write_at(buf, offset, data)?;
+                *dirty = true;
+                Ok(data.len())
+            }
+            Some(Handle::Resolve(r)) => {
+                write_at(&mut r.input, offset, data)?;
+                r.output = None;
+                Ok(data.len())
+            }
+            Some(Handle::Op { ino, op, .. }) => {
+                let (ino, op) = (*ino, op.clone());
+                let output = Self::run_op(st, &op, data)?;
+                if matches!(op, Op::Expire | Op::Cull | Op::Clear | Op::Check) {
+                    st.views.last_results.insert(ino, output.clone());
+                }
+                if let Some(Handle::Op { output: o, .. }) = st.handles.get_mut(&fh) {
+                    *o = output;
+                }
+                Ok(data.len())
+            }
+            _ => Err(FsError::BadHandle(fh)),
+        }
+    }
+
+    fn run_check(st: &State, fix: bool) -> Result<Vec<u8>, FsError> {
+        let warnings = st.cache.check(fix).map_err(|e| FsError::cache("ops/check", e))?;
+        let list: Vec<serde_json::Value> = warnings
+            .iter()
+            .map(|w| serde_json::json!({"kind": format!("{:?}", w.kind), "message": w.message}))
+            .collect();
+        let mut text =
+            serde_json::to_vec_pretty(&serde_json::json!({"fixed": fix, "warnings": list})).unwrap_or_default();
+        text.push(b'\n');
+        Ok(text)
+    }
+
+    /// One write to a file in `ops/`: one run of its operation.
+    fn run_op(st: &State, op: &Op, data: &[u8]) -> Result<Vec<u8>, FsError> {
+        let text = std::str::from_utf8(data)
+            .map_err(|_| FsError::InvalidValue { what: "ops".into(), reason: "not text".into() })?
+            .trim();
+        let removed = |what: &str, n: Result<u64, crate::cache::Error>| -> Result<Vec<u8>, FsError> {
+            let n = n.map_err(|e| FsError::cache(format!("ops/{what}"), e))?;
+            Ok(format!("{{\"removed\": {n}}}\n").into_bytes())
+        };
+        match op {
+            Op::Expire => removed("expire", st.cache.expire(None)),
+            Op::Cull => removed("cull", st.cache.cull()),
+            Op::Clear => removed("clear", st.cache.clear()),
+            Op::Check => match text {
+                "" | "check" => Self::run_check(st, false),
+                "fix" => Self::run_check(st, true),
+                other => Err(FsError::InvalidValue {
+                    what: "ops/check".into(),
+                    reason: format!("{other:?}: write nothing (or \"check\") to check, \"fix\" to fix"),
+                }),
+            },
+            Op::Incr(key) | Op::Decr(key) => {
+                let what =
+                    format!("ops/{}/{}", if matches!(op, Op::Incr(_)) { "incr" } else { "decr" }, key_to_name(key));
+                let delta: i64 = if text.is_empty() {
+                    1
+                } else {
+                    text.parse().map_err(|_| FsError::InvalidValue {
+                        what: what.clone(),
+                        reason: format!("{text:?} is not an integer delta"),
+                    })?
+                };
+                let result = match op {
+                    Op::Incr(_) => st.cache.incr(key, delta, Some(0)),
+                    _ => st.cache.decr(key, delta, Some(0)),
+                }
+                .map_err(|e| FsError::cache(what, e))?;
+                let value = match result {
+                    crate::cache::Number::Int(i) => Value::Int(i),
+                    crate::cache::Number::Float(f) => Value::Float(f),
+                };
+                let mut out = value_content(&value);
+                out.push(b'\n');
+                Ok(out)
+            }
+        }
+    }
+
+    /// Pushes a pushed file's content: at each close after writes (FLUSH),
+    /// and at release if nothing was pushed yet (an empty item).
+    pub(super) fn view_flush(&self, st: &mut State, fh: u64, releasing: bool) -> Result<(), FsError> {
+        if let Some(Handle::Push { queue, side, data, dirty, pushed, .. }) = st.handles.get(&fh)
+            && (*dirty || (releasing && !*pushed))
+        {
+            let what = format!("queues/{}", queue.as_deref().map_or(INT_QUEUE.to_string(), str_name));
+            st.cache
+                .push(&Value::Bytes(data.clone()), queue.as_deref(), *side, None, None)
+                .map_err(|e| FsError::cache(what, e))?;
+            if let Some(Handle::Push { dirty, pushed, .. }) = st.handles.get_mut(&fh) {
+                *dirty = false;
+                *pushed = true;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn view_unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
+        self.check_writable(&name_str(name))?;
+        let key = {
+            let st = self.lock();
+            let text = name.to_str().ok_or_else(|| FsError::NotFound(name_str(name)))?;
+            match Self::classify(&st, parent, text) {
+                Ok(Node::QueueItem { key }) => key,
+                Ok(Node::TaskEntry { key }) => Key::Str(key),
+                Ok(_) | Err(FsError::NotFound(_)) => {
+                    return Err(FsError::NotPermitted(format!("{text}: only items and entries can be removed")));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.unlink(super::KEYS_DIR, OsStr::new(&key_to_name(&key)))
+    }
+
+    /// `rmdir`: a queue or task directory with nothing left in it (they
+    /// exist as long as anything does; empty, they simply stop being
+    /// listed).
+    pub(super) fn view_rmdir(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
+        self.check_writable(&name_str(name))?;
+        let attr = self.view_lookup(parent, name)?;
+        let mut st = self.lock();
+        if !self.view_listing(&mut st, attr.ino)?.is_empty() {
+            return Err(FsError::NotEmpty(name_str(name)));
+        }
+        Ok(())
+    }
+
+    /// `rename` out of a queue into `keys/`: takes the item as that key, or
+    /// fails with ENOENT if another consumer took it first.
+    pub(super) fn view_rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        no_replace: bool,
+    ) -> Result<(), FsError> {
+        let key = {
+            let st = self.lock();
+            let text = name.to_str().ok_or_else(|| FsError::NotFound(name_str(name)))?;
+            match Self::classify(&st, parent, text)? {
+                Node::QueueItem { key } => key,
+                Node::TaskEntry { key } => Key::Str(key),
+                _ => return Err(FsError::NotPermitted(format!("rename {text}"))),
+            }
+        };
+        if new_parent != super::KEYS_DIR {
+            return Err(FsError::CrossDevice(name_str(name)));
+        }
+        self.rename(super::KEYS_DIR, OsStr::new(&key_to_name(&key)), super::KEYS_DIR, new_name, no_replace, false)
+    }
+}
