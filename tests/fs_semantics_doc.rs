@@ -532,8 +532,9 @@ fn delete_rename_times_and_modes_hold() {
     assert_eq!(errno_of(std::fs::create_dir(m.mnt.join("dir"))), libc::EPERM, "mkdir in the root");
     assert_eq!(errno_of(std::fs::remove_dir(&k)), libc::EPERM, "rmdir keys/");
     assert_eq!(errno_of(std::fs::write(m.mnt.join("file"), b"x")), libc::EPERM, "create in the root");
-    for reserved in ["queues", "task"] {
-        assert_eq!(errno_of(std::fs::create_dir(m.mnt.join(reserved))), libc::EPERM, "mkdir {reserved}");
+    // The views exist: mkdir of their names is EEXIST, of the hidden ones too.
+    for view in ["queues", "task", "tags", "ops", "settings"] {
+        assert_eq!(errno_of(std::fs::create_dir(m.mnt.join(view))), libc::EEXIST, "mkdir {view}");
     }
     assert_eq!(std::fs::read(k.join("fresh")).unwrap(), b"va", "the daemon keeps serving");
     assert_eq!(pyc(&m, "print(c.check())", &[]), "[]");
