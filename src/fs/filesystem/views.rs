@@ -641,6 +641,14 @@ impl DiskCacheFs {
                 let op = if decr { Op::Decr(key) } else { Op::Incr(key) };
                 Ok((Self::new_handle(&mut st, Handle::Op { ino, op, output: Vec::new() }), flags))
             }
+            // Opening for writing a name the kernel still caches from an
+            // earlier push (`open(O_CREAT)` on a known name is an open): a
+            // new push.
+            Node::PushFile { queue, side } if write => {
+                self.check_writable(&name)?;
+                let handle = Handle::Push { ino, queue, side, data: Vec::new(), dirty: false, pushed: false };
+                Ok((Self::new_handle(&mut st, handle), flags))
+            }
             Node::PushFile { .. } => Err(FsError::NotFound(name)),
             Node::QueueItem { .. } | Node::TaskEntry { .. } => {
                 Err(FsError::InvalidValue { what: name, reason: "a symbolic link".into() })
