@@ -191,7 +191,7 @@ fn four_file_consumers_and_python_pull_each_item_exactly_once_in_order() {
     consumers.push(spawn(PY_CONSUMER, &args));
     outputs.push(py_out);
     let n = N.to_string();
-    let mut pushers = vec![
+    let mut pushers = [
         spawn(FILE_PUSHER, &[jobs.to_str().unwrap(), &n, file_done.to_str().unwrap()]),
         spawn(PY_PUSHER, &[m.cache.to_str().unwrap(), &n, py_done.to_str().unwrap()]),
     ];
