@@ -1752,6 +1752,10 @@ impl Cache {
                     let _ = std::fs::remove_file(&path);
                 }
             }
+            // Walk again, as core.py does: removing unknown files may have
+            // emptied directories.
+            let mut dirs = Vec::new();
+            walk(&self.directory, &mut Vec::new(), &mut dirs);
             for (dir, empty) in dirs {
                 if empty {
                     warn(CheckKind::EmptyDirectory, format!("empty directory: {}", dir.display()));

@@ -278,7 +278,17 @@ impl DiskCacheFs {
         }
         let what = format!("settings/{name}");
         let value = parse_setting(text).map_err(|reason| FsError::InvalidValue { what: what.clone(), reason })?;
-        st.cache.reset(name, Some(value)).map_err(|e| FsError::cache(what, e))?;
+        match (name, &value) {
+            // The tag index is the setting and the index itself: writing
+            // 1 or 0 is create_tag_index() or drop_tag_index().
+            ("tag_index", Scalar::Int(1)) => st.cache.create_tag_index(),
+            ("tag_index", Scalar::Int(0)) => st.cache.drop_tag_index(),
+            ("tag_index", _) => {
+                return Err(FsError::InvalidValue { what, reason: "tag_index is 0 or 1".into() });
+            }
+            _ => st.cache.reset(name, Some(value.clone())).map(drop),
+        }
+        .map_err(|e| FsError::cache(what, e))?;
         Ok(())
     }
 

@@ -281,7 +281,11 @@ impl DiskCacheFs {
                 }
                 Err(FsError::NotFound(format!("task/.../{name}")))
             }
-            _ => Err(FsError::NotDirectory(format!("inode {parent}"))),
+            Some(ViewDir::Task(_)) => Err(FsError::NotPermitted(format!("{name}: task/T/ holds versions only"))),
+            None if matches!(parent, OPS_DIR | QUEUES_DIR | TASK_DIR) => {
+                Err(FsError::NotPermitted(format!("{name}: this directory's entries are fixed")))
+            }
+            None => Err(FsError::NotDirectory(format!("inode {parent}"))),
         }
     }
 
