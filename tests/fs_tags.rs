@@ -16,6 +16,21 @@ c['plain'] = b'p'
 c['a/b'] = 'str'
 "#;
 
+/// FILL plus queue items and a Flyte task cache entry, for the whole tree.
+const FILL_ALL: &str = r#"
+import sys, diskcache
+c = diskcache.Cache(sys.argv[1])
+c.set('x', b'vx', tag='grp')
+c.set('y', b'vy', tag='grp')
+c.set('z', b'vz', tag=7, expire=3600)
+c['plain'] = b'p'
+c['a/b'] = 'str'
+c.push(b'job 1', prefix='jobs')
+c.push(b'job 2', prefix='jobs', tag='grp')
+c.push(b'int item', expire=3600)
+c['wf.square-1-0123456789abcdef0123456789abcdef'] = b'\x0a\x00'
+"#;
+
 fn listing(dir: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> =
         std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
@@ -80,25 +95,47 @@ fn tagging_and_evicting_through_the_mount_is_seen_by_python() {
 
 #[test]
 fn the_whole_tree_backs_up_with_rsync_and_restores_into_an_empty_cache() {
-    let a = Mounted::with(|c| drop(py(FILL, &[c.to_str().unwrap()])), &[]);
+    let a = Mounted::with(|c| drop(py(FILL_ALL, &[c.to_str().unwrap()])), &[]);
     let b = Mounted::new();
     let backup = a.root.path().join("backup");
     let out = sh(&format!("rsync -aX '{}/' '{}/'", a.mnt.display(), backup.display()));
     assert!(out.status.success(), "backup: {}", String::from_utf8_lossy(&out.stderr));
     // Each value once (keys/), tags as links.
     assert!(std::fs::symlink_metadata(backup.join("tags/grp/x")).unwrap().file_type().is_symlink());
-    assert!(!backup.join("stats").exists() && !backup.join("settings").exists());
+    assert!(!backup.join("stats").exists() && !backup.join("settings").exists() && !backup.join("ops").exists());
+    // Queue items and task entries are links too; nothing was pulled.
+    for link in [
+        "queues/jobs/500000000000001",
+        "queues/%int/500000000000000",
+        "task/wf.square/1/0123456789abcdef0123456789abcdef",
+    ] {
+        assert!(std::fs::symlink_metadata(backup.join(link)).unwrap().file_type().is_symlink(), "{link}");
+    }
+    assert!(!backup.join("queues/jobs/.pull").exists());
+    assert_eq!(
+        py("import sys, diskcache; print(len(diskcache.Cache(sys.argv[1])))", &[a.cache.to_str().unwrap()]).trim(),
+        "9"
+    );
     let out = sh(&format!("rsync -aX '{}/' '{}/'", backup.display(), b.mnt.display()));
     assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
     let left: serde_json::Value = serde_json::from_str(&py(DUMP, &[a.cache.to_str().unwrap()])).unwrap();
     let right: serde_json::Value = serde_json::from_str(&py(DUMP, &[b.cache.to_str().unwrap()])).unwrap();
     assert_eq!(left, right, "the restored cache differs");
-    assert_eq!(left.as_object().unwrap().len(), 5);
+    assert_eq!(left.as_object().unwrap().len(), 9);
     let count = py(
         "import sys, diskcache; c = diskcache.Cache(sys.argv[1]); print(len(c), c.check())",
         &[b.cache.to_str().unwrap()],
     );
-    assert_eq!(count.trim(), "5 []", "each entry once, and the cache checks clean");
+    assert_eq!(count.trim(), "9 []", "each entry once, and the cache checks clean");
+    let queue = py(
+        "import sys, diskcache; c = diskcache.Cache(sys.argv[1]); print(c.peek(prefix='jobs'), c.peek(prefix='jobs', side='back'))",
+        &[b.cache.to_str().unwrap()],
+    );
+    assert_eq!(
+        queue.trim(),
+        "('jobs-500000000000000', b'job 1') ('jobs-500000000000001', b'job 2')",
+        "the queue, restored"
+    );
     for (from, to) in [(&a.mnt, &backup), (&backup, &b.mnt)] {
         let out = sh(&format!("rsync -aX --stats '{}/' '{}/'", from.display(), to.display()));
         let stats = String::from_utf8_lossy(&out.stdout);
