@@ -194,6 +194,17 @@ fn flytekit_and_the_mount_share_the_task_cache() {
         assert_eq!(errno_of(ask(&v1.join(".key"), junk)), libc::EINVAL, "inputs {junk:?}");
     }
     assert_eq!(output(&ask(&v1.join(".resolve"), &int_input(5)).unwrap()), primitive::Value::Integer(1234));
+    // rm -r of a task's directory evicts its entries; ops/clear is
+    // LocalTaskCache.clear(): flytekit runs the bodies again.
+    let greet_dir = task.join(dir_name(&greet));
+    let out = Command::new("rm").arg("-r").arg(&greet_dir).output().unwrap();
+    assert!(out.status.success(), "rm -r task/greet: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(errno_of(ask(&g2.join(resolver(".resolve", &ignore)), &greet_in(1))), libc::ENOENT);
+    std::fs::write(m.mnt.join("ops/clear"), b"\n").unwrap();
+    assert_eq!(errno_of(ask(&v1.join(".resolve"), &int_input(5))), libc::ENOENT, "cleared");
+    let run = workflow(&m.cache, &side, &["run", "5", "ada"]);
+    assert_eq!(run["square"][1], 25);
+    assert!(lines(&side).ends_with(&["square 5".to_string(), "greet ada".to_string()]), "{:?}", lines(&side));
     let check = Command::new(python())
         .arg("-c")
         .arg("import sys, diskcache; print(diskcache.Cache(sys.argv[1]).check())")
