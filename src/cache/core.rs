@@ -372,7 +372,15 @@ impl Cache {
                 conn.execute("INSERT OR IGNORE INTO Settings VALUES (?, ?)", params![k, v])?;
             }
             conn.execute(CREATE_CACHE, [])?;
-            conn.execute(CREATE_KEY_INDEX, [])?;
+            match conn.execute(CREATE_KEY_INDEX, []) {
+                // A crafted or damaged cache with duplicate keys (python-
+                // diskcache refuses to open it): serve it without the index;
+                // check() reports the duplicates and check(fix) repairs them.
+                Err(rusqlite::Error::SqliteFailure(e, msg)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    log::error!("duplicate keys in Cache ({}): run check with fix", msg.unwrap_or_default());
+                }
+                other => drop(other?),
+            }
             conn.execute(CREATE_EXPIRE_INDEX, [])?;
             if let Some(sql) = policy.init_sql() {
                 conn.execute(sql, [])?;
@@ -1547,7 +1555,9 @@ impl Cache {
             Scalar::Float(f) => f as i64,
             _ => 0,
         };
-        Ok(self.page_size * pages + size)
+        // Saturating: `size` comes from the Settings table, which a damaged
+        // or crafted cache may set to anything (Python's ints never overflow).
+        Ok(self.page_size.saturating_mul(pages).saturating_add(size))
     }
 
     /// Returns `(hits, misses)`, then turns statistics on or off and
@@ -1692,6 +1702,38 @@ impl Cache {
         if fix {
             self.conn.execute_batch("VACUUM")?;
         }
+        // Duplicate keys (only in a crafted or damaged cache: the unique
+        // index forbids them): fix keeps the newest row of each.
+        let duplicates: Vec<i64> = query_column(
+            &self.conn,
+            "SELECT c.rowid FROM Cache c JOIN (SELECT key, raw, MAX(rowid) AS last FROM Cache GROUP BY key, raw \
+             HAVING COUNT(*) > 1) d ON c.key = d.key AND c.raw = d.raw AND c.rowid < d.last",
+        )?;
+        if !duplicates.is_empty() {
+            warn(CheckKind::Integrity, format!("{} rows duplicate a newer row's key", duplicates.len()));
+            if fix {
+                self.in_transaction(|| {
+                    for rowid in &duplicates {
+                        let filename: Option<String> = self
+                            .conn
+                            .query_row("SELECT filename FROM Cache WHERE rowid = ?", [rowid], |r| r.get(0))
+                            .optional()?
+                            .flatten();
+                        self.conn.execute("DELETE FROM Cache WHERE rowid = ?", [rowid])?;
+                        // A copied row may share its file with the row kept.
+                        let shared: i64 =
+                            self.conn.query_row("SELECT COUNT(*) FROM Cache WHERE filename = ?", [&filename], |r| {
+                                r.get(0)
+                            })?;
+                        if shared == 0 {
+                            self.cleanup_later(filename);
+                        }
+                    }
+                    self.conn.execute(CREATE_KEY_INDEX, [])?;
+                    Ok(())
+                })?;
+            }
+        }
         self.in_transaction(|| {
             let mut known: HashSet<PathBuf> = HashSet::new();
             let rows: Vec<(i64, i64, String)> = {
@@ -1784,7 +1826,16 @@ impl Cache {
                 }
             }
             let size = int(self.reset("size", None)?);
-            let real_size: i64 = self.conn.query_row("SELECT COALESCE(SUM(size), 0) FROM Cache", [], |r| r.get(0))?;
+            // SUM fails with "integer overflow" on absurd (crafted) sizes,
+            // where core.py's check would fail too: TOTAL, saturated, then.
+            let real_size: i64 = match self.conn.query_row("SELECT COALESCE(SUM(size), 0) FROM Cache", [], |r| r.get(0))
+            {
+                Ok(n) => n,
+                Err(_) => {
+                    let total: f64 = self.conn.query_row("SELECT TOTAL(size) FROM Cache", [], |r| r.get(0))?;
+                    total as i64
+                }
+            };
             if size != real_size {
                 warn(CheckKind::SizeMismatch, format!("Settings.size != SUM(Cache.size); {size} != {real_size}"));
                 if fix {

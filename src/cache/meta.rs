@@ -299,6 +299,19 @@ impl Cache {
                 // python-diskcache's fetch knows modes 1 to 4 only.
                 return Err(Error::CorruptRow { rowid: meta.rowid, reason: format!("unknown mode {}", meta.mode) });
             }
+            if meta.filename.is_none() && (meta.mode == MODE_BINARY || meta.mode == MODE_TEXT) {
+                // core.py would open a file named None: nothing it wrote.
+                return Err(Error::CorruptRow {
+                    rowid: meta.rowid,
+                    reason: format!("mode {} without a value file", meta.mode),
+                });
+            }
+            if meta.filename.is_none() && meta.mode == MODE_PICKLE && !matches!(meta.inline, InlineMeta::Blob(_)) {
+                return Err(Error::CorruptRow {
+                    rowid: meta.rowid,
+                    reason: "an inline pickle that is not a BLOB".into(),
+                });
+            }
             let content = match (&meta.filename, meta.mode) {
                 (Some(name), MODE_BINARY | MODE_TEXT | MODE_PICKLE) => match self.disk().open_value(name) {
                     Ok(f) => RawContent::File(f),

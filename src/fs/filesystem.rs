@@ -13,6 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cache::Scalar;
+use crate::cache::settings::MODE_RAW;
 use crate::cache::{Attr as Keep, Cache, EntryMeta, Key, NewValue, RawContent, RenameOutcome, ValueType};
 use crate::fs::content::{content_len, convert, inline_bytes};
 use crate::fs::control::{is_metadata, parse_setting, setting_text, stats_json};
@@ -518,7 +519,7 @@ impl DiskCacheFs {
                 self.file_attr(ino, len, store.unwrap_or(now), access.unwrap_or(now))
             }
             (Some(meta), _) => {
-                let len = content_len(&meta);
+                let len = Self::entry_len(&st.cache, &meta);
                 if let Some(view) = Self::note_version(st, ino, ContentVersion::of(&meta, len)) {
                     return Ok(self.file_attr(ino, view.len, view.store_time, view.access_time));
                 }
@@ -557,6 +558,16 @@ impl DiskCacheFs {
             inode.kernel_version = Some(version);
         }
         None
+    }
+
+    /// An entry's content length: a value file's own length (the `size`
+    /// column may be wrong in a damaged or crafted cache; an unreadable or
+    /// vanished file counts as empty, and reading it gives the error).
+    fn entry_len(cache: &Cache, meta: &EntryMeta) -> u64 {
+        match (&meta.filename, meta.mode) {
+            (Some(name), m) if m != MODE_RAW => cache.disk().file_size(name).ok().flatten().unwrap_or(0),
+            _ => content_len(meta),
+        }
     }
 
     fn writer_of(st: &State, ino: u64) -> Option<&WriteHandle> {
@@ -777,7 +788,7 @@ impl DiskCacheFs {
             if let (Some(before), Some(after)) = (before, after) {
                 // Same content, new store_time: not a new version for the
                 // readers that have it open (else they would be superseded).
-                let len = content_len(&after);
+                let len = Self::entry_len(&st.cache, &after);
                 Self::retime_version(&mut st, ino, ContentVersion::of(&before, len), ContentVersion::of(&after, len));
             }
         }
@@ -895,7 +906,7 @@ impl DiskCacheFs {
                         let name = key_to_name(&meta.key);
                         let next = meta.rowid as u64 + 2;
                         if plus {
-                            let len = content_len(meta);
+                            let len = Self::entry_len(&st.cache, meta);
                             let mut ino = st.inodes.ensure(&name, &meta.key);
                             if Self::note_version(&mut st, ino, ContentVersion::of(meta, len)).is_some() {
                                 ino = st.inodes.ensure(&name, &meta.key);
@@ -1060,7 +1071,12 @@ impl DiskCacheFs {
                 .open_raw(&key)
                 .map_err(|e| FsError::cache(format!("keys/{name}"), e))?
                 .ok_or_else(|| FsError::NotFound(format!("keys/{name}")))?;
-            let version = ContentVersion::of(&meta, content_len(&meta));
+            let len = match &content {
+                // The file's own length: the size column is not trusted.
+                RawContent::File(f) => f.metadata().map_err(|e| FsError::io(format!("keys/{name}"), e))?.len(),
+                _ => content_len(&meta),
+            };
+            let version = ContentVersion::of(&meta, len);
             let snapshot = match content {
                 RawContent::File(f) => Snapshot::File(f),
                 RawContent::Inline(v) => Snapshot::Inline(inline_bytes(&v)),
@@ -1071,12 +1087,7 @@ impl DiskCacheFs {
             // cache for this open so the reader gets the whole new value.
             let current = kernel_version == Some(version);
             let flags = OpenFlags { keep_cache: current, direct_io: !current, no_flush: true };
-            let view = ReadView {
-                version,
-                len: content_len(&meta),
-                store_time: meta.store_time,
-                access_time: meta.access_time,
-            };
+            let view = ReadView { version, len, store_time: meta.store_time, access_time: meta.access_time };
             let fh = Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: Some(view) });
             return Ok((fh, flags));
         }

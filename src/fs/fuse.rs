@@ -26,6 +26,20 @@ impl FuseAdapter {
     }
 }
 
+/// Runs one request's handler; a panic (a bug) is logged and the request
+/// answered with EIO (fuser replies EIO for a reply dropped unsent), so the
+/// daemon keeps serving every other request.
+fn guarded(op: &str, handler: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        log::error!("{op}: internal error (answered EIO): {what}");
+    }
+}
+
 /// Logs an error once (expected ones at debug) and returns its errno.
 fn errno(op: &str, req: &Request, e: &FsError) -> Errno {
     if e.is_expected() {
@@ -135,7 +149,9 @@ impl fuser::Filesystem for FuseAdapter {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
-        reply.error(Errno::from_i32(libc::ENOTTY));
+        guarded("ioctl", || {
+            reply.error(Errno::from_i32(libc::ENOTTY));
+        });
     }
 
     fn fallocate(
@@ -148,7 +164,9 @@ impl fuser::Filesystem for FuseAdapter {
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+        guarded("fallocate", || {
+            reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+        });
     }
 
     fn lseek(
@@ -160,7 +178,9 @@ impl fuser::Filesystem for FuseAdapter {
         _whence: i32,
         reply: fuser::ReplyLseek,
     ) {
-        reply.error(Errno::from_i32(libc::ENOSYS));
+        guarded("lseek", || {
+            reply.error(Errno::from_i32(libc::ENOSYS));
+        });
     }
 
     fn copy_file_range(
@@ -176,7 +196,9 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: fuser::CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        reply.error(Errno::from_i32(libc::ENOSYS));
+        guarded("copy_file_range", || {
+            reply.error(Errno::from_i32(libc::ENOSYS));
+        });
     }
 
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
@@ -207,23 +229,29 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        log::debug!("lookup parent={} name={name:?} pid={}", parent.0, req.pid());
-        match self.fs.lookup(parent.0, name) {
-            Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(errno("lookup", req, &e)),
-        }
+        guarded("lookup", || {
+            log::debug!("lookup parent={} name={name:?} pid={}", parent.0, req.pid());
+            match self.fs.lookup(parent.0, name) {
+                Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
+                Err(e) => reply.error(errno("lookup", req, &e)),
+            }
+        });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.fs.forget(ino.0, nlookup);
+        guarded("forget", || {
+            self.fs.forget(ino.0, nlookup);
+        });
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        log::debug!("getattr ino={} fh={fh:?} pid={}", ino.0, req.pid());
-        match self.fs.getattr(ino.0) {
-            Ok(attr) => reply.attr(&self.fs.config().ttl, &file_attr(&attr)),
-            Err(e) => reply.error(errno("getattr", req, &e)),
-        }
+        guarded("getattr", || {
+            log::debug!("getattr ino={} fh={fh:?} pid={}", ino.0, req.pid());
+            match self.fs.getattr(ino.0) {
+                Ok(attr) => reply.attr(&self.fs.config().ttl, &file_attr(&attr)),
+                Err(e) => reply.error(errno("getattr", req, &e)),
+            }
+        });
     }
 
     fn setattr(
@@ -244,11 +272,13 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        log::debug!("setattr ino={} size={size:?} pid={}", ino.0, req.pid());
-        match self.fs.setattr(ino.0, fh.map(|f| f.0), size, time_of(atime), time_of(mtime)) {
-            Ok(attr) => reply.attr(&self.fs.config().ttl, &file_attr(&attr)),
-            Err(e) => reply.error(errno("setattr", req, &e)),
-        }
+        guarded("setattr", || {
+            log::debug!("setattr ino={} size={size:?} pid={}", ino.0, req.pid());
+            match self.fs.setattr(ino.0, fh.map(|f| f.0), size, time_of(atime), time_of(mtime)) {
+                Ok(attr) => reply.attr(&self.fs.config().ttl, &file_attr(&attr)),
+                Err(e) => reply.error(errno("setattr", req, &e)),
+            }
+        });
     }
 
     fn mknod(
@@ -261,52 +291,56 @@ impl fuser::Filesystem for FuseAdapter {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        // A regular file is a new empty entry; nothing else exists here.
-        let result = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
-            self.fs.mknod_regular(parent.0, name)
-        } else {
-            Err(FsError::NotPermitted(format!("mknod {name:?}: only regular files")))
-        };
-        match result {
-            Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(errno("mknod", req, &e)),
-        }
+        guarded("mknod", || {
+            // A regular file is a new empty entry; nothing else exists here.
+            let result = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
+                self.fs.mknod_regular(parent.0, name)
+            } else {
+                Err(FsError::NotPermitted(format!("mknod {name:?}: only regular files")))
+            };
+            match result {
+                Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
+                Err(e) => reply.error(errno("mknod", req, &e)),
+            }
+        });
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        match self.fs.mkdir(parent.0, name) {
+        guarded("mkdir", || match self.fs.mkdir(parent.0, name) {
             Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
             Err(e) => reply.error(errno("mkdir", req, &e)),
-        }
+        });
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        log::debug!("unlink parent={} name={name:?} pid={}", parent.0, req.pid());
-        match self.fs.unlink(parent.0, name) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("unlink", req, &e)),
-        }
+        guarded("unlink", || {
+            log::debug!("unlink parent={} name={name:?} pid={}", parent.0, req.pid());
+            match self.fs.unlink(parent.0, name) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("unlink", req, &e)),
+            }
+        });
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.rmdir(parent.0, name) {
+        guarded("rmdir", || match self.fs.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("rmdir", req, &e)),
-        }
+        });
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
-        match self.fs.symlink(parent.0, link_name, target) {
+        guarded("symlink", || match self.fs.symlink(parent.0, link_name, target) {
             Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
             Err(e) => reply.error(errno("symlink", req, &e)),
-        }
+        });
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.fs.readlink(ino.0) {
+        guarded("readlink", || match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(errno("readlink", req, &e)),
-        }
+        });
     }
 
     fn rename(
@@ -319,28 +353,34 @@ impl fuser::Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        log::debug!("rename {name:?} -> {newname:?} pid={}", req.pid());
-        let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
-        match self.fs.rename(parent.0, name, newparent.0, newname, no_replace, exchange) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("rename", req, &e)),
-        }
+        guarded("rename", || {
+            log::debug!("rename {name:?} -> {newname:?} pid={}", req.pid());
+            let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+            let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+            match self.fs.rename(parent.0, name, newparent.0, newname, no_replace, exchange) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("rename", req, &e)),
+            }
+        });
     }
 
     fn link(&self, req: &Request, _ino: INodeNo, _newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        reply.error(errno("link", req, &FsError::NotPermitted(format!("link {newname:?}"))));
+        guarded("link", || {
+            reply.error(errno("link", req, &FsError::NotPermitted(format!("link {newname:?}"))));
+        });
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
-        log::debug!("open ino={} flags={:#x} pid={}", ino.0, flags.0, req.pid());
-        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        let truncate = flags.0 & libc::O_TRUNC != 0;
-        let append = flags.0 & libc::O_APPEND != 0;
-        match self.fs.open(ino.0, write, truncate, append) {
-            Ok((fh, f)) => reply.opened(FileHandle(fh), fopen_flags(f)),
-            Err(e) => reply.error(errno("open", req, &e)),
-        }
+        guarded("open", || {
+            log::debug!("open ino={} flags={:#x} pid={}", ino.0, flags.0, req.pid());
+            let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+            let truncate = flags.0 & libc::O_TRUNC != 0;
+            let append = flags.0 & libc::O_APPEND != 0;
+            match self.fs.open(ino.0, write, truncate, append) {
+                Ok((fh, f)) => reply.opened(FileHandle(fh), fopen_flags(f)),
+                Err(e) => reply.error(errno("open", req, &e)),
+            }
+        });
     }
 
     fn read(
@@ -354,10 +394,10 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(ino.0, fh.0, offset, size) {
+        guarded("read", || match self.fs.read(ino.0, fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno("read", req, &e)),
-        }
+        });
     }
 
     fn write(
@@ -372,18 +412,20 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(ino.0, fh.0, offset, data) {
+        guarded("write", || match self.fs.write(ino.0, fh.0, offset, data) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", req, &e)),
-        }
+        });
     }
 
     fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        log::debug!("flush ino={} fh={} pid={}", ino.0, fh.0, req.pid());
-        match self.fs.flush(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("flush", req, &e)),
-        }
+        guarded("flush", || {
+            log::debug!("flush ino={} fh={} pid={}", ino.0, fh.0, req.pid());
+            match self.fs.flush(fh.0) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("flush", req, &e)),
+            }
+        });
     }
 
     fn release(
@@ -396,39 +438,41 @@ impl fuser::Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.release(fh.0) {
+        guarded("release", || match self.fs.release(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("release", req, &e)),
-        }
+        });
     }
 
     fn fsync(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        match self.fs.flush(fh.0) {
+        guarded("fsync", || match self.fs.flush(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("fsync", req, &e)),
-        }
+        });
     }
 
     fn readdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        match self.fs.readdir(ino.0, offset, false, &mut Plain(&mut reply)) {
+        guarded("readdir", || match self.fs.readdir(ino.0, offset, false, &mut Plain(&mut reply)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("readdir", req, &e)),
-        }
+        });
     }
 
     fn readdirplus(&self, req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let ttl = self.fs.config().ttl;
-        match self.fs.readdir(ino.0, offset, true, &mut Plus { reply: &mut reply, ttl }) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("readdirplus", req, &e)),
-        }
+        guarded("readdirplus", || {
+            let ttl = self.fs.config().ttl;
+            match self.fs.readdir(ino.0, offset, true, &mut Plus { reply: &mut reply, ttl }) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("readdirplus", req, &e)),
+            }
+        });
     }
 
     fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.fs.statfs() {
+        guarded("statfs", || match self.fs.statfs() {
             Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
             Err(e) => reply.error(errno("statfs", req, &e)),
-        }
+        });
     }
 
     fn setxattr(
@@ -441,34 +485,36 @@ impl fuser::Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        log::debug!("setxattr ino={} name={name:?} pid={}", ino.0, req.pid());
-        let create = flags & libc::XATTR_CREATE != 0;
-        let replace = flags & libc::XATTR_REPLACE != 0;
-        match self.fs.setxattr(ino.0, name, value, create, replace) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("setxattr", req, &e)),
-        }
+        guarded("setxattr", || {
+            log::debug!("setxattr ino={} name={name:?} pid={}", ino.0, req.pid());
+            let create = flags & libc::XATTR_CREATE != 0;
+            let replace = flags & libc::XATTR_REPLACE != 0;
+            match self.fs.setxattr(ino.0, name, value, create, replace) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("setxattr", req, &e)),
+            }
+        });
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.fs.getxattr(ino.0, name) {
+        guarded("getxattr", || match self.fs.getxattr(ino.0, name) {
             Ok(value) => reply_xattr(reply, &value, size, req),
             Err(e) => reply.error(errno("getxattr", req, &e)),
-        }
+        });
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.fs.listxattr(ino.0) {
+        guarded("listxattr", || match self.fs.listxattr(ino.0) {
             Ok(value) => reply_xattr(reply, &value, size, req),
             Err(e) => reply.error(errno("listxattr", req, &e)),
-        }
+        });
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.removexattr(ino.0, name) {
+        guarded("removexattr", || match self.fs.removexattr(ino.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("removexattr", req, &e)),
-        }
+        });
     }
 
     fn create(
@@ -481,16 +527,22 @@ impl fuser::Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        log::debug!("create parent={} name={name:?} flags={flags:#x} pid={}", parent.0, req.pid());
-        let exclusive = flags & libc::O_EXCL != 0;
-        let truncate = flags & libc::O_TRUNC != 0;
-        let append = flags & libc::O_APPEND != 0;
-        match self.fs.create(parent.0, name, exclusive, truncate, append) {
-            Ok((attr, fh, f)) => {
-                reply.created(&self.fs.config().ttl, &file_attr(&attr), Generation(0), FileHandle(fh), fopen_flags(f))
+        guarded("create", || {
+            log::debug!("create parent={} name={name:?} flags={flags:#x} pid={}", parent.0, req.pid());
+            let exclusive = flags & libc::O_EXCL != 0;
+            let truncate = flags & libc::O_TRUNC != 0;
+            let append = flags & libc::O_APPEND != 0;
+            match self.fs.create(parent.0, name, exclusive, truncate, append) {
+                Ok((attr, fh, f)) => reply.created(
+                    &self.fs.config().ttl,
+                    &file_attr(&attr),
+                    Generation(0),
+                    FileHandle(fh),
+                    fopen_flags(f),
+                ),
+                Err(e) => reply.error(errno("create", req, &e)),
             }
-            Err(e) => reply.error(errno("create", req, &e)),
-        }
+        });
     }
 }
 
