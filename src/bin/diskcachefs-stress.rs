@@ -4,6 +4,10 @@
 //! the first error any operation returned (there must be none).
 //!
 //! `diskcachefs-stress DIR --name W --incr-key K --incrs N --sets M [--start-at T]`
+//!
+//! `--verifiable N` instead sets N self-verifying values of mixed sizes
+//! (inline and file-backed) on the keys `NAME-0` .. `NAME-9`, for the crash
+//! tests: `KEY|VERSION|LENGTH|` then filler bytes `VERSION % 251` up to LENGTH.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +32,15 @@ struct Args {
     /// really run at once.
     #[arg(long)]
     start_at: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    verifiable: u64,
+}
+
+/// A value that says what it is: `KEY|VERSION|LENGTH|` and filler.
+fn verifiable_value(key: &str, version: u64, len: usize) -> Vec<u8> {
+    let mut v = format!("{key}|{version}|{len}|").into_bytes();
+    v.resize(len.max(v.len()), (version % 251) as u8);
+    v
 }
 
 fn main() -> ExitCode {
@@ -43,6 +56,22 @@ fn main() -> ExitCode {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         if start > now {
             std::thread::sleep(std::time::Duration::from_secs_f64(start - now));
+        }
+    }
+    let mut seed = std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for version in 1..=args.verifiable {
+        let key = format!("{}-{}", args.name, next() % 10);
+        let len = if next() % 2 == 0 { 40 + (next() % 300) as usize } else { 40_000 + (next() % 260_000) as usize };
+        let value = Value::Bytes(verifiable_value(&key, version, len));
+        if let Err(e) = cache.set(&Key::Str(key), &value, None, None) {
+            eprintln!("{}: set #{version}: {e}", args.name);
+            return ExitCode::from(1);
         }
     }
     let counter = Key::Str(args.incr_key.clone());
