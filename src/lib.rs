@@ -9,3 +9,5 @@
 pub mod cache;
 pub mod flyte;
 pub mod fs;
+#[doc(hidden)]
+pub mod fuzzing;

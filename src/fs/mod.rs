@@ -14,6 +14,7 @@ pub mod control;
 pub mod error;
 pub mod filesystem;
 pub mod fuse;
+pub mod grammar;
 pub mod handle;
 pub mod inode;
 pub mod mount;

@@ -134,8 +134,10 @@ pub fn parse_unbounded(name: &[u8]) -> Result<ParsedName, NameError> {
             Key::Float(f)
         }
         "sha256" => {
-            if body.len() != 64 {
-                return Err(bad("a sha256 name has 64 hex digits"));
+            // Lowercase hex only: the canonical spelling, and ASCII (so the
+            // slicing below is on character boundaries).
+            if body.len() != 64 || !body.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                return Err(bad("a sha256 name has 64 lowercase hex digits"));
             }
             let mut digest = [0u8; 32];
             for (i, d) in digest.iter_mut().enumerate() {

@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::{Attr, DirReplier, DiskCacheFs, Kind, OpenFlags, State, name_str};
@@ -24,12 +25,13 @@ use crate::flyte::key::{cache_key, decode_literal_map};
 use crate::flyte::render::literal_map_to_json;
 use crate::fs::content::value_content;
 use crate::fs::error::FsError;
+use crate::fs::grammar::{is_md5_hex, item_key, item_name, parse_resolver, split_task_key, str_name};
 use crate::fs::handle::{Handle, Op, ResolveHandle, Snapshot};
 use crate::fs::inode::{
     DECR_DIR, INCR_DIR, OPS_CHECK, OPS_CLEAR, OPS_CULL, OPS_DIR, OPS_EXPIRE, QUEUES_DIR, TASK_DIR, VIEW_DIR_BASE,
     VIEW_NODE_BASE,
 };
-use crate::fs::names::{NameError, ParsedName, key_to_name, name_to_key, percent_decode};
+use crate::fs::names::{NameError, ParsedName, key_to_name, name_to_key};
 
 /// The reserved name of the integer queue (`push(prefix=None)`).
 pub const INT_QUEUE: &str = "%int";
@@ -132,11 +134,6 @@ impl ViewTable {
     }
 }
 
-/// A str used as a directory name: named as a str key is.
-fn str_name(s: &str) -> String {
-    key_to_name(&Key::Str(s.to_string()))
-}
-
 fn parse_str_name(name: &OsStr) -> Result<String, FsError> {
     match name_to_key(name.as_bytes()) {
         Ok(ParsedName::Key(Key::Str(s))) => Ok(s),
@@ -144,85 +141,6 @@ fn parse_str_name(name: &OsStr) -> Result<String, FsError> {
         Err(NameError::TooLong) => Err(FsError::NameTooLong(name_str(name))),
         Err(NameError::Invalid(reason)) => Err(FsError::InvalidName { name: name_str(name), reason }),
     }
-}
-
-use std::os::unix::ffi::OsStrExt;
-
-/// An item's name in its queue directory: the key's part after `P-` (the
-/// 15-digit number for what `push` made); for the integer queue the number
-/// with 15 digits.
-fn item_name(queue: &Option<String>, key: &Key) -> Option<String> {
-    match (queue, key) {
-        (Some(p), Key::Str(s)) => Some(str_name(s.strip_prefix(p.as_str())?.strip_prefix('-')?)),
-        (None, Key::Int(n)) => Some(format!("{n:015}")),
-        (None, other) => Some(key_to_name(other)),
-        _ => None,
-    }
-}
-
-/// Whether a key lies strictly between the queue's bounds, where
-/// diskcache's `pull` and `peek` look.
-fn in_queue(queue: &Option<String>, key: &Key) -> bool {
-    match (queue, key) {
-        (Some(p), Key::Str(s)) => {
-            s.as_str() > format!("{p}-000000000000000").as_str() && s.as_str() < format!("{p}-999999999999999").as_str()
-        }
-        (None, Key::Int(n)) => 0 < *n && *n < 999_999_999_999_999,
-        (None, Key::Float(f)) => 0.0 < *f && *f < 999_999_999_999_999.0,
-        _ => false,
-    }
-}
-
-/// The item key a name in a queue directory stands for.
-fn item_key(queue: &Option<String>, name: &str) -> Option<Key> {
-    item_key_unchecked(queue, name).filter(|k| in_queue(queue, k))
-}
-
-fn item_key_unchecked(queue: &Option<String>, name: &str) -> Option<Key> {
-    match queue {
-        Some(p) => match name_to_key(name.as_bytes()) {
-            Ok(ParsedName::Key(Key::Str(suffix))) => Some(Key::Str(format!("{p}-{suffix}"))),
-            _ => None,
-        },
-        None if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) => name.parse().ok().map(Key::Int),
-        None => match name_to_key(name.as_bytes()) {
-            Ok(ParsedName::Key(k @ (Key::Int(_) | Key::Float(_)))) => Some(k),
-            _ => None,
-        },
-    }
-}
-
-/// `.resolve`, `.key`, optionally followed by `.ignore=a,b`: the input
-/// names to leave out of the key, comma-separated, each percent-encoded as
-/// key names are (any byte may be `%XX`; `,`, `%`, `/` must be).
-fn parse_resolver(name: &str) -> Option<(bool, Vec<String>)> {
-    let (base, ignore) = match name.split_once(".ignore=") {
-        Some((b, list)) => {
-            let mut names = Vec::new();
-            for part in list.split(',').filter(|v| !v.is_empty()) {
-                names.push(String::from_utf8(percent_decode(part)?).ok()?);
-            }
-            (b, names)
-        }
-        None => (name, Vec::new()),
-    };
-    match base {
-        ".resolve" => Some((false, ignore)),
-        ".key" => Some((true, ignore)),
-        _ => None,
-    }
-}
-
-fn is_md5_hex(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Splits a task cache key `T-V-HASH` at its first `-` and its last:
-/// task names (Python module paths) have no `-`; versions may.
-fn split_task_key(key: &str) -> Option<(&str, &str, &str)> {
-    let (rest, hash) = key.rsplit_once('-')?;
-    let (task, version) = rest.split_once('-')?;
-    (is_md5_hex(hash) && !task.is_empty() && !version.is_empty()).then_some((task, version, hash))
 }
 
 impl DiskCacheFs {
