@@ -116,6 +116,11 @@ struct MountArgs {
     /// other processes show within this time.
     #[arg(long, default_value_t = 1.0)]
     attr_timeout: f64,
+    /// Most key inodes the daemon keeps: past it, it asks the kernel to
+    /// forget the oldest unused ones (memory stays bounded whatever the
+    /// number of keys; about 1 KiB each).
+    #[arg(long, default_value_t = 100_000)]
+    max_inodes: usize,
     /// With --daemon: where the daemon logs (RUST_LOG sets the level).
     #[arg(long)]
     log_file: Option<PathBuf>,
@@ -353,6 +358,7 @@ fn mount(args: MountArgs) -> Result<ExitCode, Failure> {
         read_only: args.read_only,
         allow_other: args.allow_other,
         ttl: std::time::Duration::from_secs_f64(args.attr_timeout),
+        max_inodes: args.max_inodes.max(1000),
     };
     if args.daemon {
         return daemonize(&args);

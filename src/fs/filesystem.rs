@@ -43,6 +43,9 @@ pub struct FsConfig {
     pub ttl: Duration,
     pub uid: u32,
     pub gid: u32,
+    /// Most key inodes kept: past it, the kernel is asked to forget the
+    /// oldest unused ones (an inode must live while the kernel holds it).
+    pub max_inodes: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +122,8 @@ struct State {
 
 pub struct DiskCacheFs {
     config: FsConfig,
+    /// Where names to forget go (a thread sends the notifications).
+    forget_requests: Mutex<Option<std::sync::mpsc::Sender<String>>>,
     directory: PathBuf,
     state: Mutex<State>,
 }
@@ -149,6 +154,7 @@ fn name_str(name: &OsStr) -> String {
 impl DiskCacheFs {
     pub fn new(cache: Cache, config: FsConfig) -> DiskCacheFs {
         DiskCacheFs {
+            forget_requests: Mutex::new(None),
             directory: cache.directory().to_path_buf(),
             config,
             state: Mutex::new(State {
@@ -163,6 +169,25 @@ impl DiskCacheFs {
                 handles: HashMap::new(),
                 next_fh: 1,
             }),
+        }
+    }
+
+    pub fn set_forget_requests(&self, tx: std::sync::mpsc::Sender<String>) {
+        *self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    }
+
+    /// Keeps the key inode table near `max_inodes`: asks the kernel to
+    /// forget the oldest inodes nobody has open (their `forget` then
+    /// removes them). Bounded work per call.
+    fn trim_inodes(&self, st: &mut State) {
+        if st.inodes.len() <= self.config.max_inodes {
+            return;
+        }
+        let tx = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(tx) = tx else { return };
+        let excess = (st.inodes.len() - self.config.max_inodes).min(256);
+        for name in st.inodes.forget_candidates(excess) {
+            let _ = tx.send(name);
         }
     }
 
@@ -642,7 +667,9 @@ impl DiskCacheFs {
                 }
                 if let Some(inode) = st.inodes.get_mut(ino) {
                     inode.nlookup += 1;
+                    inode.forget_requested = false;
                 }
+                self.trim_inodes(&mut st);
                 Ok(attr)
             }
             _ => Err(FsError::NotDirectory(format!("inode {parent}"))),
@@ -920,6 +947,7 @@ impl DiskCacheFs {
                                 inode.nlookup += 1;
                                 inode.kernel_version = Some(ContentVersion::of(meta, len));
                             }
+                            self.trim_inodes(&mut st);
                         } else {
                             // d_ino is informational; a known inode's number
                             // when there is one, else one outside our range.

@@ -110,6 +110,9 @@ pub struct KeyInode {
     /// The key given by `user.diskcache.key`: a rename of this file to
     /// that key's `%sha256:` name stores it under that key.
     pub intended_key: Option<Key>,
+    /// The kernel was asked to forget it (not asked again until it answers
+    /// or looks the name up anew).
+    pub forget_requested: bool,
 }
 
 #[derive(Debug, Default)]
@@ -118,11 +121,13 @@ pub struct InodeTable {
     /// Reachable names in `keys/`.
     by_name: HashMap<String, u64>,
     next: u64,
+    /// Inodes in the order they were made: where forget candidates come from.
+    age: std::collections::VecDeque<u64>,
 }
 
 impl InodeTable {
     pub fn new() -> InodeTable {
-        InodeTable { inodes: HashMap::new(), by_name: HashMap::new(), next: FIRST_KEY_INODE }
+        InodeTable { inodes: HashMap::new(), by_name: HashMap::new(), next: FIRST_KEY_INODE, age: Default::default() }
     }
 
     pub fn get(&self, ino: u64) -> Option<&KeyInode> {
@@ -157,10 +162,37 @@ impl InodeTable {
                 pending: Pending::default(),
                 superseded: None,
                 intended_key: None,
+                forget_requested: false,
             },
         );
         self.by_name.insert(name.to_string(), ino);
+        self.age.push_back(ino);
         ino
+    }
+
+    /// Up to `n` names of the oldest inodes that could be forgotten: the
+    /// kernel may drop them (nobody has them open, nothing is pending).
+    /// Each is moved to the back, so repeated calls walk the whole table.
+    pub fn forget_candidates(&mut self, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for _ in 0..self.age.len().min(n * 4) {
+            let Some(ino) = self.age.pop_front() else { break };
+            let Some(inode) = self.inodes.get_mut(&ino) else { continue };
+            self.age.push_back(ino);
+            if inode.open_handles == 0
+                && !inode.pending_create
+                && !inode.forget_requested
+                && inode.superseded.is_none()
+                && inode.nlookup > 0
+            {
+                inode.forget_requested = true;
+                out.push(inode.name.clone());
+                if out.len() == n {
+                    break;
+                }
+            }
+        }
+        out
     }
 
     /// Makes a name unreachable (unlink, or replaced by a rename).
@@ -200,6 +232,7 @@ impl InodeTable {
     pub fn forget(&mut self, ino: u64, n: u64) {
         if let Some(inode) = self.inodes.get_mut(&ino) {
             inode.nlookup = inode.nlookup.saturating_sub(n);
+            inode.forget_requested = false;
         }
         self.drop_if_unused(ino);
     }

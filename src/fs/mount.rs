@@ -28,6 +28,8 @@ pub struct MountConfig {
     pub allow_other: bool,
     /// Entry and attribute timeout: peers' changes show within it.
     pub ttl: Duration,
+    /// See `FsConfig::max_inodes`.
+    pub max_inodes: usize,
 }
 
 #[derive(Debug, Error)]
@@ -65,10 +67,27 @@ pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Resu
     }
 }
 
+/// Every open file through the mount may hold a value file open in the
+/// daemon (a reader's snapshot): raise the soft limit on descriptors to the
+/// hard one (commonly 1024 -> 1048576), so a thousand open files are fine.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                log::warn!("could not raise the open-file limit: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+}
+
 fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError> {
     if !config.mountpoint.is_dir() {
         return Err(MountError::NotADirectory(config.mountpoint.clone()));
     }
+    raise_open_file_limit();
     let options = CacheOptions { read_only: config.read_only, ..CacheOptions::default() };
     if config.read_only && !config.cache_dir.join(crate::cache::settings::DBNAME).is_file() {
         return Err(MountError::NoCache(config.cache_dir.clone()));
@@ -76,7 +95,15 @@ fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError
     let cache = Cache::open_with(&config.cache_dir, options)?;
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let fs = DiskCacheFs::new(cache, FsConfig { read_only: config.read_only, ttl: config.ttl, uid, gid });
+    let fs = DiskCacheFs::new(
+        cache,
+        FsConfig { read_only: config.read_only, ttl: config.ttl, uid, gid, max_inodes: config.max_inodes },
+    );
+    // Names the kernel should forget (see `FsConfig::max_inodes`), sent by a
+    // thread of their own: a notification from inside a request could wait
+    // on a lock the kernel holds for that request.
+    let (forget_tx, forget_rx) = std::sync::mpsc::channel::<String>();
+    fs.set_forget_requests(forget_tx);
 
     let mut options = vec![
         fuser::MountOption::FSName(config.cache_dir.display().to_string()),
@@ -102,8 +129,19 @@ fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError
     fuse_config.clone_fd = true;
 
     block_shutdown_signals();
-    fuser::Session::new(FuseAdapter::new(fs), &config.mountpoint, &fuse_config)
-        .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })
+    let session = fuser::Session::new(FuseAdapter::new(fs), &config.mountpoint, &fuse_config)
+        .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })?;
+    let notifier = session.notifier();
+    std::thread::Builder::new()
+        .name("forget".into())
+        .spawn(move || {
+            for name in forget_rx {
+                // ENOENT: the kernel had already dropped it.
+                let _ = notifier.inval_entry(fuser::INodeNo(crate::fs::inode::KEYS_DIR), std::ffi::OsStr::new(&name));
+            }
+        })
+        .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })?;
+    Ok(session)
 }
 
 /// The kernel offers FUSE at most 128 KiB of read-ahead at INIT; large

@@ -1,0 +1,162 @@
+//! Resource limits (issue 7, item 7): the daemon's memory is bounded by its
+//! configuration (`--max-inodes`) whatever the number of keys; a thousand
+//! files open at once are fine; a full disk is ENOSPC for the writer, and
+//! the cache is intact and usable once space is freed. (The million-key
+//! run is `scripts/reliability limits`, figures in docs/RELIABILITY.md.)
+
+mod support;
+
+use std::io::{Read, Write};
+use std::process::Command;
+
+use support::{Mounted, errno_of, is_mounted, py};
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn memory_stays_bounded_by_max_inodes_with_a_hundred_thousand_keys() {
+    let m = Mounted::with(
+        |c| {
+            py(
+                "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nwith c.transact():\n    \
+                 for i in range(100_000): c[f'k{i}'] = b'v'",
+                &[c.to_str().unwrap()],
+            );
+        },
+        &["--max-inodes", "1000"],
+    );
+    // ls -l looks up every name: without the bound the daemon keeps an
+    // inode per key (about 1 KiB each) for as long as the kernel caches it.
+    let out = Command::new("ls").arg("-l").arg(m.keys()).output().unwrap();
+    assert!(out.status.success());
+    let lines = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('-')).count();
+    assert_eq!(lines, 100_000, "ls -l must list every key");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("cat {}/k99999 {}/k0", m.keys().display(), m.keys().display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"vv");
+    let peak = vm_hwm_kib(m.pid());
+    eprintln!("daemon peak RSS after ls -l of 100,000 keys with --max-inodes 1000: {peak} KiB");
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB: the inode bound did not hold");
+}
+
+#[test]
+fn a_thousand_files_open_at_once() {
+    let m = Mounted::with(
+        |c| {
+            py(
+                "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nfor i in range(1000):\n    \
+                 c[f'f{i}'] = bytes([i % 256]) * (50_000 if i % 2 else 100)",
+                &[c.to_str().unwrap()],
+            );
+        },
+        &[],
+    );
+    // This process needs the descriptors too.
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    limit.rlim_cur = limit.rlim_max.max(4096).min(limit.rlim_max);
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    let k = m.keys();
+    let mut readers: Vec<std::fs::File> =
+        (0..1000).map(|i| std::fs::File::open(k.join(format!("f{i}"))).unwrap()).collect();
+    // And 200 writers on new keys, all open at the same time.
+    let mut writers: Vec<std::fs::File> =
+        (0..200).map(|i| std::fs::File::create(k.join(format!("w{i}"))).unwrap()).collect();
+    for (i, w) in writers.iter_mut().enumerate() {
+        w.write_all(&vec![b'w'; 1000 + i * 300]).unwrap();
+    }
+    // Python replaces half the values while the readers hold them open.
+    py(
+        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nfor i in range(0, 1000, 2): c[f'f{i}'] = b'new'",
+        &[m.cache.to_str().unwrap()],
+    );
+    for (i, r) in readers.iter_mut().enumerate() {
+        let mut content = Vec::new();
+        r.read_to_end(&mut content).unwrap();
+        let want = vec![(i % 256) as u8; if i % 2 == 1 { 50_000 } else { 100 }];
+        assert!(content == want, "f{i}: {} bytes, not its snapshot", content.len());
+    }
+    drop(readers);
+    drop(writers);
+    let out = py(
+        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\n\
+         print(all(len(c[f'w{i}']) == 1000 + i * 300 for i in range(200)), c['f0'], len(c['f1']), c.check())",
+        &[m.cache.to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), "True b'new' 50000 []");
+    let peak = vm_hwm_kib(m.pid());
+    eprintln!("daemon peak RSS with 1,200 files open: {peak} KiB");
+    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
+}
+
+#[test]
+fn a_full_disk_is_enospc_for_the_writer_and_the_cache_survives() {
+    let root = tempfile::tempdir().unwrap();
+    let small = root.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let status = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"]).arg(&small).status().unwrap();
+    assert!(status.success(), "mounting a small tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let cache = small.join("cache");
+    py(
+        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nc['kept'] = b'k' * 100_000",
+        &[cache.to_str().unwrap()],
+    );
+    let mut m = Mounted::new();
+    m.stop();
+    if is_mounted(&m.mnt) {
+        Command::new("umount").arg("-l").arg(&m.mnt).status().unwrap();
+    }
+    m.cache = cache.clone();
+    m.start(&[]);
+    let k = m.keys();
+    // Fill the disk through the mount: some write or close must fail with
+    // ENOSPC (not EIO, not a hang), and nothing half-written is stored.
+    let mut errno = 0;
+    let mut stored = 0;
+    for i in 0..100 {
+        let result = std::fs::File::create(k.join(format!("big{i}"))).and_then(|mut f| {
+            f.write_all(&vec![b'b'; 1 << 20])?;
+            f.sync_all()
+        });
+        match result {
+            Ok(()) => stored += 1,
+            Err(e) => {
+                errno = e.raw_os_error().unwrap_or(-1);
+                break;
+            }
+        }
+    }
+    assert_eq!(errno, libc::ENOSPC, "after {stored} MiB stored, the error was errno {errno}\n{}", m.log());
+    assert_eq!(std::fs::read(k.join("kept")).unwrap().len(), 100_000, "the old entry is intact");
+    // Free space, then the cache works again and checks clean.
+    for i in 0..stored.min(4) {
+        std::fs::remove_file(k.join(format!("big{i}"))).unwrap();
+    }
+    std::fs::write(k.join("after"), vec![b'a'; 1 << 20]).unwrap();
+    assert_eq!(std::fs::read(k.join("after")).unwrap().len(), 1 << 20);
+    assert_eq!(
+        errno_of(std::fs::read(k.join(format!("big{stored}")))),
+        libc::ENOENT,
+        "the failed write stored nothing"
+    );
+    m.stop();
+    let out = py(
+        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nprint(len(c['kept']), len(c['after']), c.check())",
+        &[cache.to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), "100000 1048576 []");
+}
