@@ -552,7 +552,18 @@ impl DiskCacheFs {
             }
             (None, Some((len, false))) if pending_create || unlinked => self.file_attr(ino, len, now, now),
             (None, None) if pending_create => self.file_attr(ino, 0, now, now),
-            (None, _) => return Err(FsError::NotFound(format!("keys/{name}"))),
+            (None, _) => {
+                // Deleted while open: like an unlinked file, it still stats
+                // for its readers (fstat), with their snapshot's size.
+                let view = st.handles.values().find_map(|h| match h {
+                    Handle::Read { ino: i, view: Some(v), .. } if *i == ino => Some(*v),
+                    _ => None,
+                });
+                match view {
+                    Some(v) => self.file_attr(ino, v.len, v.store_time, v.access_time),
+                    None => return Err(FsError::NotFound(format!("keys/{name}"))),
+                }
+            }
         };
         Ok(attr)
     }

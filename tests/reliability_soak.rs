@@ -1,0 +1,131 @@
+//! Concurrency soak (issue 7, item 2), bounded: 8 clients on one cache at
+//! once, 3 through python-diskcache, 3 through the mount with plain file
+//! I/O (and rsync), 2 Rust engine processes, mixing set, get, delete,
+//! rename, incr, push/pull. No client sees an error, no update is lost (the
+//! shared counter is exact, every pushed item is pulled once or still
+//! queued) and the daemon's RSS stays flat. `DISKCACHEFS_SOAK_SECONDS`
+//! sets the length (20 s here; `scripts/reliability soak` runs 300).
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use support::{Mounted, py, python};
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn eight_mixed_clients_soak_without_errors_or_lost_updates() {
+    let seconds: f64 = std::env::var("DISKCACHEFS_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20.0);
+    let m = Mounted::new();
+    let client = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/soak_client.py");
+    let dir = m.root.path();
+    let mut children: Vec<(String, Child)> = Vec::new();
+    let mut reports = Vec::new();
+    for (kind, count) in [("py", 3), ("mount", 3)] {
+        for i in 0..count {
+            let name = format!("{kind}{i}");
+            let out = dir.join(format!("{name}.json"));
+            let child = Command::new(python())
+                .arg(&client)
+                .args([kind, &name])
+                .arg(&m.cache)
+                .arg(&m.mnt)
+                .arg(seconds.to_string())
+                .arg(&out)
+                .spawn()
+                .unwrap();
+            children.push((name, child));
+            reports.push(out);
+        }
+    }
+    // The Rust engine: incrs of the same counter and sets, sized to last
+    // about as long.
+    let engine_incrs = (seconds * 150.0) as u64;
+    for i in 0..2 {
+        let child = Command::new(env!("CARGO_BIN_EXE_diskcachefs-stress"))
+            .arg(&m.cache)
+            .args(["--name", &format!("rust{i}"), "--incr-key", "hits"])
+            .args(["--incrs", &engine_incrs.to_string(), "--sets", &engine_incrs.to_string()])
+            .spawn()
+            .unwrap();
+        children.push((format!("rust{i}"), child));
+    }
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    let mut failed = Vec::new();
+    while !children.is_empty() {
+        samples.push((start.elapsed().as_secs_f64(), rss_kib(m.pid())));
+        children.retain_mut(|(name, child)| match child.try_wait().unwrap() {
+            Some(status) => {
+                if !status.success() {
+                    failed.push(format!("{name}: {status}"));
+                }
+                false
+            }
+            None => true,
+        });
+        assert!(start.elapsed() < Duration::from_secs_f64(seconds * 3.0 + 120.0), "clients did not finish");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(failed.is_empty(), "clients failed: {failed:?}\n{}", m.log());
+
+    let mut errors = Vec::new();
+    let mut incrs = 2 * engine_incrs;
+    let mut ops = 0;
+    let mut pushed: Vec<String> = Vec::new();
+    let mut pulled: HashMap<String, usize> = HashMap::new();
+    for path in &reports {
+        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        errors.extend(r["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()));
+        incrs += r["incrs"].as_u64().unwrap();
+        ops += r["ops"].as_u64().unwrap();
+        pushed.extend(r["pushed"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()));
+        for p in r["pulled"].as_array().unwrap() {
+            *pulled.entry(p.as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    assert!(errors.is_empty(), "clients saw errors: {errors:#?}");
+    let twice: Vec<&String> = pulled.iter().filter(|(_, n)| **n > 1).map(|(p, _)| p).collect();
+    assert!(twice.is_empty(), "items pulled twice: {twice:?}");
+    let remaining = py(
+        "import sys, json, diskcache\nc = diskcache.Cache(sys.argv[1])\nout = []\n\
+         while True:\n    k, v = c.pull(prefix='soak')\n    if k is None: break\n    out.append(v.decode())\n\
+         print(json.dumps([c['hits'], out, c.check()]))",
+        &[m.cache.to_str().unwrap()],
+    );
+    let remaining: serde_json::Value = serde_json::from_str(remaining.trim()).unwrap();
+    assert_eq!(remaining[0].as_u64().unwrap(), incrs, "the shared counter lost updates");
+    for p in remaining[1].as_array().unwrap() {
+        *pulled.entry(p.as_str().unwrap().to_string()).or_default() += 1;
+    }
+    let lost: Vec<&String> = pushed.iter().filter(|p| !pulled.contains_key(*p)).take(10).collect();
+    assert!(lost.is_empty(), "pushed items never pulled nor queued: {lost:?}");
+    assert_eq!(pulled.len(), pushed.len(), "items pulled that nobody pushed");
+    assert_eq!(remaining[2], serde_json::json!([]), "check() after the soak");
+    // RSS flat: the second half grows no more than a few MiB over the first.
+    let half: Vec<u64> = samples.iter().filter(|(t, _)| *t > seconds / 2.0).map(|(_, r)| *r).collect();
+    let first: u64 = samples.iter().filter(|(t, _)| *t <= seconds / 2.0).map(|(_, r)| *r).max().unwrap_or(0);
+    let last = half.iter().copied().max().unwrap_or(0);
+    eprintln!(
+        "soak {seconds} s: {ops} file and python ops + {} engine ops, {incrs} incrs, {} pushes; daemon RSS max {first} KiB in the first half, {last} KiB in the second",
+        4 * engine_incrs,
+        pushed.len()
+    );
+    let trace: Vec<String> = samples.iter().step_by(8).map(|(t, r)| format!("{t:.0}s:{}M", r / 1024)).collect();
+    eprintln!("daemon RSS over time: {}", trace.join(" "));
+    // SQLite's page cache (sqlite_cache_size, 32 MiB by default) and its
+    // mmap of cache.db fill in steps as the database grows; anything that
+    // grew with the number of operations would show as more.
+    assert!(last <= first + 32 * 1024, "daemon RSS grew from {first} KiB to {last} KiB");
+}
