@@ -1109,7 +1109,7 @@ impl DiskCacheFs {
                 .cache
                 .open_raw(&key)
                 .map_err(|e| FsError::cache(format!("keys/{name}"), e))?
-                .ok_or_else(|| FsError::NotFound(format!("keys/{name}")))?;
+                .ok_or_else(|| FsError::Stale(format!("keys/{name}")))?;
             let len = match &content {
                 // The file's own length: the size column is not trusted.
                 RawContent::File(f) => f.metadata().map_err(|e| FsError::io(format!("keys/{name}"), e))?.len(),
@@ -1136,7 +1136,14 @@ impl DiskCacheFs {
             handle.staging = Some(Staging::Memory(Vec::new()));
             handle.dirty = true;
         } else if !pending_create {
-            handle.base = Some(Self::snapshot(&st.cache, &key, &name)?);
+            // The entry went away (a peer deleted it) while the kernel still
+            // had the name: ESTALE makes it look the name up again, so
+            // `open(O_CREAT)` creates the key anew and a plain open is ENOENT.
+            let base = match Self::snapshot(&st.cache, &key, &name) {
+                Err(FsError::NotFound(what)) => return Err(FsError::Stale(what)),
+                other => other?,
+            };
+            handle.base = Some(base);
         } else {
             handle.staging = Some(Staging::Memory(Vec::new()));
         }
@@ -1537,7 +1544,14 @@ impl DiskCacheFs {
         let old_name = key_to_name(&old_key);
         let new_name = key_to_name(&new_key);
         if old_name == new_name {
-            return Ok(());
+            // A rename onto itself: nothing to do, if there is something.
+            let pending = st.inodes.by_name(&old_name).and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
+            let exists = st.cache.entry_meta(&old_key).map_err(|e| FsError::cache(format!("keys/{old_name}"), e))?;
+            return if exists.is_some() || pending {
+                Ok(())
+            } else {
+                Err(FsError::NotFound(format!("keys/{old_name}")))
+            };
         }
         let source_ino = st.inodes.by_name(&old_name);
         let source_pending = source_ino.and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
