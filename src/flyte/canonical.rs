@@ -16,6 +16,8 @@
 //! and writes both key and value of every entry (even defaults). This
 //! module follows those rules by hand; prost's encoder differs on the last.
 
+use std::collections::BTreeMap;
+
 use super::idl;
 use super::key::KeyError;
 
@@ -62,19 +64,33 @@ fn put_nonempty(out: &mut Vec<u8>, field: u32, data: &[u8]) {
 }
 
 /// A present sub-message, written in place: its content goes straight into
-/// `out`, and its length is inserted before it afterwards (no buffer per
-/// nested message).
+/// `out` after one byte kept for its length, which is filled in afterwards;
+/// only a body of 128 bytes or more moves to make room for a longer varint
+/// (no buffer per nested message, and rarely a move).
 fn put_msg(
     out: &mut Vec<u8>,
     field: u32,
     body: impl FnOnce(&mut Vec<u8>) -> Result<(), KeyError>,
 ) -> Result<(), KeyError> {
     tag(out, field, LEN);
-    let start = out.len();
+    let at = out.len();
+    out.push(0);
     body(out)?;
-    let mut header = Vec::with_capacity(10);
-    varint(&mut header, (out.len() - start) as u64);
-    out.splice(start..start, header);
+    let len = out.len() - at - 1;
+    if len < 0x80 {
+        out[at] = len as u8;
+    } else {
+        let mut header = [0u8; 10];
+        let mut n = 0;
+        let mut v = len as u64;
+        while v >= 0x80 {
+            header[n] = (v as u8) | 0x80;
+            v >>= 7;
+            n += 1;
+        }
+        header[n] = v as u8;
+        out.splice(at..at + 1, header[..=n].iter().copied());
+    }
     Ok(())
 }
 
@@ -83,13 +99,43 @@ fn put_msg(
 /// reversed, then by length, and encodes the sorted entries back to front.
 /// The result is byte order, except that of two keys where one is a prefix
 /// of the other, the longer comes first (so an empty key comes last).
-fn upb_order<V>(map: &std::collections::BTreeMap<String, V>) -> Vec<(&String, &V)> {
+fn upb_order<V>(map: &BTreeMap<String, V>) -> UpbOrder<'_, V> {
+    // In byte order a key that is a prefix of any later key is a prefix of
+    // the next one; without such a pair the map's own order is upb's.
+    let mut keys = map.keys();
+    let mut prev = keys.next();
+    let mut prefix_pair = false;
+    for k in keys {
+        if prev.is_some_and(|p| k.as_bytes().starts_with(p.as_bytes())) {
+            prefix_pair = true;
+            break;
+        }
+        prev = Some(k);
+    }
+    if !prefix_pair {
+        return UpbOrder::Sorted(map.iter());
+    }
     let mut entries: Vec<(&String, &V)> = map.iter().collect();
     entries.sort_by(|(a, _), (b, _)| {
         let common = a.len().min(b.len());
         a.as_bytes()[..common].cmp(&b.as_bytes()[..common]).then(b.len().cmp(&a.len()))
     });
-    entries
+    UpbOrder::Reordered(entries.into_iter())
+}
+
+enum UpbOrder<'a, V> {
+    Sorted(std::collections::btree_map::Iter<'a, String, V>),
+    Reordered(std::vec::IntoIter<(&'a String, &'a V)>),
+}
+
+impl<'a, V> Iterator for UpbOrder<'a, V> {
+    type Item = (&'a String, &'a V);
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            UpbOrder::Sorted(it) => it.next(),
+            UpbOrder::Reordered(it) => it.next(),
+        }
+    }
 }
 
 /// Signed 32/64-bit values are varints of their two's complement (64 bit).
@@ -102,12 +148,19 @@ fn signed(v: i64) -> u64 {
 
 /// The hashed bytes for `inputs` minus the ignored variables.
 pub fn hashed_inputs(inputs: &idl::LiteralMap, ignore: &[String]) -> Result<Vec<u8>, KeyError> {
+    hashed_inputs_sized(inputs, ignore, 0)
+}
+
+/// The same, writing into a buffer of `capacity` bytes to begin with (the
+/// serialized input's size is a good guess: the model round trip mostly
+/// keeps what it reads).
+pub fn hashed_inputs_sized(inputs: &idl::LiteralMap, ignore: &[String], capacity: usize) -> Result<Vec<u8>, KeyError> {
     // flytekit converts the whole map to its models first, ignored inputs
     // and hashed literals included, so their failures are ours too.
     for literal in inputs.literals.values() {
         check_literal(literal)?;
     }
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(capacity);
     for (name, literal) in upb_order(&inputs.literals) {
         if ignore.iter().any(|i| i == name) {
             continue;

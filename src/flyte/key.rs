@@ -5,7 +5,7 @@ use md5::{Digest, Md5};
 use prost::Message;
 use thiserror::Error;
 
-use super::canonical::hashed_inputs;
+use super::canonical::{hashed_inputs, hashed_inputs_sized};
 use super::idl::LiteralMap;
 
 #[derive(Debug, Error)]
@@ -27,7 +27,7 @@ pub fn decode_literal_map(bytes: &[u8]) -> Result<LiteralMap, KeyError> {
 /// The bytes flytekit hashes for these inputs (`canonical` in the test
 /// vectors).
 pub fn canonical_bytes(inputs: &[u8], ignore: &[String]) -> Result<Vec<u8>, KeyError> {
-    hashed_inputs(&decode_literal_map(inputs)?, ignore)
+    hashed_inputs_sized(&decode_literal_map(inputs)?, ignore, inputs.len() + 16)
 }
 
 /// `joblib.hash(data)` of a Python bytes object: the md5 of joblib's
