@@ -136,7 +136,10 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // fuser::session's one warning is "Failed to umount filesystem" when the
+    // session ends after an external `umount` (ours, umount(8),
+    // fusermount3 -u): the normal way to stop a mount, not a problem.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser::session=error")).init();
     let cli = Cli::parse_from(fstab_arguments(std::env::args_os().collect()));
     match run(cli.command) {
         Ok(code) => code,
