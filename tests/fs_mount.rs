@@ -545,3 +545,64 @@ fn daemon_mode_returns_once_the_mount_is_ready() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Issue 5: usable from mount(8) and /etc/fstab the way sshfs is. mount(8)
+/// runs mount.fuse3, which runs `diskcachefs CACHE MNT -o OPTS`; `ro` and
+/// `allow_other` must take effect, the rest be ignored, and the daemon
+/// must be in the background by the time mount(8) returns. The fstab line
+/// is read from a file of its own (`mount -T`), so the machine's is
+/// untouched; `fuse.diskcachefs` needs the binary in mount's PATH, so the
+/// `fuse` type with `BINARY#CACHE` names it instead.
+#[test]
+fn mount_8_and_an_fstab_line_mount_it() {
+    let root = tempfile::tempdir().unwrap();
+    let (cache, mnt) = (root.path().join("c"), root.path().join("m"));
+    std::fs::create_dir(&mnt).unwrap();
+    py("import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nc['hello'] = b'world'", &[cache.to_str().unwrap()]);
+    let source = format!("{}#{}", env!("CARGO_BIN_EXE_diskcachefs"), cache.display());
+    let daemon_gone = |cache: &Path| {
+        let start = Instant::now();
+        while sh(&format!("pgrep -f '[d]iskcachefs mount {}'", cache.display())).status.success() {
+            assert!(start.elapsed() < Duration::from_secs(10), "daemon still running after umount");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // mount -t fuse ... -o ro,allow_other,nodev,nofail
+    let out = std::process::Command::new("mount")
+        .args(["-t", "fuse", &source])
+        .arg(&mnt)
+        .args(["-o", "ro,allow_other,nodev,nofail"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount(8): {}", String::from_utf8_lossy(&out.stderr));
+    let mounted = is_mounted(&mnt);
+    let hello = std::fs::read(mnt.join("keys/hello"));
+    let write = errno_of(std::fs::write(mnt.join("keys/new"), b"x"));
+    let options = std::fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(mnt.to_str().unwrap()))
+        .unwrap_or_default()
+        .to_string();
+    let umount = std::process::Command::new("umount").arg(&mnt).status().unwrap();
+    assert!(mounted, "mount(8) returned before the mount was there");
+    assert_eq!(hello.unwrap(), b"world");
+    assert_eq!(write, libc::EROFS, "ro was ignored");
+    assert!(options.contains("allow_other") && options.contains(" ro,"), "{options}");
+    assert!(umount.success());
+    daemon_gone(&cache);
+
+    // The same as a line of an fstab, writable this time.
+    let fstab = root.path().join("fstab");
+    std::fs::write(&fstab, format!("{source} {} fuse defaults,nofail 0 0\n", mnt.display())).unwrap();
+    let out = std::process::Command::new("mount").arg("-T").arg(&fstab).arg(&mnt).output().unwrap();
+    assert!(out.status.success(), "mount -T fstab: {}", String::from_utf8_lossy(&out.stderr));
+    let written = std::fs::write(mnt.join("keys/new"), b"from fstab");
+    let umount = std::process::Command::new("umount").arg(&mnt).status().unwrap();
+    written.unwrap();
+    assert!(umount.success());
+    daemon_gone(&cache);
+    let out = py("import sys, diskcache\nprint(diskcache.Cache(sys.argv[1])['new'])", &[cache.to_str().unwrap()]);
+    assert_eq!(out.trim(), "b'from fstab'");
+}
