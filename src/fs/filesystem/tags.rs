@@ -1,0 +1,180 @@
+//! `tags/` (docs/SEMANTICS.md, "Tags"): one directory per tag in use, its
+//! entries links to `../../keys/NAME`; creating or linking a file there tags
+//! the key, `rm -r` is `evict(tag)`. Tags of other types than str are named
+//! as keys are.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::{Attr, DiskCacheFs, Kind, State, name_str};
+use crate::cache::{Key, Scalar};
+use crate::fs::error::FsError;
+use crate::fs::inode::{TAG_DIR_BASE, TAG_LINK_BASE, is_view_ino};
+use crate::fs::names::{NameError, ParsedName, key_to_name, name_to_key};
+
+impl DiskCacheFs {
+    /// A tag as a key, for naming it like one.
+    pub(super) fn tag_key(tag: &Scalar) -> Key {
+        match tag {
+            Scalar::Str(s) => Key::Str(s.clone()),
+            Scalar::Bytes(b) => Key::Bytes(b.clone()),
+            Scalar::Int(i) => Key::Int(*i),
+            Scalar::Float(f) => Key::Float(*f),
+        }
+    }
+
+    pub(super) fn tag_name(tag: &Scalar) -> String {
+        key_to_name(&Self::tag_key(tag))
+    }
+
+    /// The tags `tags/` shows: those of live entries, and those made by mkdir.
+    pub(super) fn visible_tags(st: &State) -> Result<Vec<Scalar>, FsError> {
+        let mut tags = st.cache.live_tags().map_err(|e| FsError::cache("tags/", e))?;
+        for t in &st.made_tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+        tags.sort_by_key(Self::tag_name);
+        Ok(tags)
+    }
+
+    pub(super) fn find_tag(st: &State, name: &OsStr) -> Result<Option<Scalar>, FsError> {
+        Ok(Self::visible_tags(st)?.into_iter().find(|t| OsStr::new(&Self::tag_name(t)) == name))
+    }
+
+    /// Parses a new tag directory's name (mkdir): named as keys are named.
+    pub(super) fn parse_tag_name(name: &OsStr) -> Result<Scalar, FsError> {
+        let invalid = |reason: String| FsError::InvalidName { name: name_str(name), reason };
+        match name_to_key(name.as_bytes()) {
+            Ok(ParsedName::Key(Key::Str(s))) => Ok(Scalar::Str(s)),
+            Ok(ParsedName::Key(Key::Bytes(b))) => Ok(Scalar::Bytes(b)),
+            Ok(ParsedName::Key(Key::Int(i))) => Ok(Scalar::Int(i)),
+            Ok(ParsedName::Key(Key::Float(f))) => Ok(Scalar::Float(f)),
+            Ok(_) => Err(invalid("a tag is a str, bytes, int or float".into())),
+            Err(NameError::TooLong) => Err(FsError::NameTooLong(name_str(name))),
+            Err(NameError::Invalid(reason)) => Err(invalid(reason)),
+        }
+    }
+
+    pub(super) fn tag_dir_ino(st: &mut State, tag: &Scalar) -> u64 {
+        let index = match st.tag_dirs.iter().position(|t| t == tag) {
+            Some(i) => i,
+            None => {
+                st.tag_dirs.push(tag.clone());
+                st.tag_dirs.len() - 1
+            }
+        };
+        TAG_DIR_BASE + index as u64
+    }
+
+    pub(super) fn tag_of_dir(st: &State, ino: u64) -> Option<Scalar> {
+        if !(TAG_DIR_BASE..TAG_LINK_BASE).contains(&ino) {
+            return None;
+        }
+        st.tag_dirs.get((ino - TAG_DIR_BASE) as usize).cloned()
+    }
+
+    pub(super) fn tag_link_ino(st: &mut State, tag: &Scalar, name: &str) -> u64 {
+        let tag_index = (Self::tag_dir_ino(st, tag) - TAG_DIR_BASE) as usize;
+        let index = match st.tag_links.iter().position(|(t, n)| *t == tag_index && n == name) {
+            Some(i) => i,
+            None => {
+                st.tag_links.push((tag_index, name.to_string()));
+                st.tag_links.len() - 1
+            }
+        };
+        TAG_LINK_BASE + index as u64
+    }
+
+    pub(super) fn link_of(st: &State, ino: u64) -> Option<(Scalar, String)> {
+        let (tag_index, name) = st.tag_links.get(ino.checked_sub(TAG_LINK_BASE)? as usize)?;
+        Some((st.tag_dirs.get(*tag_index)?.clone(), name.clone()))
+    }
+
+    pub(super) fn link_target(name: &str) -> String {
+        format!("../../keys/{name}")
+    }
+
+    pub(super) fn link_attr(&self, ino: u64, name: &str) -> Attr {
+        let mut attr = self.dir_attr(ino);
+        attr.kind = Kind::Symlink;
+        attr.size = Self::link_target(name).len() as u64;
+        attr.perm = 0o777;
+        attr.nlink = 1;
+        attr
+    }
+
+    /// The attributes of `tags/T/` or of a link in it, if it still exists.
+    pub(super) fn tag_getattr(&self, st: &State, ino: u64) -> Result<Attr, FsError> {
+        if let Some(tag) = Self::tag_of_dir(st, ino) {
+            if Self::visible_tags(st)?.contains(&tag) {
+                return Ok(self.dir_attr(ino));
+            }
+            return Err(FsError::NotFound(format!("tags/{}", Self::tag_name(&tag))));
+        }
+        let (tag, name) = Self::link_of(st, ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        let gone = || FsError::NotFound(format!("tags/{}/{name}", Self::tag_name(&tag)));
+        let key = match name_to_key(name.as_bytes()) {
+            Ok(ParsedName::Key(k)) => k,
+            _ => return Err(gone()),
+        };
+        let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+        match meta {
+            Some(m) if m.tag.as_ref() == Some(&tag) => Ok(self.link_attr(ino, &name)),
+            _ if st.pending_tags.iter().any(|(n, t)| *n == name && *t == tag) => Ok(self.link_attr(ino, &name)),
+            _ => Err(gone()),
+        }
+    }
+
+    /// The target of a `tags/T/NAME` link: `../../keys/NAME`.
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        if is_view_ino(ino) {
+            return self.view_readlink(ino);
+        }
+        let st = self.lock();
+        let (_, name) = Self::link_of(&st, ino).ok_or_else(|| FsError::InvalidValue {
+            what: format!("inode {ino}"),
+            reason: "not a symbolic link".into(),
+        })?;
+        Ok(Self::link_target(&name).into_bytes())
+    }
+
+    /// `ln -s ../../keys/NAME tags/T/NAME` (how rsync restores a tag link):
+    /// tags the existing entry NAME with T.
+    pub fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError> {
+        if is_view_ino(parent) {
+            return self.view_symlink(parent, name, target);
+        }
+        self.check_writable(&name_str(name))?;
+        let mut st = self.lock();
+        let Some(tag) = Self::tag_of_dir(&st, parent) else {
+            return Err(FsError::NotPermitted(format!("symlink {}: only tags/T/ holds links", name_str(name))));
+        };
+        let name_s = name_str(name);
+        if target.as_os_str() != OsStr::new(&Self::link_target(&name_s)) {
+            return Err(FsError::InvalidValue {
+                what: format!("symlink {name_s}"),
+                reason: format!("a tag link points to {}", Self::link_target(&name_s)),
+            });
+        }
+        let key = self.resolve_name(&st, name)?;
+        if !st.cache.set_tag(&key, Some(&tag)).map_err(|e| FsError::cache(format!("keys/{name_s}"), e))? {
+            // The key is not there yet: tag it when it arrives.
+            st.pending_tags.retain(|(n, _)| *n != name_s);
+            st.pending_tags.push((name_s.clone(), tag.clone()));
+        }
+        let ino = Self::tag_link_ino(&mut st, &tag, &name_s);
+        Ok(self.link_attr(ino, &name_s))
+    }
+
+    /// Applies a tag waiting for the key named `name` (see `pending_tags`).
+    pub(super) fn apply_pending_tag(st: &mut State, name: &str, key: &Key) -> Result<(), FsError> {
+        if let Some(pos) = st.pending_tags.iter().position(|(n, _)| n == name) {
+            let (_, tag) = st.pending_tags.remove(pos);
+            st.cache.set_tag(key, Some(&tag)).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+        }
+        Ok(())
+    }
+}
