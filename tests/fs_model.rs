@@ -219,3 +219,34 @@ fn the_mount_behaves_like_the_model() {
         panic!("{e}\ndaemon log:\n{}", m.log());
     }
 }
+
+/// The two differences the model found, kept as plain tests (the runner
+/// above does not persist its failures). Both need a name the kernel still
+/// remembers whose entry another process deleted: the kernel then sends the
+/// request for the old inode without a new LOOKUP.
+#[test]
+fn a_name_whose_entry_a_peer_deleted_behaves_as_missing() {
+    let m = Mounted::new();
+    let k = m.keys();
+    let cache = m.cache.to_str().unwrap();
+    let delete = |key: &str| py("import sys, diskcache\ndel diskcache.Cache(sys.argv[1])[sys.argv[2]]", &[cache, key]);
+
+    // Opening with O_CREAT creates a new entry (the daemon answers the stale
+    // inode's OPEN with ESTALE; the kernel looks the name up again).
+    std::fs::write(k.join("a"), b"old").unwrap();
+    assert_eq!(std::fs::metadata(k.join("a")).unwrap().len(), 3);
+    delete("a");
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).create(true).open(k.join("a")).unwrap();
+    f.write_all(b"new").unwrap();
+    drop(f);
+    let out = py("import sys, diskcache\nprint(diskcache.Cache(sys.argv[1])['a'])", &[cache]);
+    assert_eq!(out.trim(), "b'new'");
+
+    // Renaming a deleted entry onto itself is ENOENT, as for any missing file.
+    std::fs::write(k.join("b"), b"x").unwrap();
+    assert!(k.join("b").exists());
+    delete("b");
+    assert_eq!(std::fs::rename(k.join("b"), k.join("b")).map_err(errno), Err(libc::ENOENT));
+    // And reading it is ENOENT, not the deleted value.
+    assert_eq!(std::fs::read(k.join("b")).map_err(errno), Err(libc::ENOENT));
+}
