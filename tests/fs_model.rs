@@ -236,7 +236,8 @@ fn a_name_whose_entry_a_peer_deleted_behaves_as_missing() {
     std::fs::write(k.join("a"), b"old").unwrap();
     assert_eq!(std::fs::metadata(k.join("a")).unwrap().len(), 3);
     delete("a");
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).create(true).open(k.join("a")).unwrap();
+    let mut f =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(k.join("a")).unwrap();
     f.write_all(b"new").unwrap();
     drop(f);
     let out = py("import sys, diskcache\nprint(diskcache.Cache(sys.argv[1])['a'])", &[cache]);
