@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
-use diskcachefs::flyte::idl::{Literal, LiteralMap, Primitive, Scalar, literal, primitive, scalar};
-use prost::Message;
+use diskcachefs::flyte::idl::primitive;
+use support::flyte::{lines, map, output, prim, workflow};
 use support::{Mounted, errno_of, python};
 
 /// A str as a directory name in task/ (docs/SEMANTICS.md, "Keys to
@@ -83,43 +83,8 @@ fn every_vector_resolves_through_files_to_flytekits_key() {
     assert_eq!(count, 318);
 }
 
-fn workflow(dir: &Path, side: &Path, args: &[&str]) -> serde_json::Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/flyte_workflow.py");
-    let out = Command::new(python()).arg(script).arg(dir).arg(side).args(args).output().unwrap();
-    assert!(out.status.success(), "flytekit {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or(serde_json::Value::Null)
-}
-
-fn prim(p: primitive::Value) -> Literal {
-    Literal {
-        value: Some(literal::Value::Scalar(Scalar {
-            value: Some(scalar::Value::Primitive(Primitive { value: Some(p) })),
-        })),
-        ..Default::default()
-    }
-}
-
-fn map(entries: Vec<(&str, Literal)>) -> Vec<u8> {
-    LiteralMap { literals: entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }.encode_to_vec()
-}
-
 fn int_input(x: i64) -> Vec<u8> {
     map(vec![("x", prim(primitive::Value::Integer(x)))])
-}
-
-fn output(bytes: &[u8]) -> primitive::Value {
-    let m = LiteralMap::decode(bytes).unwrap();
-    match &m.literals["o0"].value {
-        Some(literal::Value::Scalar(Scalar {
-            value: Some(scalar::Value::Primitive(Primitive { value: Some(v) })),
-        })) => v.clone(),
-        other => panic!("unexpected output {other:?}"),
-    }
-}
-
-fn lines(side: &Path) -> Vec<String> {
-    std::fs::read_to_string(side).unwrap_or_default().lines().map(String::from).collect()
 }
 
 #[test]

@@ -1,0 +1,54 @@
+//! Shared by the tests that run a flytekit workflow (`tests/py/flyte_workflow.py`)
+//! against a cache directory: running it, and making and reading the
+//! literal maps its tasks take and return.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use diskcachefs::flyte::idl::{Literal, LiteralMap, Primitive, Scalar, literal, primitive, scalar};
+use prost::Message;
+
+use super::python;
+
+/// Runs the workflow script with `args` on cache directory `dir`; its task
+/// bodies append to `side`. Returns the JSON its last line prints.
+pub fn workflow(dir: &Path, side: &Path, args: &[&str]) -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/flyte_workflow.py");
+    let out = Command::new(python()).arg(script).arg(dir).arg(side).args(args).output().unwrap();
+    assert!(out.status.success(), "flytekit {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let last = text.lines().last().unwrap_or("null");
+    serde_json::from_str(last).unwrap_or(serde_json::Value::Null)
+}
+
+/// A primitive literal.
+pub fn prim(p: primitive::Value) -> Literal {
+    Literal {
+        value: Some(literal::Value::Scalar(Scalar {
+            value: Some(scalar::Value::Primitive(Primitive { value: Some(p) })),
+        })),
+        ..Default::default()
+    }
+}
+
+/// A serialized literal map.
+pub fn map(entries: Vec<(&str, Literal)>) -> Vec<u8> {
+    LiteralMap { literals: entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect() }.encode_to_vec()
+}
+
+/// The primitive output `o0` of serialized task outputs.
+pub fn output(bytes: &[u8]) -> primitive::Value {
+    let m = LiteralMap::decode(bytes).unwrap();
+    match &m.literals["o0"].value {
+        Some(literal::Value::Scalar(Scalar {
+            value: Some(scalar::Value::Primitive(Primitive { value: Some(v) })),
+        })) => v.clone(),
+        other => panic!("unexpected output {other:?}"),
+    }
+}
+
+/// The lines the task bodies appended to the side-effect file (which
+/// bodies ran).
+pub fn lines(side: &Path) -> Vec<String> {
+    std::fs::read_to_string(side).unwrap_or_default().lines().map(String::from).collect()
+}
