@@ -537,7 +537,11 @@ fn daemon_mode_returns_once_the_mount_is_ready() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs")).arg("umount").arg(&mnt).output().unwrap();
     assert!(ready, "--daemon returned before the mount was ready");
     assert!(out.status.success());
-    // The daemon exits once unmounted.
+    wait_for_daemon_exit(&cache);
+}
+
+/// The daemon serving `cache` exits once unmounted (within 10 s).
+fn wait_for_daemon_exit(cache: &Path) {
     let start = Instant::now();
     // "[d]" keeps pgrep from matching the shell running it.
     while sh(&format!("pgrep -f '[d]iskcachefs mount {}'", cache.display())).status.success() {
@@ -560,13 +564,6 @@ fn mount_8_and_an_fstab_line_mount_it() {
     std::fs::create_dir(&mnt).unwrap();
     py("import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nc['hello'] = b'world'", &[cache.to_str().unwrap()]);
     let source = format!("{}#{}", env!("CARGO_BIN_EXE_diskcachefs"), cache.display());
-    let daemon_gone = |cache: &Path| {
-        let start = Instant::now();
-        while sh(&format!("pgrep -f '[d]iskcachefs mount {}'", cache.display())).status.success() {
-            assert!(start.elapsed() < Duration::from_secs(10), "daemon still running after umount");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
 
     // mount -t fuse ... -o ro,allow_other,nodev,nofail
     let out = std::process::Command::new("mount")
@@ -591,7 +588,7 @@ fn mount_8_and_an_fstab_line_mount_it() {
     assert_eq!(write, libc::EROFS, "ro was ignored");
     assert!(options.contains("allow_other") && options.contains(" ro,"), "{options}");
     assert!(umount.success());
-    daemon_gone(&cache);
+    wait_for_daemon_exit(&cache);
 
     // The same as a line of an fstab, writable this time.
     let fstab = root.path().join("fstab");
@@ -602,7 +599,7 @@ fn mount_8_and_an_fstab_line_mount_it() {
     let umount = std::process::Command::new("umount").arg(&mnt).status().unwrap();
     written.unwrap();
     assert!(umount.success());
-    daemon_gone(&cache);
+    wait_for_daemon_exit(&cache);
     let out = py("import sys, diskcache\nprint(diskcache.Cache(sys.argv[1])['new'])", &[cache.to_str().unwrap()]);
     assert_eq!(out.trim(), "b'from fstab'");
 }
