@@ -52,6 +52,10 @@ pub enum Error {
     /// The handle was opened read-only.
     #[error("the cache was opened read-only")]
     ReadOnly,
+    /// The caller of a transaction gave up on it (its own error is the
+    /// one to report); everything in it was rolled back.
+    #[error("the transaction was rolled back by its caller")]
+    Aborted,
     #[error("value file {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("sqlite: {0}")]

@@ -4,6 +4,7 @@
 //! setting its times, and replacing its value while keeping its tag and
 //! expiry. Same transaction rules as `core.rs`.
 
+use std::collections::HashMap;
 use std::fs::File;
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
@@ -12,7 +13,7 @@ use rusqlite::{OptionalExtension, params};
 use super::core::{Attr, Cache, Stored, scalar_from_owned};
 use super::disk::FetchError;
 use super::error::{Error, Result};
-use super::settings::{MODE_BINARY, MODE_PICKLE, MODE_RAW, MODE_TEXT};
+use super::settings::{EvictionPolicy, MODE_BINARY, MODE_PICKLE, MODE_RAW, MODE_TEXT};
 use super::types::{Key, Scalar};
 
 /// The inline `value` column, described without copying a large one.
@@ -190,6 +191,15 @@ impl Cache {
             }
         }
         Ok(out)
+    }
+
+    /// Whether a live entry carries `tag` (`tags/T` exists): stops at the
+    /// first one, through `Cache_tag_rowid` when the tag index is on.
+    pub fn tag_in_use(&self, tag: &Scalar) -> Result<bool> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT 1 FROM Cache WHERE tag = ? AND (expire_time IS NULL OR expire_time > ?) LIMIT 1")?;
+        Ok(stmt.exists(params![tag, self.now()])?)
     }
 
     /// The distinct tags of live entries (`tags/` in the mount).
@@ -442,6 +452,71 @@ impl Cache {
                 )?
                 .execute(params![store_time, access_time, key, key.raw(), now])?;
             Ok(n > 0)
+        })
+    }
+}
+
+/// The bookkeeping of gets made without it (a file system's readers):
+/// applied later in one transaction by [`Cache::apply_accesses`].
+#[derive(Clone, Debug, Default)]
+pub struct AccessLog {
+    pub hits: u64,
+    pub misses: u64,
+    /// By rowid: the latest access time and the number of gets.
+    pub rows: HashMap<i64, (f64, u64)>,
+}
+
+impl AccessLog {
+    pub fn is_empty(&self) -> bool {
+        self.hits == 0 && self.misses == 0
+    }
+
+    /// Adds another log's counts (a batch that could not be applied yet).
+    pub fn merge(&mut self, other: AccessLog) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        for (rowid, (time, count)) in other.rows {
+            let row = self.rows.entry(rowid).or_insert((time, 0));
+            row.0 = row.0.max(time);
+            row.1 += count;
+        }
+    }
+}
+
+impl Cache {
+    /// Applies gets' bookkeeping gathered while they ran without the write
+    /// lock: the statistics counters (with statistics on) and the eviction
+    /// policy's access column, as each get would have (`Cache.get`'s
+    /// `'get'` clause). A row deleted since is skipped by its UPDATE.
+    pub fn apply_accesses(&self, log: &AccessLog) -> Result<()> {
+        let (policy, statistics) = self.policy_and_statistics();
+        if self.is_read_only() || (!statistics && policy.get_update_sql().is_none()) {
+            return Ok(());
+        }
+        self.in_transaction(|| {
+            if statistics {
+                let mut stmt = self.conn().prepare_cached("UPDATE Settings SET value = value + ? WHERE key = ?")?;
+                stmt.execute(params![log.hits as i64, "hits"])?;
+                stmt.execute(params![log.misses as i64, "misses"])?;
+            }
+            match policy {
+                EvictionPolicy::LeastRecentlyUsed => {
+                    let mut stmt = self.conn().prepare_cached("UPDATE Cache SET access_time = ? WHERE rowid = ?")?;
+                    for (rowid, (time, _)) in &log.rows {
+                        stmt.execute(params![*time, *rowid])?;
+                    }
+                }
+                EvictionPolicy::LeastFrequentlyUsed => {
+                    let mut stmt = self
+                        .conn()
+                        .prepare_cached("UPDATE Cache SET access_count = access_count + ? WHERE rowid = ?")?;
+                    for (rowid, (_, count)) in &log.rows {
+                        stmt.execute(params![*count as i64, *rowid])?;
+                    }
+                }
+                EvictionPolicy::None | EvictionPolicy::LeastRecentlyStored => {}
+            }
+            Ok(())
         })
     }
 }

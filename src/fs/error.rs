@@ -50,6 +50,9 @@ pub enum FsError {
     Cache { what: String, source: cache::Error },
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
+    /// An engine handle for the request could not be opened.
+    #[error("{what}: {source}")]
+    Open { what: String, source: cache::OpenError },
 }
 
 impl FsError {
@@ -59,6 +62,10 @@ impl FsError {
 
     pub fn io(what: impl Into<String>, source: io::Error) -> FsError {
         FsError::Io { what: what.into(), source }
+    }
+
+    pub fn open(what: impl Into<String>, source: cache::OpenError) -> FsError {
+        FsError::Open { what: what.into(), source }
     }
 
     /// The errno the kernel passes back to the caller.
@@ -82,12 +89,16 @@ impl FsError {
             FsError::BadHandle(_) => libc::EBADF,
             FsError::CrossDevice(_) => libc::EXDEV,
             FsError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            FsError::Open { source, .. } => match source {
+                cache::OpenError::Timeout { .. } => libc::EBUSY,
+                _ => libc::EIO,
+            },
             FsError::Cache { source, .. } => match source {
                 // Another process holds the write lock past the timeout.
                 cache::Error::Timeout { .. } => libc::EBUSY,
                 // A crafted row pointing outside the cache: refused.
                 cache::Error::UnsafeFilename { .. } => libc::EACCES,
-                cache::Error::CorruptRow { .. } => libc::EIO,
+                cache::Error::CorruptRow { .. } | cache::Error::Aborted => libc::EIO,
                 cache::Error::NotANumber { .. } | cache::Error::BadSetting { .. } => libc::EINVAL,
                 cache::Error::Overflow { .. } => libc::EOVERFLOW,
                 cache::Error::KeyNotFound { .. } => libc::ENOENT,

@@ -2,32 +2,47 @@
 //! return `Result<_, FsError>`. Nothing here knows fuser: `fuse.rs` only
 //! translates requests to these calls and results to replies.
 //!
-//! All state (the cache handle, inodes, open files) sits behind one mutex;
-//! requests are served one at a time, in arrival order.
+//! This module is the namespace (names, inodes, attributes, listings and
+//! changes to names); `io` is open files; `tags`, `views` and `xattrs` are
+//! the trees beside `keys/` and the attributes.
+//!
+//! Concurrency (docs/DESIGN.md, "Concurrency"): requests run on several
+//! threads at once. Each takes an engine handle of its own from
+//! [`Engine`] (a read-only one to read, a read-write one to change the
+//! cache), then the [`Tables`] lock for the in-memory tables. Lock order:
+//! a writer's staging lock (`WriterSlot::io`), then SQLite's write lock
+//! (`BEGIN IMMEDIATE`, waited for with nothing else held), then the
+//! tables. The tables are never held while waiting for SQLite's write lock
+//! or while reading or writing a value's bytes: a read-only handle cannot
+//! wait for the write lock (WAL readers never do), and a change takes the
+//! tables only once its transaction holds the lock ([`DiskCacheFs::change`]).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::ops::{Deref, DerefMut};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cache::Scalar;
-use crate::cache::settings::MODE_RAW;
-use crate::cache::{Attr as Keep, Cache, EntryMeta, Key, NewValue, RawContent, RenameOutcome, ValueType};
-use crate::fs::content::{content_len, convert, inline_bytes};
+use crate::cache::settings::{DBNAME, MODE_RAW};
+use crate::cache::{self, Cache, EntryMeta, Key, RenameOutcome, Scalar};
+use crate::fs::content::content_len;
 use crate::fs::control::{is_metadata, parse_setting, setting_text, stats_json};
+use crate::fs::engine::{Conn, Engine};
 use crate::fs::error::FsError;
-use crate::fs::handle::{Handle, ReadView, Snapshot, Staging, WriteHandle};
+use crate::fs::handle::{Handle, ReadView, WriterSlot};
 use crate::fs::inode::{
     ContentVersion, FIRST_KEY_INODE, FIRST_SETTING, InodeTable, KEYS_DIR, OPS_DIR, QUEUES_DIR, ROOT, SETTINGS_DIR,
     STATS, TAG_DIR_BASE, TAGS_DIR, TASK_DIR, is_tag_ino, is_view_ino,
 };
-use crate::fs::names::{NAME_MAX, NameError, ParsedName, key_to_name, matches_hash, name_to_key};
+use crate::fs::intern::Interner;
+use crate::fs::names::{HASHED_PREFIX, NAME_MAX, NameError, ParsedName, key_to_name, matches_hash, name_to_key};
 
 /// Names in the root reserved for views (docs/SEMANTICS.md, "The tree").
 pub const RESERVED_ROOT_NAMES: [&str; 6] = ["tags", "queues", "task", "settings", "stats", "ops"];
 
+mod io;
 mod tags;
 mod views;
 mod xattrs;
@@ -98,25 +113,47 @@ pub struct StatFs {
     pub frsize: u32,
 }
 
-struct State {
-    cache: Cache,
+/// The tree's in-memory tables, behind one lock that is held only for
+/// in-memory work and reads that cannot wait (see the module doc).
+struct Tables {
     inodes: InodeTable,
     /// Setting names by inode (`FIRST_SETTING + index`).
-    setting_inos: Vec<String>,
-    /// Tags by `tags/T/` inode (`TAG_DIR_BASE + index`).
-    tag_dirs: Vec<Scalar>,
+    settings: Interner<String, String>,
+    /// Tags by `tags/T/` inode (`TAG_DIR_BASE + index`), by name.
+    tag_dirs: Interner<String, Scalar>,
     /// Tag directories made by mkdir that no entry carries yet.
     made_tags: Vec<Scalar>,
     /// (tag index, key name) by `tags/T/NAME` inode (`TAG_LINK_BASE + index`).
-    tag_links: Vec<(usize, String)>,
+    tag_links: Interner<(usize, String), (usize, String)>,
     /// Tag links made before their key exists (rsync creates links before
-    /// files): (key name, tag), applied when the key is committed or
+    /// files): tag by key name, applied when the key is committed or
     /// renamed into place.
-    pending_tags: Vec<(String, Scalar)>,
+    pending_tags: HashMap<String, Scalar>,
+    /// Keys of the `%sha256:` names this daemon has shown, by digest.
+    hashed_names: HashMap<[u8; 32], Key>,
     /// queues/, task/ and ops/ (views.rs).
     views: ViewTable,
     handles: HashMap<u64, Handle>,
     next_fh: u64,
+}
+
+/// What a request works with: its engine handle and the locked tables.
+struct State<'c, 't> {
+    cache: &'c Cache,
+    tables: MutexGuard<'t, Tables>,
+}
+
+impl Deref for State<'_, '_> {
+    type Target = Tables;
+    fn deref(&self) -> &Tables {
+        &self.tables
+    }
+}
+
+impl DerefMut for State<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Tables {
+        &mut self.tables
+    }
 }
 
 pub struct DiskCacheFs {
@@ -124,7 +161,11 @@ pub struct DiskCacheFs {
     /// Where names to forget go (a thread sends the notifications).
     forget_requests: Mutex<Option<std::sync::mpsc::Sender<String>>>,
     directory: PathBuf,
-    state: Mutex<State>,
+    engine: Engine,
+    /// Lock order: after a writer's staging lock and SQLite's write lock.
+    tables: Mutex<Tables>,
+    /// The directories' and links' time, read at most every 100 ms.
+    tree_time: Mutex<Option<(Instant, SystemTime)>>,
 }
 
 /// Rounds a time to the microsecond, so that it survives the round trip
@@ -151,24 +192,33 @@ fn name_str(name: &OsStr) -> String {
 }
 
 impl DiskCacheFs {
+    /// The tree over `cache`'s directory. `cache` becomes the engine's
+    /// primary handle; the requests' handles are opened beside it.
     pub fn new(cache: Cache, config: FsConfig) -> DiskCacheFs {
         DiskCacheFs {
             forget_requests: Mutex::new(None),
             directory: cache.directory().to_path_buf(),
             config,
-            state: Mutex::new(State {
-                cache,
+            engine: Engine::new(cache),
+            tables: Mutex::new(Tables {
                 inodes: InodeTable::new(),
-                setting_inos: Vec::new(),
-                tag_dirs: Vec::new(),
+                settings: Interner::default(),
+                tag_dirs: Interner::default(),
                 made_tags: Vec::new(),
-                tag_links: Vec::new(),
-                pending_tags: Vec::new(),
+                tag_links: Interner::default(),
+                pending_tags: HashMap::new(),
+                hashed_names: HashMap::new(),
                 views: ViewTable::default(),
                 handles: HashMap::new(),
                 next_fh: 1,
             }),
+            tree_time: Mutex::new(None),
         }
+    }
+
+    /// The engine's handles (for tests that look at its bookkeeping).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     pub fn set_forget_requests(&self, tx: std::sync::mpsc::Sender<String>) {
@@ -178,7 +228,7 @@ impl DiskCacheFs {
     /// Keeps the key inode table near `max_inodes`: asks the kernel to
     /// forget the oldest inodes nobody has open (their `forget` then
     /// removes them). Bounded work per call.
-    fn trim_inodes(&self, st: &mut State) {
+    fn trim_inodes(&self, st: &mut Tables) {
         if st.inodes.len() <= self.config.max_inodes {
             return;
         }
@@ -198,14 +248,95 @@ impl DiskCacheFs {
         &self.directory
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock is a bug; the state is still
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        // A panic while holding the lock is a bug; the tables are still
         // usable (every change is applied before the next may fail).
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A read-only engine handle for this request.
+    fn reader(&self) -> Result<Conn<'_>, FsError> {
+        self.engine.reader().map_err(|e| FsError::open(self.directory.display().to_string(), e))
+    }
+
+    /// A read-write engine handle for this request.
+    fn writer(&self) -> Result<Conn<'_>, FsError> {
+        self.engine.writer().map_err(|e| FsError::open(self.directory.display().to_string(), e))
+    }
+
+    /// The request's handle with the tables locked.
+    fn state<'c>(&self, cache: &'c Cache) -> State<'c, '_> {
+        State { cache, tables: self.tables() }
+    }
+
+    /// Runs a change of the cache as one transaction on a writer handle:
+    /// SQLite's write lock is waited for first, with nothing else held,
+    /// then `f` runs with the tables locked until after the COMMIT. A
+    /// lock not had within the cache's timeout is `EBUSY`
+    /// (`cache::Error::Timeout`); an error from `f` rolls back.
+    fn change<T>(&self, what: &str, f: impl FnOnce(&mut State) -> Result<T, FsError>) -> Result<T, FsError> {
+        let c = self.writer()?;
+        self.change_with(&c, what, f)
+    }
+
+    /// [`Self::change`] on a writer handle the caller already has.
+    fn change_with<T>(
+        &self,
+        c: &Cache,
+        what: &str,
+        f: impl FnOnce(&mut State) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        let mut failure = None;
+        let outcome = c.transact(|cache| {
+            let mut st = self.state(cache);
+            match f(&mut st) {
+                // The tables stay locked through the COMMIT, so nobody sees
+                // the change in them before it is in the cache.
+                Ok(value) => Ok((value, st.tables)),
+                Err(e) => {
+                    failure = Some(e);
+                    Err(cache::Error::Aborted)
+                }
+            }
+        });
+        match (outcome, failure) {
+            (_, Some(e)) => Err(e),
+            (Ok((value, tables)), None) => {
+                drop(tables);
+                Ok(value)
+            }
+            (Err(e), None) => {
+                log::warn!("{what}: {e}");
+                Err(FsError::cache(what, e))
+            }
+        }
+    }
+
+    /// The time of the directories and links: when the cache last changed
+    /// (`cache.db` or its WAL written), so that it is stable while nothing
+    /// changes (rsync and tar see nothing new) and moves when anything
+    /// does. Read at most every 100 ms.
+    fn tree_time(&self) -> SystemTime {
+        let mut cached = self.tree_time.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, time)) = *cached
+            && at.elapsed() < Duration::from_millis(100)
+        {
+            return time;
+        }
+        let db = self.directory.join(DBNAME);
+        let mut wal = db.clone().into_os_string();
+        wal.push("-wal");
+        let time = [db.as_os_str(), wal.as_os_str()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .max()
+            .unwrap_or(UNIX_EPOCH);
+        *cached = Some((Instant::now(), time));
+        time
     }
 
     fn dir_attr(&self, ino: u64) -> Attr {
-        let now = SystemTime::now();
+        let now = self.tree_time();
         Attr {
             ino,
             kind: Kind::Directory,
@@ -244,14 +375,14 @@ impl DiskCacheFs {
 
     fn control_attr(&self, ino: u64, len: usize, writable: bool) -> Attr {
         let mut attr = self.file_attr(ino, len as u64, 0.0, 0.0);
-        let now = SystemTime::now();
+        let now = self.tree_time();
         (attr.atime, attr.mtime, attr.ctime) = (now, now, now);
         attr.perm = if writable && !self.config.read_only { 0o644 } else { 0o444 };
         attr
     }
 
     fn stats_bytes(st: &State) -> Result<Vec<u8>, FsError> {
-        let stats = stats_json(&st.cache).map_err(|e| FsError::cache("stats", e))?;
+        let stats = stats_json(st.cache).map_err(|e| FsError::cache("stats", e))?;
         let mut text = serde_json::to_vec_pretty(&stats).unwrap_or_default();
         text.push(b'\n');
         Ok(text)
@@ -266,22 +397,15 @@ impl DiskCacheFs {
         Ok(settings.values.get(name).map(setting_text))
     }
 
-    fn setting_ino(st: &mut State, name: &str) -> u64 {
-        let index = match st.setting_inos.iter().position(|n| n == name) {
-            Some(i) => i,
-            None => {
-                st.setting_inos.push(name.to_string());
-                st.setting_inos.len() - 1
-            }
-        };
-        FIRST_SETTING + index as u64
+    fn setting_ino(st: &mut Tables, name: &str) -> u64 {
+        FIRST_SETTING + st.settings.intern(name.to_string(), || name.to_string()) as u64
     }
 
-    fn setting_name(st: &State, ino: u64) -> Option<String> {
+    fn setting_name(st: &Tables, ino: u64) -> Option<String> {
         if !(FIRST_SETTING..FIRST_KEY_INODE).contains(&ino) {
             return None;
         }
-        st.setting_inos.get((ino - FIRST_SETTING) as usize).cloned()
+        st.settings.get((ino - FIRST_SETTING) as usize).cloned()
     }
 
     /// Attributes of `stats` or a setting's file.
@@ -297,23 +421,27 @@ impl DiskCacheFs {
     /// Applies what was written to a setting's file: `reset(name, value)`.
     /// Nothing written (only white space) changes nothing: a shell's
     /// `echo V > settings/NAME` closes the file once before writing to it.
-    fn apply_setting(&self, st: &State, name: &str, text: &[u8]) -> Result<(), FsError> {
+    /// Runs on a writer handle of its own with the tables unlocked (a
+    /// setting may be a pragma, which SQLite refuses inside a transaction).
+    fn apply_setting(&self, name: &str, text: &[u8]) -> Result<(), FsError> {
         if text.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
         let what = format!("settings/{name}");
         let value = parse_setting(text).map_err(|reason| FsError::InvalidValue { what: what.clone(), reason })?;
+        let c = self.writer()?;
         match (name, &value) {
             // The tag index is the setting and the index itself: writing
             // 1 or 0 is create_tag_index() or drop_tag_index().
-            ("tag_index", Scalar::Int(1)) => st.cache.create_tag_index(),
-            ("tag_index", Scalar::Int(0)) => st.cache.drop_tag_index(),
+            ("tag_index", Scalar::Int(1)) => c.create_tag_index(),
+            ("tag_index", Scalar::Int(0)) => c.drop_tag_index(),
             ("tag_index", _) => {
                 return Err(FsError::InvalidValue { what, reason: "tag_index is 0 or 1".into() });
             }
-            _ => st.cache.reset(name, Some(value.clone())).map(drop),
+            _ => c.reset(name, Some(value.clone())).map(drop),
         }
         .map_err(|e| FsError::cache(what, e))?;
+        self.engine.settings_changed();
         Ok(())
     }
 
@@ -332,16 +460,22 @@ impl DiskCacheFs {
     // Names and attributes.
 
     /// Parses a name in `keys/` to its key (a `%sha256:` name is looked up).
-    fn resolve_name(&self, st: &State, name: &OsStr) -> Result<Key, FsError> {
+    fn resolve_name(&self, st: &mut State, name: &OsStr) -> Result<Key, FsError> {
         match name_to_key(name.as_bytes()) {
             Ok(ParsedName::Key(k)) => Ok(k),
             Ok(ParsedName::Hashed(digest)) => {
+                if let Some(key) = st.hashed_names.get(&digest) {
+                    return Ok(key.clone());
+                }
+                // Not shown by this daemon yet (a name typed, or a key a
+                // peer added): look for it once, and remember it.
                 let mut after = 0;
                 loop {
                     let batch = st.cache.list_meta(after, 1000).map_err(|e| FsError::cache("listing keys", e))?;
                     let Some(last) = batch.last() else { break };
                     after = last.rowid;
                     if let Some(m) = batch.iter().find(|m| matches_hash(&m.key, &digest)) {
+                        st.hashed_names.insert(digest, m.key.clone());
                         return Ok(m.key.clone());
                     }
                 }
@@ -349,6 +483,16 @@ impl DiskCacheFs {
             }
             Err(NameError::TooLong) => Err(FsError::NameTooLong(format!("keys/{}", name_str(name)))),
             Err(NameError::Invalid(reason)) => Err(FsError::InvalidName { name: name_str(name), reason }),
+        }
+    }
+
+    /// Remembers the key of a `%sha256:` name this daemon shows, so that
+    /// looking the name up again is a map lookup, not a scan of the cache.
+    fn remember_hashed(st: &mut Tables, name: &str, key: &Key) {
+        if name.starts_with(HASHED_PREFIX)
+            && let Ok(ParsedName::Hashed(digest)) = name_to_key(name.as_bytes())
+        {
+            st.hashed_names.entry(digest).or_insert_with(|| key.clone());
         }
     }
 
@@ -362,7 +506,7 @@ impl DiskCacheFs {
         let name = inode.name.clone();
         let pending_create = inode.pending_create;
         let unlinked = inode.unlinked;
-        let staged = Self::writer_of(st, ino).and_then(|w| w.staging.as_ref().map(|s| (s.len(), w.dirty)));
+        let staged = Self::writer_of(st, ino).and_then(|w| w.staged_len.map(|len| (len, w.dirty)));
         let meta = if unlinked {
             None
         } else {
@@ -376,7 +520,7 @@ impl DiskCacheFs {
                 self.file_attr(ino, len, store.unwrap_or(now), access.unwrap_or(now))
             }
             (Some(meta), _) => {
-                let len = Self::entry_len(&st.cache, &meta);
+                let len = Self::entry_len(st.cache, &meta);
                 if let Some(view) = Self::note_version(st, ino, ContentVersion::of(&meta, len)) {
                     return Ok(self.file_attr(ino, view.len, view.store_time, view.access_time));
                 }
@@ -405,7 +549,7 @@ impl DiskCacheFs {
     /// that version still have the file open, the inode is superseded
     /// instead (it keeps their version; the name gets a new inode) and
     /// their view is returned: a reader sees its whole snapshot.
-    fn note_version(st: &mut State, ino: u64, version: ContentVersion) -> Option<ReadView> {
+    fn note_version(st: &mut Tables, ino: u64, version: ContentVersion) -> Option<ReadView> {
         let held = st.inodes.get(ino)?.kernel_version;
         if let Some(held) = held
             && held != version
@@ -438,14 +582,14 @@ impl DiskCacheFs {
         }
     }
 
-    fn writer_of(st: &State, ino: u64) -> Option<&WriteHandle> {
+    fn writer_of(st: &Tables, ino: u64) -> Option<&WriterSlot> {
         st.handles.values().find_map(|h| match h {
             Handle::Write(w) if w.ino == ino && w.dirty => Some(w),
             _ => None,
         })
     }
 
-    fn has_dirty_writer(st: &State, ino: u64) -> bool {
+    fn has_dirty_writer(st: &Tables, ino: u64) -> bool {
         Self::writer_of(st, ino).is_some()
     }
 
@@ -456,7 +600,8 @@ impl DiskCacheFs {
         if is_view_ino(parent) {
             return self.view_lookup(parent, name);
         }
-        let mut st = self.lock();
+        let c = self.reader()?;
+        let mut st = self.state(&c);
         match parent {
             ROOT if name == "keys" => Ok(self.dir_attr(KEYS_DIR)),
             ROOT if name == "queues" => Ok(self.dir_attr(QUEUES_DIR)),
@@ -485,7 +630,7 @@ impl DiskCacheFs {
                 Ok(self.control_attr(ino, text.len(), true))
             }
             KEYS_DIR => {
-                let key = match self.resolve_name(&st, name) {
+                let key = match self.resolve_name(&mut st, name) {
                     Ok(k) => k,
                     // A name that cannot be a key's does not exist.
                     Err(FsError::InvalidName { .. }) => {
@@ -520,7 +665,7 @@ impl DiskCacheFs {
     }
 
     pub fn forget(&self, ino: u64, nlookup: u64) {
-        self.lock().inodes.forget(ino, nlookup);
+        self.tables().inodes.forget(ino, nlookup);
     }
 
     /// `getattr`. (`fstat` sends no file handle, so a reader's snapshot
@@ -532,15 +677,18 @@ impl DiskCacheFs {
         match ino {
             ROOT | KEYS_DIR | SETTINGS_DIR | TAGS_DIR => Ok(self.dir_attr(ino)),
             _ if is_tag_ino(ino) => {
-                let st = self.lock();
+                let c = self.reader()?;
+                let st = self.state(&c);
                 self.tag_getattr(&st, ino)
             }
             _ if ino < FIRST_KEY_INODE => {
-                let st = self.lock();
+                let c = self.reader()?;
+                let st = self.state(&c);
                 self.control_getattr(&st, ino)
             }
             _ => {
-                let mut st = self.lock();
+                let c = self.reader()?;
+                let mut st = self.state(&c);
                 self.key_attr(&mut st, ino)
             }
         }
@@ -563,7 +711,8 @@ impl DiskCacheFs {
         }
         if is_tag_ino(ino) {
             // Tag directories and links: times and modes are not kept.
-            let st = self.lock();
+            let c = self.reader()?;
+            let st = self.state(&c);
             if size.is_some() {
                 return Err(FsError::NotPermitted("tags: no size to change".into()));
             }
@@ -581,7 +730,8 @@ impl DiskCacheFs {
         if ino < FIRST_KEY_INODE {
             // stats and settings: times are ignored; a setting being written
             // may be truncated through its open handle.
-            let mut st = self.lock();
+            let c = self.reader()?;
+            let mut st = self.state(&c);
             if let Some(size) = size {
                 if ino == STATS {
                     return Err(FsError::AccessDenied("stats".into()));
@@ -602,71 +752,44 @@ impl DiskCacheFs {
             }
             return self.control_getattr(&st, ino);
         }
-        let mut st = self.lock();
-        let (key, name) = {
-            let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
-            (inode.key.clone(), inode.name.clone())
+        let name = {
+            let st = self.tables();
+            st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?.name.clone()
         };
         if let Some(size) = size {
             self.check_writable(&format!("keys/{name}"))?;
-            let spill = self.spill_size(&st);
-            let disk_dir = st.cache.directory().to_path_buf();
-            match fh.and_then(|fh| match st.handles.get(&fh) {
-                Some(Handle::Write(_)) => Some(fh),
-                _ => None,
-            }) {
-                Some(fh) => {
-                    let State { cache, handles, .. } = &mut *st;
-                    let Some(Handle::Write(w)) = handles.get_mut(&fh) else { unreachable!("checked above") };
-                    Self::materialize(cache, w).map_err(|e| FsError::io(format!("keys/{name}"), e))?;
-                    let staging = w.staging.as_mut().expect("materialized");
-                    staging.truncate(cache.disk(), size, spill).map_err(|e| FsError::io(format!("keys/{name}"), e))?;
-                    w.dirty = true;
-                }
-                None => {
-                    // truncate(1) on a path: a one-shot writer, committed now.
-                    let base = Self::snapshot(&st.cache, &key, &name)?;
-                    let mut w = WriteHandle { ino, append: false, base: Some(base), staging: None, dirty: true };
-                    let result = (|| {
-                        Self::materialize(&st.cache, &mut w).map_err(|e| FsError::io(format!("keys/{name}"), e))?;
-                        let staging = w.staging.as_mut().expect("materialized");
-                        staging
-                            .truncate(st.cache.disk(), size, spill)
-                            .map_err(|e| FsError::io(format!("keys/{name}"), e))?;
-                        self.commit(&mut st, &mut w)
-                    })();
-                    if let Some(staging) = w.staging.take() {
-                        staging.discard(st.cache.disk());
-                    }
-                    result?;
-                }
-            }
-            let _ = disk_dir;
+            self.truncate_key(ino, fh, size)?;
         }
         if atime.is_some() || mtime.is_some() {
             self.check_writable(&format!("keys/{name}"))?;
             let store = mtime.map(unix_seconds);
             let access = atime.map(unix_seconds);
-            let pending = st.inodes.get(ino).is_some_and(|i| i.pending_create) || Self::has_dirty_writer(&st, ino);
-            if pending && let Some(inode) = st.inodes.get_mut(ino) {
-                let (s0, a0) = inode.pending.times.unwrap_or((None, None));
-                inode.pending.times = Some((store.or(s0), access.or(a0)));
-            }
-            let before = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
-            st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
-            let after = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
-            if let (Some(before), Some(after)) = (before, after) {
-                // Same content, new store_time: not a new version for the
-                // readers that have it open (else they would be superseded).
-                let len = Self::entry_len(&st.cache, &after);
-                Self::retime_version(&mut st, ino, ContentVersion::of(&before, len), ContentVersion::of(&after, len));
-            }
+            self.change(&format!("keys/{name}"), |st| {
+                let key = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?.key.clone();
+                let pending = st.inodes.get(ino).is_some_and(|i| i.pending_create) || Self::has_dirty_writer(st, ino);
+                if pending && let Some(inode) = st.inodes.get_mut(ino) {
+                    let (s0, a0) = inode.pending.times.unwrap_or((None, None));
+                    inode.pending.times = Some((store.or(s0), access.or(a0)));
+                }
+                let before = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+                st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+                let after = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+                if let (Some(before), Some(after)) = (before, after) {
+                    // Same content, new store_time: not a new version for the
+                    // readers that have it open (else they would be superseded).
+                    let len = Self::entry_len(st.cache, &after);
+                    Self::retime_version(st, ino, ContentVersion::of(&before, len), ContentVersion::of(&after, len));
+                }
+                Ok(())
+            })?;
         }
+        let c = self.reader()?;
+        let mut st = self.state(&c);
         self.key_attr(&mut st, ino)
     }
 
     /// Renames a content version after a change of times alone.
-    fn retime_version(st: &mut State, ino: u64, old: ContentVersion, new: ContentVersion) {
+    fn retime_version(st: &mut Tables, ino: u64, old: ContentVersion, new: ContentVersion) {
         for h in st.handles.values_mut() {
             if let Handle::Read { ino: i, view: Some(v), .. } = h
                 && *i == ino
@@ -711,7 +834,8 @@ impl DiskCacheFs {
                 Ok(())
             }
             TAGS_DIR => {
-                let mut st = self.lock();
+                let c = self.reader()?;
+                let mut st = self.state(&c);
                 for (i, tag) in Self::visible_tags(&st)?.iter().enumerate() {
                     let next = i as u64 + 3;
                     if offset >= next {
@@ -726,7 +850,8 @@ impl DiskCacheFs {
                 Ok(())
             }
             _ if is_tag_ino(ino) => {
-                let mut st = self.lock();
+                let c = self.reader()?;
+                let mut st = self.state(&c);
                 let tag = Self::tag_of_dir(&st, ino).ok_or_else(|| FsError::NotDirectory(format!("inode {ino}")))?;
                 let mut after = offset.saturating_sub(2) as i64;
                 loop {
@@ -736,6 +861,7 @@ impl DiskCacheFs {
                     }
                     for meta in &batch {
                         let name = key_to_name(&meta.key);
+                        Self::remember_hashed(&mut st, &name, &meta.key);
                         let link = Self::tag_link_ino(&mut st, &tag, &name);
                         let attr = self.link_attr(link, &name);
                         if out.add(link, meta.rowid as u64 + 2, Kind::Symlink, OsStr::new(&name), plus.then_some(&attr))
@@ -747,7 +873,8 @@ impl DiskCacheFs {
                 }
             }
             SETTINGS_DIR => {
-                let mut st = self.lock();
+                let c = self.reader()?;
+                let mut st = self.state(&c);
                 let settings = st.cache.read_settings().map_err(|e| FsError::cache("settings/", e))?;
                 let names: Vec<String> = settings.values.keys().filter(|n| !is_metadata(n)).cloned().collect();
                 for (i, name) in names.iter().enumerate() {
@@ -766,17 +893,19 @@ impl DiskCacheFs {
             }
             KEYS_DIR => {
                 let mut after = offset.saturating_sub(2) as i64;
+                let c = self.reader()?;
                 loop {
-                    let mut st = self.lock();
-                    let batch = st.cache.list_meta(after, 256).map_err(|e| FsError::cache("listing keys/", e))?;
+                    let batch = c.list_meta(after, 256).map_err(|e| FsError::cache("listing keys/", e))?;
                     if batch.is_empty() {
                         return Ok(());
                     }
+                    let mut st = self.state(&c);
                     for meta in &batch {
                         let name = key_to_name(&meta.key);
+                        Self::remember_hashed(&mut st, &name, &meta.key);
                         let next = meta.rowid as u64 + 2;
                         if plus {
-                            let len = Self::entry_len(&st.cache, meta);
+                            let len = Self::entry_len(st.cache, meta);
                             let mut ino = st.inodes.ensure(&name, &meta.key);
                             if Self::note_version(&mut st, ino, ContentVersion::of(meta, len)).is_some() {
                                 ino = st.inodes.ensure(&name, &meta.key);
@@ -820,8 +949,9 @@ impl DiskCacheFs {
             return Err(FsError::NotPermitted(format!("mkdir {}: the tree's directories are fixed", name_str(name))));
         }
         let tag = Self::parse_tag_name(name)?;
-        let mut st = self.lock();
-        if Self::visible_tags(&st)?.contains(&tag) {
+        let c = self.reader()?;
+        let mut st = self.state(&c);
+        if Self::tag_in_use(&st, &tag)? {
             return Err(FsError::Exists(format!("tags/{}", name_str(name))));
         }
         st.made_tags.push(tag.clone());
@@ -839,434 +969,21 @@ impl DiskCacheFs {
         if parent != TAGS_DIR {
             return Err(FsError::NotPermitted(format!("rmdir {}: the tree's directories are fixed", name_str(name))));
         }
-        let mut st = self.lock();
-        // A directory this daemon has shown may have been emptied already
-        // (rm -r removes the entries first): removing it still succeeds.
-        let known = Self::parse_tag_name(name).ok().filter(|t| st.tag_dirs.contains(t));
-        let tag = match Self::find_tag(&st, name)? {
-            Some(tag) => tag,
-            None => known.ok_or_else(|| FsError::NotFound(format!("tags/{}", name_str(name))))?,
-        };
-        st.cache.evict(&tag).map_err(|e| FsError::cache(format!("tags/{}", name_str(name)), e))?;
-        st.made_tags.retain(|t| *t != tag);
-        Ok(())
-    }
-
-    // -----------------------------------------------------------------------
-    // Opening, reading, writing.
-
-    fn snapshot(cache: &Cache, key: &Key, name: &str) -> Result<Snapshot, FsError> {
-        match cache.open_raw(key).map_err(|e| FsError::cache(format!("keys/{name}"), e))? {
-            Some((_, RawContent::File(f))) => Ok(Snapshot::File(f)),
-            Some((_, RawContent::Inline(v))) => Ok(Snapshot::Inline(inline_bytes(&v))),
-            Some((_, RawContent::Null)) => Ok(Snapshot::Inline(Vec::new())),
-            None => Err(FsError::NotFound(format!("keys/{name}"))),
-        }
-    }
-
-    /// Writers keep their copy in memory below this size (diskcache's
-    /// `disk_min_file_size`, below which a bytes value is stored inline).
-    fn spill_size(&self, st: &State) -> u64 {
-        st.cache.min_file_size().max(1) as u64
-    }
-
-    fn new_handle(st: &mut State, handle: Handle) -> u64 {
-        let fh = st.next_fh;
-        st.next_fh += 1;
-        let ino = handle.ino();
-        if let Some(inode) = st.inodes.get_mut(ino) {
-            inode.open_handles += 1;
-        }
-        st.handles.insert(fh, handle);
-        fh
-    }
-
-    /// Opens a key's file. `write`: opened for writing; `truncate`: O_TRUNC;
-    /// `append`: O_APPEND.
-    pub fn open(&self, ino: u64, write: bool, truncate: bool, append: bool) -> Result<(u64, OpenFlags), FsError> {
-        if is_view_ino(ino) {
-            return self.view_open(ino, write);
-        }
-        if ino == ROOT || ino == KEYS_DIR || ino == SETTINGS_DIR {
-            if write {
-                return Err(FsError::IsDirectory(format!("inode {ino}")));
-            }
-            return Ok((0, OpenFlags::default()));
-        }
-        let mut st = self.lock();
-        if ino < FIRST_KEY_INODE {
-            // The content is made at open; its size may differ from the
-            // kernel's idea of it, so reads bypass the page cache.
-            let flags = OpenFlags { direct_io: true, ..OpenFlags::default() };
-            if ino == STATS {
-                if write {
-                    return Err(FsError::AccessDenied("stats".into()));
-                }
-                let text = Self::stats_bytes(&st)?;
-                return Ok((
-                    Self::new_handle(&mut st, Handle::Read { ino, snapshot: Snapshot::Inline(text), view: None }),
-                    flags,
-                ));
-            }
-            let name = Self::setting_name(&st, ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
-            let current =
-                Self::setting_bytes(&st, &name)?.ok_or_else(|| FsError::NotFound(format!("settings/{name}")))?;
-            if !write {
-                return Ok((
-                    Self::new_handle(&mut st, Handle::Read { ino, snapshot: Snapshot::Inline(current), view: None }),
-                    flags,
-                ));
-            }
-            self.check_writable(&format!("settings/{name}"))?;
-            let text = if truncate { Vec::new() } else { current };
-            let handle = Handle::Setting { ino, name, text, dirty: truncate };
-            return Ok((Self::new_handle(&mut st, handle), flags));
-        }
-        let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
-        if inode.superseded.is_some() {
-            // A path through a dentry the kernel still caches: ESTALE makes
-            // it look the name up again and open the current version.
-            return Err(FsError::Stale(format!("keys/{}", inode.name)));
-        }
-        let (key, name, pending_create, kernel_version) =
-            (inode.key.clone(), inode.name.clone(), inode.pending_create, inode.kernel_version);
-        if !write {
-            if pending_create {
-                // Created through the mount, not committed yet: empty.
-                let fh =
-                    Self::new_handle(&mut st, Handle::Read { ino, snapshot: Snapshot::Inline(Vec::new()), view: None });
-                return Ok((fh, OpenFlags { direct_io: true, no_flush: true, ..OpenFlags::default() }));
-            }
-            let (meta, content) = st
-                .cache
-                .open_raw(&key)
-                .map_err(|e| FsError::cache(format!("keys/{name}"), e))?
-                .ok_or_else(|| FsError::Stale(format!("keys/{name}")))?;
-            let len = match &content {
-                // The file's own length: the size column is not trusted.
-                RawContent::File(f) => f.metadata().map_err(|e| FsError::io(format!("keys/{name}"), e))?.len(),
-                _ => content_len(&meta),
-            };
-            let version = ContentVersion::of(&meta, len);
-            let snapshot = match content {
-                RawContent::File(f) => Snapshot::File(f),
-                RawContent::Inline(v) => Snapshot::Inline(inline_bytes(&v)),
-                RawContent::Null => Snapshot::Inline(Vec::new()),
-            };
-            // If the kernel's size for this file is of another version (a
-            // peer changed it within the attribute timeout), bypass the page
-            // cache for this open so the reader gets the whole new value.
-            let current = kernel_version == Some(version);
-            let flags = OpenFlags { keep_cache: current, direct_io: !current, no_flush: true };
-            let view = ReadView { version, len, store_time: meta.store_time, access_time: meta.access_time };
-            let fh = Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: Some(view) });
-            return Ok((fh, flags));
-        }
-        self.check_writable(&format!("keys/{name}"))?;
-        let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
-        if truncate {
-            handle.staging = Some(Staging::Memory(Vec::new()));
-            handle.dirty = true;
-        } else if !pending_create {
-            // The entry went away (a peer deleted it) while the kernel still
-            // had the name: ESTALE makes it look the name up again, so
-            // `open(O_CREAT)` creates the key anew and a plain open is ENOENT.
-            let base = match Self::snapshot(&st.cache, &key, &name) {
-                Err(FsError::NotFound(what)) => return Err(FsError::Stale(what)),
-                other => other?,
-            };
-            handle.base = Some(base);
-        } else {
-            handle.staging = Some(Staging::Memory(Vec::new()));
-        }
-        let fh = Self::new_handle(&mut st, Handle::Write(handle));
-        Ok((fh, OpenFlags::default()))
-    }
-
-    /// mknod of a regular file: a new empty entry (EEXIST if the key
-    /// exists), committed at once, as create-then-close would.
-    pub fn mknod_regular(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
-        let (_, fh, _) = self.create(parent, name, true, true, false)?;
-        let committed = self.flush(fh);
-        let released = self.release(fh);
-        committed.and(released)?;
-        let mut st = self.lock();
-        let ino = st
-            .inodes
-            .by_name(&key_to_name(&self.resolve_name(&st, name)?))
-            .ok_or_else(|| FsError::NotFound(name_str(name)))?;
-        self.key_attr(&mut st, ino)
-    }
-
-    /// Creates a key's file (O_CREAT) and opens it for writing. The entry
-    /// is committed on close (an empty value if nothing was written).
-    pub fn create(
-        &self,
-        parent: u64,
-        name: &OsStr,
-        exclusive: bool,
-        truncate: bool,
-        append: bool,
-    ) -> Result<(Attr, u64, OpenFlags), FsError> {
-        if is_view_ino(parent) {
-            return self.view_create(parent, name, exclusive);
-        }
-        // A file created in tags/T/ is a key created with tag T.
-        let new_tag = if is_tag_ino(parent) {
-            let st = self.lock();
-            Some(Self::tag_of_dir(&st, parent).ok_or_else(|| FsError::NotDirectory(format!("inode {parent}")))?)
-        } else {
-            None
-        };
-        let parent = if new_tag.is_some() { KEYS_DIR } else { parent };
-        if parent != KEYS_DIR {
-            if parent == ROOT || parent == SETTINGS_DIR || parent == TAGS_DIR {
-                self.check_writable(&name_str(name))?;
-                return Err(FsError::NotPermitted(format!("{}: only keys/ holds new files", name_str(name))));
-            }
-            return Err(FsError::NotDirectory(format!("inode {parent}")));
-        }
-        self.check_writable(&format!("keys/{}", name_str(name)))?;
-        let mut st = self.lock();
-        let key = match self.resolve_name(&st, name)? {
-            k if matches!(name_to_key(name.as_bytes()), Ok(ParsedName::Hashed(_))) => {
-                let _ = k;
-                return Err(FsError::InvalidName {
-                    name: name_str(name),
-                    reason: "a %sha256: name can only name an existing key".into(),
-                });
-            }
-            k => k,
-        };
-        let name = key_to_name(&key);
-        let exists = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_some();
-        let known = st.inodes.by_name(&name);
-        let pending = known.and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
-        if exclusive && (exists || pending) {
-            return Err(FsError::Exists(format!("keys/{name}")));
-        }
-        let ino = st.inodes.ensure(&name, &key);
-        if let Some(inode) = st.inodes.get_mut(ino) {
-            inode.nlookup += 1;
-            if !exists {
-                inode.pending_create = true;
-                inode.unlinked = false;
-            }
-            if let Some(tag) = &new_tag {
-                inode.pending.tag = Some(Some(tag.clone()));
-            }
-        }
-        let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
-        if exists && !truncate {
-            handle.base = Some(Self::snapshot(&st.cache, &key, &name)?);
-        } else {
-            handle.staging = Some(Staging::Memory(Vec::new()));
-            handle.dirty = true;
-        }
-        let fh = Self::new_handle(&mut st, Handle::Write(handle));
-        let attr = self.key_attr(&mut st, ino)?;
-        Ok((attr, fh, OpenFlags::default()))
-    }
-
-    /// Copies a writer's base content into its staging copy (first change).
-    fn materialize(cache: &Cache, w: &mut WriteHandle) -> std::io::Result<()> {
-        if w.staging.is_some() {
-            return Ok(());
-        }
-        let spill = cache.min_file_size().max(1) as u64;
-        let mut staging = Staging::Memory(Vec::new());
-        match w.base.take() {
-            Some(Snapshot::Inline(data)) if !data.is_empty() => {
-                staging.write_at(cache.disk(), 0, &data, spill)?;
-            }
-            Some(Snapshot::File(file)) => {
-                // Stream the value file in, chunk by chunk.
-                let mut offset = 0u64;
-                let chunk = 1 << 20;
-                loop {
-                    let data = Snapshot::File(file.try_clone()?).read_at(offset, chunk)?;
-                    if data.is_empty() {
-                        break;
-                    }
-                    staging.write_at(cache.disk(), offset, &data, spill)?;
-                    offset += data.len() as u64;
-                }
-            }
-            Some(Snapshot::Inline(_)) | None => {}
-        }
-        w.staging = Some(staging);
-        Ok(())
-    }
-
-    pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
-        let mut st = self.lock();
-        if matches!(st.handles.get(&fh), Some(Handle::Push { .. } | Handle::Resolve(_) | Handle::Op { .. })) {
-            return self.view_read(&mut st, fh, offset, size);
-        }
-        let what = || format!("inode {ino}");
-        match st.handles.get(&fh) {
-            Some(Handle::Read { snapshot, .. }) => {
-                snapshot.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e))
-            }
-            Some(Handle::Setting { text, .. }) => {
-                Snapshot::Inline(text.clone()).read_at(offset, size as usize).map_err(|e| FsError::io(what(), e))
-            }
-            Some(Handle::Write(w)) => match (&w.staging, &w.base) {
-                (Some(staging), _) => staging.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e)),
-                (None, Some(base)) => base.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e)),
-                (None, None) => Ok(Vec::new()),
-            },
-            Some(_) | None => Err(FsError::BadHandle(fh)),
-        }
-    }
-
-    pub fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError> {
-        let mut st = self.lock();
-        if matches!(st.handles.get(&fh), Some(Handle::Push { .. } | Handle::Resolve(_) | Handle::Op { .. })) {
-            return self.view_write(&mut st, fh, offset, data);
-        }
-        let spill = self.spill_size(&st);
-        if let Some(Handle::Setting { name, text, .. }) = st.handles.get(&fh) {
-            let end = offset as usize + data.len();
-            if end > 4096 {
-                return Err(FsError::InvalidValue { what: "a setting".into(), reason: "longer than 4 KiB".into() });
-            }
-            let mut new = text.clone();
-            if new.len() < end {
-                new.resize(end, b' ');
-            }
-            new[offset as usize..end].copy_from_slice(data);
-            Self::check_setting_line(&st, &name.clone(), &new)?;
-            if let Some(Handle::Setting { text, dirty, .. }) = st.handles.get_mut(&fh) {
-                *text = new;
-                *dirty = true;
-            }
-            return Ok(data.len());
-        }
-        let State { cache, handles, .. } = &mut *st;
-        let Some(Handle::Write(w)) = handles.get_mut(&fh) else {
-            return Err(FsError::BadHandle(fh));
-        };
-        let what = || format!("inode {ino}");
-        Self::materialize(cache, w).map_err(|e| FsError::io(what(), e))?;
-        let staging = w.staging.as_mut().expect("materialized");
-        let offset = if w.append { staging.len() } else { offset };
-        staging.write_at(cache.disk(), offset, data, spill).map_err(|e| FsError::io(what(), e))?;
-        w.dirty = true;
-        Ok(data.len())
-    }
-
-    /// FLUSH (each close of a writer) and fsync: commit if changed.
-    pub fn flush(&self, fh: u64) -> Result<(), FsError> {
-        let mut st = self.lock();
-        match st.handles.get(&fh) {
-            Some(Handle::Push { .. }) => return self.view_flush(&mut st, fh, false),
-            Some(Handle::Resolve(_) | Handle::Op { .. }) => return Ok(()),
-            _ => {}
-        }
-        if let Some(Handle::Setting { name, text, dirty, .. }) = st.handles.get(&fh)
-            && *dirty
-        {
-            let (name, text) = (name.clone(), text.clone());
-            self.apply_setting(&st, &name, &text)?;
-            if let Some(Handle::Setting { dirty, .. }) = st.handles.get_mut(&fh) {
-                *dirty = false;
-            }
-            return Ok(());
-        }
-        let Some(Handle::Write(mut w)) = st.handles.remove(&fh) else {
-            return Ok(()); // readers have nothing to flush
-        };
-        let result = if w.dirty { self.commit(&mut st, &mut w) } else { Ok(()) };
-        st.handles.insert(fh, Handle::Write(w));
-        result
-    }
-
-    pub fn release(&self, fh: u64) -> Result<(), FsError> {
-        let mut st = self.lock();
-        if matches!(st.handles.get(&fh), Some(Handle::Push { .. } | Handle::Resolve(_) | Handle::Op { .. })) {
-            let result = self.view_flush(&mut st, fh, true);
-            st.handles.remove(&fh);
-            return result;
-        }
-        let Some(handle) = st.handles.remove(&fh) else { return Ok(()) };
-        let (ino, result) = match handle {
-            Handle::Read { ino, .. } => (ino, Ok(())),
-            // Handled by the views above.
-            other @ (Handle::Push { .. } | Handle::Resolve(_) | Handle::Op { .. }) => (other.ino(), Ok(())),
-            Handle::Setting { ino, name, text, dirty } => {
-                (ino, if dirty { self.apply_setting(&st, &name, &text) } else { Ok(()) })
-            }
-            Handle::Write(mut w) => {
-                let result = if w.dirty { self.commit(&mut st, &mut w) } else { Ok(()) };
-                if let Some(staging) = w.staging.take() {
-                    staging.discard(st.cache.disk());
-                }
-                (w.ino, result)
+        let tag = {
+            let c = self.reader()?;
+            let st = self.state(&c);
+            // A directory this daemon has shown may have been emptied already
+            // (rm -r removes the entries first): removing it still succeeds.
+            let known = Self::parse_tag_name(name).ok().filter(|t| st.tag_dirs.find(&Self::tag_name(t)).is_some());
+            match Self::find_tag(&st, name)? {
+                Some(tag) => tag,
+                None => known.ok_or_else(|| FsError::NotFound(format!("tags/{}", name_str(name))))?,
             }
         };
-        if let Some(inode) = st.inodes.get_mut(ino) {
-            inode.open_handles = inode.open_handles.saturating_sub(1);
-            if inode.open_handles == 0 && inode.pending_create {
-                // Closed without a successful commit: it never existed.
-                inode.pending_create = false;
-            }
-        }
-        st.inodes.drop_if_unused(ino);
-        result
-    }
-
-    /// Commits a writer's copy as the entry's new value, atomically, with
-    /// the attributes set while it was open (else the entry's own).
-    fn commit(&self, st: &mut State, w: &mut WriteHandle) -> Result<(), FsError> {
-        let (key, name, unlinked, pending) = {
-            let inode = st.inodes.get(w.ino).ok_or_else(|| FsError::NotFound(format!("inode {}", w.ino)))?;
-            (inode.key.clone(), inode.name.clone(), inode.unlinked, inode.pending.clone())
-        };
-        if unlinked {
-            // Writes to an unlinked file vanish with it.
-            w.dirty = false;
-            return Ok(());
-        }
-        let what = format!("keys/{name}");
-        Self::materialize(&st.cache, w).map_err(|e| FsError::io(what.clone(), e))?;
-        let value_type = pending.value_type.unwrap_or(ValueType::Bytes);
-        let spill = self.spill_size(st);
-        let staging = w.staging.as_mut().expect("materialized");
-        // A previous commit of this copy failed after the engine removed
-        // its file: commit a fresh copy, never a row pointing at nothing.
-        staging.detach(st.cache.disk()).map_err(|e| FsError::io(what.clone(), e))?;
-        let invalid =
-            |reason: String| FsError::InvalidValue { what: format!("{what} as {}", value_type.name()), reason };
-        let new_value = match staging {
-            Staging::File { len, .. }
-                if *len >= spill && matches!(value_type, ValueType::Bytes | ValueType::Pickle) =>
-            {
-                // The staging file becomes the value file: no copy.
-                let size = *len;
-                let filename = staging.link(st.cache.disk()).map_err(|e| FsError::io(what.clone(), e))?;
-                if let Staging::File { committed, .. } = staging {
-                    *committed = true;
-                }
-                NewValue::File { filename, size, value_type }
-            }
-            _ => {
-                let data = staging.read_at(0, staging.len() as usize).map_err(|e| FsError::io(what.clone(), e))?;
-                NewValue::Value(convert(data, value_type).map_err(invalid)?)
-            }
-        };
-        let expire = pending.expire_time.map_or(Keep::Keep, Keep::Set);
-        let tag = pending.tag.clone().map_or(Keep::Keep, Keep::Set);
-        st.cache.replace_value(&key, new_value, expire, tag).map_err(|e| FsError::cache(what.clone(), e))?;
-        if let Some((store, access)) = pending.times {
-            st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(what.clone(), e))?;
-        }
-        Self::apply_pending_tag(st, &name, &key)?;
-        w.dirty = false;
-        if let Some(inode) = st.inodes.get_mut(w.ino) {
-            inode.pending_create = false;
-            inode.pending = Default::default();
-        }
+        // evict is a transaction of its own per batch (as core.py's), so it
+        // runs on a writer handle with the tables unlocked.
+        self.writer()?.evict(&tag).map_err(|e| FsError::cache(format!("tags/{}", name_str(name)), e))?;
+        self.tables().made_tags.retain(|t| *t != tag);
         Ok(())
     }
 
@@ -1280,9 +997,10 @@ impl DiskCacheFs {
         if is_tag_ino(parent) {
             // Removing an entry from tags/T/ evicts it (rm -r tags/T is evict(T)).
             self.check_writable(&name_str(name))?;
-            let st = self.lock();
+            let c = self.reader()?;
+            let mut st = self.state(&c);
             let tag = Self::tag_of_dir(&st, parent).ok_or_else(|| FsError::NotDirectory(format!("inode {parent}")))?;
-            let key = self.resolve_name(&st, name)?;
+            let key = self.resolve_name(&mut st, name)?;
             let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(name_str(name), e))?;
             if meta.and_then(|m| m.tag) != Some(tag) {
                 return Err(FsError::NotFound(format!("tags/.../{}", name_str(name))));
@@ -1295,19 +1013,20 @@ impl DiskCacheFs {
             return Err(FsError::NotPermitted(format!("{}: only keys in keys/ can be removed", name_str(name))));
         }
         self.check_writable(&format!("keys/{}", name_str(name)))?;
-        let mut st = self.lock();
-        let key = match self.resolve_name(&st, name) {
-            Err(FsError::InvalidName { .. }) => return Err(FsError::NotFound(format!("keys/{}", name_str(name)))),
-            other => other?,
-        };
-        let name = key_to_name(&key);
-        let deleted = st.cache.delete(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
-        let pending = st.inodes.by_name(&name).and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
-        if !deleted && !pending {
-            return Err(FsError::NotFound(format!("keys/{name}")));
-        }
-        st.inodes.unlink_name(&name);
-        Ok(())
+        self.change(&format!("keys/{}", name_str(name)), |st| {
+            let key = match self.resolve_name(st, name) {
+                Err(FsError::InvalidName { .. }) => return Err(FsError::NotFound(format!("keys/{}", name_str(name)))),
+                other => other?,
+            };
+            let name = key_to_name(&key);
+            let deleted = st.cache.delete(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+            let pending = st.inodes.by_name(&name).and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
+            if !deleted && !pending {
+                return Err(FsError::NotFound(format!("keys/{name}")));
+            }
+            st.inodes.unlink_name(&name);
+            Ok(())
+        })
     }
 
     pub fn rename(
@@ -1337,18 +1056,19 @@ impl DiskCacheFs {
             // mv keys/X tags/T/[Y]: tag the entry T (renaming it to Y first);
             // it stays in keys/.
             let tag = {
-                let st = self.lock();
+                let st = self.tables();
                 Self::tag_of_dir(&st, new_parent).ok_or_else(|| FsError::NotDirectory(format!("inode {new_parent}")))?
             };
             if name != new_name {
                 self.rename(KEYS_DIR, name, KEYS_DIR, new_name, no_replace, false)?;
             }
-            let st = self.lock();
-            let key = self.resolve_name(&st, new_name)?;
-            if !st.cache.set_tag(&key, Some(&tag)).map_err(|e| FsError::cache(name_str(new_name), e))? {
-                return Err(FsError::NotFound(format!("keys/{}", name_str(new_name))));
-            }
-            return Ok(());
+            return self.change(&format!("keys/{}", name_str(new_name)), |st| {
+                let key = self.resolve_name(st, new_name)?;
+                if !st.cache.set_tag(&key, Some(&tag)).map_err(|e| FsError::cache(name_str(new_name), e))? {
+                    return Err(FsError::NotFound(format!("keys/{}", name_str(new_name))));
+                }
+                Ok(())
+            });
         }
         if parent != KEYS_DIR || new_parent != KEYS_DIR {
             if parent == KEYS_DIR || new_parent == KEYS_DIR {
@@ -1356,8 +1076,12 @@ impl DiskCacheFs {
             }
             return Err(FsError::NotPermitted(format!("rename {}", name_str(name))));
         }
-        let mut st = self.lock();
-        let old_key = match self.resolve_name(&st, name) {
+        self.change(&format!("keys/{}", name_str(name)), |st| self.rename_key(st, name, new_name, no_replace))
+    }
+
+    /// `rename` within `keys/`, in the caller's transaction.
+    fn rename_key(&self, st: &mut State, name: &OsStr, new_name: &OsStr, no_replace: bool) -> Result<(), FsError> {
+        let old_key = match self.resolve_name(st, name) {
             Err(FsError::InvalidName { .. }) => return Err(FsError::NotFound(format!("keys/{}", name_str(name)))),
             other => other?,
         };
@@ -1368,7 +1092,7 @@ impl DiskCacheFs {
             // (how a backup restores it), else the existing key.
             Ok(ParsedName::Hashed(digest)) => match intended {
                 Some(k) if matches_hash(&k, &digest) => k,
-                _ => self.resolve_name(&st, new_name)?,
+                _ => self.resolve_name(st, new_name)?,
             },
             Err(NameError::TooLong) => return Err(FsError::NameTooLong(name_str(new_name))),
             Err(NameError::Invalid(reason)) => return Err(FsError::InvalidName { name: name_str(new_name), reason }),
@@ -1416,7 +1140,7 @@ impl DiskCacheFs {
             st.inodes.rename(ino, &new_name, &new_key);
         }
         if !source_pending {
-            Self::apply_pending_tag(&mut st, &new_name, &new_key)?;
+            Self::apply_pending_tag(st, &new_name, &new_key)?;
         }
         Ok(())
     }
@@ -1443,7 +1167,7 @@ impl DiskCacheFs {
 
     /// How many inodes the kernel is holding (for tests and logs).
     pub fn inode_count(&self) -> usize {
-        self.lock().inodes.len()
+        self.tables().inodes.len()
     }
 
     /// The root's reserved names (creating them is refused).
@@ -1456,7 +1180,7 @@ impl Drop for DiskCacheFs {
     fn drop(&mut self) {
         // Unmounting with writers still open: commit what they wrote, as a
         // close would have, rather than lose it.
-        let fhs: Vec<u64> = self.lock().handles.keys().copied().collect();
+        let fhs: Vec<u64> = self.tables().handles.keys().copied().collect();
         for fh in fhs {
             if let Err(e) = self.release(fh) {
                 log::error!("committing an open file at unmount: {e}");

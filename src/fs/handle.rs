@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
 
 use crate::cache::disk::Disk;
 use crate::cache::{Key, Side};
@@ -211,13 +212,15 @@ fn new_staging_file(disk: &Disk) -> io::Result<(Option<String>, File)> {
 pub enum Handle {
     Read {
         ino: u64,
-        snapshot: Snapshot,
+        /// Shared so that a read copies it out of the tables and reads
+        /// without holding their lock.
+        snapshot: Arc<Snapshot>,
         /// For a key's value: the version it is a snapshot of, so `fstat`
         /// on this handle reports the snapshot's size after a peer changes
         /// the entry (else the kernel would cut reads at the new size).
         view: Option<ReadView>,
     },
-    Write(WriteHandle),
+    Write(WriterSlot),
     /// A new file in `queues/P/`: pushed on close (docs/SEMANTICS.md,
     /// "Queues").
     Push {
@@ -295,6 +298,35 @@ impl Handle {
             Handle::Write(w) => w.ino,
             Handle::Resolve(r) => r.ino,
         }
+    }
+}
+
+/// A writer as the tables see it. Its staging copy is behind a lock of its
+/// own (taken before the tables' lock, never while holding it), so that a
+/// large write or a commit waiting for the cache's write lock holds up
+/// nobody else; `dirty` and `staged_len` mirror it for `stat`.
+pub struct WriterSlot {
+    pub ino: u64,
+    pub dirty: bool,
+    /// The staging copy's length, once there is one.
+    pub staged_len: Option<u64>,
+    pub io: Arc<Mutex<WriteHandle>>,
+}
+
+impl WriterSlot {
+    pub fn new(handle: WriteHandle) -> WriterSlot {
+        WriterSlot {
+            ino: handle.ino,
+            dirty: handle.dirty,
+            staged_len: handle.staging.as_ref().map(Staging::len),
+            io: Arc::new(Mutex::new(handle)),
+        }
+    }
+
+    /// Copies the writer's state into the mirror (both locks held).
+    pub fn mirror(&mut self, handle: &WriteHandle) {
+        self.dirty = handle.dirty;
+        self.staged_len = handle.staging.as_ref().map(Staging::len);
     }
 }
 

@@ -3,7 +3,10 @@
 //! - [`names`]: keys to file names and back (pure, property-tested).
 //! - [`pyrepr`], [`content`], [`xattr`]: values as file content and
 //!   attributes as text; [`control`]: `stats` and `settings/` files.
-//! - [`inode`], [`handle`]: inode numbers and open files.
+//! - [`inode`], [`handle`]: inode numbers and open files; [`intern`]:
+//!   the names that get inode numbers of their own.
+//! - [`engine`]: the engine handles requests use (readers, writers,
+//!   deferred bookkeeping), so that no request waits behind another.
 //! - [`filesystem`]: the semantics, as plain methods returning
 //!   `Result<_, FsError>` ([`error`]).
 //! - [`fuse`]: the `fuser::Filesystem` adapter, which only translates.
@@ -11,12 +14,14 @@
 
 pub mod content;
 pub mod control;
+pub mod engine;
 pub mod error;
 pub mod filesystem;
 pub mod fuse;
 pub mod grammar;
 pub mod handle;
 pub mod inode;
+pub mod intern;
 pub mod mount;
 pub mod names;
 pub mod pickle_check;

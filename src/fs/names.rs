@@ -68,8 +68,11 @@ pub fn full_name(key: &Key) -> String {
 fn hashed_name(full: &str) -> String {
     let digest = Sha256::digest(full.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("%sha256:{hex}")
+    format!("{HASHED_PREFIX}{hex}")
 }
+
+/// How the name of a key too long to be a name begins.
+pub const HASHED_PREFIX: &str = "%sha256:";
 
 /// Whether a long key's name is this `%sha256:` digest.
 pub fn matches_hash(key: &Key, digest: &[u8; 32]) -> bool {

@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{Attr, DiskCacheFs, Kind, State, name_str};
+use super::{Attr, DiskCacheFs, Kind, State, Tables, name_str};
 use crate::cache::{Key, Scalar};
 use crate::fs::error::FsError;
 use crate::fs::inode::{TAG_DIR_BASE, TAG_LINK_BASE, is_view_ino};
@@ -40,8 +40,22 @@ impl DiskCacheFs {
         Ok(tags)
     }
 
+    /// The tag `tags/NAME` shows, if it is in use: one indexed query, not
+    /// a listing (a name that is not a tag's own spelling shows nothing).
     pub(super) fn find_tag(st: &State, name: &OsStr) -> Result<Option<Scalar>, FsError> {
-        Ok(Self::visible_tags(st)?.into_iter().find(|t| OsStr::new(&Self::tag_name(t)) == name))
+        let Ok(tag) = Self::parse_tag_name(name) else { return Ok(None) };
+        if OsStr::new(&Self::tag_name(&tag)) != name || !Self::tag_in_use(st, &tag)? {
+            return Ok(None);
+        }
+        Ok(Some(tag))
+    }
+
+    /// Whether a live entry carries `tag`, or mkdir made its directory.
+    pub(super) fn tag_in_use(st: &State, tag: &Scalar) -> Result<bool, FsError> {
+        if st.made_tags.contains(tag) {
+            return Ok(true);
+        }
+        st.cache.tag_in_use(tag).map_err(|e| FsError::cache(format!("tags/{}", Self::tag_name(tag)), e))
     }
 
     /// Parses a new tag directory's name (mkdir): named as keys are named.
@@ -58,37 +72,24 @@ impl DiskCacheFs {
         }
     }
 
-    pub(super) fn tag_dir_ino(st: &mut State, tag: &Scalar) -> u64 {
-        let index = match st.tag_dirs.iter().position(|t| t == tag) {
-            Some(i) => i,
-            None => {
-                st.tag_dirs.push(tag.clone());
-                st.tag_dirs.len() - 1
-            }
-        };
-        TAG_DIR_BASE + index as u64
+    pub(super) fn tag_dir_ino(st: &mut Tables, tag: &Scalar) -> u64 {
+        TAG_DIR_BASE + st.tag_dirs.intern(Self::tag_name(tag), || tag.clone()) as u64
     }
 
-    pub(super) fn tag_of_dir(st: &State, ino: u64) -> Option<Scalar> {
+    pub(super) fn tag_of_dir(st: &Tables, ino: u64) -> Option<Scalar> {
         if !(TAG_DIR_BASE..TAG_LINK_BASE).contains(&ino) {
             return None;
         }
         st.tag_dirs.get((ino - TAG_DIR_BASE) as usize).cloned()
     }
 
-    pub(super) fn tag_link_ino(st: &mut State, tag: &Scalar, name: &str) -> u64 {
+    pub(super) fn tag_link_ino(st: &mut Tables, tag: &Scalar, name: &str) -> u64 {
         let tag_index = (Self::tag_dir_ino(st, tag) - TAG_DIR_BASE) as usize;
-        let index = match st.tag_links.iter().position(|(t, n)| *t == tag_index && n == name) {
-            Some(i) => i,
-            None => {
-                st.tag_links.push((tag_index, name.to_string()));
-                st.tag_links.len() - 1
-            }
-        };
-        TAG_LINK_BASE + index as u64
+        let id = (tag_index, name.to_string());
+        TAG_LINK_BASE + st.tag_links.intern(id.clone(), || id) as u64
     }
 
-    pub(super) fn link_of(st: &State, ino: u64) -> Option<(Scalar, String)> {
+    pub(super) fn link_of(st: &Tables, ino: u64) -> Option<(Scalar, String)> {
         let (tag_index, name) = st.tag_links.get(ino.checked_sub(TAG_LINK_BASE)? as usize)?;
         Some((st.tag_dirs.get(*tag_index)?.clone(), name.clone()))
     }
@@ -109,7 +110,7 @@ impl DiskCacheFs {
     /// The attributes of `tags/T/` or of a link in it, if it still exists.
     pub(super) fn tag_getattr(&self, st: &State, ino: u64) -> Result<Attr, FsError> {
         if let Some(tag) = Self::tag_of_dir(st, ino) {
-            if Self::visible_tags(st)?.contains(&tag) {
+            if Self::tag_in_use(st, &tag)? {
                 return Ok(self.dir_attr(ino));
             }
             return Err(FsError::NotFound(format!("tags/{}", Self::tag_name(&tag))));
@@ -123,7 +124,7 @@ impl DiskCacheFs {
         let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
         match meta {
             Some(m) if m.tag.as_ref() == Some(&tag) => Ok(self.link_attr(ino, &name)),
-            _ if st.pending_tags.iter().any(|(n, t)| *n == name && *t == tag) => Ok(self.link_attr(ino, &name)),
+            _ if st.pending_tags.get(&name) == Some(&tag) => Ok(self.link_attr(ino, &name)),
             _ => Err(gone()),
         }
     }
@@ -133,7 +134,7 @@ impl DiskCacheFs {
         if is_view_ino(ino) {
             return self.view_readlink(ino);
         }
-        let st = self.lock();
+        let st = self.tables();
         let (_, name) = Self::link_of(&st, ino).ok_or_else(|| FsError::InvalidValue {
             what: format!("inode {ino}"),
             reason: "not a symbolic link".into(),
@@ -148,8 +149,7 @@ impl DiskCacheFs {
             return self.view_symlink(parent, name, target);
         }
         self.check_writable(&name_str(name))?;
-        let mut st = self.lock();
-        let Some(tag) = Self::tag_of_dir(&st, parent) else {
+        let Some(tag) = Self::tag_of_dir(&self.tables(), parent) else {
             return Err(FsError::NotPermitted(format!("symlink {}: only tags/T/ holds links", name_str(name))));
         };
         let name_s = name_str(name);
@@ -159,20 +159,21 @@ impl DiskCacheFs {
                 reason: format!("a tag link points to {}", Self::link_target(&name_s)),
             });
         }
-        let key = self.resolve_name(&st, name)?;
-        if !st.cache.set_tag(&key, Some(&tag)).map_err(|e| FsError::cache(format!("keys/{name_s}"), e))? {
-            // The key is not there yet: tag it when it arrives.
-            st.pending_tags.retain(|(n, _)| *n != name_s);
-            st.pending_tags.push((name_s.clone(), tag.clone()));
-        }
-        let ino = Self::tag_link_ino(&mut st, &tag, &name_s);
+        let ino = self.change(&format!("keys/{name_s}"), |st| {
+            let key = self.resolve_name(st, name)?;
+            if !st.cache.set_tag(&key, Some(&tag)).map_err(|e| FsError::cache(format!("keys/{name_s}"), e))? {
+                // The key is not there yet: tag it when it arrives.
+                st.pending_tags.insert(name_s.clone(), tag.clone());
+            }
+            Ok(Self::tag_link_ino(st, &tag, &name_s))
+        })?;
         Ok(self.link_attr(ino, &name_s))
     }
 
-    /// Applies a tag waiting for the key named `name` (see `pending_tags`).
+    /// Applies a tag waiting for the key named `name` (see `pending_tags`),
+    /// in the caller's transaction.
     pub(super) fn apply_pending_tag(st: &mut State, name: &str, key: &Key) -> Result<(), FsError> {
-        if let Some(pos) = st.pending_tags.iter().position(|(n, _)| n == name) {
-            let (_, tag) = st.pending_tags.remove(pos);
+        if let Some(tag) = st.pending_tags.remove(name) {
             st.cache.set_tag(key, Some(&tag)).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
         }
         Ok(())

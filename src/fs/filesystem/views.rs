@@ -15,12 +15,15 @@
 //! `mkdir`; listings show those with live entries.
 
 use std::collections::{HashMap, HashSet};
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{Attr, DirReplier, DiskCacheFs, Kind, OpenFlags, State, name_str};
-use crate::cache::{Key, Side, Value};
+use std::sync::Arc;
+
+use super::{Attr, DirReplier, DiskCacheFs, Kind, OpenFlags, State, Tables, name_str};
+use crate::cache::{Cache, Key, RawContent, Scalar, Side, Value, ValueType};
 use crate::flyte::key::{cache_key, decode_literal_map};
 use crate::flyte::render::literal_map_to_json;
 use crate::fs::content::value_content;
@@ -31,13 +34,14 @@ use crate::fs::inode::{
     DECR_DIR, INCR_DIR, OPS_CHECK, OPS_CLEAR, OPS_CULL, OPS_DIR, OPS_EXPIRE, QUEUES_DIR, TASK_DIR, VIEW_DIR_BASE,
     VIEW_NODE_BASE,
 };
+use crate::fs::intern::Interner;
 use crate::fs::names::{NameError, ParsedName, key_to_name, name_to_key};
 
 /// The reserved name of the integer queue (`push(prefix=None)`).
 pub const INT_QUEUE: &str = "%int";
 
 /// A directory of a view.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ViewDir {
     /// `queues/P/`; `None` is the integer queue.
     Queue(Option<String>),
@@ -85,10 +89,10 @@ enum Node {
 /// life (bounded by what was looked up or listed).
 #[derive(Default)]
 pub struct ViewTable {
-    dirs: Vec<ViewDir>,
+    /// Directories by inode - VIEW_DIR_BASE.
+    dirs: Interner<ViewDir, ViewDir>,
     /// (parent directory inode, name) by node inode - VIEW_NODE_BASE.
-    nodes: Vec<(u64, String)>,
-    node_index: HashMap<(u64, String), u64>,
+    nodes: Interner<(u64, String), (u64, String)>,
     /// Links made by `symlink` (a restore), shown until their key arrives.
     restored_links: HashSet<u64>,
     /// The last listing of each view directory, served to the readdir
@@ -100,14 +104,7 @@ pub struct ViewTable {
 
 impl ViewTable {
     fn dir_ino(&mut self, dir: ViewDir) -> u64 {
-        let index = match self.dirs.iter().position(|d| *d == dir) {
-            Some(i) => i,
-            None => {
-                self.dirs.push(dir);
-                self.dirs.len() - 1
-            }
-        };
-        VIEW_DIR_BASE + index as u64
+        VIEW_DIR_BASE + self.dirs.intern(dir.clone(), || dir) as u64
     }
 
     fn dir(&self, ino: u64) -> Option<&ViewDir> {
@@ -119,13 +116,7 @@ impl ViewTable {
 
     fn node_ino(&mut self, parent: u64, name: &str) -> u64 {
         let id = (parent, name.to_string());
-        if let Some(ino) = self.node_index.get(&id) {
-            return *ino;
-        }
-        let ino = VIEW_NODE_BASE + self.nodes.len() as u64;
-        self.nodes.push(id.clone());
-        self.node_index.insert(id, ino);
-        ino
+        VIEW_NODE_BASE + self.nodes.intern(id.clone(), || id) as u64
     }
 
     fn node(&self, ino: u64) -> Option<(u64, &str)> {
@@ -161,7 +152,7 @@ impl DiskCacheFs {
         self.control_attr(ino, len, writable)
     }
 
-    fn classify(st: &State, parent: u64, name: &str) -> Result<Node, FsError> {
+    fn classify(st: &Tables, parent: u64, name: &str) -> Result<Node, FsError> {
         let invalid = |reason: &str| FsError::InvalidName { name: name.to_string(), reason: reason.to_string() };
         if parent == INCR_DIR || parent == DECR_DIR {
             let key = match name_to_key(name.as_bytes()) {
@@ -290,7 +281,8 @@ impl DiskCacheFs {
     // Entry points, called by filesystem.rs for view inodes.
 
     pub(super) fn view_lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
-        let mut st = self.lock();
+        let c = self.reader()?;
+        let mut st = self.state(&c);
         let text = name.to_str().ok_or_else(|| FsError::NotFound(name_str(name)))?;
         match parent {
             QUEUES_DIR => {
@@ -332,7 +324,8 @@ impl DiskCacheFs {
     }
 
     pub(super) fn view_getattr(&self, ino: u64) -> Result<Attr, FsError> {
-        let mut st = self.lock();
+        let c = self.reader()?;
+        let mut st = self.state(&c);
         match ino {
             QUEUES_DIR | TASK_DIR | OPS_DIR | INCR_DIR | DECR_DIR => Ok(self.view_dir_attr(ino)),
             OPS_EXPIRE | OPS_CULL | OPS_CLEAR | OPS_CHECK => {
@@ -355,7 +348,8 @@ impl DiskCacheFs {
         plus: bool,
         out: &mut dyn DirReplier,
     ) -> Result<(), FsError> {
-        let mut st = self.lock();
+        let c = self.reader()?;
+        let mut st = self.state(&c);
         // offset 2 is where a listing starts (after . and ..): list anew.
         if offset <= 2 || !st.views.listings.contains_key(&ino) {
             let listing = self.view_listing(&mut st, ino)?;
@@ -473,7 +467,7 @@ impl DiskCacheFs {
     }
 
     pub(super) fn view_readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
-        let st = self.lock();
+        let st = self.tables();
         let (parent, name) = st.views.node(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
         match Self::classify(&st, parent, name)? {
             Node::QueueItem { key } => Ok(Self::queue_link_target(&key).into_bytes()),
@@ -487,7 +481,7 @@ impl DiskCacheFs {
     /// itself comes through `keys/`.
     pub(super) fn view_symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError> {
         self.check_writable(&name_str(name))?;
-        let mut st = self.lock();
+        let mut st = self.tables();
         let text = name.to_str().ok_or_else(|| FsError::NotPermitted(name_str(name)))?;
         let want = match Self::classify(&st, parent, text) {
             Ok(Node::QueueItem { key }) => Self::queue_link_target(&key),
@@ -507,7 +501,6 @@ impl DiskCacheFs {
 
     pub(super) fn view_open(&self, ino: u64, write: bool) -> Result<(u64, OpenFlags), FsError> {
         let flags = OpenFlags { direct_io: true, ..OpenFlags::default() };
-        let mut st = self.lock();
         if matches!(ino, OPS_EXPIRE | OPS_CULL | OPS_CLEAR | OPS_CHECK) {
             let op = match ino {
                 OPS_EXPIRE => Op::Expire,
@@ -516,37 +509,47 @@ impl DiskCacheFs {
                 _ => Op::Check,
             };
             let output = if ino == OPS_CHECK && !write {
-                Self::run_check(&st, false)?
+                // A check runs on a handle of its own, the tables unlocked.
+                Self::run_check(&*self.writer()?, false)?
             } else {
-                st.views.last_results.get(&ino).cloned().unwrap_or_default()
+                self.tables().views.last_results.get(&ino).cloned().unwrap_or_default()
             };
             if write {
                 self.check_writable(&format!("ops/{op:?}"))?;
             }
-            return Ok((Self::new_handle(&mut st, Handle::Op { ino, op, output }), flags));
+            return Ok((Self::new_handle(&mut self.tables(), Handle::Op { ino, op, output }), flags));
         }
-        let (parent, name) = st.views.node(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
-        let name = name.to_string();
-        match Self::classify(&st, parent, &name)? {
-            Node::Pull { queue, side } => {
-                if write {
-                    return Err(FsError::AccessDenied(format!("queues/.../{name}: open it for reading to pull")));
-                }
-                self.check_writable(&format!("queues/.../{name}"))?;
-                let what = format!("queues/{}/{name}", queue.as_deref().map_or(INT_QUEUE.to_string(), str_name));
-                let (_, entry) = st
-                    .cache
-                    .pull(queue.as_deref(), side)
-                    .map_err(|e| FsError::cache(what.clone(), e))?
-                    .ok_or_else(|| FsError::NotFound(format!("{what}: the queue is empty")))?;
-                let snapshot = Snapshot::Inline(value_content(&entry.value));
-                Ok((Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: None }), flags))
+        let node = {
+            let st = self.tables();
+            let (parent, name) = st.views.node(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+            (name.to_string(), Self::classify(&st, parent, name)?)
+        };
+        let (name, node) = node;
+        if let Node::Pull { queue, side } = &node {
+            if write {
+                return Err(FsError::AccessDenied(format!("queues/.../{name}: open it for reading to pull")));
             }
+            self.check_writable(&format!("queues/.../{name}"))?;
+            let what = format!("queues/{}/{name}", queue.as_deref().map_or(INT_QUEUE.to_string(), str_name));
+            // A pull is its own transaction: it waits for the write lock
+            // with the tables unlocked.
+            let (_, entry) = self
+                .writer()?
+                .pull(queue.as_deref(), *side)
+                .map_err(|e| FsError::cache(what.clone(), e))?
+                .ok_or_else(|| FsError::NotFound(format!("{what}: the queue is empty")))?;
+            let snapshot = Arc::new(Snapshot::Inline(value_content(&entry.value)));
+            return Ok((Self::new_handle(&mut self.tables(), Handle::Read { ino, snapshot, view: None }), flags));
+        }
+        let c = self.reader()?;
+        let mut st = self.state(&c);
+        match node {
+            Node::Pull { .. } => unreachable!("pulled above"),
             Node::TaskJson { key } => {
                 if write {
                     return Err(FsError::AccessDenied(format!("{name}: a rendering is read-only")));
                 }
-                let snapshot = Snapshot::Inline(Self::task_json(&st, &key)?);
+                let snapshot = Arc::new(Snapshot::Inline(Self::task_json(&st, &key)?));
                 Ok((Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: None }), flags))
             }
             Node::Resolver { task, version, ignore, want_key } => {
@@ -556,7 +559,7 @@ impl DiskCacheFs {
             }
             Node::Counter { key, decr } => {
                 if !write {
-                    let snapshot = Snapshot::Inline(Self::counter_text(&st, &key)?);
+                    let snapshot = Arc::new(Snapshot::Inline(Self::counter_text(&st, &key)?));
                     return Ok((Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: None }), flags));
                 }
                 self.check_writable(&format!("ops/incr/{name}"))?;
@@ -588,13 +591,13 @@ impl DiskCacheFs {
     ) -> Result<(Attr, u64, OpenFlags), FsError> {
         let text = name.to_str().ok_or_else(|| FsError::NotPermitted(name_str(name)))?.to_string();
         let node = {
-            let st = self.lock();
+            let st = self.tables();
             Self::classify(&st, parent, &text)?
         };
         match node {
             Node::PushFile { queue, side } => {
                 self.check_writable(&text)?;
-                let mut st = self.lock();
+                let mut st = self.tables();
                 let ino = st.views.node_ino(parent, &text);
                 // Nothing is pushed before something is written: a shell's
                 // `echo x > queues/P/f` closes the file once before writing.
@@ -619,7 +622,8 @@ impl DiskCacheFs {
         }
     }
 
-    pub(super) fn view_read(&self, st: &mut State, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+    pub(super) fn view_read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+        let mut st = self.tables();
         match st.handles.get_mut(&fh) {
             Some(Handle::Op { output, .. }) => {
                 Snapshot::Inline(output.clone()).read_at(offset, size as usize).map_err(|e| FsError::io("ops", e))
@@ -631,12 +635,17 @@ impl DiskCacheFs {
             }
             Some(Handle::Resolve(r)) => {
                 if r.output.is_none() {
-                    let result = Self::resolve(&st.cache, r);
-                    let Some(Handle::Resolve(r)) = st.handles.get_mut(&fh) else { unreachable!() };
+                    // Resolved with the tables unlocked: decoding inputs and
+                    // reading the outputs take their time.
+                    let request = (r.task.clone(), r.version.clone(), r.input.clone(), r.ignore.clone(), r.want_key);
+                    drop(st);
+                    let result = Self::resolve(&*self.reader()?, &self.engine, request);
+                    st = self.tables();
+                    let Some(Handle::Resolve(r)) = st.handles.get_mut(&fh) else { return Err(FsError::BadHandle(fh)) };
                     r.output = Some(result?);
                     r.cursor = 0;
                 }
-                let Some(Handle::Resolve(r)) = st.handles.get_mut(&fh) else { unreachable!() };
+                let Some(Handle::Resolve(r)) = st.handles.get_mut(&fh) else { return Err(FsError::BadHandle(fh)) };
                 let output = r.output.as_deref().unwrap_or_default();
                 let start = r.cursor.min(output.len());
                 let end = start.saturating_add(size as usize).min(output.len());
@@ -647,27 +656,42 @@ impl DiskCacheFs {
         }
     }
 
-    /// Computes a resolver's answer from the inputs written to it.
-    fn resolve(cache: &crate::cache::Cache, r: &ResolveHandle) -> Result<Vec<u8>, FsError> {
-        let what = format!("task/{}/{}", str_name(&r.task), str_name(&r.version));
-        let key = cache_key(&r.task, &r.version, &r.input, &r.ignore).map_err(|e| FsError::InvalidValue {
+    /// Computes a resolver's answer from the inputs written to it: (task,
+    /// version, inputs, ignored names, whether the key is wanted).
+    fn resolve(
+        cache: &Cache,
+        engine: &crate::fs::engine::Engine,
+        (task, version, input, ignore, want_key): (String, String, Vec<u8>, Vec<String>, bool),
+    ) -> Result<Vec<u8>, FsError> {
+        let what = format!("task/{}/{}", str_name(&task), str_name(&version));
+        let key = cache_key(&task, &version, &input, &ignore).map_err(|e| FsError::InvalidValue {
             what: format!("{what}: the inputs written"),
             reason: e.to_string(),
         })?;
-        if r.want_key {
+        if want_key {
             return Ok(format!("{key}\n").into_bytes());
         }
-        match cache.get(&Key::Str(key.clone())).map_err(|e| FsError::cache(what.clone(), e))? {
-            Some(Value::Bytes(outputs)) => Ok(outputs),
-            Some(other) => Err(FsError::InvalidValue {
-                what: format!("keys/{}", str_name(&key)),
-                reason: format!("a {} value, not serialized outputs", other.type_name()),
-            }),
-            None => Err(FsError::NotFound(format!("{what}: no cached outputs for these inputs ({key})"))),
+        // A get, as flytekit's: its bookkeeping is noted for later.
+        let opened = cache.open_raw(&Key::Str(key.clone())).map_err(|e| FsError::cache(what.clone(), e))?;
+        engine.note_get(cache, opened.as_ref().map(|(meta, _)| meta.rowid));
+        let Some((meta, content)) = opened else {
+            return Err(FsError::NotFound(format!("{what}: no cached outputs for these inputs ({key})")));
+        };
+        let not_outputs = |type_name: &str| FsError::InvalidValue {
+            what: format!("keys/{}", str_name(&key)),
+            reason: format!("a {type_name} value, not serialized outputs"),
+        };
+        if meta.value_type() != ValueType::Bytes {
+            return Err(not_outputs(meta.value_type().name()));
+        }
+        match content {
+            RawContent::Inline(Scalar::Bytes(b)) => Ok(b),
+            RawContent::File(f) => Snapshot::File(f).read_all().map_err(|e| FsError::io(what, e)),
+            _ => Err(not_outputs("non-bytes")),
         }
     }
 
-    pub(super) fn view_write(&self, st: &mut State, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+    pub(super) fn view_write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError> {
         let write_at = |buf: &mut Vec<u8>, offset: u64, data: &[u8]| -> Result<(), FsError> {
             let end = (offset as usize).checked_add(data.len()).filter(|e| *e <= 1 << 30).ok_or_else(|| {
                 FsError::InvalidValue { what: "a view file".into(), reason: "larger than 1 GiB".into() }
@@ -678,6 +702,7 @@ impl DiskCacheFs {
             buf[offset as usize..end].copy_from_slice(data);
             Ok(())
         };
+        let mut st = self.tables();
         match st.handles.get_mut(&fh) {
             Some(Handle::Push { data: buf, dirty, .. }) => {
                 write_at(buf, offset, data)?;
@@ -691,7 +716,11 @@ impl DiskCacheFs {
             }
             Some(Handle::Op { ino, op, .. }) => {
                 let (ino, op) = (*ino, op.clone());
-                let output = Self::run_op(st, &op, data)?;
+                // The operation (a check, a clear, a cull of a large cache)
+                // runs on a writer handle of its own with the tables unlocked.
+                drop(st);
+                let output = Self::run_op(&*self.writer()?, &op, data)?;
+                let mut st = self.tables();
                 if matches!(op, Op::Expire | Op::Cull | Op::Clear | Op::Check) {
                     st.views.last_results.insert(ino, output.clone());
                 }
@@ -704,8 +733,8 @@ impl DiskCacheFs {
         }
     }
 
-    fn run_check(st: &State, fix: bool) -> Result<Vec<u8>, FsError> {
-        let warnings = st.cache.check(fix).map_err(|e| FsError::cache("ops/check", e))?;
+    fn run_check(cache: &Cache, fix: bool) -> Result<Vec<u8>, FsError> {
+        let warnings = cache.check(fix).map_err(|e| FsError::cache("ops/check", e))?;
         let list: Vec<serde_json::Value> = warnings
             .iter()
             .map(|w| serde_json::json!({"kind": format!("{:?}", w.kind), "message": w.message}))
@@ -717,7 +746,7 @@ impl DiskCacheFs {
     }
 
     /// One write to a file in `ops/`: one run of its operation.
-    fn run_op(st: &State, op: &Op, data: &[u8]) -> Result<Vec<u8>, FsError> {
+    fn run_op(cache: &Cache, op: &Op, data: &[u8]) -> Result<Vec<u8>, FsError> {
         let text = std::str::from_utf8(data)
             .map_err(|_| FsError::InvalidValue { what: "ops".into(), reason: "not text".into() })?
             .trim();
@@ -726,12 +755,12 @@ impl DiskCacheFs {
             Ok(format!("{{\"removed\": {n}}}\n").into_bytes())
         };
         match op {
-            Op::Expire => removed("expire", st.cache.expire(None)),
-            Op::Cull => removed("cull", st.cache.cull()),
-            Op::Clear => removed("clear", st.cache.clear()),
+            Op::Expire => removed("expire", cache.expire(None)),
+            Op::Cull => removed("cull", cache.cull()),
+            Op::Clear => removed("clear", cache.clear()),
             Op::Check => match text {
-                "" | "check" => Self::run_check(st, false),
-                "fix" => Self::run_check(st, true),
+                "" | "check" => Self::run_check(cache, false),
+                "fix" => Self::run_check(cache, true),
                 other => Err(FsError::InvalidValue {
                     what: "ops/check".into(),
                     reason: format!("{other:?}: write nothing (or \"check\") to check, \"fix\" to fix"),
@@ -749,8 +778,8 @@ impl DiskCacheFs {
                     })?
                 };
                 let result = match op {
-                    Op::Incr(_) => st.cache.incr(key, delta, Some(0)),
-                    _ => st.cache.decr(key, delta, Some(0)),
+                    Op::Incr(_) => cache.incr(key, delta, Some(0)),
+                    _ => cache.decr(key, delta, Some(0)),
                 }
                 .map_err(|e| FsError::cache(what, e))?;
                 let value = match result {
@@ -766,18 +795,22 @@ impl DiskCacheFs {
 
     /// Pushes a pushed file's content: at each close after writes (FLUSH),
     /// and at release if nothing was pushed yet (an empty item).
-    pub(super) fn view_flush(&self, st: &mut State, fh: u64, releasing: bool) -> Result<(), FsError> {
-        if let Some(Handle::Push { queue, side, data, dirty, pushed, .. }) = st.handles.get(&fh)
-            && (*dirty || (releasing && !*pushed))
-        {
-            let what = format!("queues/{}", queue.as_deref().map_or(INT_QUEUE.to_string(), str_name));
-            st.cache
-                .push(&Value::Bytes(data.clone()), queue.as_deref(), *side, None, None)
-                .map_err(|e| FsError::cache(what, e))?;
-            if let Some(Handle::Push { dirty, pushed, .. }) = st.handles.get_mut(&fh) {
-                *dirty = false;
-                *pushed = true;
+    /// The push waits for the write lock with the tables unlocked.
+    pub(super) fn view_flush(&self, fh: u64, releasing: bool) -> Result<(), FsError> {
+        let item = match self.tables().handles.get(&fh) {
+            Some(Handle::Push { queue, side, data, dirty, pushed, .. }) if *dirty || (releasing && !*pushed) => {
+                (queue.clone(), *side, data.clone())
             }
+            _ => return Ok(()),
+        };
+        let (queue, side, data) = item;
+        let what = format!("queues/{}", queue.as_deref().map_or(INT_QUEUE.to_string(), str_name));
+        self.writer()?
+            .push(&Value::Bytes(data), queue.as_deref(), side, None, None)
+            .map_err(|e| FsError::cache(what, e))?;
+        if let Some(Handle::Push { dirty, pushed, .. }) = self.tables().handles.get_mut(&fh) {
+            *dirty = false;
+            *pushed = true;
         }
         Ok(())
     }
@@ -785,7 +818,7 @@ impl DiskCacheFs {
     pub(super) fn view_unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
         self.check_writable(&name_str(name))?;
         let key = {
-            let st = self.lock();
+            let st = self.tables();
             let text = name.to_str().ok_or_else(|| FsError::NotFound(name_str(name)))?;
             match Self::classify(&st, parent, text) {
                 Ok(Node::QueueItem { key }) => key,
@@ -805,7 +838,8 @@ impl DiskCacheFs {
     pub(super) fn view_rmdir(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
         self.check_writable(&name_str(name))?;
         let attr = self.view_lookup(parent, name)?;
-        let mut st = self.lock();
+        let c = self.reader()?;
+        let mut st = self.state(&c);
         if !self.view_listing(&mut st, attr.ino)?.is_empty() {
             return Err(FsError::NotEmpty(name_str(name)));
         }
@@ -823,7 +857,7 @@ impl DiskCacheFs {
         no_replace: bool,
     ) -> Result<(), FsError> {
         let key = {
-            let st = self.lock();
+            let st = self.tables();
             let text = name.to_str().ok_or_else(|| FsError::NotFound(name_str(name)))?;
             match Self::classify(&st, parent, text)? {
                 Node::QueueItem { key } => key,

@@ -5,7 +5,7 @@
 
 use std::ffi::OsStr;
 
-use super::{DiskCacheFs, State, is_key_ino, name_str};
+use super::{DiskCacheFs, State, Tables, is_key_ino, name_str};
 use crate::cache::{Attr as Keep, EntryMeta, Key, NewValue, ValueType};
 use crate::fs::content::convert;
 use crate::fs::error::FsError;
@@ -14,7 +14,7 @@ use crate::fs::names::{NAME_MAX, NameError, ParsedName, full_name, parse_unbound
 use crate::fs::xattr::{self, XattrName};
 
 impl DiskCacheFs {
-    pub(super) fn key_inode(&self, st: &State, ino: u64) -> Result<(Key, String, bool), FsError> {
+    pub(super) fn key_inode(&self, st: &Tables, ino: u64) -> Result<(Key, String, bool), FsError> {
         let inode: &KeyInode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
         Ok((inode.key.clone(), inode.name.clone(), inode.pending_create))
     }
@@ -59,10 +59,14 @@ impl DiskCacheFs {
     }
 
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, FsError> {
-        if !is_key_ino(ino) {
+        // Names that are not ours (security.selinux, security.capability,
+        // ACLs, which the kernel asks for on every `ls -l` and write) are
+        // answered without touching the cache or a lock.
+        if !is_key_ino(ino) || XattrName::parse(name).is_none() {
             return Err(FsError::NoAttribute(name_str(name)));
         }
-        let st = self.lock();
+        let c = self.reader()?;
+        let st = self.state(&c);
         if name == xattr::KEY {
             // Readable on every key's file, listed only on long keys'.
             self.xattrs(&st, ino)?;
@@ -81,7 +85,8 @@ impl DiskCacheFs {
         if !is_key_ino(ino) {
             return Ok(Vec::new());
         }
-        let st = self.lock();
+        let c = self.reader()?;
+        let st = self.state(&c);
         let mut out = Vec::new();
         for (name, _) in self.xattrs(&st, ino)? {
             out.extend_from_slice(name.as_bytes());
@@ -96,11 +101,26 @@ impl DiskCacheFs {
         if !is_key_ino(ino) {
             return Err(FsError::AttributeNotSupported(name_str(name)));
         }
-        let mut st = self.lock();
-        let (key, fname, pending_create) = self.key_inode(&st, ino)?;
+        let fname = self.key_inode(&self.tables(), ino)?.1;
+        self.check_writable(&format!("{} on keys/{fname}", name_str(name)))?;
+        self.change(&format!("keys/{fname}"), |st| self.setxattr_in(st, ino, name, attr, value, create, replace))
+    }
+
+    /// `setxattr` in the caller's transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn setxattr_in(
+        &self,
+        st: &mut State,
+        ino: u64,
+        name: &OsStr,
+        attr: XattrName,
+        value: &[u8],
+        create: bool,
+        replace: bool,
+    ) -> Result<(), FsError> {
+        let (key, fname, pending_create) = self.key_inode(st, ino)?;
         let what = format!("{} on keys/{fname}", name_str(name));
-        self.check_writable(&what)?;
-        let present = self.xattrs(&st, ino)?.iter().any(|(n, _)| OsStr::new(n) == name);
+        let present = self.xattrs(st, ino)?.iter().any(|(n, _)| OsStr::new(n) == name);
         if create && present {
             return Err(FsError::Exists(what));
         }
@@ -108,7 +128,7 @@ impl DiskCacheFs {
             return Err(FsError::NoAttribute(what));
         }
         let invalid = |reason: String| FsError::InvalidValue { what: what.clone(), reason };
-        let staged = pending_create || Self::has_dirty_writer(&st, ino);
+        let staged = pending_create || Self::has_dirty_writer(st, ino);
         match attr {
             XattrName::KeyType => {
                 let text = std::str::from_utf8(value).map_err(|_| invalid("not text".into()))?;
@@ -157,7 +177,7 @@ impl DiskCacheFs {
                         inode.pending.value_type = Some(to);
                     }
                 } else {
-                    self.convert_stored(&st, &key, &fname, to)?;
+                    self.convert_stored(st, &key, &fname, to)?;
                 }
             }
         }
@@ -176,7 +196,7 @@ impl DiskCacheFs {
         if meta.value_type() == to {
             return Ok(());
         }
-        let data = Self::snapshot(&st.cache, key, name)?.read_all().map_err(|e| FsError::io(what.clone(), e))?;
+        let data = Self::snapshot(st.cache, key, name)?.read_all().map_err(|e| FsError::io(what.clone(), e))?;
         let value = convert(data, to).map_err(|reason| FsError::InvalidValue { what: what.clone(), reason })?;
         st.cache
             .replace_value(key, NewValue::Value(value), Keep::Keep, Keep::Keep)
@@ -193,15 +213,20 @@ impl DiskCacheFs {
         if !is_key_ino(ino) {
             return Err(FsError::NoAttribute(name_str(name)));
         }
-        let mut st = self.lock();
-        let (key, fname, pending_create) = self.key_inode(&st, ino)?;
+        let fname = self.key_inode(&self.tables(), ino)?.1;
+        self.check_writable(&format!("{} on keys/{fname}", name_str(name)))?;
+        self.change(&format!("keys/{fname}"), |st| self.removexattr_in(st, ino, name, attr))
+    }
+
+    /// `removexattr` in the caller's transaction.
+    fn removexattr_in(&self, st: &mut State, ino: u64, name: &OsStr, attr: XattrName) -> Result<(), FsError> {
+        let (key, fname, pending_create) = self.key_inode(st, ino)?;
         let what = format!("{} on keys/{fname}", name_str(name));
-        self.check_writable(&what)?;
-        let present = self.xattrs(&st, ino)?.iter().any(|(n, _)| OsStr::new(n) == name);
+        let present = self.xattrs(st, ino)?.iter().any(|(n, _)| OsStr::new(n) == name);
         if !present {
             return Err(FsError::NoAttribute(what));
         }
-        let staged = pending_create || Self::has_dirty_writer(&st, ino);
+        let staged = pending_create || Self::has_dirty_writer(st, ino);
         match attr {
             XattrName::Type | XattrName::KeyType | XattrName::Key => {
                 return Err(FsError::NotPermitted(format!("{what}: every value has a type")));

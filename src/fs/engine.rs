@@ -1,0 +1,287 @@
+//! The engine handles that the file system's requests use, so that no
+//! request waits behind another one's SQLite lock (docs/DESIGN.md,
+//! "Concurrency").
+//!
+//! - **Readers** are read-only connections. In WAL mode a reader never
+//!   waits for the write lock, and a read-only handle cannot write by
+//!   mistake (it fails with `ReadOnly`, EROFS, instead of queueing behind a
+//!   peer's transaction while the tree's lock is held).
+//! - **Writers** are read-write connections; each request that changes the
+//!   cache checks one out, so two commits wait for SQLite's lock side by
+//!   side, each with the cache's own timeout, and neither holds anything a
+//!   reader needs while it waits.
+//! - Both are pooled: a handle is checked out for one request and returned
+//!   when its guard drops. There are never more than requests in flight.
+//! - **Bookkeeping** that python-diskcache does on every `get` (the hit
+//!   and miss counters with statistics on; `access_time`/`access_count`
+//!   under the least-recently/frequently-used policies) is gathered in
+//!   memory and applied by a thread of its own whenever the write lock is
+//!   free, instead of making the read wait for it.
+
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::cache::{AccessLog, Cache, CacheOptions, OpenError};
+
+/// How long the bookkeeping thread lets SQLite wait for the write lock
+/// each time it tries; a busy cache just means trying again later.
+const BOOKKEEPING_BUSY_TIMEOUT: Duration = Duration::from_millis(50);
+/// How often pending bookkeeping is applied.
+const BOOKKEEPING_PERIOD: Duration = Duration::from_millis(250);
+/// Distinct rows of bookkeeping kept while the lock stays busy; past it,
+/// new accesses of other rows are dropped (counted in the log).
+const BOOKKEEPING_MAX_ROWS: usize = 100_000;
+
+/// A pool of idle handles, each with the settings generation it last read.
+type Idle = Mutex<Vec<(Cache, u64)>>;
+
+pub struct Engine {
+    directory: PathBuf,
+    read_only: bool,
+    timeout: Duration,
+    readers: Idle,
+    writers: Idle,
+    /// Bumped whenever this daemon changes a setting, so that pooled
+    /// handles re-read the Settings table before their next use.
+    settings_generation: AtomicU64,
+    bookkeeping: Arc<Bookkeeping>,
+    bookkeeper: Mutex<Option<JoinHandle<()>>>,
+    /// The handle the engine was made from: writers are cloned from it
+    /// (same clock, no settings rewritten). Dropped last: a read-only
+    /// handle that created `cache.db-wal` removes it when it closes.
+    primary: Mutex<Cache>,
+}
+
+/// A checked-out handle; goes back to its pool when dropped.
+pub struct Conn<'a> {
+    engine: &'a Engine,
+    cache: Option<Cache>,
+    writer: bool,
+    generation: u64,
+}
+
+impl Deref for Conn<'_> {
+    type Target = Cache;
+    fn deref(&self) -> &Cache {
+        self.cache.as_ref().expect("a checked-out handle is present until dropped")
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(cache) = self.cache.take() {
+            let pool = if self.writer { &self.engine.writers } else { &self.engine.readers };
+            pool.lock().unwrap_or_else(|e| e.into_inner()).push((cache, self.generation));
+        }
+    }
+}
+
+impl Engine {
+    /// The engine over `primary`'s directory. Starts the bookkeeping thread
+    /// for a writable cache.
+    pub fn new(primary: Cache) -> Engine {
+        let bookkeeping = Arc::new(Bookkeeping::default());
+        let bookkeeper = if primary.is_read_only() {
+            None
+        } else {
+            match primary.try_clone() {
+                Ok(handle) => {
+                    let _ = handle.conn().busy_timeout(BOOKKEEPING_BUSY_TIMEOUT);
+                    let shared = bookkeeping.clone();
+                    spawn_without_signals("bookkeeping", move || shared.run(handle))
+                        .map_err(|e| log::error!("no bookkeeping thread: {e}; gets are not counted"))
+                        .ok()
+                }
+                Err(e) => {
+                    log::error!("no bookkeeping handle: {e}; gets are not counted");
+                    None
+                }
+            }
+        };
+        Engine {
+            directory: primary.directory().to_path_buf(),
+            read_only: primary.is_read_only(),
+            timeout: primary.timeout(),
+            readers: Mutex::new(Vec::new()),
+            writers: Mutex::new(Vec::new()),
+            settings_generation: AtomicU64::new(0),
+            bookkeeping,
+            bookkeeper: Mutex::new(bookkeeper),
+            primary: Mutex::new(primary),
+        }
+    }
+
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// A read-only handle (for a read-only mount, the only kind there is).
+    pub fn reader(&self) -> Result<Conn<'_>, OpenError> {
+        self.checkout(false)
+    }
+
+    /// A read-write handle, for a request that changes the cache.
+    pub fn writer(&self) -> Result<Conn<'_>, OpenError> {
+        self.checkout(!self.read_only)
+    }
+
+    fn checkout(&self, writer: bool) -> Result<Conn<'_>, OpenError> {
+        let generation = self.settings_generation.load(Ordering::Acquire);
+        let pool = if writer { &self.writers } else { &self.readers };
+        let idle = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let cache = match idle {
+            Some((cache, seen)) => {
+                if seen != generation {
+                    // Another request changed a setting (min_file_size,
+                    // the eviction policy, ...): read them again.
+                    if let Err(e) = cache.read_settings() {
+                        log::warn!("{}: re-reading settings: {e}", self.directory.display());
+                    }
+                }
+                cache
+            }
+            None => self.open_handle(writer)?,
+        };
+        Ok(Conn { engine: self, cache: Some(cache), writer, generation })
+    }
+
+    fn open_handle(&self, writer: bool) -> Result<Cache, OpenError> {
+        let primary = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        if writer || primary.is_read_only() {
+            return primary.try_clone();
+        }
+        drop(primary);
+        let options = CacheOptions { read_only: true, timeout: self.timeout, ..CacheOptions::default() };
+        Cache::open_with(&self.directory, options)
+    }
+
+    /// Call after changing a setting: every pooled handle re-reads them.
+    pub fn settings_changed(&self) {
+        self.settings_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Notes a `get` through the mount (a read of a key's file): a hit on
+    /// `rowid`, or a miss. Applied later; see the module doc.
+    pub fn note_get(&self, reader: &Cache, hit: Option<i64>) {
+        let (policy, statistics) = reader.policy_and_statistics();
+        if !statistics && policy.get_update_sql().is_none() {
+            return;
+        }
+        let now = reader.now();
+        self.bookkeeping.note(hit, now);
+    }
+
+    /// Bookkeeping waiting for the write lock (for tests and `stats`).
+    pub fn pending_bookkeeping(&self) -> usize {
+        let log = self.bookkeeping.pending.lock().unwrap_or_else(|e| e.into_inner());
+        (log.hits + log.misses) as usize
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.bookkeeping.stop.store(true, Ordering::Release);
+        self.bookkeeping.wake.notify_all();
+        if let Some(thread) = self.bookkeeper.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts a thread with every signal blocked, so that SIGINT and SIGTERM
+/// reach the daemon's signal thread (or the default action) and never a
+/// library thread that would die of them.
+fn spawn_without_signals(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
+    // SAFETY: sigset manipulation on local sets; pthread_sigmask changes
+    // only this thread's mask, restored right after the spawn.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let thread = std::thread::Builder::new().name(name.into()).spawn(f);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        thread
+    }
+}
+
+#[derive(Default)]
+struct Bookkeeping {
+    pending: Mutex<AccessLog>,
+    wake: Condvar,
+    stop: AtomicBool,
+    dropped: AtomicU64,
+}
+
+impl Bookkeeping {
+    fn note(&self, hit: Option<i64>, now: f64) {
+        let mut log = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match hit {
+            Some(rowid) => {
+                if log.rows.len() >= BOOKKEEPING_MAX_ROWS && !log.rows.contains_key(&rowid) {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    log.hits += 1;
+                    return;
+                }
+                log.hits += 1;
+                let row = log.rows.entry(rowid).or_insert((now, 0));
+                row.0 = row.0.max(now);
+                row.1 += 1;
+            }
+            None => log.misses += 1,
+        }
+    }
+
+    /// The thread's loop: apply what is pending every period, and once
+    /// more (allowing a second for the lock) when the engine goes away.
+    fn run(&self, handle: Cache) {
+        loop {
+            let stopping = {
+                let log = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let (_log, _) = self.wake.wait_timeout(log, BOOKKEEPING_PERIOD).unwrap_or_else(|e| e.into_inner());
+                self.stop.load(Ordering::Acquire)
+            };
+            if stopping {
+                let _ = handle.conn().busy_timeout(Duration::from_secs(1));
+            }
+            self.apply(&handle, stopping);
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    fn apply(&self, handle: &Cache, last: bool) {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = handle.read_settings() {
+            log::debug!("bookkeeping: reading settings: {e}");
+        }
+        match handle.apply_accesses(&batch) {
+            Ok(()) => {}
+            Err(e) if last => {
+                log::warn!(
+                    "{}: {} gets not counted at unmount: {e}",
+                    handle.directory().display(),
+                    batch.hits + batch.misses
+                );
+            }
+            Err(e) => {
+                // Busy (a peer's transaction): keep it for the next round.
+                log::debug!("bookkeeping deferred: {e}");
+                let mut log = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                log.merge(batch);
+            }
+        }
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            log::warn!("{dropped} access-time updates dropped while the cache stayed locked");
+        }
+    }
+}

@@ -1,0 +1,556 @@
+//! Open files (docs/SEMANTICS.md, "Reading", "Writing"): opening, reading,
+//! writing, and committing a writer's copy as the entry's new value.
+//!
+//! A reader's snapshot is shared (`Arc`), so a read copies it out of the
+//! tables and reads without their lock. A writer's staging copy has a lock
+//! of its own ([`WriterSlot::io`]): writes and commits hold it, never the
+//! tables, while they move bytes or wait for SQLite's write lock.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{Attr, DiskCacheFs, FsError, OpenFlags, State, Tables};
+use crate::cache::{Attr as Keep, Cache, Key, NewValue, RawContent, ValueType};
+use crate::fs::content::{content_len, convert, inline_bytes};
+use crate::fs::handle::{Handle, ReadView, Snapshot, Staging, WriteHandle, WriterSlot};
+use crate::fs::inode::{ContentVersion, FIRST_KEY_INODE, KEYS_DIR, ROOT, SETTINGS_DIR, STATS, is_view_ino};
+use crate::fs::names::{ParsedName, key_to_name, name_to_key};
+
+/// What a read or write of an open file works on, taken out of the tables.
+enum Target {
+    Snapshot(Arc<Snapshot>),
+    Writer(Arc<Mutex<WriteHandle>>),
+    Setting,
+    View,
+}
+
+fn lock_writer(io: &Mutex<WriteHandle>) -> MutexGuard<'_, WriteHandle> {
+    io.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl DiskCacheFs {
+    pub(super) fn snapshot(cache: &Cache, key: &Key, name: &str) -> Result<Snapshot, FsError> {
+        match cache.open_raw(key).map_err(|e| FsError::cache(format!("keys/{name}"), e))? {
+            Some((_, RawContent::File(f))) => Ok(Snapshot::File(f)),
+            Some((_, RawContent::Inline(v))) => Ok(Snapshot::Inline(inline_bytes(&v))),
+            Some((_, RawContent::Null)) => Ok(Snapshot::Inline(Vec::new())),
+            None => Err(FsError::NotFound(format!("keys/{name}"))),
+        }
+    }
+
+    /// Writers keep their copy in memory below this size (diskcache's
+    /// `disk_min_file_size`, below which a bytes value is stored inline).
+    fn spill_size(cache: &Cache) -> u64 {
+        cache.min_file_size().max(1) as u64
+    }
+
+    pub(super) fn new_handle(st: &mut Tables, handle: Handle) -> u64 {
+        let fh = st.next_fh;
+        st.next_fh += 1;
+        let ino = handle.ino();
+        if let Some(inode) = st.inodes.get_mut(ino) {
+            inode.open_handles += 1;
+        }
+        st.handles.insert(fh, handle);
+        fh
+    }
+
+    fn target(st: &Tables, fh: u64) -> Result<Target, FsError> {
+        match st.handles.get(&fh) {
+            Some(Handle::Read { snapshot, .. }) => Ok(Target::Snapshot(snapshot.clone())),
+            Some(Handle::Write(slot)) => Ok(Target::Writer(slot.io.clone())),
+            Some(Handle::Setting { .. }) => Ok(Target::Setting),
+            Some(Handle::Push { .. } | Handle::Resolve(_) | Handle::Op { .. }) => Ok(Target::View),
+            None => Err(FsError::BadHandle(fh)),
+        }
+    }
+
+    /// Copies a writer's state into its slot in the tables.
+    fn mirror(&self, fh: u64, w: &WriteHandle) {
+        if let Some(Handle::Write(slot)) = self.tables().handles.get_mut(&fh) {
+            slot.mirror(w);
+        }
+    }
+
+    /// Opens a key's file. `write`: opened for writing; `truncate`: O_TRUNC;
+    /// `append`: O_APPEND.
+    pub fn open(&self, ino: u64, write: bool, truncate: bool, append: bool) -> Result<(u64, OpenFlags), FsError> {
+        if is_view_ino(ino) {
+            return self.view_open(ino, write);
+        }
+        if ino == ROOT || ino == KEYS_DIR || ino == SETTINGS_DIR {
+            if write {
+                return Err(FsError::IsDirectory(format!("inode {ino}")));
+            }
+            return Ok((0, OpenFlags::default()));
+        }
+        let c = self.reader()?;
+        let mut st = self.state(&c);
+        if ino < FIRST_KEY_INODE {
+            return self.open_control(&mut st, ino, write, truncate);
+        }
+        let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        if inode.superseded.is_some() {
+            // A path through a dentry the kernel still caches: ESTALE makes
+            // it look the name up again and open the current version.
+            return Err(FsError::Stale(format!("keys/{}", inode.name)));
+        }
+        let (key, name, pending_create, kernel_version) =
+            (inode.key.clone(), inode.name.clone(), inode.pending_create, inode.kernel_version);
+        if !write {
+            if pending_create {
+                // Created through the mount, not committed yet: empty.
+                let snapshot = Arc::new(Snapshot::Inline(Vec::new()));
+                let fh = Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: None });
+                return Ok((fh, OpenFlags { direct_io: true, no_flush: true, ..OpenFlags::default() }));
+            }
+            // A read-only handle: the get's bookkeeping is noted, not done
+            // here (it would wait for a peer's write lock).
+            let opened = st.cache.open_raw(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+            self.engine.note_get(st.cache, opened.as_ref().map(|(meta, _)| meta.rowid));
+            let (meta, content) = opened.ok_or_else(|| FsError::Stale(format!("keys/{name}")))?;
+            let len = match &content {
+                // The file's own length: the size column is not trusted.
+                RawContent::File(f) => f.metadata().map_err(|e| FsError::io(format!("keys/{name}"), e))?.len(),
+                _ => content_len(&meta),
+            };
+            let version = ContentVersion::of(&meta, len);
+            let snapshot = Arc::new(match content {
+                RawContent::File(f) => Snapshot::File(f),
+                RawContent::Inline(v) => Snapshot::Inline(inline_bytes(&v)),
+                RawContent::Null => Snapshot::Inline(Vec::new()),
+            });
+            // If the kernel's size for this file is of another version (a
+            // peer changed it within the attribute timeout), bypass the page
+            // cache for this open so the reader gets the whole new value.
+            let current = kernel_version == Some(version);
+            let flags = OpenFlags { keep_cache: current, direct_io: !current, no_flush: true };
+            let view = ReadView { version, len, store_time: meta.store_time, access_time: meta.access_time };
+            let fh = Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: Some(view) });
+            return Ok((fh, flags));
+        }
+        self.check_writable(&format!("keys/{name}"))?;
+        let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
+        if truncate {
+            handle.staging = Some(Staging::Memory(Vec::new()));
+            handle.dirty = true;
+        } else if !pending_create {
+            // The entry went away (a peer deleted it) while the kernel still
+            // had the name: ESTALE makes it look the name up again, so
+            // `open(O_CREAT)` creates the key anew and a plain open is ENOENT.
+            let base = match Self::snapshot(st.cache, &key, &name) {
+                Err(FsError::NotFound(what)) => return Err(FsError::Stale(what)),
+                other => other?,
+            };
+            handle.base = Some(base);
+        } else {
+            handle.staging = Some(Staging::Memory(Vec::new()));
+        }
+        let fh = Self::new_handle(&mut st, Handle::Write(WriterSlot::new(handle)));
+        Ok((fh, OpenFlags::default()))
+    }
+
+    /// `stats` or a setting's file. The content is made at open; its size
+    /// may differ from the kernel's idea of it, so reads bypass the page
+    /// cache.
+    fn open_control(&self, st: &mut State, ino: u64, write: bool, truncate: bool) -> Result<(u64, OpenFlags), FsError> {
+        let flags = OpenFlags { direct_io: true, ..OpenFlags::default() };
+        if ino == STATS {
+            if write {
+                return Err(FsError::AccessDenied("stats".into()));
+            }
+            let snapshot = Arc::new(Snapshot::Inline(Self::stats_bytes(st)?));
+            return Ok((Self::new_handle(st, Handle::Read { ino, snapshot, view: None }), flags));
+        }
+        let name = Self::setting_name(st, ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+        let current = Self::setting_bytes(st, &name)?.ok_or_else(|| FsError::NotFound(format!("settings/{name}")))?;
+        if !write {
+            let snapshot = Arc::new(Snapshot::Inline(current));
+            return Ok((Self::new_handle(st, Handle::Read { ino, snapshot, view: None }), flags));
+        }
+        self.check_writable(&format!("settings/{name}"))?;
+        let text = if truncate { Vec::new() } else { current };
+        let handle = Handle::Setting { ino, name, text, dirty: truncate };
+        Ok((Self::new_handle(st, handle), flags))
+    }
+
+    /// mknod of a regular file: a new empty entry (EEXIST if the key
+    /// exists), committed at once, as create-then-close would.
+    pub fn mknod_regular(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        let (attr, fh, _) = self.create(parent, name, true, true, false)?;
+        let committed = self.flush(fh);
+        let released = self.release(fh);
+        committed.and(released)?;
+        let c = self.reader()?;
+        let mut st = self.state(&c);
+        self.key_attr(&mut st, attr.ino)
+    }
+
+    /// Creates a key's file (O_CREAT) and opens it for writing. The entry
+    /// is committed on close (an empty value if nothing was written).
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        exclusive: bool,
+        truncate: bool,
+        append: bool,
+    ) -> Result<(Attr, u64, OpenFlags), FsError> {
+        if is_view_ino(parent) {
+            return self.view_create(parent, name, exclusive);
+        }
+        // A file created in tags/T/ is a key created with tag T.
+        let new_tag = if crate::fs::inode::is_tag_ino(parent) {
+            let st = self.tables();
+            Some(Self::tag_of_dir(&st, parent).ok_or_else(|| FsError::NotDirectory(format!("inode {parent}")))?)
+        } else {
+            None
+        };
+        let parent = if new_tag.is_some() { KEYS_DIR } else { parent };
+        if parent != KEYS_DIR {
+            if parent == ROOT || parent == SETTINGS_DIR || parent == crate::fs::inode::TAGS_DIR {
+                self.check_writable(&super::name_str(name))?;
+                return Err(FsError::NotPermitted(format!("{}: only keys/ holds new files", super::name_str(name))));
+            }
+            return Err(FsError::NotDirectory(format!("inode {parent}")));
+        }
+        self.check_writable(&format!("keys/{}", super::name_str(name)))?;
+        if matches!(name_to_key(name.as_bytes()), Ok(ParsedName::Hashed(_))) {
+            return Err(FsError::InvalidName {
+                name: super::name_str(name),
+                reason: "a %sha256: name can only name an existing key".into(),
+            });
+        }
+        let c = self.reader()?;
+        let mut st = self.state(&c);
+        let key = self.resolve_name(&mut st, name)?;
+        let name = key_to_name(&key);
+        let exists = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_some();
+        let known = st.inodes.by_name(&name);
+        let pending = known.and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
+        if exclusive && (exists || pending) {
+            return Err(FsError::Exists(format!("keys/{name}")));
+        }
+        let ino = st.inodes.ensure(&name, &key);
+        if let Some(inode) = st.inodes.get_mut(ino) {
+            inode.nlookup += 1;
+            if !exists {
+                inode.pending_create = true;
+                inode.unlinked = false;
+            }
+            if let Some(tag) = &new_tag {
+                inode.pending.tag = Some(Some(tag.clone()));
+            }
+        }
+        let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
+        if exists && !truncate {
+            handle.base = Some(Self::snapshot(st.cache, &key, &name)?);
+        } else {
+            handle.staging = Some(Staging::Memory(Vec::new()));
+            handle.dirty = true;
+        }
+        let fh = Self::new_handle(&mut st, Handle::Write(WriterSlot::new(handle)));
+        let attr = self.key_attr(&mut st, ino)?;
+        Ok((attr, fh, OpenFlags::default()))
+    }
+
+    /// Copies a writer's base content into its staging copy (first change).
+    fn materialize(cache: &Cache, w: &mut WriteHandle) -> std::io::Result<()> {
+        if w.staging.is_some() {
+            return Ok(());
+        }
+        let spill = Self::spill_size(cache);
+        let mut staging = Staging::Memory(Vec::new());
+        match w.base.take() {
+            Some(Snapshot::Inline(data)) if !data.is_empty() => {
+                staging.write_at(cache.disk(), 0, &data, spill)?;
+            }
+            Some(Snapshot::File(file)) => {
+                // Stream the value file in, chunk by chunk.
+                let mut offset = 0u64;
+                let chunk = 1 << 20;
+                loop {
+                    let data = Snapshot::File(file.try_clone()?).read_at(offset, chunk)?;
+                    if data.is_empty() {
+                        break;
+                    }
+                    staging.write_at(cache.disk(), offset, &data, spill)?;
+                    offset += data.len() as u64;
+                }
+            }
+            Some(Snapshot::Inline(_)) | None => {}
+        }
+        w.staging = Some(staging);
+        Ok(())
+    }
+
+    pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+        let what = || format!("inode {ino}");
+        let target = Self::target(&self.tables(), fh)?;
+        match target {
+            Target::View => self.view_read(fh, offset, size),
+            Target::Snapshot(snapshot) => snapshot.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e)),
+            Target::Setting => match self.tables().handles.get(&fh) {
+                Some(Handle::Setting { text, .. }) => {
+                    let start = (offset as usize).min(text.len());
+                    let end = start.saturating_add(size as usize).min(text.len());
+                    Ok(text[start..end].to_vec())
+                }
+                _ => Err(FsError::BadHandle(fh)),
+            },
+            Target::Writer(io) => {
+                let w = lock_writer(&io);
+                match (&w.staging, &w.base) {
+                    (Some(staging), _) => staging.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e)),
+                    (None, Some(base)) => base.read_at(offset, size as usize).map_err(|e| FsError::io(what(), e)),
+                    (None, None) => Ok(Vec::new()),
+                }
+            }
+        }
+    }
+
+    pub fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        let target = Self::target(&self.tables(), fh)?;
+        match target {
+            Target::View => self.view_write(fh, offset, data),
+            Target::Setting => self.write_setting(fh, offset, data),
+            Target::Snapshot(_) => Err(FsError::BadHandle(fh)),
+            Target::Writer(io) => {
+                let what = || format!("inode {ino}");
+                let mut w = lock_writer(&io);
+                // Only the value files' directory and the spill size are
+                // needed: a read-only handle serves.
+                let c = self.reader()?;
+                let spill = Self::spill_size(&c);
+                Self::materialize(&c, &mut w).map_err(|e| FsError::io(what(), e))?;
+                let append = w.append;
+                let staging = w.staging.as_mut().expect("materialized");
+                let offset = if append { staging.len() } else { offset };
+                staging.write_at(c.disk(), offset, data, spill).map_err(|e| FsError::io(what(), e))?;
+                w.dirty = true;
+                self.mirror(fh, &w);
+                Ok(data.len())
+            }
+        }
+    }
+
+    fn write_setting(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        let c = self.reader()?;
+        let mut st = self.state(&c);
+        let Some(Handle::Setting { name, text, .. }) = st.handles.get(&fh) else {
+            return Err(FsError::BadHandle(fh));
+        };
+        let end = offset as usize + data.len();
+        if end > 4096 {
+            return Err(FsError::InvalidValue { what: "a setting".into(), reason: "longer than 4 KiB".into() });
+        }
+        let mut new = text.clone();
+        if new.len() < end {
+            new.resize(end, b' ');
+        }
+        new[offset as usize..end].copy_from_slice(data);
+        Self::check_setting_line(&st, &name.clone(), &new)?;
+        if let Some(Handle::Setting { text, dirty, .. }) = st.handles.get_mut(&fh) {
+            *text = new;
+            *dirty = true;
+        }
+        Ok(data.len())
+    }
+
+    /// FLUSH (each close of a writer) and fsync: commit if changed.
+    pub fn flush(&self, fh: u64) -> Result<(), FsError> {
+        let setting = {
+            let st = self.tables();
+            match st.handles.get(&fh) {
+                Some(Handle::Push { .. }) => None,
+                Some(Handle::Setting { name, text, dirty: true, .. }) => Some((name.clone(), text.clone())),
+                Some(Handle::Write(slot)) => {
+                    let io = slot.io.clone();
+                    drop(st);
+                    return self.commit_open(fh, &io);
+                }
+                // Readers, resolvers and ops have nothing to flush.
+                _ => return Ok(()),
+            }
+        };
+        match setting {
+            None => self.view_flush(fh, false),
+            Some((name, text)) => {
+                self.apply_setting(&name, &text)?;
+                if let Some(Handle::Setting { dirty, .. }) = self.tables().handles.get_mut(&fh) {
+                    *dirty = false;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Commits an open writer's copy if it changed.
+    fn commit_open(&self, fh: u64, io: &Mutex<WriteHandle>) -> Result<(), FsError> {
+        let mut w = lock_writer(io);
+        if !w.dirty {
+            return Ok(());
+        }
+        let result = self.commit(&mut w);
+        self.mirror(fh, &w);
+        result
+    }
+
+    pub fn release(&self, fh: u64) -> Result<(), FsError> {
+        let is_view = matches!(Self::target(&self.tables(), fh), Ok(Target::View));
+        if is_view {
+            let result = self.view_flush(fh, true);
+            self.tables().handles.remove(&fh);
+            return result;
+        }
+        let Some(handle) = self.tables().handles.remove(&fh) else { return Ok(()) };
+        let (ino, result) = match handle {
+            Handle::Read { ino, .. } => (ino, Ok(())),
+            // Handled by the views above.
+            other @ (Handle::Push { .. } | Handle::Resolve(_) | Handle::Op { .. }) => (other.ino(), Ok(())),
+            Handle::Setting { ino, name, text, dirty } => {
+                (ino, if dirty { self.apply_setting(&name, &text) } else { Ok(()) })
+            }
+            Handle::Write(slot) => {
+                let mut w = lock_writer(&slot.io);
+                let result = if w.dirty { self.commit(&mut w) } else { Ok(()) };
+                if let Some(staging) = w.staging.take() {
+                    match self.reader() {
+                        Ok(c) => staging.discard(c.disk()),
+                        Err(e) => log::error!("inode {}: leaving a staging file: {e}", slot.ino),
+                    }
+                }
+                (slot.ino, result)
+            }
+        };
+        let mut st = self.tables();
+        if let Some(inode) = st.inodes.get_mut(ino) {
+            inode.open_handles = inode.open_handles.saturating_sub(1);
+            if inode.open_handles == 0 && inode.pending_create {
+                // Closed without a successful commit: it never existed.
+                inode.pending_create = false;
+            }
+        }
+        st.inodes.drop_if_unused(ino);
+        result
+    }
+
+    /// Commits a writer's copy as the entry's new value, atomically, with
+    /// the attributes set while it was open (else the entry's own): value,
+    /// times and tag in one transaction. The copy is prepared (linked or
+    /// converted) before the write lock is asked for, and the tables are
+    /// locked only once it is held.
+    fn commit(&self, w: &mut WriteHandle) -> Result<(), FsError> {
+        let (name, unlinked, value_type) = {
+            let st = self.tables();
+            let inode = st.inodes.get(w.ino).ok_or_else(|| FsError::NotFound(format!("inode {}", w.ino)))?;
+            (inode.name.clone(), inode.unlinked, inode.pending.value_type.unwrap_or(ValueType::Bytes))
+        };
+        if unlinked {
+            // Writes to an unlinked file vanish with it.
+            w.dirty = false;
+            return Ok(());
+        }
+        let what = format!("keys/{name}");
+        let c = self.writer()?;
+        Self::materialize(&c, w).map_err(|e| FsError::io(what.clone(), e))?;
+        let spill = Self::spill_size(&c);
+        let staging = w.staging.as_mut().expect("materialized");
+        // A previous commit of this copy failed after the engine removed
+        // its file: commit a fresh copy, never a row pointing at nothing.
+        staging.detach(c.disk()).map_err(|e| FsError::io(what.clone(), e))?;
+        let invalid =
+            |reason: String| FsError::InvalidValue { what: format!("{what} as {}", value_type.name()), reason };
+        let new_value = match staging {
+            Staging::File { len, .. }
+                if *len >= spill && matches!(value_type, ValueType::Bytes | ValueType::Pickle) =>
+            {
+                // The staging file becomes the value file: no copy.
+                let size = *len;
+                let filename = staging.link(c.disk()).map_err(|e| FsError::io(what.clone(), e))?;
+                if let Staging::File { committed, .. } = staging {
+                    *committed = true;
+                }
+                NewValue::File { filename, size, value_type }
+            }
+            _ => {
+                let data = staging.read_at(0, staging.len() as usize).map_err(|e| FsError::io(what.clone(), e))?;
+                NewValue::Value(convert(data, value_type).map_err(invalid)?)
+            }
+        };
+        let ino = w.ino;
+        let stored = self.change_with(&c, &what, |st| {
+            let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+            if inode.unlinked {
+                // Unlinked while this commit waited for the lock.
+                if let NewValue::File { filename, .. } = &new_value {
+                    st.cache.disk().remove(filename);
+                }
+                return Ok(());
+            }
+            let (key, name, pending) = (inode.key.clone(), inode.name.clone(), inode.pending.clone());
+            let expire = pending.expire_time.map_or(Keep::Keep, Keep::Set);
+            let tag = pending.tag.clone().map_or(Keep::Keep, Keep::Set);
+            let what = format!("keys/{name}");
+            st.cache.replace_value(&key, new_value, expire, tag).map_err(|e| FsError::cache(what.clone(), e))?;
+            if let Some((store, access)) = pending.times {
+                st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(what.clone(), e))?;
+            }
+            Self::apply_pending_tag(st, &name, &key)?;
+            if let Some(inode) = st.inodes.get_mut(ino) {
+                inode.pending_create = false;
+                inode.pending = Default::default();
+            }
+            Ok(())
+        });
+        if let Err(e) = &stored {
+            log::warn!("{what}: commit failed, the old value stays: {e}");
+        }
+        stored?;
+        w.dirty = false;
+        Ok(())
+    }
+
+    /// truncate(2)/ftruncate(2) of a key's file: through the open writer
+    /// `fh`, or (a path) a one-shot writer committed at once.
+    pub(super) fn truncate_key(&self, ino: u64, fh: Option<u64>, size: u64) -> Result<(), FsError> {
+        let (writer, key, name) = {
+            let st = self.tables();
+            let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+            let writer = fh.and_then(|fh| match st.handles.get(&fh) {
+                Some(Handle::Write(slot)) => Some(slot.io.clone()),
+                _ => None,
+            });
+            (writer, inode.key.clone(), inode.name.clone())
+        };
+        let what = || format!("keys/{name}");
+        let c = self.reader()?;
+        let spill = Self::spill_size(&c);
+        match (writer, fh) {
+            (Some(io), Some(fh)) => {
+                let mut w = lock_writer(&io);
+                Self::materialize(&c, &mut w).map_err(|e| FsError::io(what(), e))?;
+                let staging = w.staging.as_mut().expect("materialized");
+                staging.truncate(c.disk(), size, spill).map_err(|e| FsError::io(what(), e))?;
+                w.dirty = true;
+                self.mirror(fh, &w);
+                Ok(())
+            }
+            _ => {
+                let base = Self::snapshot(&c, &key, &name)?;
+                let mut w = WriteHandle { ino, append: false, base: Some(base), staging: None, dirty: true };
+                let result = (|| {
+                    Self::materialize(&c, &mut w).map_err(|e| FsError::io(what(), e))?;
+                    let staging = w.staging.as_mut().expect("materialized");
+                    staging.truncate(c.disk(), size, spill).map_err(|e| FsError::io(what(), e))?;
+                    self.commit(&mut w)
+                })();
+                if let Some(staging) = w.staging.take() {
+                    staging.discard(c.disk());
+                }
+                result
+            }
+        }
+    }
+}
