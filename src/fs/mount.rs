@@ -18,6 +18,13 @@ use crate::cache::{Cache, CacheOptions, OpenError};
 use crate::fs::filesystem::{DiskCacheFs, FsConfig};
 use crate::fs::fuse::FuseAdapter;
 
+/// FUSE dispatch threads when `--threads` is not given: each takes requests
+/// from its own clone of /dev/fuse, so requests go on while one waits (a
+/// large commit, a `cache.db` lock held by a peer). Provisional, to be
+/// settled by measurement (it was 2); each thread costs up to 1 MiB of
+/// request buffer (the `max_write` set at INIT).
+pub const DEFAULT_THREADS: usize = 8;
+
 /// What to mount, and how (built from the command line by `main.rs`).
 #[derive(Clone, Debug)]
 pub struct MountConfig {
@@ -30,6 +37,9 @@ pub struct MountConfig {
     pub ttl: Duration,
     /// See `FsConfig::max_inodes`.
     pub max_inodes: usize,
+    /// FUSE dispatch threads (at least 1; 0 is taken as 1). See
+    /// [`DEFAULT_THREADS`].
+    pub threads: usize,
 }
 
 #[derive(Debug, Error)]
@@ -60,7 +70,7 @@ pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Resu
                 raise_readahead(target);
             }
             ready(Ok(()));
-            serve(session, &config.mountpoint)
+            serve(session, &config.mountpoint, config.threads.max(1))
         }
         Err(e) => {
             ready(Err(e.to_string()));
@@ -127,7 +137,7 @@ fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options = options;
     fuse_config.acl = if config.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
-    fuse_config.n_threads = Some(2);
+    fuse_config.n_threads = Some(config.threads.max(1));
     fuse_config.clone_fd = true;
 
     block_shutdown_signals();
@@ -182,14 +192,14 @@ fn mount_device(target: &Path) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
-fn serve(mut session: fuser::Session<FuseAdapter>, mountpoint: &Path) -> Result<(), MountError> {
+fn serve(mut session: fuser::Session<FuseAdapter>, mountpoint: &Path, threads: usize) -> Result<(), MountError> {
     let target = mountpoint.to_path_buf();
     let unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || wait_for_shutdown(&target, unmounter))
         .map_err(|source| MountError::Mount { path: mountpoint.to_path_buf(), source })?;
-    log::info!("serving {}", mountpoint.display());
+    log::info!("serving {} with {threads} FUSE threads", mountpoint.display());
     let result = session.run();
     log::info!("unmounted {}", mountpoint.display());
     result.map_err(|source| MountError::Mount { path: mountpoint.to_path_buf(), source })
