@@ -4,6 +4,7 @@
 //! Exit status: 0 success; 1 a miss (`get`, `delete`) or problems found
 //! (`check`); 2 an error (bad arguments, unreadable cache, bad input).
 
+use std::ffi::OsString;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -116,14 +117,39 @@ struct MountArgs {
     /// other processes show within this time.
     #[arg(long, default_value_t = 1.0)]
     attr_timeout: f64,
-    /// Most key inodes the daemon keeps: past it, it asks the kernel to
-    /// forget the oldest unused ones (memory stays bounded whatever the
-    /// number of keys; about 1 KiB each).
-    #[arg(long, default_value_t = 100_000)]
+    /// Most key inodes the daemon keeps, at least 1: past it, it asks the
+    /// kernel to forget the oldest unused ones (memory stays bounded
+    /// whatever the number of keys; about 1 KiB each).
+    #[arg(long, default_value_t = 100_000, value_parser = at_least_one)]
     max_inodes: usize,
+    /// Threads taking FUSE requests from the kernel (1 to 1024).
+    #[arg(long, default_value_t = diskcachefs::fs::mount::DEFAULT_THREADS, value_parser = thread_count)]
+    threads: usize,
     /// With --daemon: where the daemon logs (RUST_LOG sets the level).
     #[arg(long)]
     log_file: Option<PathBuf>,
+}
+
+/// `--max-inodes`: any bound from 1 up is taken as given (it used to be
+/// raised to 1,000 without a word). 0 is refused: it reads like "no
+/// limit", and would in fact have the daemon ask the kernel to drop every
+/// name as soon as it is unused (1 does that too, but is asked for).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `--threads`: fuser needs at least one thread; past 1024 a typo would
+/// only cost memory (each thread has a request buffer of up to 1 MiB).
+fn thread_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n @ 1..=1024) => Ok(n),
+        Ok(_) => Err("must be between 1 and 1024".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// A failure to report on standard error with exit status 2.
@@ -140,8 +166,9 @@ fn main() -> ExitCode {
     // session ends after an external `umount` (ours, umount(8),
     // fusermount3 -u): the normal way to stop a mount, not a problem.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser::session=error")).init();
-    let cli = Cli::parse_from(fstab_arguments(std::env::args_os().collect()));
-    match run(cli.command) {
+    let argv = fstab_arguments(std::env::args_os().collect());
+    let cli = Cli::parse_from(&argv);
+    match run(cli.command, &argv) {
         Ok(code) => code,
         Err(Failure(message)) => {
             eprintln!("diskcachefs: {message}");
@@ -150,9 +177,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<ExitCode, Failure> {
+/// `argv`: the whole command line, as parsed (the `--daemon` child gets it).
+fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
     match command {
-        Command::Mount(args) => mount(args),
+        Command::Mount(args) => mount(args, argv),
         Command::Umount { mountpoint } => {
             diskcachefs::fs::mount::unmount(&mountpoint, false)?;
             Ok(ExitCode::SUCCESS)
@@ -323,27 +351,43 @@ fn value_bytes(value: &Value) -> Vec<u8> {
 
 /// `mount -t fuse.diskcachefs CACHE_DIR MOUNTPOINT -o OPTS` (and /etc/fstab)
 /// runs `diskcachefs CACHE_DIR MOUNTPOINT -o OPTS` through mount.fuse3.
-/// That form becomes `mount CACHE_DIR MOUNTPOINT --daemon` with `ro` and
-/// `allow_other` mapped to their flags; other options (rw, nodev, nofail,
-/// _netdev, x-systemd.*, ...) concern mount(8) or the kernel and are ignored.
-fn fstab_arguments(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let is_command = |a: &std::ffi::OsString| {
+/// That form becomes `mount CACHE_DIR MOUNTPOINT --daemon` plus every
+/// option of `mount`, read from the subcommand's own definition so that a
+/// new option is passable at once: `NAME` or `NAME=VALUE`, NAME spelled
+/// with `_` or `-` (`max_inodes=500`, `threads=8`, `attr_timeout=5`,
+/// `allow_other`, `log_file=/var/log/x`), and `ro` for `--read-only`; clap
+/// then checks values as on the command line. Other options (rw, nodev,
+/// nofail, _netdev, x-systemd.*, subtype, ...) concern mount(8) or the
+/// kernel and are ignored.
+fn fstab_arguments(args: Vec<OsString>) -> Vec<OsString> {
+    let cli = Cli::command();
+    let is_command = |a: &OsString| {
         let s = a.to_string_lossy();
-        s.starts_with('-') || Cli::command().get_subcommands().any(|c| c.get_name() == s)
+        s.starts_with('-') || cli.get_subcommands().any(|c| c.get_name() == s)
     };
     if args.len() < 3 || is_command(&args[1]) {
         return args;
     }
+    let mount = cli.find_subcommand("mount").expect("the mount subcommand");
     let mut out = vec![args[0].clone(), "mount".into(), args[1].clone(), args[2].clone(), "--daemon".into()];
     let mut rest = args[3..].iter();
     while let Some(arg) = rest.next() {
         if arg == "-o" {
             let Some(opts) = rest.next() else { break };
             for opt in opts.to_string_lossy().split(',') {
-                match opt {
-                    "ro" => out.push("--read-only".into()),
-                    "allow_other" => out.push("--allow-other".into()),
-                    _ => {}
+                let (name, value) = match opt.split_once('=') {
+                    Some((name, value)) => (name, Some(value)),
+                    None => (opt, None),
+                };
+                let long = if name == "ro" { "read-only".to_string() } else { name.replace('_', "-") };
+                // --daemon is implied (mount(8) must not wait for the mount's
+                // end); --help and --version would mount nothing.
+                let known = !["daemon", "help", "version"].contains(&long.as_str())
+                    && mount.get_arguments().any(|a| a.get_long() == Some(&long));
+                match value {
+                    _ if !known => {}
+                    Some(value) => out.push(format!("--{long}={value}").into()),
+                    None => out.push(format!("--{long}").into()),
                 }
             }
         }
@@ -351,7 +395,7 @@ fn fstab_arguments(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     out
 }
 
-fn mount(args: MountArgs) -> Result<ExitCode, Failure> {
+fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     if !args.attr_timeout.is_finite() || args.attr_timeout < 0.0 {
         return Err(Failure(format!("--attr-timeout {}: must be a non-negative number of seconds", args.attr_timeout)));
     }
@@ -361,13 +405,16 @@ fn mount(args: MountArgs) -> Result<ExitCode, Failure> {
         read_only: args.read_only,
         allow_other: args.allow_other,
         ttl: std::time::Duration::from_secs_f64(args.attr_timeout),
-        max_inodes: args.max_inodes.max(1000),
+        max_inodes: args.max_inodes,
+        threads: args.threads,
     };
-    if args.daemon {
-        return daemonize(&args);
+    // The child that `--daemon` starts has the very same command line (so
+    // no option can be lost on the way) and reports readiness on this
+    // descriptor, which also tells it that it is the daemon.
+    let ready_fd = take_ready_fd();
+    if args.daemon && ready_fd.is_none() {
+        return daemonize(&args, argv);
     }
-    // A daemon started by `--daemon` reports readiness on this descriptor.
-    let ready_fd: Option<i32> = std::env::var("DISKCACHEFS_READY_FD").ok().and_then(|v| v.parse().ok());
     let ready = |result: Result<(), String>| {
         if let Some(fd) = ready_fd {
             use std::os::fd::FromRawFd;
@@ -383,9 +430,24 @@ fn mount(args: MountArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+const READY_FD: &str = "DISKCACHEFS_READY_FD";
+
+/// The ready pipe a `--daemon` parent passed us, taken out of the
+/// environment so that nothing the daemon runs inherits it.
+fn take_ready_fd() -> Option<i32> {
+    let fd = std::env::var(READY_FD).ok().and_then(|v| v.parse().ok());
+    // SAFETY: called before any thread of ours starts (the mount's come later).
+    unsafe { std::env::remove_var(READY_FD) };
+    fd
+}
+
 /// Starts the daemon as a child in its own session and returns once it
-/// says the mount is ready (exit 0) or why it failed (exit 2).
-fn daemonize(args: &MountArgs) -> Result<ExitCode, Failure> {
+/// says the mount is ready (exit 0) or why it failed (exit 2). The child
+/// runs `argv` unchanged, `--daemon` included: the ready pipe makes it
+/// serve instead of starting another child, and every option reaches it
+/// as given (the arguments used to be rebuilt by hand, and `--max-inodes`
+/// was dropped).
+fn daemonize(args: &MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     use std::io::Read;
     use std::os::fd::FromRawFd;
     use std::os::unix::process::CommandExt;
@@ -397,15 +459,8 @@ fn daemonize(args: &MountArgs) -> Result<ExitCode, Failure> {
     }
     let (read_fd, write_fd) = (fds[0], fds[1]);
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.arg("mount").arg(&args.cache_dir).arg(&args.mountpoint);
-    cmd.arg("--attr-timeout").arg(args.attr_timeout.to_string());
-    if args.read_only {
-        cmd.arg("--read-only");
-    }
-    if args.allow_other {
-        cmd.arg("--allow-other");
-    }
-    cmd.env("DISKCACHEFS_READY_FD", write_fd.to_string());
+    cmd.args(&argv[1..]);
+    cmd.env(READY_FD, write_fd.to_string());
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
     match &args.log_file {
         Some(path) => {

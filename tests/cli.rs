@@ -164,3 +164,27 @@ fn bad_input_gets_a_message_and_exit_2_never_a_panic() {
         assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
     }
 }
+
+#[test]
+fn mount_refuses_zero_threads_and_zero_max_inodes_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, mnt) = (dir.path().join("c"), dir.path().join("m"));
+    std::fs::create_dir(&mnt).unwrap();
+    let (cs, ms) = (cache.to_str().unwrap(), mnt.to_str().unwrap());
+    for (args, option) in [
+        (vec!["mount", cs, ms, "--threads", "0"], "--threads"),
+        (vec!["mount", cs, ms, "--daemon", "--threads", "0"], "--threads"),
+        (vec!["mount", cs, ms, "--threads", "2000"], "--threads"),
+        (vec!["mount", cs, ms, "--threads", "many"], "--threads"),
+        (vec!["mount", cs, ms, "--max-inodes", "0"], "--max-inodes"),
+    ] {
+        let out = cli(&args, None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(stderr.contains(option), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let out = cli(&["mount", cs, ms, "--threads", "0"], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be between 1 and 1024"));
+    assert!(!cache.exists(), "a refused mount must not create the cache");
+}

@@ -9,7 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Mounted, errno_of, getxattr, is_mounted, py, setxattr, sh};
+use support::{
+    Mounted, UnmountOnDrop, errno_of, fuse_threads, getxattr, is_mounted, key_inodes_kept, py, setxattr, sh,
+};
 
 const FILL: &str = r#"
 import sys, diskcache
@@ -540,11 +542,135 @@ fn daemon_mode_returns_once_the_mount_is_ready() {
     wait_for_daemon_exit(&cache);
 }
 
+/// `k0` .. `k{n-1}` in a new cache at `cache`.
+fn fill_keys(cache: &Path, n: usize) {
+    py(
+        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nwith c.transact():\n    \
+         for i in range(int(sys.argv[2])): c[f'k{i}'] = b'v'",
+        &[cache.to_str().unwrap(), &n.to_string()],
+    );
+}
+
+/// `diskcachefs mount --daemon ARGS CACHE MNT`, asserting it succeeded.
+fn mount_daemon(cache: &Path, mnt: &Path, args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
+        .arg("mount")
+        .arg("--daemon")
+        .args(args)
+        .arg(cache)
+        .arg(mnt)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount --daemon: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `pgrep -f` for the daemon serving `cache`, options before it or not
+/// ("[d]" keeps pgrep from matching the shell running it).
+fn daemon_pattern(cache: &Path) -> String {
+    format!("'[d]iskcachefs mount (.* )?{} '", cache.display())
+}
+
+/// The daemon serving `cache` (started by `--daemon` or mount(8)).
+fn daemon_pid(cache: &Path) -> u32 {
+    let out = sh(&format!("pgrep -f {}", daemon_pattern(cache)));
+    let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().parse().unwrap()).collect();
+    assert_eq!(pids.len(), 1, "one daemon for {}: {pids:?}", cache.display());
+    pids[0]
+}
+
+/// `--daemon` (which mount(8) and fstab lines always go through) used to
+/// rebuild the daemon's command line by hand and dropped `--max-inodes`:
+/// the daemon must run with every option given. Checked by what the
+/// daemon does: after 3,000 lookups it keeps at most about 500 key inodes
+/// (before, the option fell back to its default of 100,000 and all 3,000
+/// stayed; and a foreground `--max-inodes 500` was raised to 1,000). Fewer
+/// than 500 may stay: the daemon asks the kernel to forget names faster
+/// than the kernel's FORGETs come back. `--attr-timeout` and `--log-file`
+/// ride along.
+#[test]
+fn daemon_mode_runs_the_daemon_with_every_option() {
+    let root = tempfile::tempdir().unwrap();
+    let (cache, mnt, log) = (root.path().join("c"), root.path().join("m"), root.path().join("daemon.log"));
+    std::fs::create_dir(&mnt).unwrap();
+    fill_keys(&cache, 3000);
+    let log_arg = log.to_str().unwrap();
+    mount_daemon(&cache, &mnt, &["--max-inodes", "500", "--attr-timeout", "30", "--log-file", log_arg]);
+    let guard = UnmountOnDrop(mnt.clone());
+    let kept = key_inodes_kept(&mnt.join("keys"), 3000);
+    drop(guard);
+    wait_for_daemon_exit(&cache);
+    eprintln!("--daemon --max-inodes 500: {kept} key inodes kept of 3000");
+    assert!(kept <= 600, "--max-inodes 500 did not reach the daemon: {kept} key inodes kept");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("serving"), "--log-file did not reach the daemon: {log:?}");
+}
+
+/// `--threads N` sets the FUSE dispatch threads, in the foreground and
+/// through `--daemon`; the daemon logs the number.
+#[test]
+fn threads_sets_the_dispatch_threads_in_the_foreground_and_as_a_daemon() {
+    let m = Mounted::with(|_| {}, &["--threads", "3"]);
+    std::fs::write(m.keys().join("k"), b"three").unwrap();
+    assert_eq!(read(&m.keys().join("k")), b"three");
+    assert_eq!(fuse_threads(m.pid(), 3), 3, "{}", m.log());
+    assert!(m.log().contains("3 FUSE threads"), "{}", m.log());
+    drop(m);
+
+    let root = tempfile::tempdir().unwrap();
+    let (cache, mnt) = (root.path().join("c"), root.path().join("m"));
+    std::fs::create_dir(&mnt).unwrap();
+    mount_daemon(&cache, &mnt, &["--threads", "3"]);
+    let guard = UnmountOnDrop(mnt.clone());
+    std::fs::write(mnt.join("keys/k"), b"daemon").unwrap();
+    let value = std::fs::read(mnt.join("keys/k")).unwrap();
+    let threads = fuse_threads(daemon_pid(&cache), 3);
+    drop(guard);
+    wait_for_daemon_exit(&cache);
+    assert_eq!(value, b"daemon");
+    assert_eq!(threads, 3, "--threads 3 did not reach the daemon");
+}
+
+/// Every mount option can be given as a mount(8) / fstab `-o` option, its
+/// name with `_` for `-`: `max_inodes=500,threads=3` take effect; a bad
+/// value is refused with the option's own message and mounts nothing.
+#[test]
+fn mount_8_passes_every_mount_option() {
+    let root = tempfile::tempdir().unwrap();
+    let (cache, mnt) = (root.path().join("c"), root.path().join("m"));
+    std::fs::create_dir(&mnt).unwrap();
+    fill_keys(&cache, 3000);
+    let source = format!("{}#{}", env!("CARGO_BIN_EXE_diskcachefs"), cache.display());
+    let mount8 = |options: &str| {
+        std::process::Command::new("mount")
+            .args(["-t", "fuse", &source])
+            .arg(&mnt)
+            .args(["-o", options])
+            .output()
+            .unwrap()
+    };
+
+    let out = mount8("nodev,threads=0");
+    assert!(!out.status.success(), "threads=0 mounted");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!is_mounted(&mnt));
+
+    let out = mount8("nodev,max_inodes=500,threads=3,attr_timeout=30");
+    assert!(out.status.success(), "mount(8): {}", String::from_utf8_lossy(&out.stderr));
+    let guard = UnmountOnDrop(mnt.clone());
+    let threads = fuse_threads(daemon_pid(&cache), 3);
+    let kept = key_inodes_kept(&mnt.join("keys"), 3000);
+    drop(guard);
+    wait_for_daemon_exit(&cache);
+    eprintln!("-o max_inodes=500: {kept} key inodes kept of 3000");
+    assert_eq!(threads, 3, "-o threads=3 did not reach the daemon");
+    assert!(kept <= 600, "-o max_inodes=500 did not reach the daemon: {kept} key inodes kept");
+}
+
 /// The daemon serving `cache` exits once unmounted (within 10 s).
 fn wait_for_daemon_exit(cache: &Path) {
     let start = Instant::now();
-    // "[d]" keeps pgrep from matching the shell running it.
-    while sh(&format!("pgrep -f '[d]iskcachefs mount {}'", cache.display())).status.success() {
+    while sh(&format!("pgrep -f {}", daemon_pattern(cache))).status.success() {
         assert!(start.elapsed() < Duration::from_secs(10), "daemon still running after umount");
         std::thread::sleep(Duration::from_millis(50));
     }

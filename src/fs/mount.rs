@@ -18,6 +18,13 @@ use crate::cache::{Cache, CacheOptions, OpenError};
 use crate::fs::filesystem::{DiskCacheFs, FsConfig};
 use crate::fs::fuse::FuseAdapter;
 
+/// FUSE dispatch threads when `--threads` is not given: each takes requests
+/// from its own clone of /dev/fuse, so requests go on while one waits (a
+/// large commit, a `cache.db` lock held by a peer). Provisional, to be
+/// settled by measurement (it was 2); each thread costs up to 1 MiB of
+/// request buffer (the `max_write` set at INIT).
+pub const DEFAULT_THREADS: usize = 8;
+
 /// What to mount, and how (built from the command line by `main.rs`).
 #[derive(Clone, Debug)]
 pub struct MountConfig {
@@ -30,6 +37,9 @@ pub struct MountConfig {
     pub ttl: Duration,
     /// See `FsConfig::max_inodes`.
     pub max_inodes: usize,
+    /// FUSE dispatch threads (at least 1; 0 is taken as 1). See
+    /// [`DEFAULT_THREADS`].
+    pub threads: usize,
 }
 
 #[derive(Debug, Error)]
@@ -52,13 +62,15 @@ pub enum MountError {
 /// or `umount`). `ready` is called once the mount is visible, or with the
 /// error that prevented it.
 pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Result<(), MountError> {
+    // Resolved before mounting: afterwards the path leads into the mount.
+    let target = config.mountpoint.canonicalize().ok();
     match mount(config) {
         Ok(session) => {
-            // Stat-ing the mount point needs the session loop running.
-            let mountpoint = config.mountpoint.clone();
-            std::thread::spawn(move || raise_readahead(&mountpoint));
+            if let Some(target) = &target {
+                raise_readahead(target);
+            }
             ready(Ok(()));
-            serve(session, &config.mountpoint)
+            serve(session, &config.mountpoint, config.threads.max(1))
         }
         Err(e) => {
             ready(Err(e.to_string()));
@@ -125,7 +137,7 @@ fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError
     let mut fuse_config = fuser::Config::default();
     fuse_config.mount_options = options;
     fuse_config.acl = if config.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
-    fuse_config.n_threads = Some(2);
+    fuse_config.n_threads = Some(config.threads.max(1));
     fuse_config.clone_fd = true;
 
     block_shutdown_signals();
@@ -147,13 +159,14 @@ fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError
 /// The kernel offers FUSE at most 128 KiB of read-ahead at INIT; large
 /// sequential reads go about twice as fast with 1 MiB. The mount's
 /// backing-device setting can be raised after mounting (root only); best
-/// effort.
-fn raise_readahead(mountpoint: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(mountpoint) else { return };
-    let dev = meta.dev();
-    // SAFETY: major/minor are pure computations on dev_t.
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
+/// effort. The device number comes from /proc/self/mountinfo, not from a
+/// stat of the mount: a request of the daemon's own to the mount held it
+/// busy for a moment, and an `umount` right after mounting could fail.
+fn raise_readahead(target: &Path) {
+    let Some((major, minor)) = mount_device(target) else {
+        log::info!("could not raise read-ahead: {} not in /proc/self/mountinfo", target.display());
+        return;
+    };
     let path = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
     match std::fs::write(&path, "1024") {
         Ok(()) => log::debug!("{path} = 1024"),
@@ -161,14 +174,32 @@ fn raise_readahead(mountpoint: &Path) {
     }
 }
 
-fn serve(mut session: fuser::Session<FuseAdapter>, mountpoint: &Path) -> Result<(), MountError> {
+/// The device (`major:minor`) of the topmost mount on `target`, an
+/// absolute path without symlinks, as /proc/self/mountinfo lists it.
+fn mount_device(target: &Path) -> Option<(u32, u32)> {
+    // mountinfo writes space, tab, newline and backslash as octal escapes.
+    let mut escaped = Vec::new();
+    for &b in target.as_os_str().as_bytes() {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => escaped.extend_from_slice(format!("\\{b:03o}").as_bytes()),
+            _ => escaped.push(b),
+        }
+    }
+    let info = std::fs::read("/proc/self/mountinfo").ok()?;
+    let line = info.split(|&b| b == b'\n').rfind(|l| l.split(|&b| b == b' ').nth(4) == Some(&escaped[..]))?;
+    let dev = std::str::from_utf8(line.split(|&b| b == b' ').nth(2)?).ok()?;
+    let (major, minor) = dev.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+fn serve(mut session: fuser::Session<FuseAdapter>, mountpoint: &Path, threads: usize) -> Result<(), MountError> {
     let target = mountpoint.to_path_buf();
     let unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || wait_for_shutdown(&target, unmounter))
         .map_err(|source| MountError::Mount { path: mountpoint.to_path_buf(), source })?;
-    log::info!("serving {}", mountpoint.display());
+    log::info!("serving {} with {threads} FUSE threads", mountpoint.display());
     let result = session.run();
     log::info!("unmounted {}", mountpoint.display());
     result.map_err(|source| MountError::Mount { path: mountpoint.to_path_buf(), source })

@@ -214,3 +214,55 @@ pub fn setxattr(path: &Path, name: &str, value: &[u8]) -> Result<(), i32> {
     let r = unsafe { libc::setxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
     if r < 0 { Err(std::io::Error::last_os_error().raw_os_error().unwrap()) } else { Ok(()) }
 }
+
+/// Unmounts the path (lazily) on drop if it is still mounted: for mounts
+/// made by `--daemon` or mount(8), whose daemon then exits by itself, so
+/// that a failing test leaves no mount behind.
+pub struct UnmountOnDrop(pub PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// The FUSE dispatch threads of process `pid` (fuser names them `fuser-N`),
+/// waiting up to 10 s for the count to reach `want` (they start just after
+/// the mount is ready).
+pub fn fuse_threads(pid: u32, want: usize) -> usize {
+    let count = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                    .filter(|comm| comm.starts_with("fuser-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    let mut n = count();
+    while n != want && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+        n = count();
+    }
+    n
+}
+
+/// How many of the keys `k0` .. `k{n-1}` in `keys` the daemon keeps an
+/// inode for after looking up each of them once: the number of its key
+/// inode table, seen from outside. Inode numbers are never reused within a
+/// daemon's life (src/fs/inode.rs), so a name whose number has changed was
+/// forgotten (past `--max-inodes`) and made anew. The second pass goes
+/// newest first: the names it looks up anew push out only names it has
+/// already counted.
+pub fn key_inodes_kept(keys: &Path, n: usize) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let ino = |i: usize| std::fs::symlink_metadata(keys.join(format!("k{i}"))).unwrap().ino();
+    let first: Vec<u64> = (0..n).map(ino).collect();
+    // The kernel's FORGETs for the names the daemon asked it to drop.
+    std::thread::sleep(Duration::from_millis(500));
+    (0..n).rev().filter(|&i| ino(i) == first[i]).count()
+}
