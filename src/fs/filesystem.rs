@@ -229,12 +229,14 @@ impl DiskCacheFs {
     /// forget the oldest inodes nobody has open (their `forget` then
     /// removes them). Bounded work per call.
     fn trim_inodes(&self, st: &mut Tables) {
-        if st.inodes.len() <= self.config.max_inodes {
+        // Inodes already asked for count as going: asking again for as many
+        // would undershoot the bound (the kernel answers later).
+        let excess = st.inodes.excess_over(self.config.max_inodes).min(256);
+        if excess == 0 {
             return;
         }
         let tx = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(tx) = tx else { return };
-        let excess = (st.inodes.len() - self.config.max_inodes).min(256);
         for name in st.inodes.forget_candidates(excess) {
             let _ = tx.send(name);
         }
@@ -653,10 +655,7 @@ impl DiskCacheFs {
                     ino = st.inodes.ensure(&name, &key);
                     attr = self.key_attr(&mut st, ino)?;
                 }
-                if let Some(inode) = st.inodes.get_mut(ino) {
-                    inode.nlookup += 1;
-                    inode.forget_requested = false;
-                }
+                st.inodes.looked_up(ino);
                 self.trim_inodes(&mut st);
                 Ok(attr)
             }
@@ -915,8 +914,8 @@ impl DiskCacheFs {
                                 st.inodes.drop_if_unused(ino);
                                 return Ok(());
                             }
+                            st.inodes.looked_up(ino);
                             if let Some(inode) = st.inodes.get_mut(ino) {
-                                inode.nlookup += 1;
                                 inode.kernel_version = Some(ContentVersion::of(meta, len));
                             }
                             self.trim_inodes(&mut st);

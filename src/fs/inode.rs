@@ -123,11 +123,19 @@ pub struct InodeTable {
     next: u64,
     /// Inodes in the order they were made: where forget candidates come from.
     age: std::collections::VecDeque<u64>,
+    /// Inodes the kernel was asked to forget and has not answered for.
+    forget_pending: usize,
 }
 
 impl InodeTable {
     pub fn new() -> InodeTable {
-        InodeTable { inodes: HashMap::new(), by_name: HashMap::new(), next: FIRST_KEY_INODE, age: Default::default() }
+        InodeTable {
+            inodes: HashMap::new(),
+            by_name: HashMap::new(),
+            next: FIRST_KEY_INODE,
+            age: Default::default(),
+            forget_pending: 0,
+        }
     }
 
     pub fn get(&self, ino: u64) -> Option<&KeyInode> {
@@ -186,6 +194,7 @@ impl InodeTable {
                 && inode.nlookup > 0
             {
                 inode.forget_requested = true;
+                self.forget_pending += 1;
                 out.push(inode.name.clone());
                 if out.len() == n {
                     break;
@@ -232,19 +241,40 @@ impl InodeTable {
     pub fn forget(&mut self, ino: u64, n: u64) {
         if let Some(inode) = self.inodes.get_mut(&ino) {
             inode.nlookup = inode.nlookup.saturating_sub(n);
-            inode.forget_requested = false;
+            if std::mem::take(&mut inode.forget_requested) {
+                self.forget_pending -= 1;
+            }
         }
         self.drop_if_unused(ino);
+    }
+
+    /// The kernel learned the name again (a lookup): one more reference,
+    /// and any request to forget it is void.
+    pub fn looked_up(&mut self, ino: u64) {
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            inode.nlookup += 1;
+            if std::mem::take(&mut inode.forget_requested) {
+                self.forget_pending -= 1;
+            }
+        }
+    }
+
+    /// Inodes past `max` that no request to forget covers yet: how many
+    /// more to ask the kernel to forget.
+    pub fn excess_over(&self, max: usize) -> usize {
+        self.inodes.len().saturating_sub(max).saturating_sub(self.forget_pending)
     }
 
     /// Removes an inode nothing refers to any more.
     pub fn drop_if_unused(&mut self, ino: u64) {
         let unused = self.inodes.get(&ino).is_some_and(|i| i.nlookup == 0 && i.open_handles == 0);
-        if unused
-            && let Some(inode) = self.inodes.remove(&ino)
-            && self.by_name.get(&inode.name) == Some(&ino)
-        {
-            self.by_name.remove(&inode.name);
+        if unused && let Some(inode) = self.inodes.remove(&ino) {
+            if inode.forget_requested {
+                self.forget_pending -= 1;
+            }
+            if self.by_name.get(&inode.name) == Some(&ino) {
+                self.by_name.remove(&inode.name);
+            }
         }
     }
 

@@ -233,8 +233,8 @@ impl DiskCacheFs {
             return Err(FsError::Exists(format!("keys/{name}")));
         }
         let ino = st.inodes.ensure(&name, &key);
+        st.inodes.looked_up(ino);
         if let Some(inode) = st.inodes.get_mut(ino) {
-            inode.nlookup += 1;
             if !exists {
                 inode.pending_create = true;
                 inode.unlinked = false;
