@@ -125,9 +125,22 @@ struct MountArgs {
     /// Threads taking FUSE requests from the kernel (1 to 1024).
     #[arg(long, default_value_t = diskcachefs::fs::mount::DEFAULT_THREADS, value_parser = thread_count)]
     threads: usize,
+    /// Seconds a change waits for another process's write lock before it
+    /// fails with EBUSY (diskcache's `timeout`; reads never wait for it).
+    #[arg(long, default_value_t = 60.0, value_parser = seconds)]
+    timeout: f64,
     /// With --daemon: where the daemon logs (RUST_LOG sets the level).
     #[arg(long)]
     log_file: Option<PathBuf>,
+}
+
+/// `--timeout`: finite and not negative.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(s),
+        Ok(_) => Err("must be a number of seconds, 0 or more".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `--max-inodes`: any bound from 1 up is taken as given (it used to be
@@ -407,6 +420,7 @@ fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
         ttl: std::time::Duration::from_secs_f64(args.attr_timeout),
         max_inodes: args.max_inodes,
         threads: args.threads,
+        timeout: std::time::Duration::from_secs_f64(args.timeout),
     };
     // The child that `--daemon` starts has the very same command line (so
     // no option can be lost on the way) and reports readiness on this

@@ -445,7 +445,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn fsync(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        guarded("fsync", || match self.fs.flush(fh.0) {
+        guarded("fsync", || match self.fs.fsync(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("fsync", req, &e)),
         });

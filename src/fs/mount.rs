@@ -40,6 +40,9 @@ pub struct MountConfig {
     /// FUSE dispatch threads (at least 1; 0 is taken as 1). See
     /// [`DEFAULT_THREADS`].
     pub threads: usize,
+    /// How long a change waits for another process's write lock (the
+    /// cache's `timeout`, diskcache's 60 s by default); past it, EBUSY.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -100,7 +103,7 @@ fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError
         return Err(MountError::NotADirectory(config.mountpoint.clone()));
     }
     raise_open_file_limit();
-    let options = CacheOptions { read_only: config.read_only, ..CacheOptions::default() };
+    let options = CacheOptions { read_only: config.read_only, timeout: config.timeout, ..CacheOptions::default() };
     if config.read_only && !config.cache_dir.join(crate::cache::settings::DBNAME).is_file() {
         return Err(MountError::NoCache(config.cache_dir.clone()));
     }

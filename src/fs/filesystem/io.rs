@@ -358,8 +358,21 @@ impl DiskCacheFs {
         Ok(data.len())
     }
 
-    /// FLUSH (each close of a writer) and fsync: commit if changed.
+    /// FLUSH (each close of a writer): commit if changed. A commit that
+    /// fails (the write lock not had within the timeout: EBUSY) leaves the
+    /// old value and drops this copy, so that nothing is stored later
+    /// behind the back of a `close()` that reported the failure.
     pub fn flush(&self, fh: u64) -> Result<(), FsError> {
+        self.commit_handle(fh, false)
+    }
+
+    /// fsync: commit if changed; on failure the copy stays, and the next
+    /// fsync or close tries again.
+    pub fn fsync(&self, fh: u64) -> Result<(), FsError> {
+        self.commit_handle(fh, true)
+    }
+
+    fn commit_handle(&self, fh: u64, keep_on_failure: bool) -> Result<(), FsError> {
         let setting = {
             let st = self.tables();
             match st.handles.get(&fh) {
@@ -368,7 +381,7 @@ impl DiskCacheFs {
                 Some(Handle::Write(slot)) => {
                     let io = slot.io.clone();
                     drop(st);
-                    return self.commit_open(fh, &io);
+                    return self.commit_open(fh, &io, keep_on_failure);
                 }
                 // Readers, resolvers and ops have nothing to flush.
                 _ => return Ok(()),
@@ -387,12 +400,15 @@ impl DiskCacheFs {
     }
 
     /// Commits an open writer's copy if it changed.
-    fn commit_open(&self, fh: u64, io: &Mutex<WriteHandle>) -> Result<(), FsError> {
+    fn commit_open(&self, fh: u64, io: &Mutex<WriteHandle>, keep_on_failure: bool) -> Result<(), FsError> {
         let mut w = lock_writer(io);
         if !w.dirty {
             return Ok(());
         }
         let result = self.commit(&mut w);
+        if result.is_err() && !keep_on_failure {
+            w.dirty = false;
+        }
         self.mirror(fh, &w);
         result
     }
