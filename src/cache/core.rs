@@ -1747,7 +1747,7 @@ impl Cache {
                 let full_path = self.disk.full_path(&filename);
                 match self.disk.file_size(&filename) {
                     Ok(Some(real)) => {
-                        known.insert(full_path.clone());
+                        known.insert(PathBuf::from(&filename));
                         if size != real as i64 {
                             warn(
                                 CheckKind::WrongFileSize,
@@ -1762,7 +1762,7 @@ impl Cache {
                         }
                     }
                     Ok(None) => {
-                        known.insert(full_path.clone());
+                        known.insert(PathBuf::from(&filename));
                         warn(CheckKind::FileNotFound, format!("file not found: {}", full_path.display()));
                         if fix {
                             self.conn.execute("DELETE FROM Cache WHERE rowid = ?", [rowid])?;
@@ -1781,37 +1781,32 @@ impl Cache {
                     Err(FetchError::Io(e)) => return Err(self.io_err(&filename, e)),
                 }
             }
-            // The file system against Cache.filename, then empty directories.
-            let mut files = Vec::new();
-            let mut dirs = Vec::new();
-            walk(&self.directory, &mut files, &mut dirs);
-            for path in files {
-                if known.contains(&path) || path.to_string_lossy().contains(DBNAME) {
+            // The file system against Cache.filename, then empty directories,
+            // walked and removed through `Disk`: beneath the directory, never
+            // following a symbolic link (a link is an unknown file itself).
+            for rel in self.disk.walk().files {
+                let path = self.disk.full_path(&rel);
+                if known.contains(&rel) || path.to_string_lossy().contains(DBNAME) {
                     continue;
                 }
                 warn(CheckKind::UnknownFile, format!("unknown file: {}", path.display()));
                 if fix {
-                    let _ = std::fs::remove_file(&path);
+                    let _ = self.disk.remove_entry(&rel);
                 }
             }
             // Walk again, as core.py does: removing unknown files may have
             // emptied directories.
-            let mut dirs = Vec::new();
-            walk(&self.directory, &mut Vec::new(), &mut dirs);
-            for (dir, empty) in dirs {
+            for (rel, empty) in self.disk.walk().dirs {
                 if empty {
-                    warn(CheckKind::EmptyDirectory, format!("empty directory: {}", dir.display()));
-                    if fix && std::fs::remove_dir(&dir).is_ok() {
+                    warn(
+                        CheckKind::EmptyDirectory,
+                        format!("empty directory: {}", self.disk.full_path(&rel).display()),
+                    );
+                    if fix {
                         // Unlike core.py, also remove parents this emptied
                         // (`XX/` once its last `YY/` goes), so one fix
                         // leaves a cache that checks clean.
-                        let mut parent = dir.parent();
-                        while let Some(p) = parent.filter(|p| *p != self.directory.as_path()) {
-                            if std::fs::remove_dir(p).is_err() {
-                                break;
-                            }
-                            parent = p.parent();
-                        }
+                        self.disk.remove_dirs(&rel);
                     }
                 }
             }
@@ -1888,21 +1883,6 @@ impl Drop for Cache {
             let _ = conn.close();
         }
     }
-}
-
-/// os.walk: every file, and every directory with whether it is empty.
-fn walk(dir: &Path, files: &mut Vec<PathBuf>, dirs: &mut Vec<(PathBuf, bool)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut empty = true;
-    for entry in entries.flatten() {
-        empty = false;
-        let path = entry.path();
-        match entry.file_type() {
-            Ok(t) if t.is_dir() => walk(&path, files, dirs),
-            _ => files.push(path),
-        }
-    }
-    dirs.push((dir.to_path_buf(), empty));
 }
 
 /// Iterator of [`Cache::iterkeys`].
@@ -2184,4 +2164,54 @@ fn expand_user(path: &Path) -> PathBuf {
         return PathBuf::from(home).join(rest);
     }
     path.to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    #[test]
+    fn check_fix_never_follows_a_symlink_out_of_the_cache_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(outside.join("ab")).unwrap();
+        std::fs::create_dir_all(outside.join("empty")).unwrap();
+        std::fs::write(outside.join("ab/victim.val"), b"victim").unwrap();
+        std::fs::write(outside.join("stray.txt"), b"stray").unwrap();
+
+        let cache = Cache::open(&dir).unwrap();
+        cache.set(&Key::Str("fine".into()), &Value::Bytes(vec![7; 50_000]), None, None).unwrap();
+        symlink(&outside, dir.join("XX")).unwrap();
+        // A row whose value file is reachable only through the link.
+        cache.set(&Key::Str("through".into()), &Value::Int(1), None, None).unwrap();
+        cache
+            .conn
+            .execute(
+                "UPDATE Cache SET mode = ?, filename = 'XX/ab/victim.val', size = 6, value = NULL WHERE key = 'through'",
+                [MODE_BINARY],
+            )
+            .unwrap();
+
+        let warnings = cache.check(true).unwrap();
+        assert_eq!(std::fs::read(outside.join("ab/victim.val")).unwrap(), b"victim");
+        assert_eq!(std::fs::read(outside.join("stray.txt")).unwrap(), b"stray");
+        assert!(outside.join("empty").is_dir(), "an outside empty directory is not ours to remove");
+        // Nothing beyond the link is reported (but the row naming it); the
+        // link itself may be.
+        let link = dir.join("XX");
+        for w in warnings.iter().filter(|w| w.kind != CheckKind::UnsafeFilename) {
+            assert!(!w.message.contains("XX/") && !w.message.contains("outside"), "{w:?}");
+            if w.kind == CheckKind::UnknownFile {
+                assert_eq!(w.message, format!("unknown file: {}", link.display()));
+            }
+        }
+        assert!(warnings.iter().any(|w| w.kind == CheckKind::UnsafeFilename), "{warnings:?}");
+        assert!(std::fs::symlink_metadata(&link).is_err(), "fix removes the link itself");
+        assert!(outside.is_dir());
+        assert_eq!(cache.get(&Key::Str("fine".into())).unwrap(), Some(Value::Bytes(vec![7; 50_000])));
+        assert_eq!(cache.check(false).unwrap(), vec![], "one fix checks clean");
+    }
 }
