@@ -152,3 +152,73 @@ impl Cache {
         Ok(count)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::testing::{TestCache, int, key};
+    use crate::cache::types::Value;
+
+    fn file(n: u8) -> Value {
+        Value::Bytes(vec![n; 40_000])
+    }
+
+    #[test]
+    fn expire_evict_and_clear_count_what_they_remove() {
+        let t = TestCache::new();
+        let tag = Scalar::Str("grp".into());
+        for i in 0..3 {
+            t.set(&key(&format!("short{i}")), &file(i), Some(10.0), None).unwrap();
+        }
+        for i in 0..2 {
+            t.set(&key(&format!("tagged{i}")), &Value::Int(i.into()), None, Some(&tag)).unwrap();
+        }
+        for i in 0..150 {
+            t.set(&key(&format!("plain{i}")), &Value::Int(i), None, None).unwrap();
+        }
+        assert_eq!(t.expire(None).unwrap(), 0, "nothing has expired yet");
+        t.advance(10.5);
+        assert_eq!(t.expire(None).unwrap(), 3);
+        assert!(t.value_files().is_empty(), "their files went with them");
+        assert_eq!(t.evict(&tag).unwrap(), 2);
+        assert_eq!(t.evict(&tag).unwrap(), 0);
+        // More than one batch of 100.
+        assert_eq!(t.clear().unwrap(), 150);
+        assert_eq!(t.len().unwrap(), 0);
+        assert_eq!(t.check(false).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn every_write_culls_up_to_cull_limit_expired_entries() {
+        let t = TestCache::with(&[("cull_limit", int(2))]);
+        for i in 0..5 {
+            t.set(&key(&format!("old{i}")), &Value::Int(i), Some(1.0), None).unwrap();
+        }
+        t.advance(2.0);
+        t.set(&key("new"), &Value::Int(0), None, None).unwrap();
+        assert_eq!(t.len().unwrap(), 4, "two of five expired entries culled, one added");
+    }
+
+    #[test]
+    fn cull_removes_expired_entries_then_oldest_in_batches_until_under_the_limit() {
+        // cull_limit 0: the writes themselves never cull.
+        let t = TestCache::with(&[("cull_limit", int(0)), ("disk_min_file_size", int(1000))]);
+        for i in 0..2 {
+            t.set(&key(&format!("expiring{i}")), &file(1), Some(1.0), None).unwrap();
+        }
+        for i in 0..25u8 {
+            t.advance(1.0);
+            t.set(&key(&format!("k{i:02}")), &Value::Bytes(vec![i; 10_000]), None, None).unwrap();
+        }
+        assert_eq!(t.cull().unwrap(), 2, "under the default size limit only the expired go");
+        // 150,000 bytes over: a batch of 10 (100,000) is not enough, two are.
+        let limit = t.volume().unwrap() - 150_000;
+        t.reset("size_limit", Some(int(limit))).unwrap();
+        assert_eq!(t.cull().unwrap(), 20);
+        assert!(t.volume().unwrap() <= limit);
+        // least-recently-stored: the oldest went first.
+        assert_eq!(t.get(&key("k19")).unwrap(), None);
+        assert_eq!(t.get(&key("k20")).unwrap(), Some(Value::Bytes(vec![20; 10_000])));
+        assert_eq!(t.value_files().len(), 5, "the files of k20 to k24");
+    }
+}

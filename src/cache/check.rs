@@ -271,8 +271,99 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
+    use crate::cache::core::CacheOptions;
     use crate::cache::settings::MODE_BINARY;
+    use crate::cache::testing::{TestCache, key};
     use crate::cache::types::{Key, Value};
+
+    fn kinds(warnings: &[CheckWarning]) -> Vec<CheckKind> {
+        warnings.iter().map(|w| w.kind).collect()
+    }
+
+    /// A cache with one file-backed entry "a"; returns it and its file.
+    fn with_a_file() -> (TestCache, PathBuf) {
+        let t = TestCache::new();
+        t.set(&key("a"), &Value::Bytes(vec![1; 40_000]), None, None).unwrap();
+        t.set(&key("inline"), &Value::Int(1), None, None).unwrap();
+        let file = t.path().join(&t.value_files()[0]);
+        (t, file)
+    }
+
+    #[test]
+    fn a_missing_value_file_is_found_and_fix_drops_its_row() {
+        let (t, file) = with_a_file();
+        assert_eq!(t.check(false).unwrap(), vec![]);
+        std::fs::remove_file(&file).unwrap();
+        let warnings = t.check(false).unwrap();
+        assert_eq!(kinds(&warnings), [CheckKind::FileNotFound, CheckKind::EmptyDirectory]);
+        assert_eq!(warnings[0].message, format!("file not found: {}", file.display()));
+        assert_eq!(kinds(&t.check(true).unwrap()), [CheckKind::FileNotFound, CheckKind::EmptyDirectory]);
+        assert_eq!(t.check(false).unwrap(), vec![], "one fix checks clean");
+        assert_eq!(t.len().unwrap(), 1);
+        assert!(!file.parent().unwrap().parent().unwrap().exists(), "XX/ went with YY/");
+    }
+
+    #[test]
+    fn a_wrong_size_is_found_and_fix_takes_the_files() {
+        let (t, file) = with_a_file();
+        t.conn.execute("UPDATE Cache SET size = 5 WHERE key = 'a'", []).unwrap();
+        let warnings = t.check(false).unwrap();
+        assert_eq!(kinds(&warnings), [CheckKind::WrongFileSize]);
+        assert_eq!(warnings[0].message, format!("wrong file size: {}, 40000 != 5", file.display()));
+        t.check(true).unwrap();
+        assert_eq!(t.check(false).unwrap(), vec![]);
+        assert_eq!(t.get(&key("a")).unwrap(), Some(Value::Bytes(vec![1; 40_000])));
+    }
+
+    #[test]
+    fn an_unknown_file_is_found_and_fix_removes_it_and_its_directories() {
+        let (t, file) = with_a_file();
+        let stray = t.path().join("0a/0b/stray.val");
+        std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+        std::fs::write(&stray, b"stray").unwrap();
+        std::fs::create_dir_all(t.path().join("ee/ff")).unwrap();
+        let warnings = t.check(false).unwrap();
+        assert_eq!(kinds(&warnings), [CheckKind::UnknownFile, CheckKind::EmptyDirectory]);
+        assert_eq!(warnings[0].message, format!("unknown file: {}", stray.display()));
+        assert_eq!(warnings[1].message, format!("empty directory: {}", t.path().join("ee/ff").display()));
+        t.check(true).unwrap();
+        assert!(!t.path().join("0a").exists() && !t.path().join("ee").exists());
+        assert!(file.exists(), "the entry's own file stays");
+        assert_eq!(t.check(false).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn counters_that_disagree_with_the_table_are_found_and_fixed() {
+        let (t, _) = with_a_file();
+        t.conn.execute("UPDATE Settings SET value = 99 WHERE key = 'count'", []).unwrap();
+        t.conn.execute("UPDATE Settings SET value = 7 WHERE key = 'size'", []).unwrap();
+        let warnings = t.check(false).unwrap();
+        assert_eq!(kinds(&warnings), [CheckKind::CountMismatch, CheckKind::SizeMismatch]);
+        assert_eq!(warnings[0].message, "Settings.count != COUNT(Cache.key); 99 != 2");
+        assert_eq!(warnings[1].message, "Settings.size != SUM(Cache.size); 7 != 40000");
+        t.check(true).unwrap();
+        assert_eq!(t.check(false).unwrap(), vec![]);
+        assert_eq!(t.len().unwrap(), 2);
+    }
+
+    #[test]
+    fn duplicate_keys_keep_the_newest_row() {
+        let (t, _) = with_a_file();
+        t.conn.execute_batch("DROP INDEX Cache_key_raw").unwrap();
+        t.conn
+            .execute_batch(
+                "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, \
+                 filename, value) SELECT key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, \
+                 filename, 2 FROM Cache WHERE key = 'inline'",
+            )
+            .unwrap();
+        assert_eq!(kinds(&t.check(false).unwrap()), [CheckKind::Integrity]);
+        t.check(true).unwrap();
+        assert_eq!(t.check(false).unwrap(), vec![]);
+        assert_eq!(t.get(&key("inline")).unwrap(), Some(Value::Int(2)));
+        let reopened = Cache::open_with(t.path(), CacheOptions::default()).unwrap();
+        assert_eq!(reopened.len().unwrap(), 2);
+    }
 
     #[test]
     fn check_fix_never_follows_a_symlink_out_of_the_cache_directory() {

@@ -246,3 +246,67 @@ pub(super) fn set_pragma(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::testing::{TestCache, int, key};
+    use crate::cache::types::Value;
+
+    #[test]
+    fn reset_validates_writes_back_and_runs_pragmas() {
+        let t = TestCache::new();
+        assert!(matches!(t.reset("eviction_policy", Some(Scalar::Str("bogus".into()))), Err(Error::BadSetting { .. })));
+        assert!(matches!(
+            t.reset("sqlite_cache_size", Some(Scalar::Str("1; DROP".into()))),
+            Err(Error::BadSetting { .. })
+        ));
+        assert!(matches!(t.reset("cull_limit", Some(int(-1))), Err(Error::BadSetting { .. })));
+        assert!(matches!(t.reset("no_such_setting", None), Err(Error::BadSetting { .. })));
+        assert_eq!(t.reset("cull_limit", Some(int(4))).unwrap(), int(4));
+        assert_eq!(t.settings().cull_limit(), 4);
+        assert_eq!(settings_rows(&t.conn).unwrap().get("cull_limit"), Some(&int(4)));
+        t.reset("sqlite_cache_size", Some(int(777))).unwrap();
+        let size: i64 = t.conn.query_row("PRAGMA cache_size", [], |r| r.get(0)).unwrap();
+        assert_eq!(size, 777);
+        // A peer's reset is seen by read_settings.
+        let peer = t.try_clone().unwrap();
+        peer.reset("size_limit", Some(int(5_000_000))).unwrap();
+        assert_eq!(t.read_settings().unwrap().size_limit(), 5_000_000);
+    }
+
+    #[test]
+    fn stats_count_hits_and_misses_and_len_and_volume_follow_the_counters() {
+        let t = TestCache::new();
+        assert_eq!(t.stats(true, false).unwrap(), (0, 0));
+        t.set(&key("a"), &Value::Bytes(vec![0; 40_000]), None, None).unwrap();
+        t.get(&key("a")).unwrap();
+        t.get(&key("a")).unwrap();
+        t.get(&key("b")).unwrap();
+        assert_eq!(t.stats(false, true).unwrap(), (2, 1), "then zeroed and turned off");
+        t.get(&key("b")).unwrap();
+        assert_eq!(t.stats(false, false).unwrap(), (0, 0));
+        assert_eq!(t.len().unwrap(), 1);
+        assert!(!t.is_empty().unwrap());
+        let pages: i64 = t.conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        assert_eq!(t.volume().unwrap(), pages * t.page_size + 40_000);
+    }
+
+    #[test]
+    fn the_tag_index_follows_its_setting() {
+        let t = TestCache::new();
+        let has_index = || -> bool {
+            t.conn
+                .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'Cache_tag_rowid'", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap()
+                == 1
+        };
+        assert!(!has_index());
+        t.create_tag_index().unwrap();
+        assert!(has_index() && t.settings().tag_index());
+        t.drop_tag_index().unwrap();
+        assert!(!has_index() && !t.settings().tag_index());
+    }
+}

@@ -295,3 +295,79 @@ pub(super) fn query_column<T: rusqlite::types::FromSql>(conn: &Connection, sql: 
     let rows = stmt.query_map([], |r| r.get(0))?;
     rows.collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::testing::{TestCache, key};
+    use crate::cache::types::Value;
+
+    fn big(n: u8) -> Value {
+        Value::Bytes(vec![n; 40_000])
+    }
+
+    #[test]
+    fn nested_transactions_commit_once_at_the_outermost() {
+        let t = TestCache::new();
+        let peer = t.try_clone().unwrap();
+        t.transact(|c| {
+            c.set(&key("a"), &Value::Int(1), None, None)?;
+            c.transact(|c| c.set(&key("b"), &Value::Int(2), None, None))?;
+            // The inner block ended without committing: a peer sees nothing.
+            assert_eq!(peer.get(&key("b")).unwrap(), None);
+            assert_eq!(c.get(&key("b")).unwrap(), Some(Value::Int(2)));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(peer.get(&key("a")).unwrap(), Some(Value::Int(1)));
+        assert_eq!(peer.get(&key("b")).unwrap(), Some(Value::Int(2)));
+    }
+
+    #[test]
+    fn a_rollback_removes_the_value_files_it_wrote_and_keeps_the_old_ones() {
+        let t = TestCache::new();
+        t.set(&key("kept"), &big(1), None, None).unwrap();
+        let before = t.value_files();
+        assert_eq!(before.len(), 1);
+        let result: Result<()> = t.transact(|c| {
+            c.set(&key("kept"), &big(2), None, None)?;
+            c.transact(|c| c.set(&key("new"), &big(3), None, None))?;
+            assert_eq!(c.disk().directory(), t.path());
+            Err(Error::KeyNotFound { key: "stop".into() })
+        });
+        assert!(matches!(result, Err(Error::KeyNotFound { .. })));
+        assert_eq!(t.value_files(), before, "files written in the transaction are gone, the old one stays");
+        assert_eq!(t.get(&key("kept")).unwrap(), Some(big(1)));
+        assert_eq!(t.get(&key("new")).unwrap(), None);
+        // The lock was released: the next write goes through.
+        t.set(&key("after"), &Value::Int(1), None, None).unwrap();
+        assert_eq!(t.check(false).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn old_value_files_go_only_after_the_outermost_commit() {
+        let t = TestCache::new();
+        t.set(&key("a"), &big(1), None, None).unwrap();
+        let old = t.value_files();
+        t.transact(|c| {
+            c.transact(|c| c.set(&key("a"), &big(2), None, None))?;
+            assert!(t.path().join(&old[0]).exists(), "removed before the outer COMMIT");
+            Ok(())
+        })
+        .unwrap();
+        assert!(!t.path().join(&old[0]).exists());
+        assert_eq!(t.value_files().len(), 1);
+        assert_eq!(t.get(&key("a")).unwrap(), Some(big(2)));
+    }
+
+    #[test]
+    fn a_read_only_handle_has_no_transactions() {
+        let t = TestCache::new();
+        t.set(&key("a"), &Value::Int(1), None, None).unwrap();
+        let ro = Cache::open_with(t.path(), CacheOptions { read_only: true, ..CacheOptions::default() }).unwrap();
+        assert!(ro.is_read_only());
+        assert!(matches!(ro.transact(|_| Ok(())), Err(Error::ReadOnly)));
+        assert!(matches!(ro.set(&key("b"), &Value::Int(2), None, None), Err(Error::ReadOnly)));
+        assert_eq!(ro.get(&key("a")).unwrap(), Some(Value::Int(1)));
+    }
+}

@@ -153,3 +153,38 @@ impl RowidIter<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cache::testing::{TestCache, key};
+    use crate::cache::types::{Key, Value};
+
+    #[test]
+    fn keys_stream_in_sort_order_or_insertion_order_across_batches() {
+        let t = TestCache::new();
+        // 250 keys: three batches; inserted in reverse of their sort order.
+        let names: Vec<String> = (0..250).rev().map(|i| format!("k{i:03}")).collect();
+        for n in &names {
+            t.set(&key(n), &Value::Int(1), None, None).unwrap();
+        }
+        t.set(&Key::Int(5), &Value::Int(1), None, None).unwrap();
+        let sorted: Vec<Key> = t.iterkeys(false).map(Result::unwrap).collect();
+        let mut expect: Vec<Key> = vec![Key::Int(5)];
+        expect.extend(names.iter().rev().map(|n| key(n)));
+        assert_eq!(sorted, expect, "integers sort before text, as in SQLite");
+        let reverse: Vec<Key> = t.iterkeys(true).map(Result::unwrap).collect();
+        assert_eq!(reverse, expect.iter().rev().cloned().collect::<Vec<_>>());
+
+        let mut inserted: Vec<Key> = names.iter().map(|n| key(n)).collect();
+        inserted.push(Key::Int(5));
+        let mut by_rowid = t.keys_by_rowid(true);
+        let first = by_rowid.next().unwrap().unwrap();
+        // Bounded by the largest rowid when it started.
+        t.set(&key("later"), &Value::Int(1), None, None).unwrap();
+        let rest: Vec<Key> = by_rowid.map(Result::unwrap).collect();
+        assert_eq!([vec![first], rest].concat(), inserted);
+        inserted.push(key("later"));
+        inserted.reverse();
+        assert_eq!(t.keys_by_rowid(false).map(Result::unwrap).collect::<Vec<_>>(), inserted);
+    }
+}

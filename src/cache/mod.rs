@@ -31,6 +31,8 @@ mod read;
 mod read_cache;
 mod row;
 pub mod settings;
+#[cfg(test)]
+mod testing;
 pub mod types;
 mod write;
 

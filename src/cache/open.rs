@@ -360,3 +360,100 @@ fn expand_user(path: &Path) -> PathBuf {
     }
     path.to_path_buf()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::testing::{TestCache, int, key};
+    use crate::cache::types::Value;
+
+    fn names(conn: &Connection, kind: &str) -> Vec<String> {
+        let mut v: Vec<String> =
+            query_column(conn, &format!("SELECT name FROM sqlite_master WHERE type = '{kind}' AND sql IS NOT NULL"))
+                .unwrap();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn opening_creates_diskcaches_schema_and_settings() {
+        let t = TestCache::with(&[("size_limit", int(1234)), ("tag_index", int(1))]);
+        let conn = &t.conn;
+        assert_eq!(names(conn, "table"), ["Cache", "Settings"]);
+        // Cache_store_time: the default policy's (least-recently-stored).
+        assert_eq!(names(conn, "index"), ["Cache_expire_time", "Cache_key_raw", "Cache_store_time", "Cache_tag_rowid"]);
+        assert_eq!(
+            names(conn, "trigger"),
+            [
+                "Settings_count_delete",
+                "Settings_count_insert",
+                "Settings_size_delete",
+                "Settings_size_insert",
+                "Settings_size_update"
+            ]
+        );
+        let stored = settings_rows(conn).unwrap();
+        for (name, value) in [("count", 0), ("size", 0), ("hits", 0), ("misses", 0), ("size_limit", 1234)] {
+            assert_eq!(stored.get(name), Some(&int(value)), "{name}");
+        }
+        assert_eq!(stored.get("eviction_policy"), Some(&Scalar::Str("least-recently-stored".into())));
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(t.settings().values, stored, "the handle's view is the table");
+    }
+
+    #[test]
+    fn stored_settings_win_over_defaults_and_given_ones_over_both() {
+        let t = TestCache::with(&[("size_limit", int(1 << 40)), ("cull_limit", int(3))]);
+        t.set(&key("a"), &Value::Int(1), None, None).unwrap();
+        let again = t.reopen(&[]);
+        assert_eq!(again.settings().size_limit(), 1 << 40);
+        assert_eq!(again.settings().cull_limit(), 3);
+        assert_eq!(again.get(&key("a")).unwrap(), Some(Value::Int(1)));
+        let given = t.reopen(&[("size_limit", int(99))]);
+        assert_eq!(given.settings().size_limit(), 99);
+        assert_eq!(given.settings().cull_limit(), 3);
+        assert_eq!(settings_rows(&t.conn).unwrap().get("size_limit"), Some(&int(99)), "written back");
+        assert_eq!(given.len().unwrap(), 1, "the counters are the table's, never the caller's");
+    }
+
+    #[test]
+    fn invalid_settings_and_foreign_tables_fail_to_open() {
+        let t = TestCache::new();
+        let bad = Cache::open_with(
+            t.path(),
+            CacheOptions {
+                settings: vec![("eviction_policy".into(), Scalar::Str("bogus".into()))],
+                ..CacheOptions::default()
+            },
+        );
+        assert!(matches!(bad, Err(OpenError::BadSetting { ref name, .. }) if name == "eviction_policy"));
+
+        let other = tempfile::tempdir().unwrap();
+        let conn = Connection::open(other.path().join(DBNAME)).unwrap();
+        conn.execute_batch("CREATE TABLE Cache (rowid INTEGER PRIMARY KEY, key BLOB)").unwrap();
+        drop(conn);
+        match Cache::open(other.path()) {
+            Err(OpenError::Foreign { reason, .. }) => assert!(reason.contains("no column raw"), "{reason}"),
+            other => panic!("expected Foreign, got {:?}", other.err()),
+        }
+
+        let empty = tempfile::tempdir().unwrap();
+        let read_only = CacheOptions { read_only: true, ..CacheOptions::default() };
+        assert!(Cache::open_with(empty.path(), read_only).is_err());
+        assert!(!empty.path().join(DBNAME).exists(), "a read-only open creates nothing");
+    }
+
+    #[test]
+    fn a_clone_shares_the_data_and_sets_the_connection_pragmas() {
+        let t = TestCache::with(&[("sqlite_cache_size", int(1234)), ("sqlite_synchronous", int(2))]);
+        let clone = t.try_clone().unwrap();
+        t.set(&key("a"), &Value::Int(1), None, None).unwrap();
+        assert_eq!(clone.get(&key("a")).unwrap(), Some(Value::Int(1)));
+        let pragma = |name: &str| -> i64 { clone.conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0)).unwrap() };
+        assert_eq!(pragma("cache_size"), 1234);
+        assert_eq!(pragma("synchronous"), 2);
+        assert_eq!(clone.settings(), t.settings());
+        assert_eq!(clone.directory(), t.directory());
+    }
+}

@@ -215,3 +215,69 @@ impl Cache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::testing::{TestCache, key};
+
+    fn int(n: i64) -> Value {
+        Value::Int(n)
+    }
+
+    fn pulled(item: Option<(Key, Entry)>) -> (Key, Value) {
+        let (k, e) = item.expect("an item");
+        (k, e.value)
+    }
+
+    #[test]
+    fn pushes_step_out_from_the_middle_and_pulls_take_from_either_end() {
+        let t = TestCache::new();
+        let q = Some("jobs");
+        assert_eq!(t.push(&int(1), q, Side::Back, None, None).unwrap(), key("jobs-500000000000000"));
+        assert_eq!(t.push(&int(2), q, Side::Back, None, None).unwrap(), key("jobs-500000000000001"));
+        assert_eq!(t.push(&int(0), q, Side::Front, None, None).unwrap(), key("jobs-499999999999999"));
+        assert_eq!(t.push(&int(3), q, Side::Back, None, None).unwrap(), key("jobs-500000000000002"));
+        // Other keys, and the integer queue, are not this queue.
+        t.set(&key("jobs"), &int(99), None, None).unwrap();
+        assert_eq!(t.push(&int(7), None, Side::Back, None, None).unwrap(), Key::Int(500_000_000_000_000));
+
+        assert_eq!(pulled(t.peek(q, Side::Front).unwrap()), (key("jobs-499999999999999"), int(0)));
+        assert_eq!(pulled(t.pull(q, Side::Front).unwrap()).1, int(0));
+        assert_eq!(pulled(t.pull(q, Side::Back).unwrap()).1, int(3));
+        assert_eq!(pulled(t.pull(q, Side::Front).unwrap()).1, int(1));
+        assert_eq!(pulled(t.pull(q, Side::Front).unwrap()).1, int(2));
+        assert!(t.pull(q, Side::Front).unwrap().is_none());
+        assert_eq!(pulled(t.pull(None, Side::Front).unwrap()), (Key::Int(500_000_000_000_000), int(7)));
+        assert_eq!(t.get(&key("jobs")).unwrap(), Some(int(99)));
+    }
+
+    #[test]
+    fn expired_items_are_deleted_on_the_way_and_file_values_removed_when_pulled() {
+        let t = TestCache::new();
+        let q = Some("q");
+        t.push(&int(1), q, Side::Back, Some(1.0), None).unwrap();
+        t.push(&Value::Bytes(vec![5; 40_000]), q, Side::Back, None, None).unwrap();
+        t.advance(2.0);
+        assert_eq!(t.len().unwrap(), 2);
+        let (k, v) = pulled(t.pull(q, Side::Front).unwrap());
+        assert_eq!((k, v), (key("q-500000000000001"), Value::Bytes(vec![5; 40_000])));
+        assert_eq!(t.len().unwrap(), 0, "the expired item was deleted");
+        assert!(t.value_files().is_empty());
+    }
+
+    #[test]
+    fn peekitem_is_the_first_or_last_in_insertion_order() {
+        let t = TestCache::new();
+        assert!(t.peekitem(false).unwrap().is_none());
+        t.set(&key("b"), &int(1), None, None).unwrap();
+        t.set(&key("a"), &int(2), Some(1.0), None).unwrap();
+        t.set(&key("c"), &int(3), None, None).unwrap();
+        assert_eq!(pulled(t.peekitem(false).unwrap()), (key("b"), int(1)));
+        assert_eq!(pulled(t.peekitem(true).unwrap()), (key("c"), int(3)));
+        t.delete(&key("c")).unwrap();
+        t.advance(2.0);
+        assert_eq!(pulled(t.peekitem(true).unwrap()), (key("b"), int(1)), "expired \"a\" skipped");
+        assert_eq!(t.len().unwrap(), 1, "and deleted");
+    }
+}

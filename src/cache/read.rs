@@ -169,3 +169,48 @@ impl Cache {
         Ok(value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::cache::testing::{TestCache, key};
+
+    #[test]
+    fn get_read_pop_and_memoize_agree_on_liveness() {
+        let t = TestCache::new();
+        let tag = Scalar::Str("t".into());
+        t.set(&key("file"), &Value::Bytes(vec![3; 40_000]), Some(10.0), Some(&tag)).unwrap();
+        t.set(&key("inline"), &Value::Str("small".into()), None, None).unwrap();
+        let entry = t.get_entry(&key("file")).unwrap().unwrap();
+        assert_eq!((entry.expire_time, entry.tag), (Some(crate::cache::testing::START + 10.0), Some(tag)));
+        match t.read(&key("file")).unwrap() {
+            Some(ReadHandle::File(mut f)) => {
+                let mut data = Vec::new();
+                f.read_to_end(&mut data).unwrap();
+                assert_eq!(data, vec![3; 40_000]);
+            }
+            _ => panic!("a file-backed bytes value reads as its file"),
+        }
+        assert!(matches!(t.read(&key("inline")).unwrap(), Some(ReadHandle::Inline(Value::Str(s))) if s == "small"));
+        assert!(t.contains(&key("file")).unwrap());
+        t.advance(10.0);
+        assert_eq!(t.get(&key("file")).unwrap(), None, "expired at its expire_time");
+        assert!(t.read(&key("file")).unwrap().is_none());
+        assert!(t.pop(&key("file")).unwrap().is_none());
+
+        let popped = t.pop(&key("inline")).unwrap().unwrap();
+        assert_eq!(popped.value, Value::Str("small".into()));
+        assert!(t.get(&key("inline")).unwrap().is_none());
+
+        let mut calls = 0;
+        let mut compute = || -> Result<Value> {
+            calls += 1;
+            Ok(Value::Int(42))
+        };
+        assert_eq!(t.memoize(&key("m"), None, None, &mut compute).unwrap(), Value::Int(42));
+        assert_eq!(t.memoize(&key("m"), None, None, &mut compute).unwrap(), Value::Int(42));
+        assert_eq!(calls, 1, "the second call is served from the cache");
+    }
+}

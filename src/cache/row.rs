@@ -188,3 +188,77 @@ pub(super) fn scalar_to_owned(v: &Scalar) -> SqlValue {
         Scalar::Bytes(b) => SqlValue::Blob(b.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::types::Value as Sql;
+
+    use super::*;
+    use crate::cache::testing::{TestCache, int, key};
+
+    /// (mode, whether it has a file, size) of `name`'s row.
+    fn stored(t: &TestCache, name: &str) -> (Sql, bool, Sql) {
+        (t.column(name, "mode"), t.column(name, "filename") != Sql::Null, t.column(name, "size"))
+    }
+
+    #[test]
+    fn values_below_disk_min_file_size_are_inline_and_others_in_files() {
+        let t = TestCache::with(&[("disk_min_file_size", int(10))]);
+        let cases = [
+            ("bytes9", Value::Bytes(vec![1; 9]), MODE_RAW, false, 0),
+            ("bytes10", Value::Bytes(vec![1; 10]), MODE_BINARY, true, 10),
+            // str is measured in characters (9 of them, 18 bytes: inline).
+            ("str9", Value::Str("é".repeat(9)), MODE_RAW, false, 0),
+            ("str10", Value::Str("é".repeat(10)), MODE_TEXT, true, 20),
+            ("pickle9", Value::Pickle(vec![0x80; 9]), MODE_PICKLE, false, 0),
+            ("pickle10", Value::Pickle(vec![0x80; 10]), MODE_PICKLE, true, 10),
+            ("int", Value::Int(7), MODE_RAW, false, 0),
+            ("float", Value::Float(0.5), MODE_RAW, false, 0),
+            ("none", Value::None, MODE_RAW, false, 0),
+        ];
+        for (name, value, mode, file, size) in &cases {
+            t.set(&key(name), value, None, None).unwrap();
+            assert_eq!(stored(&t, name), (Sql::Integer(*mode), *file, Sql::Integer(*size)), "{name}");
+            assert_eq!(t.get(&key(name)).unwrap().as_ref(), Some(value), "{name}");
+        }
+        assert_eq!(t.value_files().len(), 3);
+        // A file-backed str reads back as Python reads it: universal newlines.
+        t.set(&key("crlf"), &Value::Str("line\r\nmore\rend".into()), None, None).unwrap();
+        assert_eq!(t.get(&key("crlf")).unwrap(), Some(Value::Str("line\nmore\nend".into())));
+    }
+
+    #[test]
+    fn the_decoder_refuses_what_diskcache_never_writes() {
+        let row = |mode, filename: Option<&str>, inline| Row {
+            rowid: 9,
+            expire_time: None,
+            tag: None,
+            mode,
+            filename: filename.map(String::from),
+            inline,
+        };
+        let corrupt = |r: &Row| matches!(r.source(), Err(Error::CorruptRow { rowid: 9, .. }));
+        assert!(corrupt(&row(MODE_BINARY, None, None)), "a file mode without a file");
+        assert!(corrupt(&row(MODE_TEXT, None, Some(Scalar::Str("x".into())))));
+        assert!(corrupt(&row(MODE_PICKLE, None, Some(Scalar::Int(1)))), "an inline pickle that is not a BLOB");
+        assert!(corrupt(&row(7, None, None)), "an unknown mode");
+        assert!(matches!(row(MODE_RAW, None, None).source(), Ok(Source::Inline(Value::None))));
+        assert!(matches!(
+            row(MODE_PICKLE, None, Some(Scalar::Bytes(vec![1]))).source(),
+            Ok(Source::Inline(Value::Pickle(p))) if p == [1]
+        ));
+        assert!(matches!(
+            row(MODE_TEXT, Some("ab/cd/x.val"), None).source(),
+            Ok(Source::File { name: "ab/cd/x.val", mode: MODE_TEXT })
+        ));
+    }
+
+    #[test]
+    fn a_vanished_value_file_is_a_miss() {
+        let t = TestCache::new();
+        t.set(&key("a"), &Value::Bytes(vec![1; 40_000]), None, None).unwrap();
+        std::fs::remove_file(t.path().join(&t.value_files()[0])).unwrap();
+        assert_eq!(t.get(&key("a")).unwrap(), None);
+        assert!(t.read(&key("a")).unwrap().is_none());
+    }
+}

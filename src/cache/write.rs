@@ -367,3 +367,100 @@ impl Cache {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::testing::{START, TestCache, key};
+
+    #[test]
+    fn the_key_row_lookup_matches_key_and_raw_and_sees_expired_rows() {
+        let t = TestCache::new();
+        assert!(t.key_row(&key("a")).unwrap().is_none());
+        t.set(&key("a"), &Value::Int(1), Some(10.0), Some(&Scalar::Str("t".into()))).unwrap();
+        t.set(&Key::Bytes(b"a".to_vec()), &Value::Str("text".into()), None, None).unwrap();
+        t.set(&Key::Pickled(b"a".to_vec()), &Value::Bytes(vec![0; 40_000]), None, None).unwrap();
+
+        let a = t.key_row(&key("a")).unwrap().unwrap();
+        assert_eq!(a.expire_time, Some(START + 10.0));
+        assert_eq!((a.number.clone(), a.value_type.as_str()), (SqlValue::Integer(1), "integer"));
+        assert_eq!(a.tag, SqlValue::Text("t".into()));
+        assert!(a.filename.is_none() && a.is_live(START));
+        let bytes = t.key_row(&Key::Bytes(b"a".to_vec())).unwrap().unwrap();
+        assert_ne!(bytes.rowid, a.rowid, "a str key and a bytes key are different rows");
+        assert_eq!((bytes.number, bytes.value_type.as_str()), (SqlValue::Null, "text"));
+        let pickled = t.key_row(&Key::Pickled(b"a".to_vec())).unwrap().unwrap();
+        assert!(pickled.filename.is_some() && pickled.value_type == "null");
+        assert!(pickled.rowid != a.rowid && pickled.rowid != bytes.rowid, "raw = 0 is another key");
+
+        t.advance(10.0);
+        let expired = t.key_row(&key("a")).unwrap().unwrap();
+        assert_eq!(expired.rowid, a.rowid, "expired rows are found too");
+        assert!(!expired.is_live(START + 10.0), "expiring now is expired");
+        assert!(!t.contains(&key("a")).unwrap());
+        assert!(t.contains(&Key::Bytes(b"a".to_vec())).unwrap());
+    }
+
+    #[test]
+    fn writers_decide_by_liveness() {
+        let t = TestCache::new();
+        assert!(t.add(&key("a"), &Value::Int(1), Some(5.0), None).unwrap());
+        assert!(!t.add(&key("a"), &Value::Int(2), None, None).unwrap(), "live: add refuses");
+        assert!(t.touch(&key("a"), Some(20.0)).unwrap());
+        t.advance(10.0);
+        assert_eq!(t.get(&key("a")).unwrap(), Some(Value::Int(1)), "touch moved the expiry");
+        t.advance(20.0);
+        assert!(!t.touch(&key("a"), None).unwrap(), "expired: nothing to touch");
+        assert!(!t.delete(&key("a")).unwrap(), "expired: nothing to delete");
+        assert!(t.add(&key("a"), &Value::Int(3), None, None).unwrap(), "expired: add replaces");
+        assert_eq!(t.get(&key("a")).unwrap(), Some(Value::Int(3)));
+        assert_eq!(t.len().unwrap(), 1, "replaced in place");
+        assert!(t.delete(&key("a")).unwrap());
+        assert!(!t.delete(&key("a")).unwrap());
+    }
+
+    #[test]
+    fn incr_counts_from_the_default_and_refuses_non_numbers() {
+        let t = TestCache::new();
+        assert!(matches!(t.incr(&key("n"), 1, None), Err(Error::KeyNotFound { .. })));
+        assert_eq!(t.incr(&key("n"), 5, Some(10)).unwrap(), Number::Int(15));
+        assert_eq!(t.decr(&key("n"), 3, None).unwrap(), Number::Int(12));
+        t.set(&key("f"), &Value::Float(0.5), None, None).unwrap();
+        assert_eq!(t.incr(&key("f"), 1, None).unwrap(), Number::Float(1.5));
+        t.set(&key("s"), &Value::Str("x".into()), None, None).unwrap();
+        assert!(matches!(t.incr(&key("s"), 1, None), Err(Error::NotANumber { type_name: "str", .. })));
+        t.set(&key("file"), &Value::Bytes(vec![0; 40_000]), None, None).unwrap();
+        assert!(matches!(
+            t.incr(&key("file"), 1, None),
+            Err(Error::NotANumber { type_name: "value stored in a file", .. })
+        ));
+        t.set(&key("max"), &Value::Int(i64::MAX), None, None).unwrap();
+        assert!(matches!(t.incr(&key("max"), 1, None), Err(Error::Overflow { .. })));
+        // An expired number starts over from the default, its file removed.
+        t.set(&key("old"), &Value::Bytes(vec![0; 40_000]), Some(1.0), None).unwrap();
+        t.advance(2.0);
+        assert_eq!(t.incr(&key("old"), 1, Some(0)).unwrap(), Number::Int(1));
+        assert_eq!(t.value_files().len(), 1, "only \"file\"'s value file is left");
+    }
+
+    #[test]
+    fn replacing_keeps_or_sets_each_attribute() {
+        let t = TestCache::new();
+        let tag = Scalar::Str("grp".into());
+        t.set(&key("a"), &Value::Int(1), Some(100.0), Some(&tag)).unwrap();
+        let keep = t.store(&Value::Int(2)).unwrap();
+        t.set_stored_with(&key("a"), t.now(), Attr::Keep, Attr::Keep, keep).unwrap();
+        let entry = t.get_entry(&key("a")).unwrap().unwrap();
+        assert_eq!((entry.value, entry.expire_time, entry.tag), (Value::Int(2), Some(START + 100.0), Some(tag)));
+        let set = t.store(&Value::Int(3)).unwrap();
+        t.set_stored_with(&key("a"), t.now(), Attr::Set(None), Attr::Keep, set).unwrap();
+        assert_eq!(t.get_entry(&key("a")).unwrap().unwrap().expire_time, None);
+        // An expired entry has nothing to keep.
+        t.set(&key("b"), &Value::Int(1), Some(1.0), Some(&Scalar::Int(7))).unwrap();
+        t.advance(2.0);
+        let keep = t.store(&Value::Int(2)).unwrap();
+        t.set_stored_with(&key("b"), t.now(), Attr::Keep, Attr::Keep, keep).unwrap();
+        let entry = t.get_entry(&key("b")).unwrap().unwrap();
+        assert_eq!((entry.expire_time, entry.tag), (None, None));
+    }
+}
