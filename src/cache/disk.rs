@@ -9,12 +9,17 @@
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` from a descriptor of the
 //! cache directory, so no read, write or delete ever leaves it, whatever the
 //! column says (absolute, `..`, or a symbolic link anywhere on the way).
+//! `check`'s walk of the directory ([`Disk::walk`]) and its removals keep
+//! the same rule: directories are opened from their parent's descriptor
+//! with `O_NOFOLLOW`, and every unlink is an `unlinkat` in a parent
+//! resolved beneath the root, so no symbolic link is ever followed.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::Component;
 use std::path::{Path, PathBuf};
 
 /// Why a value file could not be read.
@@ -56,9 +61,12 @@ impl Disk {
         &self.directory
     }
 
-    /// The absolute path of a value file, for messages and `check`.
-    pub fn full_path(&self, filename: &str) -> PathBuf {
-        self.directory.join(filename)
+    /// The absolute path of a value file (or of any path relative to the
+    /// directory, the directory itself for the empty path), for messages and
+    /// `check`.
+    pub fn full_path(&self, filename: impl AsRef<Path>) -> PathBuf {
+        let rel = filename.as_ref();
+        if rel.as_os_str().is_empty() { self.directory.clone() } else { self.directory.join(rel) }
     }
 
     /// A new random value file name (`Disk.filename`).
@@ -215,35 +223,113 @@ impl Disk {
             log::error!("not removing value file {filename:?}: it points outside the cache directory");
             return;
         }
-        let (dir, base) = filename.rsplit_once('/').unwrap_or(("", filename));
-        let parent = if dir.is_empty() {
-            None
-        } else {
-            match self.open_beneath(dir, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::EXDEV)) {
-                        log::error!("not removing value file {filename:?}: a symbolic link is on its path");
-                    }
-                    return;
-                }
+        let path = Path::new(filename);
+        if let Err(e) = self.remove_entry(path)
+            && matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::EXDEV))
+        {
+            log::error!("not removing value file {filename:?}: a symbolic link is on its path");
+            return;
+        }
+        self.remove_dirs(path.parent().unwrap_or(Path::new("")));
+    }
+
+    /// Removes one entry that is not a directory (a file, or a symbolic link
+    /// itself, never what it points to), named relative to the cache
+    /// directory: `unlinkat` in its parent, which is resolved beneath the
+    /// root without following any symbolic link.
+    pub fn remove_entry(&self, rel: &Path) -> io::Result<()> {
+        self.unlink_beneath(rel, 0)
+    }
+
+    /// `os.removedirs` of a directory relative to the cache directory: the
+    /// directory, then each parent it leaves empty, stopping at the cache
+    /// directory (which still holds cache.db) or at the first one that is
+    /// not empty. Returns whether `rel` itself was removed.
+    pub fn remove_dirs(&self, rel: &Path) -> bool {
+        let mut dir = rel;
+        let mut first = true;
+        let mut removed = false;
+        while !dir.as_os_str().is_empty() {
+            if self.unlink_beneath(dir, libc::AT_REMOVEDIR).is_err() {
+                break;
             }
+            removed |= first;
+            first = false;
+            dir = dir.parent().unwrap_or(Path::new(""));
+        }
+        removed
+    }
+
+    /// `unlinkat(parent, name, flags)` for a relative path of plain names,
+    /// the parent opened beneath the root (`ELOOP`/`EXDEV` when a symbolic
+    /// link is on the way). unlinkat itself never follows the last name.
+    fn unlink_beneath(&self, rel: &Path, flags: i32) -> io::Result<()> {
+        let einval = || io::Error::from_raw_os_error(libc::EINVAL);
+        if !is_plain_relative(rel) {
+            return Err(einval());
+        }
+        let base = rel.file_name().ok_or_else(einval)?;
+        let cbase = CString::new(base.as_bytes()).map_err(|_| einval())?;
+        let parent = match rel.parent() {
+            Some(p) if !p.as_os_str().is_empty() => {
+                Some(self.open_beneath(p, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)?)
+            }
+            _ => None,
         };
         let dirfd = parent.as_ref().map_or(self.root.as_raw_fd(), |f| f.as_raw_fd());
-        let Ok(cbase) = CString::new(base) else { return };
-        // SAFETY: dirfd is open; cbase is a single path component.
-        unsafe { libc::unlinkat(dirfd, cbase.as_ptr(), 0) };
-        // os.removedirs: the leaf directory, then its parents, stopping at
-        // the cache directory (which still holds cache.db).
-        let mut d = dir;
-        while !d.is_empty() {
-            let Ok(cd) = CString::new(d) else { return };
-            // SAFETY: root is open; cd is a relative path of plain names.
-            if unsafe { libc::unlinkat(self.root.as_raw_fd(), cd.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
-                return;
-            }
-            d = d.rsplit_once('/').map_or("", |(p, _)| p);
+        // SAFETY: dirfd is open; cbase is a single NUL-terminated name.
+        if unsafe { libc::unlinkat(dirfd, cbase.as_ptr(), flags) } != 0 {
+            return Err(io::Error::last_os_error());
         }
+        Ok(())
+    }
+
+    /// Every entry under the cache directory, for `check` (its `os.walk`),
+    /// by directory descriptors: each subdirectory is opened from its
+    /// parent's descriptor with `O_DIRECTORY | O_NOFOLLOW`, so a symbolic
+    /// link is listed as an entry and never followed, and the walk cannot
+    /// leave the directory even if names are swapped under it meanwhile.
+    /// A directory that cannot be opened or read is skipped, as os.walk
+    /// does; so is anything deeper than [`MAX_WALK_DEPTH`] (logged).
+    pub fn walk(&self) -> Tree {
+        let mut tree = Tree::default();
+        match openat_dir(self.root.as_raw_fd(), c".") {
+            Ok(fd) => self.walk_dir(fd, Path::new(""), 0, &mut tree),
+            Err(e) => log::warn!("{}: cannot list the cache directory: {e}", self.directory.display()),
+        }
+        tree
+    }
+
+    fn walk_dir(&self, fd: OwnedFd, rel: &Path, depth: usize, tree: &mut Tree) {
+        let Ok(stream) = DirStream::new(fd) else { return };
+        let mut empty = true;
+        let mut subdirs = Vec::new();
+        for (name, d_type) in stream.entries() {
+            empty = false;
+            let path = rel.join(OsStr::from_bytes(name.as_bytes()));
+            if is_directory(stream.fd(), &name, d_type) {
+                subdirs.push((name, path));
+            } else {
+                tree.files.push(path);
+            }
+        }
+        for (name, path) in subdirs {
+            if depth + 1 > MAX_WALK_DEPTH {
+                log::warn!(
+                    "{}: not walking {}: deeper than {MAX_WALK_DEPTH}",
+                    self.directory.display(),
+                    path.display()
+                );
+                continue;
+            }
+            match openat_dir(stream.fd(), &name) {
+                Ok(child) => self.walk_dir(child, &path, depth + 1, tree),
+                // Replaced by a file or a symbolic link since it was listed.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => tree.files.push(path),
+                Err(_) => {}
+            }
+        }
+        tree.dirs.push((rel.to_path_buf(), empty));
     }
 
     /// mkdir -p of a relative directory beneath the root; errors ignored
@@ -263,8 +349,9 @@ impl Disk {
     }
 
     /// openat2 beneath the cache directory, refusing any symbolic link.
-    fn open_beneath(&self, rel: &str, flags: i32, mode: u32) -> io::Result<File> {
-        let c = CString::new(rel).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    fn open_beneath(&self, rel: impl AsRef<Path>, flags: i32, mode: u32) -> io::Result<File> {
+        let c = CString::new(rel.as_ref().as_os_str().as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         let mut how: libc::open_how = unsafe { std::mem::zeroed() };
         how.flags = flags as u64;
         how.mode = if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 };
@@ -285,6 +372,109 @@ impl Disk {
         // SAFETY: fd is a fresh descriptor we own.
         Ok(unsafe { File::from_raw_fd(fd as i32) })
     }
+}
+
+/// How deep [`Disk::walk`] goes below the cache directory. A cache made by
+/// diskcache is two levels deep; the bound keeps a crafted tree from
+/// exhausting descriptors (the walk holds one per level) or the stack.
+pub const MAX_WALK_DEPTH: usize = 32;
+
+/// What [`Disk::walk`] found, as paths relative to the cache directory.
+#[derive(Debug, Default)]
+pub struct Tree {
+    /// Every entry that is not a directory: files, and symbolic links
+    /// (whatever they point to; never followed).
+    pub files: Vec<PathBuf>,
+    /// Every directory, the cache directory itself as the empty path, with
+    /// whether it was empty when listed; each comes after its contents.
+    pub dirs: Vec<(PathBuf, bool)>,
+}
+
+/// `openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)`: a directory
+/// to list, never through a symbolic link (`ELOOP`), never a file (`ENOTDIR`).
+fn openat_dir(dirfd: i32, name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: dirfd is open; name is NUL-terminated; the result is checked.
+    let fd = unsafe {
+        libc::openat(dirfd, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether a listed entry is a directory itself (not a link to one): the
+/// entry's `d_type`, or `fstatat(AT_SYMLINK_NOFOLLOW)` when the file system
+/// does not fill it in.
+fn is_directory(dirfd: i32, name: &CStr, d_type: u8) -> bool {
+    match d_type {
+        libc::DT_DIR => true,
+        libc::DT_UNKNOWN => {
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: dirfd is open, name NUL-terminated, st writable.
+            let rc = unsafe { libc::fstatat(dirfd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+            rc == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+        }
+        _ => false,
+    }
+}
+
+/// An open directory stream (`fdopendir`), closed on drop.
+struct DirStream(*mut libc::DIR);
+
+impl DirStream {
+    fn new(fd: OwnedFd) -> io::Result<DirStream> {
+        use std::os::fd::IntoRawFd;
+        let raw = fd.into_raw_fd();
+        // SAFETY: raw is an open directory descriptor; on success the
+        // stream owns it, on failure we close it.
+        let dir = unsafe { libc::fdopendir(raw) };
+        if dir.is_null() {
+            let e = io::Error::last_os_error();
+            // SAFETY: raw is still ours when fdopendir fails.
+            unsafe { libc::close(raw) };
+            return Err(e);
+        }
+        Ok(DirStream(dir))
+    }
+
+    /// The stream's descriptor, to open and stat entries relative to it.
+    fn fd(&self) -> i32 {
+        // SAFETY: self.0 is an open stream.
+        unsafe { libc::dirfd(self.0) }
+    }
+
+    /// Every entry but `.` and `..`, with its `d_type`.
+    fn entries(&self) -> Vec<(CString, u8)> {
+        let mut out = Vec::new();
+        loop {
+            // SAFETY: self.0 is an open stream; the entry is copied out
+            // before the next readdir call may overwrite it.
+            let ent = unsafe { libc::readdir(self.0) };
+            if ent.is_null() {
+                return out;
+            }
+            // SAFETY: ent points to a valid dirent with a NUL-terminated name.
+            let (name, d_type) = unsafe { (CStr::from_ptr((*ent).d_name.as_ptr()), (*ent).d_type) };
+            if name != c"." && name != c".." {
+                out.push((name.to_owned(), d_type));
+            }
+        }
+    }
+}
+
+impl Drop for DirStream {
+    fn drop(&mut self) {
+        // SAFETY: self.0 is an open stream, closed once here.
+        unsafe { libc::closedir(self.0) };
+    }
+}
+
+/// [`is_safe_relative`] for a path from [`Disk::walk`], which need not be
+/// UTF-8: relative, plain names only.
+fn is_plain_relative(rel: &Path) -> bool {
+    !rel.as_os_str().is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
 /// A lexical check before any syscall: relative, plain names only. (The
@@ -317,5 +507,70 @@ pub fn fill_random(buf: &mut [u8]) {
         if n > 0 {
             filled += n as usize;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    /// A cache directory holding `ab/cd/x.val`, an empty `ee/`, and `XX`, a
+    /// symbolic link to an outside directory with a file and an empty
+    /// directory in it. Returns (tempdir, cache dir, outside dir).
+    fn linked_tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        let outside = root.path().join("outside");
+        std::fs::create_dir_all(dir.join("ab/cd")).unwrap();
+        std::fs::create_dir_all(dir.join("ee")).unwrap();
+        std::fs::write(dir.join("ab/cd/x.val"), b"x").unwrap();
+        std::fs::create_dir_all(outside.join("empty")).unwrap();
+        std::fs::write(outside.join("victim.val"), b"victim").unwrap();
+        symlink(&outside, dir.join("XX")).unwrap();
+        (root, dir, outside)
+    }
+
+    #[test]
+    fn walk_lists_a_symlink_as_an_entry_and_never_follows_it() {
+        let (_root, dir, _outside) = linked_tree();
+        let disk = Disk::open(&dir).unwrap();
+        let tree = disk.walk();
+        let mut files = tree.files.clone();
+        files.sort();
+        assert_eq!(files, vec![PathBuf::from("XX"), PathBuf::from("ab/cd/x.val")]);
+        let mut dirs = tree.dirs.clone();
+        dirs.sort();
+        let expect: Vec<(PathBuf, bool)> =
+            [("", false), ("ab", false), ("ab/cd", false), ("ee", true)].map(|(p, e)| (PathBuf::from(p), e)).into();
+        assert_eq!(dirs, expect);
+        // Children come before their parents.
+        let pos = |p: &str| tree.dirs.iter().position(|(d, _)| d == Path::new(p)).unwrap();
+        assert!(pos("ab/cd") < pos("ab") && pos("ab") < pos(""));
+    }
+
+    #[test]
+    fn removals_never_go_through_a_symlink() {
+        let (_root, dir, outside) = linked_tree();
+        let disk = Disk::open(&dir).unwrap();
+        let err = disk.remove_entry(Path::new("XX/victim.val")).unwrap_err();
+        assert!(matches!(err.raw_os_error(), Some(libc::ELOOP) | Some(libc::EXDEV)), "{err}");
+        assert!(!disk.remove_dirs(Path::new("XX/empty")));
+        disk.remove("XX/victim.val");
+        assert_eq!(std::fs::read(outside.join("victim.val")).unwrap(), b"victim");
+        assert!(outside.join("empty").is_dir());
+        assert!(disk.remove_entry(Path::new("../outside/victim.val")).is_err());
+        assert!(outside.join("victim.val").exists());
+        // The link itself is an entry of the cache directory: removable.
+        disk.remove_entry(Path::new("XX")).unwrap();
+        assert!(std::fs::symlink_metadata(dir.join("XX")).is_err());
+        assert!(outside.join("victim.val").exists());
+        // remove() of a value file takes its emptied directories with it.
+        disk.remove("ab/cd/x.val");
+        assert!(!dir.join("ab").exists());
+        assert!(dir.join("ee").is_dir(), "only the value file's own directories go");
+        assert!(disk.remove_dirs(Path::new("ee")));
+        assert!(dir.is_dir());
     }
 }

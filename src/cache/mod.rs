@@ -4,7 +4,11 @@
 //!
 //! Modules follow `diskcache/core.py`'s order: [`settings`] (the format's
 //! constants), [`types`] (keys, values, tags), [`disk`] (value files, never
-//! SQL), [`core`] (SQL, transactions, eviction; never file names).
+//! SQL), [`core`] (the `Cache` handle and its transactions; never file
+//! names), whose operations are spread over private modules by concern
+//! (opening, a row's value, reads, writes, queues, bulk removal, check,
+//! settings, iteration: see [`core`]'s table), then [`meta`] (what file
+//! views need beyond core.py).
 //!
 //! ```no_run
 //! use diskcachefs::cache::{Cache, Key, Value};
@@ -13,13 +17,24 @@
 //! assert_eq!(cache.get(&Key::Str("greeting".into())).unwrap(), Some(Value::Str("hello".into())));
 //! ```
 
+mod bulk;
+mod check;
+mod config;
 pub mod core;
 pub mod disk;
 pub mod error;
+mod iter;
 pub mod meta;
+mod open;
+mod queue;
+mod read;
 mod read_cache;
+mod row;
 pub mod settings;
+#[cfg(test)]
+mod testing;
 pub mod types;
+mod write;
 
 pub use self::core::{Attr, Cache, CacheOptions, CheckKind, CheckWarning, Clock, KeyIter, ReadHandle, system_clock};
 pub use self::error::{Error, OpenError};
