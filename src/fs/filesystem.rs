@@ -337,6 +337,22 @@ impl DiskCacheFs {
         time
     }
 
+    /// A link's attributes: the time of the entry it stands for (its
+    /// `store_time`), so that a link changes only when its entry does;
+    /// the cache's time for a link whose entry is not there yet.
+    fn symlink_attr(&self, ino: u64, target_len: usize, store_time: Option<f64>) -> Attr {
+        let mut attr = self.dir_attr(ino);
+        if let Some(t) = store_time {
+            let t = system_time(t);
+            (attr.atime, attr.mtime, attr.ctime) = (t, t, t);
+        }
+        attr.kind = Kind::Symlink;
+        attr.size = target_len as u64;
+        attr.perm = 0o777;
+        attr.nlink = 1;
+        attr
+    }
+
     fn dir_attr(&self, ino: u64) -> Attr {
         let now = self.tree_time();
         Attr {
@@ -715,9 +731,6 @@ impl DiskCacheFs {
             if size.is_some() {
                 return Err(FsError::NotPermitted("tags: no size to change".into()));
             }
-            if let Some((_, name)) = Self::link_of(&st, ino) {
-                return Ok(self.link_attr(ino, &name));
-            }
             return self.tag_getattr(&st, ino);
         }
         if ino == ROOT || ino == KEYS_DIR || ino == SETTINGS_DIR || ino == TAGS_DIR {
@@ -862,7 +875,7 @@ impl DiskCacheFs {
                         let name = key_to_name(&meta.key);
                         Self::remember_hashed(&mut st, &name, &meta.key);
                         let link = Self::tag_link_ino(&mut st, &tag, &name);
-                        let attr = self.link_attr(link, &name);
+                        let attr = self.link_attr(link, &name, Some(meta.store_time));
                         if out.add(link, meta.rowid as u64 + 2, Kind::Symlink, OsStr::new(&name), plus.then_some(&attr))
                         {
                             return Ok(());

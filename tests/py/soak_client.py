@@ -50,7 +50,8 @@ while time.time() < end:
                     with open(f'{keys}/{k}', 'rb') as f:
                         got = f.read()
                 if got != mine[k]:
-                    err('get', f'{k}: {len(got or b"")} bytes, not what was stored')
+                    err('get', f'{k}: {len(got or b"")} bytes {(got or b"")[:24]!r}, not the {len(mine[k])} bytes '
+                               f'{mine[k][:24]!r} stored')
         elif op < 60:
             if k in mine:
                 if kind == 'py':

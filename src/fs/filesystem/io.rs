@@ -132,15 +132,22 @@ impl DiskCacheFs {
         }
         self.check_writable(&format!("keys/{name}"))?;
         let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
+        // The entry went away (a peer deleted it) while the kernel still
+        // had the name: ESTALE makes it look the name up again, so
+        // `open(O_CREAT)` creates the key anew and a plain open is ENOENT
+        // (with O_TRUNC too: truncating is no reason to bring it back).
+        let gone = |what: String| FsError::Stale(what);
         if truncate {
+            if !pending_create
+                && st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_none()
+            {
+                return Err(gone(format!("keys/{name}")));
+            }
             handle.staging = Some(Staging::Memory(Vec::new()));
             handle.dirty = true;
         } else if !pending_create {
-            // The entry went away (a peer deleted it) while the kernel still
-            // had the name: ESTALE makes it look the name up again, so
-            // `open(O_CREAT)` creates the key anew and a plain open is ENOENT.
             let base = match Self::snapshot(st.cache, &key, &name) {
-                Err(FsError::NotFound(what)) => return Err(FsError::Stale(what)),
+                Err(FsError::NotFound(what)) => return Err(gone(what)),
                 other => other?,
             };
             handle.base = Some(base);
@@ -506,6 +513,18 @@ impl DiskCacheFs {
                 return Ok(());
             }
             let (key, name, pending) = (inode.key.clone(), inode.name.clone(), inode.pending.clone());
+            if !inode.pending_create
+                && st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_none()
+            {
+                // Deleted (by a peer, or expired) while this writer had it
+                // open: its commits are dropped, as for an unlink through
+                // the mount (docs/SEMANTICS.md, "Writing").
+                if let NewValue::File { filename, .. } = &new_value {
+                    st.cache.disk().remove(filename);
+                }
+                log::info!("keys/{name}: deleted while open for writing; the write is dropped");
+                return Ok(());
+            }
             let expire = pending.expire_time.map_or(Keep::Keep, Keep::Set);
             let tag = pending.tag.clone().map_or(Keep::Keep, Keep::Set);
             let what = format!("keys/{name}");

@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{Attr, DiskCacheFs, Kind, State, Tables, name_str};
+use super::{Attr, DiskCacheFs, State, Tables, name_str};
 use crate::cache::{Key, Scalar};
 use crate::fs::error::FsError;
 use crate::fs::inode::{TAG_DIR_BASE, TAG_LINK_BASE, is_view_ino};
@@ -98,13 +98,8 @@ impl DiskCacheFs {
         format!("../../keys/{name}")
     }
 
-    pub(super) fn link_attr(&self, ino: u64, name: &str) -> Attr {
-        let mut attr = self.dir_attr(ino);
-        attr.kind = Kind::Symlink;
-        attr.size = Self::link_target(name).len() as u64;
-        attr.perm = 0o777;
-        attr.nlink = 1;
-        attr
+    pub(super) fn link_attr(&self, ino: u64, name: &str, store_time: Option<f64>) -> Attr {
+        self.symlink_attr(ino, Self::link_target(name).len(), store_time)
     }
 
     /// The attributes of `tags/T/` or of a link in it, if it still exists.
@@ -123,8 +118,8 @@ impl DiskCacheFs {
         };
         let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
         match meta {
-            Some(m) if m.tag.as_ref() == Some(&tag) => Ok(self.link_attr(ino, &name)),
-            _ if st.pending_tags.get(&name) == Some(&tag) => Ok(self.link_attr(ino, &name)),
+            Some(m) if m.tag.as_ref() == Some(&tag) => Ok(self.link_attr(ino, &name, Some(m.store_time))),
+            _ if st.pending_tags.get(&name) == Some(&tag) => Ok(self.link_attr(ino, &name, None)),
             _ => Err(gone()),
         }
     }
@@ -167,7 +162,7 @@ impl DiskCacheFs {
             }
             Ok(Self::tag_link_ino(st, &tag, &name_s))
         })?;
-        Ok(self.link_attr(ino, &name_s))
+        Ok(self.link_attr(ino, &name_s, None))
     }
 
     /// Applies a tag waiting for the key named `name` (see `pending_tags`),

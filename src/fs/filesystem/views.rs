@@ -139,13 +139,8 @@ impl DiskCacheFs {
         self.dir_attr(ino)
     }
 
-    fn view_link_attr(&self, ino: u64, target: &str) -> Attr {
-        let mut attr = self.dir_attr(ino);
-        attr.kind = Kind::Symlink;
-        attr.size = target.len() as u64;
-        attr.perm = 0o777;
-        attr.nlink = 1;
-        attr
+    fn view_link_attr(&self, ino: u64, target: &str, store_time: Option<f64>) -> Attr {
+        self.symlink_attr(ino, target.len(), store_time)
     }
 
     fn view_file_attr(&self, ino: u64, len: usize, writable: bool) -> Attr {
@@ -206,8 +201,10 @@ impl DiskCacheFs {
         format!("../../../keys/{}", str_name(key))
     }
 
-    fn live(st: &State, key: &Key) -> Result<bool, FsError> {
-        Ok(st.cache.entry_meta(key).map_err(|e| FsError::cache(format!("keys/{}", key_to_name(key)), e))?.is_some())
+    /// A live entry's store time; `None` when it is not there.
+    fn store_time(st: &State, key: &Key) -> Result<Option<f64>, FsError> {
+        let meta = st.cache.entry_meta(key).map_err(|e| FsError::cache(format!("keys/{}", key_to_name(key)), e))?;
+        Ok(meta.map(|m| m.store_time))
     }
 
     /// The JSON rendering of a task entry's outputs (`HASH.json`).
@@ -238,20 +235,20 @@ impl DiskCacheFs {
     fn node_attr(&self, st: &mut State, ino: u64, parent: u64, name: &str) -> Result<Attr, FsError> {
         let gone = || FsError::NotFound(name.to_string());
         match Self::classify(st, parent, name)? {
-            Node::QueueItem { key } => {
-                if Self::live(st, &key)? || st.views.restored_links.contains(&ino) {
-                    Ok(self.view_link_attr(ino, &Self::queue_link_target(&key)))
-                } else {
-                    Err(gone())
+            Node::QueueItem { key } => match Self::store_time(st, &key)? {
+                Some(t) => Ok(self.view_link_attr(ino, &Self::queue_link_target(&key), Some(t))),
+                None if st.views.restored_links.contains(&ino) => {
+                    Ok(self.view_link_attr(ino, &Self::queue_link_target(&key), None))
                 }
-            }
-            Node::TaskEntry { key } => {
-                if Self::live(st, &Key::Str(key.clone()))? || st.views.restored_links.contains(&ino) {
-                    Ok(self.view_link_attr(ino, &Self::task_link_target(&key)))
-                } else {
-                    Err(gone())
+                None => Err(gone()),
+            },
+            Node::TaskEntry { key } => match Self::store_time(st, &Key::Str(key.clone()))? {
+                Some(t) => Ok(self.view_link_attr(ino, &Self::task_link_target(&key), Some(t))),
+                None if st.views.restored_links.contains(&ino) => {
+                    Ok(self.view_link_attr(ino, &Self::task_link_target(&key), None))
                 }
-            }
+                None => Err(gone()),
+            },
             Node::TaskJson { key } => Ok(self.view_file_attr(ino, Self::task_json(st, &key)?.len(), false)),
             Node::Pull { .. } => Ok(self.view_file_attr(ino, 0, false)),
             Node::PushFile { .. } => {
@@ -496,7 +493,7 @@ impl DiskCacheFs {
         }
         let ino = st.views.node_ino(parent, text);
         st.views.restored_links.insert(ino);
-        Ok(self.view_link_attr(ino, &want))
+        Ok(self.view_link_attr(ino, &want, None))
     }
 
     pub(super) fn view_open(&self, ino: u64, write: bool) -> Result<(u64, OpenFlags), FsError> {
