@@ -79,6 +79,10 @@ struct Writer {
     dirty: bool,
     /// Its name was unlinked or renamed over: its commits are dropped.
     unlinked: bool,
+    /// A peer deleted (or expired) the entry it is rewriting: its commits
+    /// are dropped too (docs/SEMANTICS.md, "Writing"), though the name is
+    /// still its own until it closes.
+    peer_deleted: bool,
     /// Created through the mount and not committed yet: the name exists
     /// for the mount (lookup, O_EXCL, unlink, rename) but not in the cache.
     pending: bool,
@@ -93,6 +97,13 @@ struct Model {
 }
 
 impl Model {
+    /// A peer deleted `k`: a writer rewriting it will not store it again.
+    fn peer_deleted(&mut self, k: usize) {
+        if let Some(w) = self.writer.as_mut().filter(|w| w.k == k && !w.unlinked && !w.pending) {
+            w.peer_deleted = true;
+        }
+    }
+
     /// The held writer, while its file still has a name.
     fn named_writer(&self) -> Option<&Writer> {
         self.writer.as_ref().filter(|w| !w.unlinked)
@@ -547,14 +558,9 @@ impl Harness {
             Some(Mode::At(_)) => (true, true, false, false, false),
         };
         for attempt in 0..2 {
-            // KNOWN BUG, left out: OPEN with O_TRUNC of an inode whose entry a
-            // peer deleted succeeds instead of answering ESTALE, so the
-            // kernel never looks the name up again: without O_CREAT the
-            // close stores the key again (docs/SEMANTICS.md: a plain open is
-            // ENOENT), and with O_CREAT the file being created is not
-            // pending (lookup says ENOENT, O_EXCL succeeds) until its close.
-            // Until `DiskCacheFs::open` checks, O_TRUNC opens revalidate.
-            let use_dentry = cached && attempt == 0 && !excl && !trunc;
+            // An O_TRUNC open through a dentry whose entry a peer deleted is
+            // ESTALE (it used to succeed and store the key again).
+            let use_dentry = cached && attempt == 0 && !excl;
             match self.resolve(name, use_dentry)? {
                 None if create => {
                     let (attr, fh, _) =
@@ -630,8 +636,9 @@ impl Harness {
 
     /// Operations the model leaves open, on the held writer's name: what
     /// a stat, read or xattr shows mid-write, and a peer's change to an
-    /// entry being created (or a peer's delete of one being rewritten)
-    /// are not specified in docs/SEMANTICS.md. They are skipped.
+    /// entry being created, are not specified in docs/SEMANTICS.md. They
+    /// are skipped. (A peer's delete of an entry being rewritten is: the
+    /// writer's commit is dropped.)
     fn unspecified(&self, op: &Op) -> bool {
         let Some(w) = self.model.named_writer() else { return false };
         match op {
@@ -639,10 +646,8 @@ impl Harness {
             | Op::Stat { k, .. }
             | Op::ReaderOpen { k, .. }
             | Op::SetTag { k, .. }
-            | Op::RemoveTag { k, .. }
-            | Op::PeerDelete { k } => *k == w.k,
-            Op::PeerSet { k, .. } => *k == w.k && w.pending,
-            Op::PeerTouch { k, expiry } => *k == w.k && (w.pending || matches!(expiry, Expiry::Past)),
+            | Op::RemoveTag { k, .. } => *k == w.k,
+            Op::PeerDelete { k } | Op::PeerSet { k, .. } | Op::PeerTouch { k, .. } => *k == w.k && w.pending,
             _ => false,
         }
     }
@@ -781,8 +786,15 @@ impl Harness {
                     let truncates = matches!(mode, Mode::Create | Mode::Excl | Mode::Trunc);
                     let base = self.model.keys.get(k).map(|e| e.content.clone()).unwrap_or_default();
                     let (copy, dirty) = if truncates || !exists { (Vec::new(), true) } else { (base, false) };
-                    self.model.writer =
-                        Some(Writer { k: *k, mode: *mode, copy, dirty, unlinked: false, pending: !exists });
+                    self.model.writer = Some(Writer {
+                        k: *k,
+                        mode: *mode,
+                        copy,
+                        dirty,
+                        unlinked: false,
+                        peer_deleted: false,
+                        pending: !exists,
+                    });
                     self.writer = Some((ino, fh));
                 }
             }
@@ -807,7 +819,7 @@ impl Harness {
             }
             Op::WriterClose => {
                 let (Some((ino, fh)), Some(w)) = (self.writer.take(), self.model.writer.take()) else { return Ok(()) };
-                if w.dirty && !w.unlinked {
+                if w.dirty && !w.unlinked && !w.peer_deleted {
                     self.model.commit(w.k, w.copy);
                 }
                 prop_assert_eq!(self.close(ino, fh, true), Ok(()));
@@ -864,6 +876,7 @@ impl Harness {
                 self.model.keys.insert(*k, Entry { content, vtype, tag: tag.map(|t| t.to_string()), expire: None });
             }
             Op::PeerDelete { k } => {
+                self.model.peer_deleted(*k);
                 let had = self.model.keys.remove(k).is_some();
                 prop_assert_eq!(self.peer.delete(&key(*k)).unwrap(), had);
             }
@@ -876,7 +889,10 @@ impl Harness {
                 };
                 prop_assert_eq!(self.peer.touch_at(&key(*k), at).unwrap(), had);
                 match expiry {
-                    Expiry::Past => drop(self.model.keys.remove(k)),
+                    Expiry::Past => {
+                        self.model.peer_deleted(*k);
+                        drop(self.model.keys.remove(k));
+                    }
                     _ => {
                         if let Some(e) = self.model.keys.get_mut(k) {
                             e.expire = at;

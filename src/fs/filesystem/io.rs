@@ -30,11 +30,12 @@ fn lock_writer(io: &Mutex<WriteHandle>) -> MutexGuard<'_, WriteHandle> {
 }
 
 impl DiskCacheFs {
-    pub(super) fn snapshot(cache: &Cache, key: &Key, name: &str) -> Result<Snapshot, FsError> {
+    /// An entry's content as it is now, and its row.
+    pub(super) fn snapshot(cache: &Cache, key: &Key, name: &str) -> Result<(Snapshot, i64), FsError> {
         match cache.open_raw(key).map_err(|e| FsError::cache(format!("keys/{name}"), e))? {
-            Some((_, RawContent::File(f))) => Ok(Snapshot::File(f)),
-            Some((_, RawContent::Inline(v))) => Ok(Snapshot::Inline(inline_bytes(&v))),
-            Some((_, RawContent::Null)) => Ok(Snapshot::Inline(Vec::new())),
+            Some((meta, RawContent::File(f))) => Ok((Snapshot::File(f), meta.rowid)),
+            Some((meta, RawContent::Inline(v))) => Ok((Snapshot::Inline(inline_bytes(&v)), meta.rowid)),
+            Some((meta, RawContent::Null)) => Ok((Snapshot::Inline(Vec::new()), meta.rowid)),
             None => Err(FsError::NotFound(format!("keys/{name}"))),
         }
     }
@@ -131,6 +132,14 @@ impl DiskCacheFs {
             return Ok((fh, flags));
         }
         self.check_writable(&format!("keys/{name}"))?;
+        let current =
+            st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.map(|m| m.rowid);
+        if Self::replaced_under_writers(&st, ino, current) {
+            // Deleted and made anew by a peer while writers have this
+            // inode's file open: the new entry is another file.
+            return Err(FsError::Stale(format!("keys/{name}")));
+        }
+        Self::first_writer_sets_row(&mut st, ino, current);
         let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
         // The entry went away (a peer deleted it) while the kernel still
         // had the name: ESTALE makes it look the name up again, so
@@ -138,15 +147,13 @@ impl DiskCacheFs {
         // (with O_TRUNC too: truncating is no reason to bring it back).
         let gone = |what: String| FsError::Stale(what);
         if truncate {
-            if !pending_create
-                && st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_none()
-            {
+            if !pending_create && current.is_none() {
                 return Err(gone(format!("keys/{name}")));
             }
             handle.staging = Some(Staging::Memory(Vec::new()));
             handle.dirty = true;
         } else if !pending_create {
-            let base = match Self::snapshot(st.cache, &key, &name) {
+            let (base, _) = match Self::snapshot(st.cache, &key, &name) {
                 Err(FsError::NotFound(what)) => return Err(gone(what)),
                 other => other?,
             };
@@ -233,7 +240,16 @@ impl DiskCacheFs {
         let mut st = self.state(&c);
         let key = self.resolve_name(&mut st, name)?;
         let name = key_to_name(&key);
-        let exists = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_some();
+        let current =
+            st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.map(|m| m.rowid);
+        let exists = current.is_some();
+        if let Some(ino) = st.inodes.by_name(&name)
+            && Self::replaced_under_writers(&st, ino, current)
+        {
+            // The entry its writers rewrite is gone (a peer deleted it):
+            // that inode is an unlinked file now, and this is a new one.
+            st.inodes.unlink_name(&name);
+        }
         let known = st.inodes.by_name(&name);
         let pending = known.and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
         if exclusive && (exists || pending) {
@@ -241,6 +257,7 @@ impl DiskCacheFs {
         }
         let ino = st.inodes.ensure(&name, &key);
         st.inodes.looked_up(ino);
+        Self::first_writer_sets_row(&mut st, ino, current);
         if let Some(inode) = st.inodes.get_mut(ino) {
             if !exists {
                 inode.pending_create = true;
@@ -252,7 +269,7 @@ impl DiskCacheFs {
         }
         let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
         if exists && !truncate {
-            handle.base = Some(Self::snapshot(st.cache, &key, &name)?);
+            handle.base = Some(Self::snapshot(st.cache, &key, &name)?.0);
         } else {
             handle.staging = Some(Staging::Memory(Vec::new()));
             handle.dirty = true;
@@ -260,6 +277,28 @@ impl DiskCacheFs {
         let fh = Self::new_handle(&mut st, Handle::Write(WriterSlot::new(handle)));
         let attr = self.key_attr(&mut st, ino)?;
         Ok((attr, fh, OpenFlags::default()))
+    }
+
+    /// Writers open on `ino`.
+    fn writers_on(st: &Tables, ino: u64) -> usize {
+        st.handles.values().filter(|h| matches!(h, Handle::Write(w) if w.ino == ino)).count()
+    }
+
+    /// Whether the entry that `ino`'s open writers rewrite was deleted
+    /// (and perhaps made anew) by a peer: its row is not `current`.
+    pub(super) fn replaced_under_writers(st: &Tables, ino: u64, current: Option<i64>) -> bool {
+        st.inodes.get(ino).is_some_and(|i| !i.pending_create && i.row.is_some() && i.row != current)
+            && Self::writers_on(st, ino) > 0
+    }
+
+    /// A writer opening an inode nobody writes takes the entry's row as it
+    /// is now (see `KeyInode::row`).
+    fn first_writer_sets_row(st: &mut Tables, ino: u64, current: Option<i64>) {
+        if Self::writers_on(st, ino) == 0
+            && let Some(inode) = st.inodes.get_mut(ino)
+        {
+            inode.row = if inode.pending_create { None } else { current };
+        }
     }
 
     /// Copies a writer's base content into its staging copy (first change).
@@ -505,24 +544,27 @@ impl DiskCacheFs {
         let ino = w.ino;
         let stored = self.change_with(&c, &what, |st| {
             let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
-            if inode.unlinked {
-                // Unlinked while this commit waited for the lock.
+            let (key, name, pending, rewrites) =
+                (inode.key.clone(), inode.name.clone(), inode.pending.clone(), inode.row);
+            let current = if inode.unlinked {
+                None
+            } else {
+                st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.map(|m| m.rowid)
+            };
+            // Unlinked through the mount while this commit waited, or
+            // deleted (by a peer, or expired) while the file was open: the
+            // copy is dropped (docs/SEMANTICS.md, "Writing").
+            let deleted = match rewrites {
+                Some(rowid) => current != Some(rowid),
+                None => !inode.pending_create && current.is_none(),
+            };
+            if inode.unlinked || deleted {
                 if let NewValue::File { filename, .. } = &new_value {
                     st.cache.disk().remove(filename);
                 }
-                return Ok(());
-            }
-            let (key, name, pending) = (inode.key.clone(), inode.name.clone(), inode.pending.clone());
-            if !inode.pending_create
-                && st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_none()
-            {
-                // Deleted (by a peer, or expired) while this writer had it
-                // open: its commits are dropped, as for an unlink through
-                // the mount (docs/SEMANTICS.md, "Writing").
-                if let NewValue::File { filename, .. } = &new_value {
-                    st.cache.disk().remove(filename);
+                if deleted && !inode.unlinked {
+                    log::info!("keys/{name}: deleted while open for writing; the write is dropped");
                 }
-                log::info!("keys/{name}: deleted while open for writing; the write is dropped");
                 return Ok(());
             }
             let expire = pending.expire_time.map_or(Keep::Keep, Keep::Set);
@@ -533,18 +575,25 @@ impl DiskCacheFs {
                 st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(what.clone(), e))?;
             }
             Self::apply_pending_tag(st, &name, &key)?;
+            // The row the next commit on this inode rewrites.
+            let row = st.cache.entry_meta(&key).map_err(|e| FsError::cache(what.clone(), e))?.map(|m| m.rowid);
             if let Some(inode) = st.inodes.get_mut(ino) {
                 inode.pending_create = false;
                 inode.pending = Default::default();
+                inode.row = row;
             }
             Ok(())
         });
-        if let Err(e) = &stored {
-            log::warn!("{what}: commit failed, the old value stays: {e}");
+        match stored {
+            Ok(()) => {
+                w.dirty = false;
+                Ok(())
+            }
+            Err(e) => {
+                log::warn!("{what}: commit failed, the old value stays: {e}");
+                Err(e)
+            }
         }
-        stored?;
-        w.dirty = false;
-        Ok(())
     }
 
     /// truncate(2)/ftruncate(2) of a key's file: through the open writer
@@ -573,7 +622,8 @@ impl DiskCacheFs {
                 Ok(())
             }
             _ => {
-                let base = Self::snapshot(&c, &key, &name)?;
+                let (base, rowid) = Self::snapshot(&c, &key, &name)?;
+                Self::first_writer_sets_row(&mut self.tables(), ino, Some(rowid));
                 let mut w = WriteHandle { ino, append: false, base: Some(base), staging: None, dirty: true };
                 let result = (|| {
                     Self::materialize(&c, &mut w).map_err(|e| FsError::io(what(), e))?;
