@@ -637,8 +637,9 @@ impl Harness {
     /// Operations the model leaves open, on the held writer's name: what
     /// a stat, read or xattr shows mid-write, and a peer's change to an
     /// entry being created, are not specified in docs/SEMANTICS.md. They
-    /// are skipped. (A peer's delete of an entry being rewritten is: the
-    /// writer's commit is dropped.)
+    /// are skipped, and so is expiring the entry being rewritten (see
+    /// `Op::PeerTouch`). (A peer's delete of an entry being rewritten is
+    /// specified: the writer's commit is dropped.)
     fn unspecified(&self, op: &Op) -> bool {
         let Some(w) = self.model.named_writer() else { return false };
         match op {
@@ -647,7 +648,10 @@ impl Harness {
             | Op::ReaderOpen { k, .. }
             | Op::SetTag { k, .. }
             | Op::RemoveTag { k, .. } => *k == w.k,
-            Op::PeerDelete { k } | Op::PeerSet { k, .. } | Op::PeerTouch { k, .. } => *k == w.k && w.pending,
+            Op::PeerDelete { k } | Op::PeerSet { k, .. } => *k == w.k && w.pending,
+            // An expired row stays until a later set (of any key) culls it:
+            // whether the writer's commit is dropped depends on that.
+            Op::PeerTouch { k, expiry } => *k == w.k && (w.pending || matches!(expiry, Expiry::Past)),
             _ => false,
         }
     }
@@ -890,7 +894,6 @@ impl Harness {
                 prop_assert_eq!(self.peer.touch_at(&key(*k), at).unwrap(), had);
                 match expiry {
                     Expiry::Past => {
-                        self.model.peer_deleted(*k);
                         drop(self.model.keys.remove(k));
                     }
                     _ => {
