@@ -79,9 +79,8 @@ struct Writer {
     dirty: bool,
     /// Its name was unlinked or renamed over: its commits are dropped.
     unlinked: bool,
-    /// A peer deleted (or expired) the entry it is rewriting: its commits
-    /// are dropped too (docs/SEMANTICS.md, "Writing"), though the name is
-    /// still its own until it closes.
+    /// A peer deleted the entry it is rewriting: its commit is dropped
+    /// if the entry is still missing then (docs/SEMANTICS.md, "Writing").
     peer_deleted: bool,
     /// Created through the mount and not committed yet: the name exists
     /// for the mount (lookup, O_EXCL, unlink, rename) but not in the cache.
@@ -639,7 +638,8 @@ impl Harness {
     /// entry being created, are not specified in docs/SEMANTICS.md. They
     /// are skipped, and so is expiring the entry being rewritten (see
     /// `Op::PeerTouch`). (A peer's delete of an entry being rewritten is
-    /// specified: the writer's commit is dropped.)
+    /// specified: the writer's commit is dropped if the entry is still
+    /// missing at the close.)
     fn unspecified(&self, op: &Op) -> bool {
         let Some(w) = self.model.named_writer() else { return false };
         match op {
@@ -823,7 +823,8 @@ impl Harness {
             }
             Op::WriterClose => {
                 let (Some((ino, fh)), Some(w)) = (self.writer.take(), self.model.writer.take()) else { return Ok(()) };
-                if w.dirty && !w.unlinked && !w.peer_deleted {
+                let still_deleted = w.peer_deleted && !self.model.keys.contains_key(&w.k);
+                if w.dirty && !w.unlinked && !still_deleted {
                     self.model.commit(w.k, w.copy);
                 }
                 prop_assert_eq!(self.close(ino, fh, true), Ok(()));

@@ -657,17 +657,8 @@ impl DiskCacheFs {
                     Err(e) => return Err(e),
                 };
                 let name = key_to_name(&key);
-                let current =
-                    st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.map(|m| m.rowid);
-                let exists = current.is_some();
-                if let Some(ino) = st.inodes.by_name(&name)
-                    && exists
-                    && Self::replaced_under_writers(&st, ino, current)
-                {
-                    // A peer deleted the entry that writers have open and
-                    // made it anew: that is another file, with a new inode.
-                    st.inodes.unlink_name(&name);
-                }
+                let exists =
+                    st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_some();
                 let known = st.inodes.by_name(&name);
                 let pending = known.and_then(|ino| st.inodes.get(ino)).is_some_and(|i| i.pending_create);
                 if !exists && !pending {

@@ -113,12 +113,6 @@ pub struct KeyInode {
     /// The kernel was asked to forget it (not asked again until it answers
     /// or looks the name up anew).
     pub forget_requested: bool,
-    /// The row its open writers rewrite (`None` while it is being created):
-    /// set when the first writer opens and at each commit. A new value
-    /// keeps an entry's row (diskcache updates in place); only a delete
-    /// makes another, so a commit that finds another row or none was
-    /// deleted under it and is dropped (docs/SEMANTICS.md, "Writing").
-    pub row: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -177,7 +171,6 @@ impl InodeTable {
                 superseded: None,
                 intended_key: None,
                 forget_requested: false,
-                row: None,
             },
         );
         self.by_name.insert(name.to_string(), ino);

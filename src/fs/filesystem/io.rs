@@ -30,12 +30,11 @@ fn lock_writer(io: &Mutex<WriteHandle>) -> MutexGuard<'_, WriteHandle> {
 }
 
 impl DiskCacheFs {
-    /// An entry's content as it is now, and its row.
-    pub(super) fn snapshot(cache: &Cache, key: &Key, name: &str) -> Result<(Snapshot, i64), FsError> {
+    pub(super) fn snapshot(cache: &Cache, key: &Key, name: &str) -> Result<Snapshot, FsError> {
         match cache.open_raw(key).map_err(|e| FsError::cache(format!("keys/{name}"), e))? {
-            Some((meta, RawContent::File(f))) => Ok((Snapshot::File(f), meta.rowid)),
-            Some((meta, RawContent::Inline(v))) => Ok((Snapshot::Inline(inline_bytes(&v)), meta.rowid)),
-            Some((meta, RawContent::Null)) => Ok((Snapshot::Inline(Vec::new()), meta.rowid)),
+            Some((_, RawContent::File(f))) => Ok(Snapshot::File(f)),
+            Some((_, RawContent::Inline(v))) => Ok(Snapshot::Inline(inline_bytes(&v))),
+            Some((_, RawContent::Null)) => Ok(Snapshot::Inline(Vec::new())),
             None => Err(FsError::NotFound(format!("keys/{name}"))),
         }
     }
@@ -132,14 +131,6 @@ impl DiskCacheFs {
             return Ok((fh, flags));
         }
         self.check_writable(&format!("keys/{name}"))?;
-        let current =
-            st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.map(|m| m.rowid);
-        if Self::replaced_under_writers(&st, ino, current) {
-            // Deleted and made anew by a peer while writers have this
-            // inode's file open: the new entry is another file.
-            return Err(FsError::Stale(format!("keys/{name}")));
-        }
-        Self::first_writer_sets_row(&mut st, ino, current);
         let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
         // The entry went away (a peer deleted it) while the kernel still
         // had the name: ESTALE makes it look the name up again, so
@@ -147,13 +138,15 @@ impl DiskCacheFs {
         // (with O_TRUNC too: truncating is no reason to bring it back).
         let gone = |what: String| FsError::Stale(what);
         if truncate {
-            if !pending_create && current.is_none() {
+            if !pending_create
+                && st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_none()
+            {
                 return Err(gone(format!("keys/{name}")));
             }
             handle.staging = Some(Staging::Memory(Vec::new()));
             handle.dirty = true;
         } else if !pending_create {
-            let (base, _) = match Self::snapshot(st.cache, &key, &name) {
+            let base = match Self::snapshot(st.cache, &key, &name) {
                 Err(FsError::NotFound(what)) => return Err(gone(what)),
                 other => other?,
             };
@@ -240,16 +233,7 @@ impl DiskCacheFs {
         let mut st = self.state(&c);
         let key = self.resolve_name(&mut st, name)?;
         let name = key_to_name(&key);
-        let current =
-            st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.map(|m| m.rowid);
-        let exists = current.is_some();
-        if let Some(ino) = st.inodes.by_name(&name)
-            && Self::replaced_under_writers(&st, ino, current)
-        {
-            // The entry its writers rewrite is gone (a peer deleted it):
-            // that inode is an unlinked file now, and this is a new one.
-            st.inodes.unlink_name(&name);
-        }
+        let exists = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_some();
         let known = st.inodes.by_name(&name);
         let pending = known.and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
         if exclusive && (exists || pending) {
@@ -257,7 +241,6 @@ impl DiskCacheFs {
         }
         let ino = st.inodes.ensure(&name, &key);
         st.inodes.looked_up(ino);
-        Self::first_writer_sets_row(&mut st, ino, current);
         if let Some(inode) = st.inodes.get_mut(ino) {
             if !exists {
                 inode.pending_create = true;
@@ -269,7 +252,7 @@ impl DiskCacheFs {
         }
         let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
         if exists && !truncate {
-            handle.base = Some(Self::snapshot(st.cache, &key, &name)?.0);
+            handle.base = Some(Self::snapshot(st.cache, &key, &name)?);
         } else {
             handle.staging = Some(Staging::Memory(Vec::new()));
             handle.dirty = true;
@@ -277,28 +260,6 @@ impl DiskCacheFs {
         let fh = Self::new_handle(&mut st, Handle::Write(WriterSlot::new(handle)));
         let attr = self.key_attr(&mut st, ino)?;
         Ok((attr, fh, OpenFlags::default()))
-    }
-
-    /// Writers open on `ino`.
-    fn writers_on(st: &Tables, ino: u64) -> usize {
-        st.handles.values().filter(|h| matches!(h, Handle::Write(w) if w.ino == ino)).count()
-    }
-
-    /// Whether the entry that `ino`'s open writers rewrite was deleted
-    /// (and perhaps made anew) by a peer: its row is not `current`.
-    pub(super) fn replaced_under_writers(st: &Tables, ino: u64, current: Option<i64>) -> bool {
-        st.inodes.get(ino).is_some_and(|i| !i.pending_create && i.row.is_some() && i.row != current)
-            && Self::writers_on(st, ino) > 0
-    }
-
-    /// A writer opening an inode nobody writes takes the entry's row as it
-    /// is now (see `KeyInode::row`).
-    fn first_writer_sets_row(st: &mut Tables, ino: u64, current: Option<i64>) {
-        if Self::writers_on(st, ino) == 0
-            && let Some(inode) = st.inodes.get_mut(ino)
-        {
-            inode.row = if inode.pending_create { None } else { current };
-        }
     }
 
     /// Copies a writer's base content into its staging copy (first change).
@@ -544,20 +505,14 @@ impl DiskCacheFs {
         let ino = w.ino;
         let stored = self.change_with(&c, &what, |st| {
             let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
-            let (key, name, pending, rewrites) =
-                (inode.key.clone(), inode.name.clone(), inode.pending.clone(), inode.row);
-            let current = if inode.unlinked {
-                None
-            } else {
-                st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.map(|m| m.rowid)
-            };
-            // Unlinked through the mount while this commit waited, or
-            // deleted (by a peer, or expired) while the file was open: the
-            // copy is dropped (docs/SEMANTICS.md, "Writing").
-            let deleted = match rewrites {
-                Some(rowid) => current != Some(rowid),
-                None => !inode.pending_create && current.is_none(),
-            };
+            let (key, name, pending) = (inode.key.clone(), inode.name.clone(), inode.pending.clone());
+            // Unlinked through the mount while this commit waited, or, for
+            // an entry it did not create, missing now (deleted by a peer,
+            // or expired): the copy is dropped (docs/SEMANTICS.md,
+            // "Writing").
+            let deleted = !inode.unlinked
+                && !inode.pending_create
+                && st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_none();
             if inode.unlinked || deleted {
                 if let NewValue::File { filename, .. } = &new_value {
                     st.cache.disk().remove(filename);
@@ -575,12 +530,9 @@ impl DiskCacheFs {
                 st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(what.clone(), e))?;
             }
             Self::apply_pending_tag(st, &name, &key)?;
-            // The row the next commit on this inode rewrites.
-            let row = st.cache.entry_meta(&key).map_err(|e| FsError::cache(what.clone(), e))?.map(|m| m.rowid);
             if let Some(inode) = st.inodes.get_mut(ino) {
                 inode.pending_create = false;
                 inode.pending = Default::default();
-                inode.row = row;
             }
             Ok(())
         });
@@ -622,8 +574,7 @@ impl DiskCacheFs {
                 Ok(())
             }
             _ => {
-                let (base, rowid) = Self::snapshot(&c, &key, &name)?;
-                Self::first_writer_sets_row(&mut self.tables(), ino, Some(rowid));
+                let base = Self::snapshot(&c, &key, &name)?;
                 let mut w = WriteHandle { ino, append: false, base: Some(base), staging: None, dirty: true };
                 let result = (|| {
                     Self::materialize(&c, &mut w).map_err(|e| FsError::io(what(), e))?;

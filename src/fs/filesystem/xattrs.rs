@@ -196,7 +196,7 @@ impl DiskCacheFs {
         if meta.value_type() == to {
             return Ok(());
         }
-        let data = Self::snapshot(st.cache, key, name)?.0.read_all().map_err(|e| FsError::io(what.clone(), e))?;
+        let data = Self::snapshot(st.cache, key, name)?.read_all().map_err(|e| FsError::io(what.clone(), e))?;
         let value = convert(data, to).map_err(|reason| FsError::InvalidValue { what: what.clone(), reason })?;
         st.cache
             .replace_value(key, NewValue::Value(value), Keep::Keep, Keep::Keep)
