@@ -6,6 +6,13 @@
 //! - [`flyte`]: flyteidl literal messages, flytekit's cache key, `LocalTaskCache`.
 //! - `fs`: the file-system tree over the engine.
 
+// Lint policy, beyond rustc's and clippy's defaults (scripts/test runs
+// clippy with `-D warnings`): every unsafe block says why it is sound
+// (`// SAFETY:`), unsafe operations inside unsafe fns are blocks of their
+// own, and no `dbg!`, `todo!` or `unimplemented!` is left behind.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::dbg_macro, clippy::todo, clippy::unimplemented)]
+
 pub mod cache;
 pub mod flyte;
 pub mod fs;

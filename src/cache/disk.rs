@@ -352,6 +352,7 @@ impl Disk {
     fn open_beneath(&self, rel: impl AsRef<Path>, flags: i32, mode: u32) -> io::Result<File> {
         let c = CString::new(rel.as_ref().as_os_str().as_bytes())
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: open_how is a plain C struct; all zeroes is its "no flags" value.
         let mut how: libc::open_how = unsafe { std::mem::zeroed() };
         how.flags = flags as u64;
         how.mode = if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 };
@@ -411,6 +412,7 @@ fn is_directory(dirfd: i32, name: &CStr, d_type: u8) -> bool {
     match d_type {
         libc::DT_DIR => true,
         libc::DT_UNKNOWN => {
+            // SAFETY: stat is a plain C struct, written by fstatat below.
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
             // SAFETY: dirfd is open, name NUL-terminated, st writable.
             let rc = unsafe { libc::fstatat(dirfd, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };

@@ -33,8 +33,8 @@ use crate::fs::engine::{Conn, Engine};
 use crate::fs::error::FsError;
 use crate::fs::handle::{Handle, ReadView, WriterSlot};
 use crate::fs::inode::{
-    ContentVersion, FIRST_KEY_INODE, FIRST_SETTING, InodeTable, KEYS_DIR, OPS_DIR, QUEUES_DIR, ROOT, SETTINGS_DIR,
-    STATS, TAG_DIR_BASE, TAGS_DIR, TASK_DIR, is_tag_ino, is_view_ino,
+    ContentVersion, FIRST_KEY_INODE, FIRST_SETTING, InodeTable, KEYS_DIR, Node, OPS_DIR, QUEUES_DIR, ROOT,
+    SETTINGS_DIR, STATS, TAGS_DIR, TASK_DIR, classify, is_tag_ino, is_view_ino,
 };
 use crate::fs::intern::Interner;
 use crate::fs::names::{HASHED_PREFIX, NAME_MAX, NameError, ParsedName, key_to_name, matches_hash, name_to_key};
@@ -180,11 +180,6 @@ fn unix_seconds(t: SystemTime) -> f64 {
         Ok(d) => d.as_secs_f64(),
         Err(e) => -e.duration().as_secs_f64(),
     }
-}
-
-/// Inodes of keys' files (not fixed files, settings, or tag inodes).
-fn is_key_ino(ino: u64) -> bool {
-    (FIRST_KEY_INODE..TAG_DIR_BASE).contains(&ino)
 }
 
 fn name_str(name: &OsStr) -> String {
@@ -686,26 +681,25 @@ impl DiskCacheFs {
     /// `getattr`. (`fstat` sends no file handle, so a reader's snapshot
     /// size comes from its inode: see `note_version`.)
     pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
-        if is_view_ino(ino) {
-            return self.view_getattr(ino);
-        }
-        match ino {
-            ROOT | KEYS_DIR | SETTINGS_DIR | TAGS_DIR => Ok(self.dir_attr(ino)),
-            _ if is_tag_ino(ino) => {
+        match classify(ino) {
+            Node::FixedDir => Ok(self.dir_attr(ino)),
+            Node::View => self.view_getattr(ino),
+            Node::TagDir | Node::TagLink => {
                 let c = self.reader()?;
                 let st = self.state(&c);
                 self.tag_getattr(&st, ino)
             }
-            _ if ino < FIRST_KEY_INODE => {
+            Node::Stats | Node::Setting => {
                 let c = self.reader()?;
                 let st = self.state(&c);
                 self.control_getattr(&st, ino)
             }
-            _ => {
+            Node::Key => {
                 let c = self.reader()?;
                 let mut st = self.state(&c);
                 self.key_attr(&mut st, ino)
             }
+            Node::Unknown => Err(FsError::NotFound(format!("inode {ino}"))),
         }
     }
 
@@ -719,27 +713,26 @@ impl DiskCacheFs {
         atime: Option<SystemTime>,
         mtime: Option<SystemTime>,
     ) -> Result<Attr, FsError> {
-        if is_view_ino(ino) {
+        match classify(ino) {
+            Node::Key => {}
             // Times and modes of view files and links are not kept (rsync
             // sets them after a restore); sizes do not apply.
-            return self.view_getattr(ino);
-        }
-        if is_tag_ino(ino) {
-            // Tag directories and links: times and modes are not kept.
-            let c = self.reader()?;
-            let st = self.state(&c);
-            if size.is_some() {
-                return Err(FsError::NotPermitted("tags: no size to change".into()));
+            Node::View => return self.view_getattr(ino),
+            Node::TagDir | Node::TagLink => {
+                // Tag directories and links: times and modes are not kept.
+                let c = self.reader()?;
+                let st = self.state(&c);
+                if size.is_some() {
+                    return Err(FsError::NotPermitted("tags: no size to change".into()));
+                }
+                return self.tag_getattr(&st, ino);
             }
-            return self.tag_getattr(&st, ino);
+            Node::FixedDir if size.is_some() => return Err(FsError::IsDirectory(format!("inode {ino}"))),
+            Node::FixedDir => return Ok(self.dir_attr(ino)),
+            Node::Unknown => return Err(FsError::NotFound(format!("inode {ino}"))),
+            Node::Stats | Node::Setting => {}
         }
-        if ino == ROOT || ino == KEYS_DIR || ino == SETTINGS_DIR || ino == TAGS_DIR {
-            if size.is_some() {
-                return Err(FsError::IsDirectory(format!("inode {ino}")));
-            }
-            return Ok(self.dir_attr(ino));
-        }
-        if ino < FIRST_KEY_INODE {
+        if classify(ino) != Node::Key {
             // stats and settings: times are ignored; a setting being written
             // may be truncated through its open handle.
             let c = self.reader()?;
@@ -1160,8 +1153,9 @@ impl DiskCacheFs {
     pub fn statfs(&self) -> Result<StatFs, FsError> {
         let c = std::ffi::CString::new(self.directory.as_os_str().as_bytes())
             .map_err(|_| FsError::NotFound(self.directory.display().to_string()))?;
-        // SAFETY: c is NUL-terminated; buf is written by statvfs.
+        // SAFETY: statvfs is a plain C struct, written by statvfs below.
         let mut buf: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: c is NUL-terminated; buf is writable.
         if unsafe { libc::statvfs(c.as_ptr(), &mut buf) } != 0 {
             return Err(FsError::io(self.directory.display().to_string(), std::io::Error::last_os_error()));
         }

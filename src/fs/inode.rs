@@ -51,14 +51,53 @@ pub const VIEW_DIR_BASE: u64 = 1 << 42;
 pub const VIEW_NODE_BASE: u64 = 1 << 43;
 pub const VIEW_END: u64 = 1 << 44;
 
+/// What an inode number refers to: the one place that knows the ranges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// The root, `keys/`, `settings/` or `tags/`.
+    FixedDir,
+    Stats,
+    /// `settings/NAME`.
+    Setting,
+    /// `keys/NAME`.
+    Key,
+    /// `tags/T/`.
+    TagDir,
+    /// `tags/T/NAME`.
+    TagLink,
+    /// `queues/`, `task/`, `ops/` and everything in them (views.rs).
+    View,
+    /// A number this daemon never hands out.
+    Unknown,
+}
+
+pub fn classify(ino: u64) -> Node {
+    match ino {
+        ROOT | KEYS_DIR | SETTINGS_DIR | TAGS_DIR => Node::FixedDir,
+        STATS => Node::Stats,
+        QUEUES_DIR..=DECR_DIR => Node::View,
+        FIRST_SETTING..FIRST_KEY_INODE => Node::Setting,
+        FIRST_KEY_INODE..TAG_DIR_BASE => Node::Key,
+        TAG_DIR_BASE..TAG_LINK_BASE => Node::TagDir,
+        TAG_LINK_BASE..VIEW_DIR_BASE => Node::TagLink,
+        VIEW_DIR_BASE..VIEW_END => Node::View,
+        _ => Node::Unknown,
+    }
+}
+
 /// `tags/T/` and its links.
 pub fn is_tag_ino(ino: u64) -> bool {
-    (TAG_DIR_BASE..VIEW_DIR_BASE).contains(&ino)
+    matches!(classify(ino), Node::TagDir | Node::TagLink)
 }
 
 /// The queues/, task/ and ops/ views.
 pub fn is_view_ino(ino: u64) -> bool {
-    (QUEUES_DIR..=DECR_DIR).contains(&ino) || (VIEW_DIR_BASE..VIEW_END).contains(&ino)
+    classify(ino) == Node::View
+}
+
+/// Inodes of keys' files.
+pub fn is_key_ino(ino: u64) -> bool {
+    classify(ino) == Node::Key
 }
 
 /// Identifies one stored value of an entry: a new `set` (by anyone) makes

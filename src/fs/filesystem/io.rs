@@ -14,7 +14,7 @@ use super::{Attr, DiskCacheFs, FsError, OpenFlags, State, Tables};
 use crate::cache::{Attr as Keep, Cache, Key, NewValue, RawContent, ValueType};
 use crate::fs::content::{content_len, convert, inline_bytes};
 use crate::fs::handle::{Handle, ReadView, Snapshot, Staging, WriteHandle, WriterSlot};
-use crate::fs::inode::{ContentVersion, FIRST_KEY_INODE, KEYS_DIR, ROOT, SETTINGS_DIR, STATS, is_view_ino};
+use crate::fs::inode::{ContentVersion, KEYS_DIR, Node, ROOT, SETTINGS_DIR, STATS, classify, is_view_ino};
 use crate::fs::names::{ParsedName, key_to_name, name_to_key};
 
 /// What a read or write of an open file works on, taken out of the tables.
@@ -87,7 +87,7 @@ impl DiskCacheFs {
         }
         let c = self.reader()?;
         let mut st = self.state(&c);
-        if ino < FIRST_KEY_INODE {
+        if matches!(classify(ino), Node::Stats | Node::Setting) {
             return self.open_control(&mut st, ino, write, truncate);
         }
         let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;

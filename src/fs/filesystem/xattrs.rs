@@ -5,11 +5,12 @@
 
 use std::ffi::OsStr;
 
-use super::{DiskCacheFs, State, Tables, is_key_ino, name_str};
+use super::{DiskCacheFs, State, Tables, name_str};
 use crate::cache::{Attr as Keep, EntryMeta, Key, NewValue, ValueType};
 use crate::fs::content::convert;
 use crate::fs::error::FsError;
 use crate::fs::inode::KeyInode;
+use crate::fs::inode::is_key_ino;
 use crate::fs::names::{NAME_MAX, NameError, ParsedName, full_name, parse_unbounded};
 use crate::fs::xattr::{self, XattrName};
 
