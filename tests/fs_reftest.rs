@@ -697,7 +697,10 @@ impl Harness {
             }
             Op::Unlink { k, cached } => {
                 let want = if self.model.exists(*k) { Ok(()) } else { Err(libc::ENOENT) };
-                self.model.unlinked(*k);
+                // An unlink that finds nothing (ENOENT) unlinks nothing.
+                if want.is_ok() {
+                    self.model.unlinked(*k);
+                }
                 let name = name(*k);
                 let got = match self.resolve(&name, *cached) {
                     Ok(Some(_)) => {
