@@ -151,6 +151,14 @@ impl Cache {
         &self.conn
     }
 
+    /// Replaces SQLite's busy handler (which backs off to 100 ms between
+    /// tries) for a user with a lock-wait policy of its own; the handler
+    /// decides when to give up, after which a write fails with
+    /// [`Error::Timeout`](super::Error::Timeout).
+    pub fn set_busy_handler(&mut self, handler: fn(i32) -> bool) -> rusqlite::Result<()> {
+        self.conn.busy_handler(Some(handler))
+    }
+
     pub fn min_file_size(&self) -> i64 {
         self.settings.borrow().min_file_size()
     }

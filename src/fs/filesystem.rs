@@ -168,6 +168,24 @@ pub struct DiskCacheFs {
     tree_time: Mutex<Option<(Instant, SystemTime)>>,
 }
 
+/// Sizes of the batches a listing reads from the cache: a READDIR reply
+/// holds a few dozen entries (4 KiB), and what does not fit is read again
+/// by the next request, so start small and grow while the reply takes
+/// whole batches.
+struct ListingBatches(usize);
+
+impl ListingBatches {
+    fn new() -> ListingBatches {
+        ListingBatches(32)
+    }
+
+    fn next(&mut self) -> usize {
+        let n = self.0;
+        self.0 = (self.0 * 2).min(1024);
+        n
+    }
+}
+
 /// Rounds a time to the microsecond, so that it survives the round trip
 /// through a REAL column and back unchanged (rsync compares mtimes).
 fn system_time(t: f64) -> SystemTime {
@@ -859,8 +877,10 @@ impl DiskCacheFs {
                 let mut st = self.state(&c);
                 let tag = Self::tag_of_dir(&st, ino).ok_or_else(|| FsError::NotDirectory(format!("inode {ino}")))?;
                 let mut after = offset.saturating_sub(2) as i64;
+                let mut batches = ListingBatches::new();
                 loop {
-                    let batch = st.cache.list_tagged(&tag, after, 256).map_err(|e| FsError::cache("tags/", e))?;
+                    let batch =
+                        st.cache.list_tagged(&tag, after, batches.next()).map_err(|e| FsError::cache("tags/", e))?;
                     if batch.is_empty() {
                         return Ok(());
                     }
@@ -899,8 +919,9 @@ impl DiskCacheFs {
             KEYS_DIR => {
                 let mut after = offset.saturating_sub(2) as i64;
                 let c = self.reader()?;
+                let mut batches = ListingBatches::new();
                 loop {
-                    let batch = c.list_meta(after, 256).map_err(|e| FsError::cache("listing keys/", e))?;
+                    let batch = c.list_meta(after, batches.next()).map_err(|e| FsError::cache("listing keys/", e))?;
                     if batch.is_empty() {
                         return Ok(());
                     }
