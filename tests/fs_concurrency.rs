@@ -226,3 +226,46 @@ fn a_commit_past_the_timeout_is_ebusy_and_the_old_value_stays() {
     std::fs::write(&victim, b"new").unwrap();
     assert_eq!(python_get(&m.cache, "victim"), "b'new'");
 }
+
+#[test]
+fn reads_count_as_gets_without_waiting_for_the_lock() {
+    // With statistics on and the least-recently-used policy every get is
+    // also a write (hits, access_time): through the mount it is gathered
+    // and applied once the lock is free, never waited for.
+    let m = Mounted::with(
+        |dir| {
+            support::py(
+                "import sys, diskcache\nc = diskcache.Cache(sys.argv[1], statistics=1, \
+                 eviction_policy='least-recently-used')\nc.set('a', b'apple')\nc.set('b', b'banana')\nc.close()",
+                &[dir.to_str().unwrap()],
+            );
+        },
+        &[],
+    );
+    let before: f64 = support::py(
+        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nprint(c._sql('SELECT access_time FROM Cache WHERE key = ?', ('a',)).fetchone()[0])",
+        &[m.cache.to_str().unwrap()],
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    let mut peer = hold_write_lock(&m.cache, 3.0);
+    let mut t = Timings(Vec::new());
+    for _ in 0..20 {
+        let a = t.time("read a", || std::fs::read(m.keys().join("a")).unwrap());
+        assert_eq!(a, b"apple");
+    }
+    t.assert_within(BOUND);
+    assert!(!m.log().contains("ERROR"), "{}", m.log());
+    assert!(peer.wait().unwrap().success());
+    // Applied within a few of the bookkeeping thread's rounds (0.25 s).
+    let script = "import sys, time, diskcache\nc = diskcache.Cache(sys.argv[1])\n\
+                  for _ in range(40):\n    hits, misses = c.stats()\n    t = c._sql('SELECT access_time FROM Cache WHERE key = ?', ('a',)).fetchone()[0]\n    \
+                  if hits >= 20: break\n    time.sleep(0.1)\nprint(hits, t)";
+    let out = support::py(script, &[m.cache.to_str().unwrap()]);
+    let mut fields = out.split_whitespace();
+    let hits: i64 = fields.next().unwrap().parse().unwrap();
+    let access: f64 = fields.next().unwrap().parse().unwrap();
+    assert_eq!(hits, 20, "each read through the mount is one hit");
+    assert!(access > before, "the LRU access time moved: {before} -> {access}");
+}

@@ -20,9 +20,13 @@ use crate::fs::fuse::FuseAdapter;
 
 /// FUSE dispatch threads when `--threads` is not given: each takes requests
 /// from its own clone of /dev/fuse, so requests go on while one waits (a
-/// large commit, a `cache.db` lock held by a peer). Provisional, to be
-/// settled by measurement (it was 2); each thread costs up to 1 MiB of
-/// request buffer (the `max_write` set at INIT).
+/// commit waiting for a peer's write lock holds its thread up to the
+/// timeout). Chosen by `scripts/bench fs` (docs/PERFORMANCE.md,
+/// "Concurrency"): with 8 readers, 2 threads read as fast as 8 until two
+/// writes through the mount wait for the lock, then fall to a fifth; 4 to
+/// 16 do not; 16 costs the most latency on 2 CPUs. 8 leaves room for seven
+/// waiting commits. Each thread costs up to 1 MiB of request buffer (the
+/// `max_write` set at INIT).
 pub const DEFAULT_THREADS: usize = 8;
 
 /// What to mount, and how (built from the command line by `main.rs`).
