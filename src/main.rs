@@ -276,7 +276,9 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { dir, fix } => {
-            let cache = Cache::open(&dir)?;
+            // Checking without fixing needs no write: a cache this user may
+            // not write is checked read-only.
+            let cache = if !fix && !may_write(&dir) { open_existing(&dir)? } else { Cache::open(&dir)? };
             let warnings = cache.check(fix)?;
             for w in &warnings {
                 println!("{:?}: {}", w.kind, w.message);
@@ -313,9 +315,25 @@ fn open_existing(dir: &Path) -> Result<Cache, Failure> {
 
 /// Opens a cache that must already exist, for use (a get counts as a hit
 /// or miss and updates access times, as in python-diskcache).
+/// A cache this user may not write (read-only media, another user's
+/// directory) is opened read-only instead: its gets are then not counted.
 fn open_existing_rw(dir: &Path) -> Result<Cache, Failure> {
     require_cache(dir)?;
+    if !may_write(dir) {
+        return open_existing(dir);
+    }
     Ok(Cache::open(dir)?)
+}
+
+/// Whether this process may write the cache directory and its `cache.db`
+/// (access(2) with W_OK: EROFS on read-only media, EACCES on another's).
+fn may_write(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    [dir.to_path_buf(), dir.join(diskcachefs::cache::settings::DBNAME)].iter().all(|p| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            // SAFETY: a NUL-terminated path; access reads it only.
+            .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+    })
 }
 
 /// Reading commands never create a cache where there was none.

@@ -8,7 +8,7 @@
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use diskcachefs::cache::{Cache, CheckKind, Error, Key, OpenError, Value};
+use diskcachefs::cache::{Cache, CacheOptions, CheckKind, Error, Key, OpenError, Value};
 use rusqlite::Connection;
 
 fn key(s: &str) -> Key {
@@ -96,7 +96,7 @@ fn check_fix_deletes_unsafe_rows_and_leaves_their_targets() {
 }
 
 #[test]
-fn corrupt_and_foreign_databases_fail_to_open_with_a_clear_message() {
+fn a_corrupt_database_fails_to_open_and_another_programs_tables_are_left_alone() {
     let root = tempfile::tempdir().unwrap();
 
     let corrupt = root.path().join("corrupt");
@@ -117,19 +117,29 @@ fn corrupt_and_foreign_databases_fail_to_open_with_a_clear_message() {
     )
     .unwrap();
     drop(conn);
-    match Cache::open(&foreign) {
-        Err(e @ OpenError::Foreign { .. }) => {
-            let text = e.to_string();
-            assert!(text.contains("not a python-diskcache cache") && text.contains("invoices"), "{text}");
-        }
-        Err(e) => panic!("wrong error for a foreign database: {e}"),
-        Ok(_) => panic!("a foreign database opened"),
-    }
-    // Nothing was added to someone else's database.
+    // Another program's tables (Flyte 2 keeps its own in the Flyte local
+    // cache's cache.db): a read-only open reads an empty cache and adds
+    // nothing; a read-write one adds diskcache's tables beside them, as
+    // python-diskcache does, and leaves theirs as they were.
+    let tables = |dir: &std::path::Path| -> Vec<String> {
+        let conn = Connection::open(dir.join("cache.db")).unwrap();
+        let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    };
+    let ro = Cache::open_with(&foreign, CacheOptions { read_only: true, ..CacheOptions::default() }).unwrap();
+    assert_eq!(ro.len().unwrap(), 0);
+    assert!(ro.check(false).unwrap().is_empty());
+    drop(ro);
+    assert_eq!(tables(&foreign), ["invoices"], "a read-only open adds nothing");
+    let rw = Cache::open(&foreign).unwrap();
+    rw.set(&key("k"), &Value::Bytes(b"v".to_vec()), None, None).unwrap();
+    assert!(rw.check(true).unwrap().is_empty());
+    drop(rw);
+    assert_eq!(tables(&foreign), ["Cache", "Settings", "invoices"]);
     let conn = Connection::open(foreign.join("cache.db")).unwrap();
-    let tables: i64 =
-        conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0)).unwrap();
-    assert_eq!(tables, 1);
+    let invoice: (i64, f64) =
+        conn.query_row("SELECT id, total FROM invoices", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(invoice, (1, 9.5), "their rows are untouched");
 
     // A Cache table missing diskcache's columns is foreign too.
     let odd = root.path().join("odd");

@@ -61,13 +61,32 @@ impl Cache {
         let mut report = Report { directory: &self.directory, warnings: Vec::new() };
         self.check_integrity(fix, &mut report)?;
         self.check_duplicate_keys(fix, &mut report)?;
-        self.in_transaction(|| {
+        let checks = || {
             let known = self.check_value_files(fix, &mut report)?;
             self.check_unknown_files(&known, fix, &mut report);
             self.check_empty_directories(fix, &mut report);
             self.check_counters(fix, &mut report)
-        })?;
+        };
+        if self.read_only && !fix {
+            // A read-only handle (read-only media) checks in a read
+            // transaction: one consistent view, and nothing written.
+            self.in_read_transaction(checks)?;
+        } else {
+            self.in_transaction(checks)?;
+        }
         Ok(report.warnings)
+    }
+
+    /// Runs `f` in a deferred (read) transaction.
+    fn in_read_transaction<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN")?;
+        let result = f();
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        match (result, self.conn.execute_batch(end)) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Ok(_), Err(e)) => Err(e.into()),
+            (Err(e), _) => Err(e),
+        }
     }
 
     /// `PRAGMA integrity_check`; `fix` then runs VACUUM.

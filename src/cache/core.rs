@@ -114,6 +114,9 @@ pub struct Cache {
     /// and `cache.db-shm` (every reader of a WAL database needs them):
     /// closing removes them again, see `Drop`.
     pub(super) created_wal_files: bool,
+    /// Opened with SQLite's `immutable` flag: a read-only cache where no
+    /// `-shm` could be made (read-only media); see `open.rs`.
+    pub(super) immutable: bool,
 }
 
 impl Cache {
@@ -135,6 +138,12 @@ impl Cache {
     /// The busy timeout (`Cache.timeout`).
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Whether the cache was opened as immutable (read-only media: no
+    /// other process's change is seen; docs/SEMANTICS.md, "Read-only mounts").
+    pub fn is_immutable(&self) -> bool {
+        self.immutable
     }
 
     pub fn is_read_only(&self) -> bool {

@@ -14,6 +14,10 @@ pub enum OpenError {
     NotADatabase { path: PathBuf, source: rusqlite::Error },
     #[error("{path} is an SQLite database but not a python-diskcache cache: {reason}")]
     Foreign { path: PathBuf, reason: String },
+    /// A cache that cannot be read as it is (read-only media whose WAL
+    /// holds changes).
+    #[error("{path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
     #[error("{path}: invalid setting {name} = {value}: {reason}")]
     BadSetting { path: PathBuf, name: String, value: String, reason: String },
     #[error("{path}: database is locked by another process (waited {seconds} s)")]

@@ -78,7 +78,7 @@ impl Cache {
         let sqlite_err = |source| OpenError::Sqlite { path: db_path.clone(), source };
         let wal_files_absent = !wal_file(&db_path, "-wal").exists() && !wal_file(&db_path, "-shm").exists();
 
-        let conn = connect(&db_path, options.read_only, true, options.timeout)?;
+        let (conn, immutable) = connect_probed(&db_path, options.read_only, options.timeout)?;
         let has_settings = inspect_tables(&conn, &db_path, options.read_only)?;
         let sets = merged_settings(&conn, &db_path, has_settings, &options.settings)?;
         // Persistent pragmas (journal mode, auto vacuum) only when writing:
@@ -95,8 +95,11 @@ impl Cache {
             values.entry(k).or_insert(v);
         }
         let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).map_err(sqlite_err)?;
-        let created_wal_files = options.read_only && wal_files_absent;
-        Ok(Cache::assemble(directory, disk, conn, Settings { values }, page_size, options, created_wal_files))
+        let created_wal_files = options.read_only && wal_files_absent && !immutable;
+        let mut cache =
+            Cache::assemble(directory, disk, conn, Settings { values }, page_size, options, created_wal_files);
+        cache.immutable = immutable;
+        Ok(cache)
     }
 
     /// A second handle on the same directory (for another thread), without
@@ -112,13 +115,22 @@ impl Cache {
             clock: self.clock.clone(),
         };
         let db_path = self.directory.join(DBNAME);
-        let conn = connect(&db_path, options.read_only, false, options.timeout)?;
+        let conn = if self.immutable {
+            connect_immutable(&db_path)?
+        } else {
+            connect(&db_path, options.read_only, false, options.timeout)?
+        };
+        if self.read_only {
+            stand_in_tables(&conn).map_err(|source| OpenError::Sqlite { path: db_path.clone(), source })?;
+        }
         let settings = self.settings.borrow().clone();
         apply_pragmas(&conn, &settings.values, false, options.timeout)
             .map_err(|e| pragma_open_error(e, &db_path, options.timeout))?;
         let disk = Disk::open(&self.directory)
             .map_err(|source| OpenError::Directory { path: self.directory.clone(), source })?;
-        Ok(Cache::assemble(self.directory.clone(), disk, conn, settings, self.page_size, options, false))
+        let mut cache = Cache::assemble(self.directory.clone(), disk, conn, settings, self.page_size, options, false);
+        cache.immutable = self.immutable;
+        Ok(cache)
     }
 
     /// The one place a handle is built, for `open_with` and `try_clone`.
@@ -150,6 +162,7 @@ impl Cache {
             wal_watch,
             value_cache: RefCell::new(ValueCache::default()),
             created_wal_files,
+            immutable: false,
         }
     }
 }
@@ -170,19 +183,95 @@ fn connect(db_path: &Path, read_only: bool, create: bool, timeout: Duration) -> 
     Ok(conn)
 }
 
+/// A read-only connection, as [`connect`] makes it, that has read the
+/// database once; on read-only media, where SQLite cannot make the `-shm`
+/// file a WAL reader needs ("unable to open database file"), the same
+/// database opened as immutable instead, if no WAL holds changes (they
+/// would be missed). Returns whether it is immutable.
+fn connect_probed(db_path: &Path, read_only: bool, timeout: Duration) -> Result<(Connection, bool), OpenError> {
+    let conn = connect(db_path, read_only, true, timeout)?;
+    if !read_only {
+        return Ok((conn, false));
+    }
+    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)) {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(e.code, rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly) =>
+        {
+            let wal = wal_file(db_path, "-wal");
+            if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                return Err(OpenError::Unreadable {
+                    path: db_path.to_path_buf(),
+                    reason: format!(
+                        "{} holds changes not yet in cache.db, and SQLite cannot read them without making \
+                         cache.db-shm, which this directory does not allow",
+                        wal.display()
+                    ),
+                });
+            }
+            log::info!("{}: read-only media; opened as immutable", db_path.display());
+            Ok((connect_immutable(db_path)?, true))
+        }
+        _ => Ok((conn, false)),
+    }
+}
+
+/// `cache.db` with SQLite's `immutable` flag: no locks, no `-wal` or
+/// `-shm`, and no change by anyone else is noticed.
+fn connect_immutable(db_path: &Path) -> Result<Connection, OpenError> {
+    let sqlite_err = |source| OpenError::Sqlite { path: db_path.to_path_buf(), source };
+    let mut uri = String::from("file:");
+    for b in db_path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'?' | b'#' | b'%' => uri.push_str(&format!("%{b:02X}")),
+            _ if b.is_ascii() => uri.push(*b as char),
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri.push_str("?immutable=1");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(&uri, flags).map_err(sqlite_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// On a read-only handle, empty stand-ins (in SQLite's temporary schema,
+/// which shadows nothing that exists and writes nothing to the directory)
+/// for diskcache's tables where the file has none yet: a `cache.db` that
+/// only another program (Flyte 2) has used reads as an empty cache.
+fn stand_in_tables(conn: &Connection) -> rusqlite::Result<()> {
+    let has = |t: &str| -> rusqlite::Result<bool> {
+        conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", [t], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n > 0)
+    };
+    if !has("Settings")? {
+        conn.execute(&CREATE_SETTINGS.replace("CREATE TABLE", "CREATE TEMP TABLE"), [])?;
+        for (k, v) in default_settings() {
+            conn.execute("INSERT OR REPLACE INTO temp.Settings VALUES (?, ?)", params![k, v])?;
+        }
+        for (k, v) in METADATA {
+            conn.execute("INSERT OR IGNORE INTO temp.Settings VALUES (?, ?)", params![k, v])?;
+        }
+    }
+    if !has("Cache")? {
+        conn.execute(&CREATE_CACHE.replace("CREATE TABLE", "CREATE TEMP TABLE"), [])?;
+    }
+    Ok(())
+}
+
 /// What is in the file, before anything is written to it: a non-database
-/// fails here with NOTADB; a database with tables but neither of
-/// diskcache's, or whose Cache table lacks a column, is someone else's;
-/// read-only, both tables must exist (nothing may be created). Returns
-/// whether the Settings table exists.
+/// fails here with NOTADB; a Cache table that lacks one of diskcache's
+/// columns is someone else's. Other tables (Flyte 2's `task_cache`,
+/// `runs`, ...) are left alone, as python-diskcache leaves them: a
+/// read-write open adds diskcache's tables beside them, a read-only one
+/// reads empty stand-ins ([`stand_in_tables`]). Returns whether the
+/// Settings table exists.
 fn inspect_tables(conn: &Connection, db_path: &Path, read_only: bool) -> Result<bool, OpenError> {
     let foreign = |reason: String| OpenError::Foreign { path: db_path.to_path_buf(), reason };
     let tables: Vec<String> = query_column(conn, "SELECT name FROM sqlite_master WHERE type = 'table'")
         .map_err(|source| classify_open_error(db_path, source))?;
     let has = |t: &str| tables.iter().any(|n| n == t);
-    if !tables.is_empty() && !has("Settings") && !has("Cache") {
-        return Err(foreign(format!("it has tables {tables:?} and neither Settings nor Cache")));
-    }
     if has("Cache") {
         let columns: Vec<String> = query_column(conn, "SELECT name FROM pragma_table_info('Cache')")
             .map_err(|source| OpenError::Sqlite { path: db_path.to_path_buf(), source })?;
@@ -191,7 +280,7 @@ fn inspect_tables(conn: &Connection, db_path: &Path, read_only: bool) -> Result<
         }
     }
     if read_only && !(has("Settings") && has("Cache")) {
-        return Err(foreign("no Settings and Cache tables, and a read-only open creates nothing".into()));
+        stand_in_tables(conn).map_err(|source| OpenError::Sqlite { path: db_path.to_path_buf(), source })?;
     }
     Ok(has("Settings"))
 }
