@@ -29,6 +29,20 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum Flyte2Command {
+    /// Every entry: its key and stored size, one a line.
+    Ls { dir: PathBuf },
+    /// An entry's outputs as JSON (exit 1 when missing).
+    Show { dir: PathBuf, key: String },
+    /// Delete an entry (exit 1 when missing): Flyte 2 computes it again.
+    Rm { dir: PathBuf, key: String },
+    /// Delete every entry; prints how many.
+    Clear { dir: PathBuf },
+    /// The run records Flyte 2 keeps, as JSON lines.
+    Runs { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Mount CACHE_DIR (created with diskcache's defaults if empty) on MOUNTPOINT.
     #[command(next_help_heading = MOUNT_HEADING)]
@@ -74,6 +88,9 @@ enum Command {
     },
     /// Count, volume, hits, misses and every setting, as JSON.
     Stats { dir: PathBuf },
+    /// Flyte 2's own task cache in DIR's cache.db (`task_cache`, `runs`).
+    #[command(subcommand, next_help_heading = "Flyte")]
+    Flyte2(Flyte2Command),
     /// Print the local-cache key flytekit computes for a serialized
     /// LiteralMap of inputs (FILE or standard input).
     #[command(next_help_heading = "Flyte")]
@@ -257,6 +274,7 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
             let Some(key) = resolve(&cache, key)? else { return Ok(miss()) };
             Ok(if cache.delete(&key)? { ExitCode::SUCCESS } else { miss() })
         }
+        Command::Flyte2(action) => flyte2(action),
         Command::Stats { dir } => {
             let cache = open_existing(&dir)?;
             let stats = diskcachefs::fs::control::stats_json(&cache)?;
@@ -334,6 +352,44 @@ fn may_write(dir: &Path) -> bool {
             // SAFETY: a NUL-terminated path; access reads it only.
             .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
     })
+}
+
+fn flyte2(action: Flyte2Command) -> Result<ExitCode, Failure> {
+    use diskcachefs::flyte::flyte2::{Flyte2Cache, outputs_json};
+    match action {
+        Flyte2Command::Ls { dir } => {
+            let cache = open_existing(&dir)?;
+            for (key, len) in Flyte2Cache::new(&cache).entries()? {
+                println!("{key}\t{len}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Flyte2Command::Show { dir, key } => {
+            let cache = open_existing(&dir)?;
+            let Some(bytes) = Flyte2Cache::new(&cache).get(&key)? else { return Ok(miss()) };
+            let json = outputs_json(&bytes).map_err(|e| Failure(format!("{key}: not Flyte 2 Outputs: {e}")))?;
+            println!("{}", serde_json::to_string_pretty(&json)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Flyte2Command::Rm { dir, key } => {
+            require_cache(&dir)?;
+            let cache = Cache::open(&dir)?;
+            Ok(if Flyte2Cache::new(&cache).delete(&key)? { ExitCode::SUCCESS } else { miss() })
+        }
+        Flyte2Command::Clear { dir } => {
+            require_cache(&dir)?;
+            let cache = Cache::open(&dir)?;
+            println!("{}", Flyte2Cache::new(&cache).clear()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Flyte2Command::Runs { dir } => {
+            let cache = open_existing(&dir)?;
+            for (_, run) in Flyte2Cache::new(&cache).runs()? {
+                println!("{run}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// Reading commands never create a cache where there was none.

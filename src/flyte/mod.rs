@@ -1,9 +1,11 @@
 //! The Flyte local task cache: flyteidl literal messages ([`idl`]),
 //! flytekit's cache key, byte-identical to flytekit 1.16's ([`key`],
 //! [`canonical`]), a readable JSON rendering ([`render`]), and
-//! `LocalTaskCache` on the engine ([`local_cache`]).
+//! `LocalTaskCache` on the engine ([`local_cache`]); Flyte 2's own task
+//! cache in the same `cache.db` ([`flyte2`]).
 
 pub mod canonical;
+pub mod flyte2;
 pub mod idl;
 pub mod key;
 pub mod local_cache;

@@ -32,6 +32,7 @@ use crate::fs::control::{is_metadata, parse_setting, setting_text, stats_json};
 use crate::fs::engine::{Conn, Engine};
 use crate::fs::error::FsError;
 use crate::fs::handle::{Handle, ReadView, WriterSlot};
+use crate::fs::inode::FLYTE2_DIR;
 use crate::fs::inode::{
     ContentVersion, FIRST_KEY_INODE, FIRST_SETTING, InodeTable, KEYS_DIR, Node, OPS_DIR, QUEUES_DIR, ROOT,
     SETTINGS_DIR, STATS, TAGS_DIR, TASK_DIR, classify, is_tag_ino, is_view_ino,
@@ -40,8 +41,9 @@ use crate::fs::intern::Interner;
 use crate::fs::names::{HASHED_PREFIX, NAME_MAX, NameError, ParsedName, key_to_name, matches_hash, name_to_key};
 
 /// Names in the root reserved for views (docs/SEMANTICS.md, "The tree").
-pub const RESERVED_ROOT_NAMES: [&str; 6] = ["tags", "queues", "task", "settings", "stats", "ops"];
+pub const RESERVED_ROOT_NAMES: [&str; 7] = ["tags", "queues", "task", "flyte2", "settings", "stats", "ops"];
 
+mod flyte2;
 mod io;
 mod tags;
 mod views;
@@ -133,6 +135,8 @@ struct Tables {
     hashed_names: HashMap<[u8; 32], Key>,
     /// queues/, task/ and ops/ (views.rs).
     views: ViewTable,
+    /// Files in flyte2/ by inode (`FLYTE2_NODE_BASE + index`).
+    flyte2: Interner<flyte2::Flyte2Node, flyte2::Flyte2Node>,
     handles: HashMap<u64, Handle>,
     next_fh: u64,
 }
@@ -222,6 +226,7 @@ impl DiskCacheFs {
                 pending_tags: HashMap::new(),
                 hashed_names: HashMap::new(),
                 views: ViewTable::default(),
+                flyte2: Interner::default(),
                 handles: HashMap::new(),
                 next_fh: 1,
             }),
@@ -631,6 +636,12 @@ impl DiskCacheFs {
         if is_view_ino(parent) {
             return self.view_lookup(parent, name);
         }
+        if classify(parent) == Node::Flyte2 {
+            return self.flyte2_lookup(parent, name);
+        }
+        if parent == ROOT && Self::is_flyte2_name(name) {
+            return Ok(self.dir_attr(FLYTE2_DIR));
+        }
         let c = self.reader()?;
         let mut st = self.state(&c);
         match parent {
@@ -702,6 +713,7 @@ impl DiskCacheFs {
         match classify(ino) {
             Node::FixedDir => Ok(self.dir_attr(ino)),
             Node::View => self.view_getattr(ino),
+            Node::Flyte2 => self.flyte2_getattr(ino),
             Node::TagDir | Node::TagLink => {
                 let c = self.reader()?;
                 let st = self.state(&c);
@@ -736,6 +748,8 @@ impl DiskCacheFs {
             // Times and modes of view files and links are not kept (rsync
             // sets them after a restore); sizes do not apply.
             Node::View => return self.view_getattr(ino),
+            Node::Flyte2 if size.is_some() => return Err(FsError::AccessDenied(format!("inode {ino}"))),
+            Node::Flyte2 => return self.flyte2_getattr(ino),
             Node::TagDir | Node::TagLink => {
                 // Tag directories and links: times and modes are not kept.
                 let c = self.reader()?;
@@ -844,11 +858,18 @@ impl DiskCacheFs {
         if is_view_ino(ino) {
             return self.view_readdir(ino, offset, plus, out);
         }
+        if classify(ino) == Node::Flyte2 {
+            return self.flyte2_readdir(ino, offset, plus, out);
+        }
         match ino {
             ROOT => {
-                for (next, ino, name) in
-                    [(3, KEYS_DIR, "keys"), (4, TAGS_DIR, "tags"), (5, QUEUES_DIR, "queues"), (6, TASK_DIR, "task")]
-                {
+                for (next, ino, name) in [
+                    (3, KEYS_DIR, "keys"),
+                    (4, TAGS_DIR, "tags"),
+                    (5, QUEUES_DIR, "queues"),
+                    (6, TASK_DIR, "task"),
+                    (7, FLYTE2_DIR, "flyte2"),
+                ] {
                     let attr = self.dir_attr(ino);
                     if offset < next && out.add(ino, next, Kind::Directory, OsStr::new(name), plus.then_some(&attr)) {
                         return Ok(());
@@ -1019,6 +1040,9 @@ impl DiskCacheFs {
     pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
         if is_view_ino(parent) {
             return self.view_unlink(parent, name);
+        }
+        if classify(parent) == Node::Flyte2 {
+            return self.flyte2_unlink(parent, name);
         }
         if is_tag_ino(parent) {
             // Removing an entry from tags/T/ evicts it (rm -r tags/T is evict(T)).

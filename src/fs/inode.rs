@@ -50,6 +50,12 @@ pub const VIEW_DIR_BASE: u64 = 1 << 42;
 /// plus the index of (directory, name) in the daemon's view-node table.
 pub const VIEW_NODE_BASE: u64 = 1 << 43;
 pub const VIEW_END: u64 = 1 << 44;
+/// `flyte2/` in the root and its `.runs/` (filesystem/flyte2.rs).
+pub const FLYTE2_DIR: u64 = 15;
+pub const FLYTE2_RUNS_DIR: u64 = 16;
+/// Files in those two: this plus their index in the daemon's table.
+pub const FLYTE2_NODE_BASE: u64 = 1 << 44;
+pub const FLYTE2_END: u64 = 1 << 45;
 
 /// What an inode number refers to: the one place that knows the ranges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +73,8 @@ pub enum Node {
     TagLink,
     /// `queues/`, `task/`, `ops/` and everything in them (views.rs).
     View,
+    /// `flyte2/` and everything in it.
+    Flyte2,
     /// A number this daemon never hands out.
     Unknown,
 }
@@ -76,11 +84,13 @@ pub fn classify(ino: u64) -> Node {
         ROOT | KEYS_DIR | SETTINGS_DIR | TAGS_DIR => Node::FixedDir,
         STATS => Node::Stats,
         QUEUES_DIR..=DECR_DIR => Node::View,
+        FLYTE2_DIR | FLYTE2_RUNS_DIR => Node::Flyte2,
         FIRST_SETTING..FIRST_KEY_INODE => Node::Setting,
         FIRST_KEY_INODE..TAG_DIR_BASE => Node::Key,
         TAG_DIR_BASE..TAG_LINK_BASE => Node::TagDir,
         TAG_LINK_BASE..VIEW_DIR_BASE => Node::TagLink,
         VIEW_DIR_BASE..VIEW_END => Node::View,
+        FLYTE2_NODE_BASE..FLYTE2_END => Node::Flyte2,
         _ => Node::Unknown,
     }
 }

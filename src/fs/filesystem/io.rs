@@ -79,6 +79,9 @@ impl DiskCacheFs {
         if is_view_ino(ino) {
             return self.view_open(ino, write);
         }
+        if classify(ino) == Node::Flyte2 {
+            return self.flyte2_open(ino, write);
+        }
         if ino == ROOT || ino == KEYS_DIR || ino == SETTINGS_DIR {
             if write {
                 return Err(FsError::IsDirectory(format!("inode {ino}")));
@@ -206,6 +209,12 @@ impl DiskCacheFs {
     ) -> Result<(Attr, u64, OpenFlags), FsError> {
         if is_view_ino(parent) {
             return self.view_create(parent, name, exclusive);
+        }
+        if classify(parent) == Node::Flyte2 {
+            return Err(FsError::NotPermitted(format!(
+                "{}: flyte2/ holds what Flyte 2 stored; only rm changes it",
+                super::name_str(name)
+            )));
         }
         // A file created in tags/T/ is a key created with tag T.
         let new_tag = if crate::fs::inode::is_tag_ino(parent) {
