@@ -54,7 +54,7 @@ print(json.dumps(out, sort_keys=True))
 fn python_tags_are_directories_of_links_to_the_keys() {
     let m = Mounted::with(|c| drop(py(FILL, &[c.to_str().unwrap()])), &[]);
     let t = m.mnt.join("tags");
-    assert_eq!(listing(&m.mnt), ["keys", "queues", "tags", "task"]);
+    assert_eq!(listing(&m.mnt), ["flyte2", "keys", "queues", "tags", "task"]);
     assert_eq!(listing(&t), ["%int:7", "grp"]);
     assert_eq!(listing(&t.join("grp")), ["x", "y"]);
     assert_eq!(std::fs::read_link(t.join("grp/x")).unwrap(), std::path::Path::new("../../keys/x"));
