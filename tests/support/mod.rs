@@ -116,6 +116,18 @@ impl Mounted {
         m
     }
 
+    /// Mounts an existing cache directory (the mount point and log in a
+    /// temporary directory of their own).
+    pub fn on(cache: &Path, args: &[&str]) -> Mounted {
+        let root = tempfile::tempdir().unwrap();
+        let mnt = root.path().join("mnt");
+        std::fs::create_dir_all(&mnt).unwrap();
+        let log = root.path().join("daemon.log");
+        let mut m = Mounted { root, cache: cache.to_path_buf(), mnt, child: None, log };
+        m.start(args);
+        m
+    }
+
     pub fn keys(&self) -> PathBuf {
         self.mnt.join("keys")
     }
