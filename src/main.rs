@@ -216,20 +216,27 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { dir, reverse } => {
-            let cache = open_existing(&dir)?;
             let stdout = io::stdout();
             let mut out = io::BufWriter::new(stdout.lock());
-            for key in cache.iterkeys(reverse) {
-                let line = key_to_name(&key?);
-                if writeln!(out, "{line}").is_err() {
-                    return Ok(ExitCode::SUCCESS); // reader went away (| head)
+            // A FanoutCache's keys, shard after shard, as iterating it does.
+            let mut dirs = shard_dirs(&dir).unwrap_or_else(|| vec![dir.clone()]);
+            if reverse {
+                dirs.reverse();
+            }
+            for dir in dirs {
+                let cache = open_existing(&dir)?;
+                for key in cache.iterkeys(reverse) {
+                    let line = key_to_name(&key?);
+                    if writeln!(out, "{line}").is_err() {
+                        return Ok(ExitCode::SUCCESS); // reader went away (| head)
+                    }
                 }
             }
             out.flush().ok();
             Ok(ExitCode::SUCCESS)
         }
         Command::Get { dir, key, name } => {
-            let key = parse_key(&key, name)?;
+            let Some((dir, key)) = target(&dir, parse_key(&key, name)?)? else { return Ok(miss()) };
             let cache = open_existing_rw(&dir)?;
             let found = resolve(&cache, key)?;
             let Some(key) = found else { return Ok(miss()) };
@@ -253,9 +260,10 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
             {
                 return Err(Failure(format!("--expire {e}: must be a finite number of seconds")));
             }
+            let no_key = || Failure("a %sha256: name can only name an existing key".into());
+            let (dir, key) = target(&dir, key)?.ok_or_else(no_key)?;
             let cache = Cache::open(&dir)?;
-            let key =
-                resolve(&cache, key)?.ok_or_else(|| Failure("a %sha256: name can only name an existing key".into()))?;
+            let key = resolve(&cache, key)?.ok_or_else(no_key)?;
             let tag = tag.map(Scalar::Str);
             match file {
                 Some(path) => {
@@ -269,15 +277,32 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Delete { dir, key, name } => {
-            let key = parse_key(&key, name)?;
+            let Some((dir, key)) = target(&dir, parse_key(&key, name)?)? else { return Ok(miss()) };
             let cache = open_existing_rw(&dir)?;
             let Some(key) = resolve(&cache, key)? else { return Ok(miss()) };
             Ok(if cache.delete(&key)? { ExitCode::SUCCESS } else { miss() })
         }
         Command::Flyte2(action) => flyte2(action),
         Command::Stats { dir } => {
-            let cache = open_existing(&dir)?;
-            let stats = diskcachefs::fs::control::stats_json(&cache)?;
+            let stats = match shard_dirs(&dir) {
+                None => diskcachefs::fs::control::stats_json(&open_existing(&dir)?)?,
+                Some(dirs) => {
+                    // A FanoutCache: its totals, and each shard's own report.
+                    let mut shards = Vec::new();
+                    let (mut count, mut size, mut volume) = (0, 0, 0);
+                    for d in &dirs {
+                        let shard = diskcachefs::fs::control::stats_json(&open_existing(d)?)?;
+                        count += shard["count"].as_i64().unwrap_or(0);
+                        size += shard["size"].as_i64().unwrap_or(0);
+                        volume += shard["volume"].as_i64().unwrap_or(0);
+                        shards.push(shard);
+                    }
+                    serde_json::json!({
+                        "directory": dir, "fanout_shards": dirs.len(),
+                        "count": count, "size": size, "volume": volume, "shards": shards,
+                    })
+                }
+            };
             println!("{}", serde_json::to_string_pretty(&stats)?);
             Ok(ExitCode::SUCCESS)
         }
@@ -296,12 +321,16 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
         Command::Check { dir, fix } => {
             // Checking without fixing needs no write: a cache this user may
             // not write is checked read-only.
-            let cache = if !fix && !may_write(&dir) { open_existing(&dir)? } else { Cache::open(&dir)? };
-            let warnings = cache.check(fix)?;
-            for w in &warnings {
-                println!("{:?}: {}", w.kind, w.message);
+            let mut clean = true;
+            for dir in shard_dirs(&dir).unwrap_or_else(|| vec![dir.clone()]) {
+                let cache = if !fix && !may_write(&dir) { open_existing(&dir)? } else { Cache::open(&dir)? };
+                let warnings = cache.check(fix)?;
+                for w in &warnings {
+                    println!("{:?}: {}", w.kind, w.message);
+                }
+                clean &= warnings.is_empty();
             }
-            Ok(if warnings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
 }
@@ -409,6 +438,41 @@ fn parse_key(text: &str, as_name: bool) -> Result<ParsedName, Failure> {
 }
 
 /// The key a parsed name stands for; a `%sha256:` name is looked up.
+/// A FanoutCache's shard directories (`000`, `001`, ...), or `None` for a
+/// plain cache directory.
+fn shard_dirs(dir: &Path) -> Option<Vec<PathBuf>> {
+    if !diskcachefs::cache::fanout::is_fanout_directory(dir) {
+        return None;
+    }
+    let mut dirs = Vec::new();
+    while dir.join(format!("{:03}", dirs.len())).join(diskcachefs::cache::settings::DBNAME).is_file() {
+        dirs.push(dir.join(format!("{:03}", dirs.len())));
+    }
+    Some(dirs)
+}
+
+/// The cache directory a key lives in: `dir` itself, or for a FanoutCache
+/// the shard python-diskcache's `FanoutCache` uses for it (a `%sha256:`
+/// name is looked for in every shard). `None`: a long key's name no shard
+/// has.
+fn target(dir: &Path, parsed: ParsedName) -> Result<Option<(PathBuf, ParsedName)>, Failure> {
+    let Some(dirs) = shard_dirs(dir) else { return Ok(Some((dir.to_path_buf(), parsed))) };
+    match parsed {
+        ParsedName::Key(key) => {
+            let shard = (diskcachefs::cache::fanout::disk_hash(&key) % dirs.len() as u64) as usize;
+            Ok(Some((dirs[shard].clone(), ParsedName::Key(key))))
+        }
+        hashed @ ParsedName::Hashed(_) => {
+            for d in dirs {
+                if let Some(key) = resolve(&open_existing(&d)?, hashed.clone())? {
+                    return Ok(Some((d, ParsedName::Key(key))));
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
 fn resolve(cache: &Cache, parsed: ParsedName) -> Result<Option<Key>, Failure> {
     match parsed {
         ParsedName::Key(k) => Ok(Some(k)),

@@ -38,7 +38,7 @@ impl Cache {
         // Evict keys by policy.
         let policy = self.settings.borrow().eviction_policy();
         let Some((select, delete)) = policy.cull_sql() else { return Ok(()) };
-        if self.volume()? < self.settings.borrow().size_limit() {
+        if (self.volume()? as f64) < self.settings.borrow().size_limit_f64() {
             return Ok(());
         }
         let names = self.filenames(select, params![cull_limit])?;
@@ -129,7 +129,7 @@ impl Cache {
         let mut count = self.expire(Some(now))?;
         let policy = self.settings.borrow().eviction_policy();
         let Some((select, delete)) = policy.cull_sql() else { return Ok(0) };
-        while self.volume()? > self.settings.borrow().size_limit() {
+        while (self.volume()? as f64) > self.settings.borrow().size_limit_f64() {
             let n = self.in_transaction(|| {
                 let names = self.filenames(select, params![10])?;
                 if names.is_empty() {

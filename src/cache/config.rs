@@ -187,6 +187,14 @@ pub(super) fn validate_setting(name: &str, value: &Scalar) -> std::result::Resul
         },
         "size_limit" | "cull_limit" | "disk_min_file_size" | "count" | "size" | "hits" | "misses" => match value {
             Scalar::Int(n) if *n >= 0 || matches!(name, "count" | "size") => Ok(()),
+            // FanoutCache stores each shard's share of its size limit as a
+            // float (`size_limit / shards`: 67108864.0 for dspy's 16 shards),
+            // and python-diskcache takes any number.
+            Scalar::Float(f)
+                if f.is_finite() && *f >= 0.0 && matches!(name, "size_limit" | "cull_limit" | "disk_min_file_size") =>
+            {
+                Ok(())
+            }
             _ => Err("must be a non-negative integer".into()),
         },
         "disk_pickle_protocol" => match value {

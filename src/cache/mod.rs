@@ -23,6 +23,7 @@ mod config;
 pub mod core;
 pub mod disk;
 pub mod error;
+pub mod fanout;
 mod iter;
 pub mod meta;
 mod open;
@@ -38,6 +39,7 @@ mod write;
 
 pub use self::core::{Attr, Cache, CacheOptions, CheckKind, CheckWarning, Clock, KeyIter, ReadHandle, system_clock};
 pub use self::error::{Error, OpenError};
+pub use self::fanout::FanoutCache;
 pub use self::meta::{AccessLog, EntryMeta, InlineMeta, NewValue, RawContent, RenameOutcome, ValueType};
 pub use self::settings::{EvictionPolicy, Settings};
 pub use self::types::{Entry, Key, Number, Scalar, Side, Value};

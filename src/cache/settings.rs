@@ -169,6 +169,16 @@ impl Settings {
         self.int("size_limit")
     }
 
+    /// The size limit as Python compares with it (`volume < size_limit`):
+    /// a FanoutCache shard's is a float with a fraction.
+    pub fn size_limit_f64(&self) -> f64 {
+        match self.values.get("size_limit") {
+            Some(Scalar::Int(v)) => *v as f64,
+            Some(Scalar::Float(v)) => *v,
+            _ => 0.0,
+        }
+    }
+
     pub fn cull_limit(&self) -> i64 {
         self.int("cull_limit")
     }

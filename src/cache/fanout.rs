@@ -1,0 +1,163 @@
+//! `FanoutCache` (diskcache/fanout.py): a directory of shard caches `000/`,
+//! `001/`, ..., each a whole [`Cache`], with no `cache.db` at the top (the
+//! layout of dspy's and Django's caches). A key lives in the shard
+//! `Disk.hash(key) % shards`, so that python-diskcache's `FanoutCache`
+//! finds what is stored here and never sees a key twice. The number of
+//! shards is recorded only by the folder names.
+
+use std::path::{Path, PathBuf};
+
+use super::core::{Cache, CacheOptions, CheckWarning};
+use super::error::{OpenError, Result};
+use super::settings::DBNAME;
+use super::types::{Key, Scalar, Value};
+
+/// `zlib.adler32`.
+fn adler32(bytes: &[u8]) -> u32 {
+    const MOD: u32 = 65_521;
+    let (mut a, mut b) = (1u32, 0u32);
+    for chunk in bytes.chunks(5552) {
+        for &x in chunk {
+            a += u32::from(x);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
+}
+
+/// `Disk.hash(key)`: adler32 of a str's UTF-8, of bytes, of a pickled key's
+/// pickle, or of a float's big-endian IEEE bytes; an int modulo
+/// 0xFFFFFFFF (Python's modulo: never negative).
+pub fn disk_hash(key: &Key) -> u64 {
+    const MASK: i128 = 0xFFFF_FFFF;
+    match key {
+        Key::Str(s) => u64::from(adler32(s.as_bytes())),
+        Key::Bytes(b) | Key::Pickled(b) => u64::from(adler32(b)),
+        Key::Int(i) => i128::from(*i).rem_euclid(MASK) as u64,
+        Key::Float(f) => u64::from(adler32(&f.to_be_bytes())),
+    }
+}
+
+/// Whether `directory` is a FanoutCache's: no `cache.db` of its own, and
+/// a shard `000/` that has one.
+pub fn is_fanout_directory(directory: &Path) -> bool {
+    !directory.join(DBNAME).exists() && directory.join("000").join(DBNAME).is_file()
+}
+
+pub struct FanoutCache {
+    directory: PathBuf,
+    shards: Vec<Cache>,
+}
+
+impl FanoutCache {
+    /// Opens the FanoutCache in `directory`, with as many shards as it has
+    /// consecutive folders `000`, `001`, ... holding a `cache.db`.
+    pub fn open_existing(directory: &Path, options: CacheOptions) -> std::result::Result<FanoutCache, OpenError> {
+        let mut count = 0;
+        while directory.join(format!("{count:03}")).join(DBNAME).is_file() {
+            count += 1;
+        }
+        if count == 0 {
+            return Err(OpenError::Unreadable {
+                path: directory.to_path_buf(),
+                reason: "no FanoutCache shard (000/cache.db) here".into(),
+            });
+        }
+        FanoutCache::open_with(directory, count, options)
+    }
+
+    /// `FanoutCache(directory, shards)`: each shard opened (created if
+    /// needed) as a `Cache` with `options`.
+    pub fn open_with(
+        directory: &Path,
+        shards: usize,
+        options: CacheOptions,
+    ) -> std::result::Result<FanoutCache, OpenError> {
+        let shards = (0..shards.max(1))
+            .map(|n| Cache::open_with(&directory.join(format!("{n:03}")), options.clone()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(FanoutCache { directory: directory.to_path_buf(), shards })
+    }
+
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    pub fn shards(&self) -> &[Cache] {
+        &self.shards
+    }
+
+    /// The shard `key` lives in (`FanoutCache._hash(key) % count`).
+    pub fn shard_index(&self, key: &Key) -> usize {
+        (disk_hash(key) % self.shards.len() as u64) as usize
+    }
+
+    pub fn shard(&self, key: &Key) -> &Cache {
+        &self.shards[self.shard_index(key)]
+    }
+
+    pub fn get(&self, key: &Key) -> Result<Option<Value>> {
+        self.shard(key).get(key)
+    }
+
+    pub fn set(&self, key: &Key, value: &Value, expire: Option<f64>, tag: Option<&Scalar>) -> Result<bool> {
+        self.shard(key).set(key, value, expire, tag)
+    }
+
+    pub fn delete(&self, key: &Key) -> Result<bool> {
+        self.shard(key).delete(key)
+    }
+
+    /// Entries in all shards (`len(FanoutCache)`).
+    pub fn len(&self) -> Result<i64> {
+        self.shards.iter().map(Cache::len).sum()
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `FanoutCache.volume()`: the shards' volumes added.
+    pub fn volume(&self) -> Result<i64> {
+        self.shards.iter().map(Cache::volume).sum()
+    }
+
+    /// `FanoutCache.check(fix)`: every shard's warnings, in shard order.
+    pub fn check(&self, fix: bool) -> Result<Vec<CheckWarning>> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            out.extend(shard.check(fix)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adler32_is_zlibs() {
+        // zlib.adler32(b'') == 1, (b'a') == 0x00620062, (b'Wikipedia') == 0x11E60398.
+        assert_eq!(adler32(b""), 1);
+        assert_eq!(adler32(b"a"), 0x0062_0062);
+        assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
+        let long = vec![0xFFu8; 100_000];
+        let (mut a, mut b) = (1u64, 0u64);
+        for &x in &long {
+            a = (a + u64::from(x)) % 65_521;
+            b = (b + a) % 65_521;
+        }
+        assert_eq!(u64::from(adler32(&long)), (b << 16) | a);
+    }
+
+    #[test]
+    fn int_keys_hash_as_pythons_modulo() {
+        assert_eq!(disk_hash(&Key::Int(5)), 5);
+        assert_eq!(disk_hash(&Key::Int(-1)), 0xFFFF_FFFE);
+        assert_eq!(disk_hash(&Key::Int(0xFFFF_FFFF)), 0);
+        assert_eq!(disk_hash(&Key::Int(i64::MIN)), (i128::from(i64::MIN).rem_euclid(0xFFFF_FFFF)) as u64);
+    }
+}
