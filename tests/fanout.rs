@@ -112,3 +112,18 @@ print(fc.get('from-the-cli'), 'key-7' in fc, len(fc), twice, fc.check())
     );
     assert_eq!(seen.trim(), format!("b'hello' False {} [] []", keys.len()));
 }
+
+#[test]
+fn mounting_a_fanout_directory_is_refused_rather_than_shadowed() {
+    // Mounted as a plain cache, a FanoutCache directory showed nothing, and
+    // a write made a cache.db beside the shards that no FanoutCache reads.
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("django_cache");
+    py("import sys, diskcache; diskcache.FanoutCache(sys.argv[1], shards=8)['k'] = 1", &[dir.to_str().unwrap()]);
+    let mnt = root.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let out = cli(&["mount", dir.to_str().unwrap(), mnt.to_str().unwrap(), "--daemon"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FanoutCache"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.join("cache.db").exists() && !support::is_mounted(&mnt));
+}

@@ -55,6 +55,11 @@ pub enum MountError {
     NotADirectory(PathBuf),
     #[error("{0}: no cache to mount read-only (no cache.db), and a read-only mount creates nothing")]
     NoCache(PathBuf),
+    #[error(
+        "{0}: a FanoutCache directory (shards 000/, 001/, ...): mounting it as one cache is not supported yet; \
+         mount a shard, or use the CLI (keys, get, set, delete, stats, check take the directory as one cache)"
+    )]
+    Fanout(PathBuf),
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error("mounting on {path}: {source}")]
@@ -108,6 +113,11 @@ fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError
     }
     raise_open_file_limit();
     let options = CacheOptions { read_only: config.read_only, timeout: config.timeout, ..CacheOptions::default() };
+    // A write would otherwise make a new cache.db beside the shards, which
+    // no FanoutCache reads.
+    if crate::cache::fanout::is_fanout_directory(&config.cache_dir) {
+        return Err(MountError::Fanout(config.cache_dir.clone()));
+    }
     if config.read_only && !config.cache_dir.join(crate::cache::settings::DBNAME).is_file() {
         return Err(MountError::NoCache(config.cache_dir.clone()));
     }
