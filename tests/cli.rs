@@ -3,27 +3,10 @@
 
 mod support;
 
-use support::python;
+use support::{cli, python};
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn cli(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(data) = stdin {
-        input.write_all(data).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
-}
+use std::process::Command;
 
 fn py(script: &str, dir: &Path) -> String {
     let out = Command::new(python()).args(["-c", script]).arg(dir).output().unwrap();

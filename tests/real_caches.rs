@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use support::{is_mounted, py};
 
 fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_diskcachefs")).args(args).output().unwrap()
+    support::cli(args, None)
 }
 
 fn ok(out: &Output) -> String {

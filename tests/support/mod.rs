@@ -196,6 +196,25 @@ impl Drop for Mounted {
     }
 }
 
+/// Runs the `diskcachefs` binary with `args`, `stdin` as its standard
+/// input (closed at once when `None`); returns its output.
+pub fn cli(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(data) = stdin {
+        input.write_all(data).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
 /// Runs a shell command line; returns its output.
 pub fn sh(line: &str) -> Output {
     Command::new("sh").arg("-c").arg(line).output().unwrap()
