@@ -131,6 +131,9 @@ struct Tables {
     /// files): tag by key name, applied when the key is committed or
     /// renamed into place.
     pending_tags: HashMap<String, Scalar>,
+    /// The names of the tags in use as of the cache's time then (see
+    /// `tag_in_use`).
+    tags_in_use: Option<(SystemTime, std::collections::HashSet<String>)>,
     /// Keys of the `%sha256:` names this daemon has shown, by digest.
     hashed_names: HashMap<[u8; 32], Key>,
     /// queues/, task/ and ops/ (views.rs).
@@ -224,6 +227,7 @@ impl DiskCacheFs {
                 made_tags: Vec::new(),
                 tag_links: Interner::default(),
                 pending_tags: HashMap::new(),
+                tags_in_use: None,
                 hashed_names: HashMap::new(),
                 views: ViewTable::default(),
                 flyte2: Interner::default(),
@@ -279,8 +283,11 @@ impl DiskCacheFs {
         self.engine.reader().map_err(|e| FsError::open(self.directory.display().to_string(), e))
     }
 
-    /// A read-write engine handle for this request.
+    /// A read-write engine handle for this request. (Never called with
+    /// the tables locked.) A change may change the tags in use: the set
+    /// kept for `tag_in_use` is made again at the next miss.
     fn writer(&self) -> Result<Conn<'_>, FsError> {
+        self.tables().tags_in_use = None;
         self.engine.writer().map_err(|e| FsError::open(self.directory.display().to_string(), e))
     }
 
@@ -653,8 +660,9 @@ impl DiskCacheFs {
             ROOT if name == "stats" => self.control_getattr(&st, STATS),
             ROOT if name == "tags" => Ok(self.dir_attr(TAGS_DIR)),
             TAGS_DIR => {
-                let tag =
-                    Self::find_tag(&st, name)?.ok_or_else(|| FsError::NotFound(format!("tags/{}", name_str(name))))?;
+                let tag = self
+                    .find_tag(&mut st, name)?
+                    .ok_or_else(|| FsError::NotFound(format!("tags/{}", name_str(name))))?;
                 let ino = Self::tag_dir_ino(&mut st, &tag);
                 Ok(self.dir_attr(ino))
             }
@@ -662,7 +670,7 @@ impl DiskCacheFs {
                 let tag =
                     Self::tag_of_dir(&st, parent).ok_or_else(|| FsError::NotDirectory(format!("inode {parent}")))?;
                 let ino = Self::tag_link_ino(&mut st, &tag, &name_str(name));
-                self.tag_getattr(&st, ino)
+                self.tag_getattr(&mut st, ino)
             }
             ROOT => Err(FsError::NotFound(name_str(name))),
             SETTINGS_DIR => {
@@ -716,8 +724,8 @@ impl DiskCacheFs {
             Node::Flyte2 => self.flyte2_getattr(ino),
             Node::TagDir | Node::TagLink => {
                 let c = self.reader()?;
-                let st = self.state(&c);
-                self.tag_getattr(&st, ino)
+                let mut st = self.state(&c);
+                self.tag_getattr(&mut st, ino)
             }
             Node::Stats | Node::Setting => {
                 let c = self.reader()?;
@@ -753,11 +761,11 @@ impl DiskCacheFs {
             Node::TagDir | Node::TagLink => {
                 // Tag directories and links: times and modes are not kept.
                 let c = self.reader()?;
-                let st = self.state(&c);
+                let mut st = self.state(&c);
                 if size.is_some() {
                     return Err(FsError::NotPermitted("tags: no size to change".into()));
                 }
-                return self.tag_getattr(&st, ino);
+                return self.tag_getattr(&mut st, ino);
             }
             Node::FixedDir if size.is_some() => return Err(FsError::IsDirectory(format!("inode {ino}"))),
             Node::FixedDir => return Ok(self.dir_attr(ino)),
@@ -998,7 +1006,7 @@ impl DiskCacheFs {
         let tag = Self::parse_tag_name(name)?;
         let c = self.reader()?;
         let mut st = self.state(&c);
-        if Self::tag_in_use(&st, &tag)? {
+        if self.tag_in_use(&mut st, &tag)? {
             return Err(FsError::Exists(format!("tags/{}", name_str(name))));
         }
         st.made_tags.push(tag.clone());
@@ -1018,11 +1026,11 @@ impl DiskCacheFs {
         }
         let tag = {
             let c = self.reader()?;
-            let st = self.state(&c);
+            let mut st = self.state(&c);
             // A directory this daemon has shown may have been emptied already
             // (rm -r removes the entries first): removing it still succeeds.
             let known = Self::parse_tag_name(name).ok().filter(|t| st.tag_dirs.find(&Self::tag_name(t)).is_some());
-            match Self::find_tag(&st, name)? {
+            match self.find_tag(&mut st, name)? {
                 Some(tag) => tag,
                 None => known.ok_or_else(|| FsError::NotFound(format!("tags/{}", name_str(name))))?,
             }

@@ -42,20 +42,40 @@ impl DiskCacheFs {
 
     /// The tag `tags/NAME` shows, if it is in use: one indexed query, not
     /// a listing (a name that is not a tag's own spelling shows nothing).
-    pub(super) fn find_tag(st: &State, name: &OsStr) -> Result<Option<Scalar>, FsError> {
+    pub(super) fn find_tag(&self, st: &mut State, name: &OsStr) -> Result<Option<Scalar>, FsError> {
         let Ok(tag) = Self::parse_tag_name(name) else { return Ok(None) };
-        if OsStr::new(&Self::tag_name(&tag)) != name || !Self::tag_in_use(st, &tag)? {
+        if OsStr::new(&Self::tag_name(&tag)) != name || !self.tag_in_use(st, &tag)? {
             return Ok(None);
         }
         Ok(Some(tag))
     }
 
     /// Whether a live entry carries `tag`, or mkdir made its directory.
-    pub(super) fn tag_in_use(st: &State, tag: &Scalar) -> Result<bool, FsError> {
+    /// One query that stops at the first entry; without diskcache's tag
+    /// index a tag nobody uses would scan the whole table every time, so
+    /// a miss is answered from the set of tags in use, made once per
+    /// change of the cache (`tree_time`) by that same scan.
+    pub(super) fn tag_in_use(&self, st: &mut State, tag: &Scalar) -> Result<bool, FsError> {
         if st.made_tags.contains(tag) {
             return Ok(true);
         }
-        st.cache.tag_in_use(tag).map_err(|e| FsError::cache(format!("tags/{}", Self::tag_name(tag)), e))
+        let err = |e| FsError::cache(format!("tags/{}", Self::tag_name(tag)), e);
+        let name = Self::tag_name(tag);
+        let now = self.tree_time();
+        if !st.cache.settings().tag_index()
+            && let Some((at, tags)) = &st.tags_in_use
+            && *at == now
+        {
+            return Ok(tags.contains(&name));
+        }
+        if st.cache.tag_in_use(tag).map_err(err)? {
+            return Ok(true);
+        }
+        if !st.cache.settings().tag_index() {
+            let tags = st.cache.live_tags().map_err(err)?;
+            st.tags_in_use = Some((now, tags.iter().map(Self::tag_name).collect()));
+        }
+        Ok(false)
     }
 
     /// Parses a new tag directory's name (mkdir): named as keys are named.
@@ -103,9 +123,9 @@ impl DiskCacheFs {
     }
 
     /// The attributes of `tags/T/` or of a link in it, if it still exists.
-    pub(super) fn tag_getattr(&self, st: &State, ino: u64) -> Result<Attr, FsError> {
+    pub(super) fn tag_getattr(&self, st: &mut State, ino: u64) -> Result<Attr, FsError> {
         if let Some(tag) = Self::tag_of_dir(st, ino) {
-            if Self::tag_in_use(st, &tag)? {
+            if self.tag_in_use(st, &tag)? {
                 return Ok(self.dir_attr(ino));
             }
             return Err(FsError::NotFound(format!("tags/{}", Self::tag_name(&tag))));
