@@ -172,6 +172,11 @@ impl Cache {
         self.settings.borrow().min_file_size()
     }
 
+    /// Whether the tag index is on, as this handle last read the settings.
+    pub fn has_tag_index(&self) -> bool {
+        self.settings.borrow().tag_index()
+    }
+
     pub(crate) fn policy_and_statistics(&self) -> (EvictionPolicy, bool) {
         let s = self.settings.borrow();
         (s.eviction_policy(), s.statistics())

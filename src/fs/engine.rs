@@ -19,7 +19,7 @@
 //!   free, instead of making the read wait for it.
 
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -152,10 +152,6 @@ impl Engine {
         }
     }
 
-    pub fn directory(&self) -> &Path {
-        &self.directory
-    }
-
     /// A read-only handle (for a read-only mount, the only kind there is).
     pub fn reader(&self) -> Result<Conn<'_>, OpenError> {
         self.checkout(false)
@@ -220,12 +216,6 @@ impl Engine {
         }
         let now = reader.now();
         self.bookkeeping.note(hit, now);
-    }
-
-    /// Bookkeeping waiting for the write lock (for tests and `stats`).
-    pub fn pending_bookkeeping(&self) -> usize {
-        let log = self.bookkeeping.pending.lock().unwrap_or_else(|e| e.into_inner());
-        (log.hits + log.misses) as usize
     }
 }
 

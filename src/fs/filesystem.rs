@@ -238,11 +238,6 @@ impl DiskCacheFs {
         }
     }
 
-    /// The engine's handles (for tests that look at its bookkeeping).
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     pub fn set_forget_requests(&self, tx: std::sync::mpsc::Sender<String>) {
         *self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
     }

@@ -62,7 +62,8 @@ impl DiskCacheFs {
         let err = |e| FsError::cache(format!("tags/{}", Self::tag_name(tag)), e);
         let name = Self::tag_name(tag);
         let now = self.tree_time();
-        if !st.cache.settings().tag_index()
+        let indexed = st.cache.has_tag_index();
+        if !indexed
             && let Some((at, tags)) = &st.tags_in_use
             && *at == now
         {
@@ -71,7 +72,7 @@ impl DiskCacheFs {
         if st.cache.tag_in_use(tag).map_err(err)? {
             return Ok(true);
         }
-        if !st.cache.settings().tag_index() {
+        if !indexed {
             let tags = st.cache.live_tags().map_err(err)?;
             st.tags_in_use = Some((now, tags.iter().map(Self::tag_name).collect()));
         }
