@@ -166,7 +166,7 @@ impl DerefMut for State<'_, '_> {
 pub struct DiskCacheFs {
     config: FsConfig,
     /// Where names to forget go (a thread sends the notifications).
-    forget_requests: Mutex<Option<std::sync::mpsc::Sender<String>>>,
+    forget_requests: Mutex<Option<std::sync::mpsc::Sender<(u64, String)>>>,
     directory: PathBuf,
     engine: Engine,
     /// Lock order: after a writer's staging lock and SQLite's write lock.
@@ -238,7 +238,9 @@ impl DiskCacheFs {
         }
     }
 
-    pub fn set_forget_requests(&self, tx: std::sync::mpsc::Sender<String>) {
+    /// Where to send the (directory inode, name) pairs the kernel should
+    /// forget (`inval_entry`).
+    pub fn set_forget_requests(&self, tx: std::sync::mpsc::Sender<(u64, String)>) {
         *self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
     }
 
@@ -255,7 +257,7 @@ impl DiskCacheFs {
         let tx = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(tx) = tx else { return };
         for name in st.inodes.forget_candidates(excess) {
-            let _ = tx.send(name);
+            let _ = tx.send((KEYS_DIR, name));
         }
     }
 
@@ -1217,6 +1219,18 @@ impl DiskCacheFs {
             namelen: NAME_MAX as u32,
             frsize: buf.f_frsize as u32,
         })
+    }
+
+    /// The key a file named `name` in the directory `parent` of `keys/`
+    /// stands for, whether or not it exists (how a tree over several
+    /// caches picks the cache a new file goes to).
+    pub fn key_of_name(&self, parent: u64, name: &OsStr) -> Result<Key, FsError> {
+        if parent != KEYS_DIR {
+            return Err(FsError::NotDirectory(format!("inode {parent}")));
+        }
+        let c = self.reader()?;
+        let mut st = self.state(&c);
+        self.resolve_name(&mut st, name)
     }
 
     /// How many inodes the kernel is holding (for tests and logs).

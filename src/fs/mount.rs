@@ -131,7 +131,7 @@ fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError
     // Names the kernel should forget (see `FsConfig::max_inodes`), sent by a
     // thread of their own: a notification from inside a request could wait
     // on a lock the kernel holds for that request.
-    let (forget_tx, forget_rx) = std::sync::mpsc::channel::<String>();
+    let (forget_tx, forget_rx) = std::sync::mpsc::channel::<(u64, String)>();
     fs.set_forget_requests(forget_tx);
 
     let mut options = vec![
@@ -164,9 +164,9 @@ fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError
     std::thread::Builder::new()
         .name("forget".into())
         .spawn(move || {
-            for name in forget_rx {
+            for (parent, name) in forget_rx {
                 // ENOENT: the kernel had already dropped it.
-                let _ = notifier.inval_entry(fuser::INodeNo(crate::fs::inode::KEYS_DIR), std::ffi::OsStr::new(&name));
+                let _ = notifier.inval_entry(fuser::INodeNo(parent), std::ffi::OsStr::new(&name));
             }
         })
         .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })?;
