@@ -297,3 +297,19 @@ pub fn key_inodes_kept(keys: &Path, n: usize) -> usize {
     std::thread::sleep(Duration::from_millis(500));
     (0..n).rev().filter(|&i| ino(i) == first[i]).count()
 }
+
+/// Every file below `root` (not directories), as paths relative to it.
+pub fn walk_files(root: &Path, out: &mut Vec<String>) {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display())) {
+            let e = e.unwrap();
+            let path = e.path();
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    walk(root, root, out);
+}
