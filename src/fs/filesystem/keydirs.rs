@@ -503,6 +503,10 @@ impl DiskCacheFs {
         };
         Self::check_empty(&st, &dir)?;
         st.made_dirs.remove(&dir);
+        // Its parent stays (rm -r removes it next).
+        if let Some(own) = self_key(&dir) {
+            Self::keep_dir_of(&mut st, &own);
+        }
         Ok(())
     }
 
