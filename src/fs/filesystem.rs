@@ -198,6 +198,11 @@ impl ListingBatches {
         ListingBatches(32)
     }
 
+    /// After a directory in a listing of keys/ (see keydirs.rs).
+    fn small() -> ListingBatches {
+        ListingBatches(4)
+    }
+
     fn next(&mut self) -> usize {
         let n = self.0;
         self.0 = (self.0 * 2).min(1024);

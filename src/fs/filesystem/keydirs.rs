@@ -237,6 +237,9 @@ impl DiskCacheFs {
             }
         }
         let below = (!prefix.is_empty()).then(|| prefix_end(prefix));
+        // Rows are read in batches that grow while they are all files, and
+        // start small again after a directory, whose keys are skipped by
+        // the next query (reading a big batch there would read its keys).
         let mut batches = ListingBatches::new();
         'batches: while out.len() < limit {
             let from = match &pos {
@@ -245,7 +248,7 @@ impl DiskCacheFs {
                 Pos::AfterKey(k) => KeyFrom::After(k.clone()),
                 Pos::AfterDir(d) => KeyFrom::AtOrAfter(prefix_end(d)),
             };
-            let n = batches.next();
+            let n = batches.next().min(limit - out.len() + 1);
             let batch = st.cache.list_meta_by_key(&from, below.as_deref(), n).map_err(err)?;
             let made = Self::next_made_child(st, prefix, &pos);
             if batch.is_empty() {
@@ -260,6 +263,7 @@ impl DiskCacheFs {
                 {
                     Self::push_dir(st, &mut out, prefix, dir.clone());
                     pos = Pos::AfterDir(dir.clone());
+                    batches = ListingBatches::small();
                     continue 'batches;
                 }
                 let Key::Str(s) = &meta.key else {
@@ -277,6 +281,7 @@ impl DiskCacheFs {
                     let dir = format!("{prefix}{}", &rest[..=j]);
                     Self::push_dir(st, &mut out, prefix, dir.clone());
                     pos = Pos::AfterDir(dir);
+                    batches = ListingBatches::small();
                     continue 'batches;
                 }
                 // A key that is also a directory is that directory's %self.
@@ -339,9 +344,13 @@ impl DiskCacheFs {
             }
         };
         let mut cookie: Option<(u64, u64)> = None;
+        // A reply holds a few dozen entries (4 KiB): ask for about that
+        // many first, and more while they all fit.
+        let mut want = 32;
         loop {
             let mut st = self.state(&c);
-            let entries = Self::list_children(&mut st, &prefix, &pos, 256)?;
+            let entries = Self::list_children(&mut st, &prefix, &pos, want + skip as usize)?;
+            want = (want * 2).min(1024);
             if entries.is_empty() {
                 return Ok(());
             }
