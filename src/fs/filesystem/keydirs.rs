@@ -55,9 +55,18 @@ pub(super) enum DirEntry {
 /// The oldest are forgotten past `MAX_COOKIES`.
 #[derive(Default)]
 pub(super) struct DirCookies {
-    by_id: HashMap<u64, (u64, Pos)>,
+    by_id: HashMap<u64, Cookie>,
     order: VecDeque<u64>,
     next: u64,
+}
+
+struct Cookie {
+    dir: u64,
+    start: Pos,
+    /// The last entry a request gave under this cookie, and the position
+    /// after it: where the next request almost always resumes, so it need
+    /// not list those entries again to find its place.
+    last: Option<(u64, Pos)>,
 }
 
 const MAX_COOKIES: usize = 1 << 16;
@@ -67,7 +76,7 @@ impl DirCookies {
     fn make(&mut self, dir: u64, pos: Pos) -> u64 {
         self.next += 1;
         let id = self.next;
-        self.by_id.insert(id, (dir, pos));
+        self.by_id.insert(id, Cookie { dir, start: pos, last: None });
         self.order.push_back(id);
         while self.order.len() > MAX_COOKIES {
             if let Some(old) = self.order.pop_front() {
@@ -77,11 +86,24 @@ impl DirCookies {
         id
     }
 
+    fn set_last(&mut self, id: u64, n: u64, pos: Pos) {
+        if let Some(c) = self.by_id.get_mut(&id) {
+            c.last = Some((n, pos));
+        }
+    }
+
     /// The position and count an offset of directory `dir` stands for.
     fn resume(&self, dir: u64, offset: u64) -> Option<(Pos, u64)> {
         let rel = offset.checked_sub(3)?;
-        let (owner, pos) = self.by_id.get(&(rel >> 16))?;
-        (*owner == dir).then(|| (pos.clone(), rel & PER_COOKIE))
+        let cookie = self.by_id.get(&(rel >> 16))?;
+        if cookie.dir != dir {
+            return None;
+        }
+        let n = rel & PER_COOKIE;
+        match &cookie.last {
+            Some((last, pos)) if *last == n => Some((pos.clone(), 0)),
+            _ => Some((cookie.start.clone(), n)),
+        }
     }
 }
 
@@ -352,6 +374,9 @@ impl DiskCacheFs {
             let entries = Self::list_children(&mut st, &prefix, &pos, want + skip as usize)?;
             want = (want * 2).min(1024);
             if entries.is_empty() {
+                if let Some((id, n)) = cookie {
+                    st.dir_cookies.set_last(id, n, pos);
+                }
                 return Ok(());
             }
             for (entry, after) in entries {
@@ -367,6 +392,9 @@ impl DiskCacheFs {
                 cookie = Some((id, n));
                 let next = 3 + (id << 16) + n;
                 if self.add_key_entry(&mut st, entry, next, plus, out) {
+                    if n > 1 {
+                        st.dir_cookies.set_last(id, n - 1, pos);
+                    }
                     return Ok(());
                 }
                 pos = after;
