@@ -751,6 +751,12 @@ impl FanoutFs {
             }
             let (rfh, _) = src.open(attr.ino, false, false, false)?;
             let copied = (|| {
+                // A target being replaced goes first: a rewrite would keep
+                // its tag and expiry, which the source's replace.
+                match dst.unlink(parent2, name2) {
+                    Ok(()) | Err(FsError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
                 let (new, wfh, _) = dst.create(parent2, name2, false, true, false)?;
                 let written = (|| {
                     let mut offset = 0u64;
