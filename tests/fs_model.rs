@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use support::{Mounted, getxattr, py, setxattr};
 
 /// Names: plain, escaped and typed keys (docs/SEMANTICS.md, "Keys to names").
-const NAMES: [&str; 5] = ["a", "b c", "%str:x%2Fy", "%int:7", "%bytes:%00k"];
+const NAMES: [&str; 5] = ["a", "b c", "%str:%25y", "%int:7", "%bytes:%00k"];
 const TAGS: [&str; 3] = ["t1", "%int:3", "grp"];
 
 #[derive(Clone, Debug)]

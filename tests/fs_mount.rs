@@ -46,18 +46,9 @@ fn python_entries_appear_with_their_documented_names_content_and_xattrs() {
     let k = m.keys();
     let names: std::collections::BTreeSet<String> =
         std::fs::read_dir(&k).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    for want in [
-        "plain",
-        "%str:a%2Fb",
-        "%str:%25x",
-        "%str:.",
-        "%bytes:%00raw",
-        "%int:-7",
-        "%float:2.5",
-        "big",
-        "bigstr",
-        "tagged",
-    ] {
+    for want in
+        ["plain", "a", "%str:%25x", "%str:.", "%bytes:%00raw", "%int:-7", "%float:2.5", "big", "bigstr", "tagged"]
+    {
         assert!(names.contains(want), "{want} missing from {names:?}");
     }
     assert!(names.iter().any(|n| n.starts_with("%pickle:")), "{names:?}");
@@ -65,7 +56,8 @@ fn python_entries_appear_with_their_documented_names_content_and_xattrs() {
     assert_eq!(names.len(), 11);
 
     assert_eq!(read(&k.join("plain")), b"bytes value");
-    assert_eq!(read(&k.join("%str:a%2Fb")), "str value é".as_bytes());
+    assert!(k.join("a").is_dir(), "the key a/b is the file b in the directory a");
+    assert_eq!(read(&k.join("a/b")), "str value é".as_bytes());
     assert_eq!(read(&k.join("%bytes:%00raw")), b"42");
     assert_eq!(read(&k.join("%int:-7")), b"1e+16");
     assert_eq!(read(&k.join("big")), vec![b'y'; 100_000]);
@@ -423,7 +415,10 @@ fn bad_input_gets_a_clear_errno_and_the_daemon_keeps_running() {
     after("expire_time=abc", xerr(setxattr(&k.join("ok"), "user.diskcache.expire_time", b"abc")), libc::EINVAL);
     after("type=nonsense", xerr(setxattr(&k.join("ok"), "user.diskcache.type", b"nonsense")), libc::EINVAL);
     after("getxattr user.other", xerr(getxattr(&k.join("ok"), "user.other").map(drop)), libc::ENODATA);
-    after("mkdir keys/dir", errno_of(std::fs::create_dir(k.join("dir"))), libc::EPERM);
+    after("mkdir keys/%int:3", errno_of(std::fs::create_dir(k.join("%int:3"))), libc::EINVAL);
+    after("mkdir over a key's file", errno_of(std::fs::create_dir(k.join("ok"))), libc::EEXIST);
+    after("rmdir of a key's file", errno_of(std::fs::remove_dir(k.join("ok"))), libc::ENOTDIR);
+    after("mkdir in settings/", errno_of(std::fs::create_dir(m.mnt.join("settings/x"))), libc::EPERM);
     after("create in the root", errno_of(std::fs::write(m.mnt.join("at-root"), b"x")), libc::EPERM);
     after("create %int:notanumber", errno_of(std::fs::write(k.join("%int:notanumber"), b"x")), libc::EINVAL);
     after("symlink in keys/", errno_of(std::os::unix::fs::symlink("ok", k.join("link"))), libc::EPERM);

@@ -114,6 +114,16 @@ pub enum NewValue {
     File { filename: String, size: u64, value_type: ValueType },
 }
 
+/// Where [`Cache::list_meta_by_key`] starts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyFrom {
+    Start,
+    /// Just after this key.
+    After(Key),
+    /// At this str or after it.
+    AtOrAfter(String),
+}
+
 const META_COLUMNS: &str = "rowid, key, raw, store_time, expire_time, access_time, tag, size, mode, filename, \
      typeof(value), CASE WHEN typeof(value) IN ('integer', 'real') THEN value END, length(CAST(value AS BLOB))";
 
@@ -191,6 +201,48 @@ impl Cache {
             }
         }
         Ok(out)
+    }
+
+    /// Up to `limit` live entries in SQLite's order of keys (numbers, then
+    /// str bytewise, then bytes and pickles; a raw key before a pickled one
+    /// of the same bytes), from `from`, and below the str `below` if given:
+    /// a listing of the keys that share a prefix, which resumes from the
+    /// last key it returned (the mount's directories under `keys/`).
+    pub fn list_meta_by_key(&self, from: &KeyFrom, below: Option<&str>, limit: usize) -> Result<Vec<EntryMeta>> {
+        let start = match from {
+            KeyFrom::Start => "1",
+            KeyFrom::After(_) => "(key, raw) > (?4, ?5)",
+            KeyFrom::AtOrAfter(_) => "key >= ?4",
+        };
+        let end = if below.is_some() { "key < ?3" } else { "?3 IS NULL" };
+        let sql = format!(
+            "SELECT {META_COLUMNS} FROM Cache WHERE {start} AND {end} AND (expire_time IS NULL OR expire_time > ?1) \
+             ORDER BY key, raw LIMIT ?2"
+        );
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let now = self.now();
+        let mut rows = match from {
+            KeyFrom::Start => stmt.query(params![now, limit as i64, below])?,
+            KeyFrom::After(k) => stmt.query(params![now, limit as i64, below, k, k.raw()])?,
+            KeyFrom::AtOrAfter(s) => stmt.query(params![now, limit as i64, below, s])?,
+        };
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            match read_meta(r) {
+                Ok(m) => out.push(m),
+                Err(e) => log::error!("{}: skipping a row in a listing: {e}", self.directory().display()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a live str key lies in `[from, below)` (a directory of the
+    /// mount's `keys/` has something in it).
+    pub fn has_live_str_key_in(&self, from: &str, below: &str) -> Result<bool> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT 1 FROM Cache WHERE key >= ? AND key < ? AND (expire_time IS NULL OR expire_time > ?) LIMIT 1",
+        )?;
+        Ok(stmt.exists(params![from, below, self.now()])?)
     }
 
     /// Whether a live entry carries `tag` (`tags/T` exists): stops at the

@@ -40,6 +40,6 @@ mod write;
 pub use self::core::{Attr, Cache, CacheOptions, CheckKind, CheckWarning, Clock, KeyIter, ReadHandle, system_clock};
 pub use self::error::{Error, OpenError};
 pub use self::fanout::FanoutCache;
-pub use self::meta::{AccessLog, EntryMeta, InlineMeta, NewValue, RawContent, RenameOutcome, ValueType};
+pub use self::meta::{AccessLog, EntryMeta, InlineMeta, KeyFrom, NewValue, RawContent, RenameOutcome, ValueType};
 pub use self::settings::{EvictionPolicy, Settings};
 pub use self::types::{Entry, Key, Number, Scalar, Side, Value};

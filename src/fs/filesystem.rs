@@ -45,9 +45,11 @@ pub const RESERVED_ROOT_NAMES: [&str; 7] = ["tags", "queues", "task", "flyte2", 
 
 mod flyte2;
 mod io;
+mod keydirs;
 mod tags;
 mod views;
 mod xattrs;
+use keydirs::{DirCookies, Resolved};
 use views::ViewTable;
 
 /// How the tree behaves; built by the CLI (which owns clap).
@@ -134,8 +136,18 @@ struct Tables {
     /// The names of the tags in use as of the cache's time then (see
     /// `tag_in_use`).
     tags_in_use: Option<(SystemTime, std::collections::HashSet<String>)>,
-    /// Keys of the `%sha256:` names this daemon has shown, by digest.
+    /// Keys of the flat `%sha256:` names (tags/T/) this daemon has shown,
+    /// by digest.
     hashed_names: HashMap<[u8; 32], Key>,
+    /// What the `%sha256:` names in keys/ shown so far stand for.
+    hashed_parts: HashMap<[u8; 32], crate::fs::paths::Hashed>,
+    /// Directories under keys/ by inode (`KEY_DIR_BASE + index`).
+    key_dirs: crate::fs::paths::DirInodes,
+    /// Directories of keys/ that exist without a key under them
+    /// (keydirs.rs), by prefix.
+    made_dirs: std::collections::BTreeSet<String>,
+    /// Where listings of keys/ resume.
+    dir_cookies: DirCookies,
     /// queues/, task/ and ops/ (views.rs).
     views: ViewTable,
     /// Files in flyte2/ by inode (`FLYTE2_NODE_BASE + index`).
@@ -186,6 +198,11 @@ impl ListingBatches {
         ListingBatches(32)
     }
 
+    /// After a directory in a listing of keys/ (see keydirs.rs).
+    fn small() -> ListingBatches {
+        ListingBatches(4)
+    }
+
     fn next(&mut self) -> usize {
         let n = self.0;
         self.0 = (self.0 * 2).min(1024);
@@ -229,6 +246,10 @@ impl DiskCacheFs {
                 pending_tags: HashMap::new(),
                 tags_in_use: None,
                 hashed_names: HashMap::new(),
+                hashed_parts: HashMap::new(),
+                key_dirs: Default::default(),
+                made_dirs: Default::default(),
+                dir_cookies: DirCookies::default(),
                 views: ViewTable::default(),
                 flyte2: Interner::default(),
                 handles: HashMap::new(),
@@ -257,7 +278,12 @@ impl DiskCacheFs {
         let tx = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(tx) = tx else { return };
         for name in st.inodes.forget_candidates(excess) {
-            let _ = tx.send((KEYS_DIR, name));
+            let Some(key) = st.inodes.by_name(&name).and_then(|i| st.inodes.get(i)).map(|i| i.key.clone()) else {
+                continue;
+            };
+            let (prefix, leaf) = crate::fs::paths::leaf_of(&key);
+            let dir = Self::key_dir_ino(st, prefix);
+            let _ = tx.send((dir, leaf));
         }
     }
 
@@ -499,8 +525,9 @@ impl DiskCacheFs {
     // -----------------------------------------------------------------------
     // Names and attributes.
 
-    /// Parses a name in `keys/` to its key (a `%sha256:` name is looked up).
-    fn resolve_name(&self, st: &mut State, name: &OsStr) -> Result<Key, FsError> {
+    /// Parses a key's flat name (as in `tags/T/`) to its key (a
+    /// `%sha256:` name is looked up).
+    fn resolve_flat(&self, st: &mut State, name: &OsStr) -> Result<Key, FsError> {
         match name_to_key(name.as_bytes()) {
             Ok(ParsedName::Key(k)) => Ok(k),
             Ok(ParsedName::Hashed(digest)) => {
@@ -676,34 +703,7 @@ impl DiskCacheFs {
                 let ino = Self::setting_ino(&mut st, &name_str(name));
                 Ok(self.control_attr(ino, text.len(), true))
             }
-            KEYS_DIR => {
-                let key = match self.resolve_name(&mut st, name) {
-                    Ok(k) => k,
-                    // A name that cannot be a key's does not exist.
-                    Err(FsError::InvalidName { .. }) => {
-                        return Err(FsError::NotFound(format!("keys/{}", name_str(name))));
-                    }
-                    Err(e) => return Err(e),
-                };
-                let name = key_to_name(&key);
-                let exists =
-                    st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_some();
-                let known = st.inodes.by_name(&name);
-                let pending = known.and_then(|ino| st.inodes.get(ino)).is_some_and(|i| i.pending_create);
-                if !exists && !pending {
-                    return Err(FsError::NotFound(format!("keys/{name}")));
-                }
-                let mut ino = st.inodes.ensure(&name, &key);
-                let mut attr = self.key_attr(&mut st, ino)?;
-                if st.inodes.get(ino).is_some_and(|i| i.superseded.is_some()) {
-                    // Its readers keep the old inode; the name gets a new one.
-                    ino = st.inodes.ensure(&name, &key);
-                    attr = self.key_attr(&mut st, ino)?;
-                }
-                st.inodes.looked_up(ino);
-                self.trim_inodes(&mut st);
-                Ok(attr)
-            }
+            _ if Self::is_key_dir(parent) => self.lookup_in_keys(&mut st, parent, name),
             _ => Err(FsError::NotDirectory(format!("inode {parent}"))),
         }
     }
@@ -734,6 +734,7 @@ impl DiskCacheFs {
                 let mut st = self.state(&c);
                 self.key_attr(&mut st, ino)
             }
+            Node::KeyDir => self.key_dir_attr(ino),
             Node::Unknown => Err(FsError::NotFound(format!("inode {ino}"))),
         }
     }
@@ -764,8 +765,12 @@ impl DiskCacheFs {
                 }
                 return self.tag_getattr(&mut st, ino);
             }
-            Node::FixedDir if size.is_some() => return Err(FsError::IsDirectory(format!("inode {ino}"))),
+            Node::FixedDir | Node::KeyDir if size.is_some() => {
+                return Err(FsError::IsDirectory(format!("inode {ino}")));
+            }
             Node::FixedDir => return Ok(self.dir_attr(ino)),
+            // Directories' times and modes are not kept (tar and rsync set them).
+            Node::KeyDir => return self.key_dir_attr(ino),
             Node::Unknown => return Err(FsError::NotFound(format!("inode {ino}"))),
             Node::Stats | Node::Setting => {}
         }
@@ -866,6 +871,9 @@ impl DiskCacheFs {
         if classify(ino) == Node::Flyte2 {
             return self.flyte2_readdir(ino, offset, plus, out);
         }
+        if Self::is_key_dir(ino) {
+            return self.readdir_keys(ino, offset, plus, out);
+        }
         match ino {
             ROOT => {
                 for (next, ino, name) in [
@@ -914,7 +922,7 @@ impl DiskCacheFs {
                         let name = key_to_name(&meta.key);
                         Self::remember_hashed(&mut st, &name, &meta.key);
                         let link = Self::tag_link_ino(&mut st, &tag, &name);
-                        let attr = self.link_attr(link, &name, Some(meta.store_time));
+                        let attr = self.link_attr(&st, link, &name, Some(meta.store_time));
                         if out.add(link, meta.rowid as u64 + 2, Kind::Symlink, OsStr::new(&name), plus.then_some(&attr))
                         {
                             return Ok(());
@@ -942,56 +950,18 @@ impl DiskCacheFs {
                 }
                 Ok(())
             }
-            KEYS_DIR => {
-                let mut after = offset.saturating_sub(2) as i64;
-                let c = self.reader()?;
-                let mut batches = ListingBatches::new();
-                loop {
-                    let batch = c.list_meta(after, batches.next()).map_err(|e| FsError::cache("listing keys/", e))?;
-                    if batch.is_empty() {
-                        return Ok(());
-                    }
-                    let mut st = self.state(&c);
-                    for meta in &batch {
-                        let name = key_to_name(&meta.key);
-                        Self::remember_hashed(&mut st, &name, &meta.key);
-                        let next = meta.rowid as u64 + 2;
-                        if plus {
-                            let len = Self::entry_len(st.cache, meta);
-                            let mut ino = st.inodes.ensure(&name, &meta.key);
-                            if Self::note_version(&mut st, ino, ContentVersion::of(meta, len)).is_some() {
-                                ino = st.inodes.ensure(&name, &meta.key);
-                            }
-                            let attr = self.file_attr(ino, len, meta.store_time, meta.access_time);
-                            if out.add(ino, next, Kind::File, OsStr::new(&name), Some(&attr)) {
-                                st.inodes.drop_if_unused(ino);
-                                return Ok(());
-                            }
-                            st.inodes.looked_up(ino);
-                            if let Some(inode) = st.inodes.get_mut(ino) {
-                                inode.kernel_version = Some(ContentVersion::of(meta, len));
-                            }
-                            self.trim_inodes(&mut st);
-                        } else {
-                            // d_ino is informational; a known inode's number
-                            // when there is one, else one outside our range.
-                            let ino = st.inodes.by_name(&name).unwrap_or(u64::MAX / 2 + meta.rowid as u64);
-                            if out.add(ino, next, Kind::File, OsStr::new(&name), None) {
-                                return Ok(());
-                            }
-                        }
-                        after = meta.rowid;
-                    }
-                }
-            }
             _ => Err(FsError::NotDirectory(format!("inode {ino}"))),
         }
     }
 
-    /// mkdir: only `tags/T` (an empty tag directory, kept in memory until
-    /// an entry gets the tag); everywhere else the tree is fixed.
+    /// mkdir: a directory in `keys/` (keydirs.rs) or `tags/T` (an empty
+    /// tag directory, kept in memory until an entry gets the tag);
+    /// everywhere else the tree is fixed.
     pub fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
         self.check_writable(&name_str(name))?;
+        if Self::is_key_dir(parent) {
+            return self.mkdir_in_keys(parent, name);
+        }
         if is_view_ino(parent) {
             // Every queue and task directory exists already.
             self.view_lookup(parent, name)?;
@@ -1011,10 +981,14 @@ impl DiskCacheFs {
         Ok(self.dir_attr(ino))
     }
 
-    /// rmdir: only `tags/T`, which is `evict(T)` (`rm -r tags/T` removes its
-    /// entries one by one first; whatever is left is evicted).
+    /// rmdir: an empty directory in `keys/`, or `tags/T`, which is
+    /// `evict(T)` (`rm -r tags/T` removes its entries one by one first;
+    /// whatever is left is evicted).
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
         self.check_writable(&name_str(name))?;
+        if Self::is_key_dir(parent) {
+            return self.rmdir_in_keys(parent, name);
+        }
         if is_view_ino(parent) {
             return self.view_rmdir(parent, name);
         }
@@ -1055,31 +1029,46 @@ impl DiskCacheFs {
             let c = self.reader()?;
             let mut st = self.state(&c);
             let tag = Self::tag_of_dir(&st, parent).ok_or_else(|| FsError::NotDirectory(format!("inode {parent}")))?;
-            let key = self.resolve_name(&mut st, name)?;
+            let key = self.resolve_flat(&mut st, name)?;
             let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(name_str(name), e))?;
             if meta.and_then(|m| m.tag) != Some(tag) {
                 return Err(FsError::NotFound(format!("tags/.../{}", name_str(name))));
             }
             drop(st);
-            return self.unlink(KEYS_DIR, name);
+            return self.unlink_key(&key);
         }
-        if parent != KEYS_DIR {
+        if !Self::is_key_dir(parent) {
             self.check_writable(&name_str(name))?;
             return Err(FsError::NotPermitted(format!("{}: only keys in keys/ can be removed", name_str(name))));
         }
         self.check_writable(&format!("keys/{}", name_str(name)))?;
-        self.change(&format!("keys/{}", name_str(name)), |st| {
-            let key = match self.resolve_name(st, name) {
+        let key = {
+            let c = self.reader()?;
+            let mut st = self.state(&c);
+            let prefix = Self::key_dir_prefix(&st, parent)?;
+            match self.resolve_child(&mut st, &prefix, name) {
+                Ok(Resolved::Key(key)) => key,
+                Ok(Resolved::Dir(dir)) => {
+                    return Err(FsError::IsDirectory(format!("keys/{}", crate::fs::paths::dir_path(&dir))));
+                }
                 Err(FsError::InvalidName { .. }) => return Err(FsError::NotFound(format!("keys/{}", name_str(name)))),
-                other => other?,
-            };
-            let name = key_to_name(&key);
-            let deleted = st.cache.delete(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+                Err(e) => return Err(e),
+            }
+        };
+        self.unlink_key(&key)
+    }
+
+    /// Removes a key's entry (rm of its file), keeping its directory.
+    fn unlink_key(&self, key: &Key) -> Result<(), FsError> {
+        self.change(&format!("keys/{}", crate::fs::paths::key_path(key)), |st| {
+            let name = key_to_name(key);
+            let deleted = st.cache.delete(key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
             let pending = st.inodes.by_name(&name).and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
             if !deleted && !pending {
                 return Err(FsError::NotFound(format!("keys/{name}")));
             }
             st.inodes.unlink_name(&name);
+            Self::keep_dir_of(st, key);
             Ok(())
         })
     }
@@ -1107,51 +1096,95 @@ impl DiskCacheFs {
             // mv falls back to copy and delete: a copy into queues/P/ pushes.
             return Err(FsError::CrossDevice(name_str(name)));
         }
-        if parent == KEYS_DIR && is_tag_ino(new_parent) {
-            // mv keys/X tags/T/[Y]: tag the entry T (renaming it to Y first);
-            // it stays in keys/.
+        if Self::is_key_dir(parent) && is_tag_ino(new_parent) {
+            // mv keys/.../X tags/T/[Y]: tag the entry T (renaming it first
+            // to the key whose flat name is Y, if Y is another name); it
+            // stays in keys/.
             let tag = {
                 let st = self.tables();
                 Self::tag_of_dir(&st, new_parent).ok_or_else(|| FsError::NotDirectory(format!("inode {new_parent}")))?
             };
-            if name != new_name {
-                self.rename(KEYS_DIR, name, KEYS_DIR, new_name, no_replace, false)?;
-            }
-            return self.change(&format!("keys/{}", name_str(new_name)), |st| {
-                let key = self.resolve_name(st, new_name)?;
-                if !st.cache.set_tag(&key, Some(&tag)).map_err(|e| FsError::cache(name_str(new_name), e))? {
-                    return Err(FsError::NotFound(format!("keys/{}", name_str(new_name))));
+            let what = format!("keys/{}", name_str(new_name));
+            return self.change(&what, |st| {
+                let prefix = Self::key_dir_prefix(st, parent)?;
+                let mut key = match self.resolve_child(st, &prefix, name)? {
+                    Resolved::Key(k) => k,
+                    Resolved::Dir(_) => {
+                        return Err(FsError::NotPermitted(format!("{}: a directory has no tag", name_str(name))));
+                    }
+                };
+                if name != new_name {
+                    let new_key = self.resolve_flat(st, new_name)?;
+                    self.rename_key(st, &key, &new_key, no_replace)?;
+                    key = new_key;
+                }
+                if !st.cache.set_tag(&key, Some(&tag)).map_err(|e| FsError::cache(&what, e))? {
+                    return Err(FsError::NotFound(what.clone()));
                 }
                 Ok(())
             });
         }
-        if parent != KEYS_DIR || new_parent != KEYS_DIR {
-            if parent == KEYS_DIR || new_parent == KEYS_DIR {
+        if !Self::is_key_dir(parent) || !Self::is_key_dir(new_parent) {
+            if Self::is_key_dir(parent) || Self::is_key_dir(new_parent) {
                 return Err(FsError::CrossDevice(name_str(name)));
             }
             return Err(FsError::NotPermitted(format!("rename {}", name_str(name))));
         }
-        self.change(&format!("keys/{}", name_str(name)), |st| self.rename_key(st, name, new_name, no_replace))
+        self.change(&format!("keys/{}", name_str(name)), |st| {
+            let old_prefix = Self::key_dir_prefix(st, parent)?;
+            let new_prefix = Self::key_dir_prefix(st, new_parent)?;
+            match self.resolve_child(st, &old_prefix, name) {
+                Err(FsError::InvalidName { .. }) => Err(FsError::NotFound(format!("keys/{}", name_str(name)))),
+                Err(e) => Err(e),
+                Ok(Resolved::Dir(dir)) => {
+                    let new_dir = match crate::fs::paths::parse_child(new_name.as_bytes(), &new_prefix) {
+                        Ok(crate::fs::paths::ChildName::Part(p)) => format!("{new_prefix}{p}/"),
+                        Err(NameError::TooLong) => return Err(FsError::NameTooLong(name_str(new_name))),
+                        _ => {
+                            return Err(FsError::InvalidName {
+                                name: name_str(new_name),
+                                reason: "a directory's name is a part of str keys".into(),
+                            });
+                        }
+                    };
+                    self.rename_dir(st, &dir, &new_dir, no_replace)
+                }
+                Ok(Resolved::Key(old_key)) => {
+                    let new_key = self.rename_target(st, &old_key, &new_prefix, new_name)?;
+                    self.rename_key(st, &old_key, &new_key, no_replace)
+                }
+            }
+        })
     }
 
-    /// `rename` within `keys/`, in the caller's transaction.
-    fn rename_key(&self, st: &mut State, name: &OsStr, new_name: &OsStr, no_replace: bool) -> Result<(), FsError> {
-        let old_key = match self.resolve_name(st, name) {
-            Err(FsError::InvalidName { .. }) => return Err(FsError::NotFound(format!("keys/{}", name_str(name)))),
-            other => other?,
-        };
-        let intended = st.inodes.by_name(&key_to_name(&old_key)).and_then(|i| st.inodes.get(i)?.intended_key.clone());
-        let new_key = match name_to_key(new_name.as_bytes()) {
-            Ok(ParsedName::Key(k)) => k,
+    /// The key a file renamed to `new_name` in the directory `prefix` gets.
+    fn rename_target(&self, st: &mut State, old_key: &Key, prefix: &str, new_name: &OsStr) -> Result<Key, FsError> {
+        use crate::fs::paths::{ChildName, leaf_of, parse_child};
+        let intended = st.inodes.by_name(&key_to_name(old_key)).and_then(|i| st.inodes.get(i)?.intended_key.clone());
+        match parse_child(new_name.as_bytes(), prefix) {
             // A long key's name: the key user.diskcache.key gave the file
             // (how a backup restores it), else the existing key.
-            Ok(ParsedName::Hashed(digest)) => match intended {
-                Some(k) if matches_hash(&k, &digest) => k,
-                _ => self.resolve_name(st, new_name)?,
-            },
+            Ok(ChildName::Hashed(_)) => {
+                if let Some(k) = intended {
+                    let (p, leaf) = leaf_of(&k);
+                    if p == prefix && OsStr::new(&leaf) == new_name {
+                        return Ok(k);
+                    }
+                }
+            }
             Err(NameError::TooLong) => return Err(FsError::NameTooLong(name_str(new_name))),
             Err(NameError::Invalid(reason)) => return Err(FsError::InvalidName { name: name_str(new_name), reason }),
-        };
+            Ok(_) => {}
+        }
+        match self.resolve_child(st, prefix, new_name)? {
+            Resolved::Key(k) => Ok(k),
+            Resolved::Dir(dir) => Err(FsError::IsDirectory(format!("keys/{}", crate::fs::paths::dir_path(&dir)))),
+        }
+    }
+
+    /// Renames a key's file to `new_key`, in the caller's transaction.
+    fn rename_key(&self, st: &mut State, old_key: &Key, new_key: &Key, no_replace: bool) -> Result<(), FsError> {
+        let (old_key, new_key) = (old_key.clone(), new_key.clone());
         let old_name = key_to_name(&old_key);
         let new_name = key_to_name(&new_key);
         if old_name == new_name {
@@ -1197,6 +1230,7 @@ impl DiskCacheFs {
         if !source_pending {
             Self::apply_pending_tag(st, &new_name, &new_key)?;
         }
+        Self::keep_dir_of(st, &old_key);
         Ok(())
     }
 
@@ -1225,12 +1259,12 @@ impl DiskCacheFs {
     /// stands for, whether or not it exists (how a tree over several
     /// caches picks the cache a new file goes to).
     pub fn key_of_name(&self, parent: u64, name: &OsStr) -> Result<Key, FsError> {
-        if parent != KEYS_DIR {
+        if !Self::is_key_dir(parent) {
             return Err(FsError::NotDirectory(format!("inode {parent}")));
         }
         let c = self.reader()?;
         let mut st = self.state(&c);
-        self.resolve_name(&mut st, name)
+        self.new_key_for(&mut st, parent, name)
     }
 
     /// How many inodes the kernel is holding (for tests and logs).

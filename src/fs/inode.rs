@@ -56,6 +56,10 @@ pub const FLYTE2_RUNS_DIR: u64 = 16;
 /// Files in those two: this plus their index in the daemon's table.
 pub const FLYTE2_NODE_BASE: u64 = 1 << 44;
 pub const FLYTE2_END: u64 = 1 << 45;
+/// Directories under `keys/` (str keys with a `/`): this plus their index
+/// in the daemon's directory table (paths.rs).
+pub const KEY_DIR_BASE: u64 = 1 << 45;
+pub const KEY_DIR_END: u64 = 1 << 46;
 
 /// What an inode number refers to: the one place that knows the ranges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,8 +69,10 @@ pub enum Node {
     Stats,
     /// `settings/NAME`.
     Setting,
-    /// `keys/NAME`.
+    /// A key's file (in `keys/` or one of its directories).
     Key,
+    /// A directory under `keys/`.
+    KeyDir,
     /// `tags/T/`.
     TagDir,
     /// `tags/T/NAME`.
@@ -91,6 +97,7 @@ pub fn classify(ino: u64) -> Node {
         TAG_LINK_BASE..VIEW_DIR_BASE => Node::TagLink,
         VIEW_DIR_BASE..VIEW_END => Node::View,
         FLYTE2_NODE_BASE..FLYTE2_END => Node::Flyte2,
+        KEY_DIR_BASE..KEY_DIR_END => Node::KeyDir,
         _ => Node::Unknown,
     }
 }
@@ -251,6 +258,11 @@ impl InodeTable {
             }
         }
         out
+    }
+
+    /// Every inode, with its number.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &KeyInode)> {
+        self.inodes.iter().map(|(&ino, i)| (ino, i))
     }
 
     /// Makes a name unreachable (unlink, or replaced by a rename).

@@ -27,6 +27,7 @@ pub mod inode;
 pub mod intern;
 pub mod mount;
 pub mod names;
+pub mod paths;
 pub mod pickle_check;
 pub mod pyrepr;
 pub mod tree;

@@ -1,7 +1,7 @@
 """The reference view of a cache for the mounted tests (tests/fs_entries.rs).
 
   fs_oracle.py fill DIR      -> fills DIR with every key, value and tag type
-  fs_oracle.py describe DIR  -> JSON list, in rowid order, of every live entry
+  fs_oracle.py describe DIR  -> JSON list, in key order, of every live entry
                                 as docs/SEMANTICS.md says the mount shows it
 
 `describe` is written from docs/SEMANTICS.md alone, independently of the
@@ -43,6 +43,24 @@ def name(kind, key):
     if len(full.encode()) <= 255:
         return full
     return '%sha256:' + hashlib.sha256(full.encode()).hexdigest()
+
+
+def part_name(part):
+    """One part of a str key between slashes ("Keys as paths")."""
+    plain = part not in ('', '.', '..') and not part.startswith('%') and '\0' not in part
+    full = part if plain else '%str:' + pct(part.encode())
+    if len(full.encode()) <= 255:
+        return full
+    return '%sha256:' + hashlib.sha256(full.encode()).hexdigest()
+
+
+def path(kind, key, dirs):
+    """The file's path below keys/: a str key's parts, each named; a key
+    that is also a directory (in `dirs`) is that directory's %self."""
+    if kind != 'str':
+        return name(kind, key)
+    p = '/'.join(part_name(x) for x in key.split('/'))
+    return p + '/%self' if key + '/' in dirs else p
 
 
 def scalar_kind(v):
@@ -102,7 +120,15 @@ def describe(directory):
     now = time.time()
     rows = db.execute(
         'SELECT key, raw, store_time, expire_time, access_time, tag, mode, filename, value'
-        ' FROM Cache ORDER BY rowid').fetchall()
+        ' FROM Cache ORDER BY key, raw').fetchall()
+    live = [r for r in rows if r[3] is None or r[3] > now]
+    # Every directory: each prefix ending in / of a live str key.
+    dirs = set()
+    for r in live:
+        if r[1] and type(r[0]) is str:
+            parts = r[0].split('/')
+            for i in range(1, len(parts)):
+                dirs.add('/'.join(parts[:i]) + '/')
     out = []
     for key, raw, store_time, expire_time, access_time, tag, mode, filename, value in rows:
         if expire_time is not None and expire_time <= now:
@@ -127,6 +153,7 @@ def describe(directory):
         out.append({
             'key': repr(key) if raw else repr(__import__('pickle').loads(key)),
             'name': name(key_kind, key),
+            'path': path(key_kind, key, dirs),
             'content': content.hex(),
             'size': len(content),
             'type': kind,

@@ -298,6 +298,22 @@ pub fn key_inodes_kept(keys: &Path, n: usize) -> usize {
     (0..n).rev().filter(|&i| ino(i) == first[i]).count()
 }
 
+/// Every file below `root` (not directories), as paths relative to it.
+pub fn walk_files(root: &Path, out: &mut Vec<String>) {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display())) {
+            let e = e.unwrap();
+            let path = e.path();
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    walk(root, root, out);
+}
+
 /// Bytes from hex (the Python drivers' encoding of bytes and pickles).
 pub fn unhex(s: &str) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()

@@ -14,7 +14,7 @@ use super::{Attr, DiskCacheFs, FsError, OpenFlags, State, Tables};
 use crate::cache::{Attr as Keep, Cache, Key, NewValue, RawContent, ValueType};
 use crate::fs::content::{content_len, convert, inline_bytes};
 use crate::fs::handle::{Handle, ReadView, Snapshot, Staging, WriteHandle, WriterSlot};
-use crate::fs::inode::{ContentVersion, KEYS_DIR, Node, ROOT, SETTINGS_DIR, STATS, classify, is_view_ino};
+use crate::fs::inode::{ContentVersion, Node, ROOT, SETTINGS_DIR, STATS, classify, is_view_ino};
 use crate::fs::names::{ParsedName, key_to_name, name_to_key};
 
 /// What a read or write of an open file works on, taken out of the tables.
@@ -82,7 +82,7 @@ impl DiskCacheFs {
         if classify(ino) == Node::Flyte2 {
             return self.flyte2_open(ino, write);
         }
-        if ino == ROOT || ino == KEYS_DIR || ino == SETTINGS_DIR {
+        if ino == ROOT || Self::is_key_dir(ino) || ino == SETTINGS_DIR {
             if write {
                 return Err(FsError::IsDirectory(format!("inode {ino}")));
             }
@@ -217,14 +217,22 @@ impl DiskCacheFs {
             )));
         }
         // A file created in tags/T/ is a key created with tag T.
-        let new_tag = if crate::fs::inode::is_tag_ino(parent) {
-            let st = self.tables();
-            Some(Self::tag_of_dir(&st, parent).ok_or_else(|| FsError::NotDirectory(format!("inode {parent}")))?)
-        } else {
-            None
-        };
-        let parent = if new_tag.is_some() { KEYS_DIR } else { parent };
-        if parent != KEYS_DIR {
+        if crate::fs::inode::is_tag_ino(parent) {
+            self.check_writable(&super::name_str(name))?;
+            let c = self.reader()?;
+            let mut st = self.state(&c);
+            let tag = Self::tag_of_dir(&st, parent).ok_or_else(|| FsError::NotDirectory(format!("inode {parent}")))?;
+            if matches!(name_to_key(name.as_bytes()), Ok(ParsedName::Hashed(_))) {
+                return Err(FsError::InvalidName {
+                    name: super::name_str(name),
+                    reason: "a %sha256: name can only name an existing key".into(),
+                });
+            }
+            let key = self.resolve_flat(&mut st, name)?;
+            drop(st);
+            return self.create_key(&key, Some(tag), exclusive, truncate, append);
+        }
+        if !Self::is_key_dir(parent) {
             if parent == ROOT || parent == SETTINGS_DIR || parent == crate::fs::inode::TAGS_DIR {
                 self.check_writable(&super::name_str(name))?;
                 return Err(FsError::NotPermitted(format!("{}: only keys/ holds new files", super::name_str(name))));
@@ -232,15 +240,27 @@ impl DiskCacheFs {
             return Err(FsError::NotDirectory(format!("inode {parent}")));
         }
         self.check_writable(&format!("keys/{}", super::name_str(name)))?;
-        if matches!(name_to_key(name.as_bytes()), Ok(ParsedName::Hashed(_))) {
-            return Err(FsError::InvalidName {
-                name: super::name_str(name),
-                reason: "a %sha256: name can only name an existing key".into(),
-            });
-        }
+        let key = {
+            let c = self.reader()?;
+            let mut st = self.state(&c);
+            self.new_key_for(&mut st, parent, name)?
+        };
+        self.create_key(&key, None, exclusive, truncate, append)
+    }
+
+    /// Creates (or opens, unless `exclusive`) the file of `key` for
+    /// writing, with the tag `new_tag` to give it at commit.
+    pub(super) fn create_key(
+        &self,
+        key: &Key,
+        new_tag: Option<crate::cache::Scalar>,
+        exclusive: bool,
+        truncate: bool,
+        append: bool,
+    ) -> Result<(Attr, u64, OpenFlags), FsError> {
         let c = self.reader()?;
         let mut st = self.state(&c);
-        let key = self.resolve_name(&mut st, name)?;
+        let key = key.clone();
         let name = key_to_name(&key);
         let exists = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_some();
         let known = st.inodes.by_name(&name);

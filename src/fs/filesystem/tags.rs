@@ -115,12 +115,22 @@ impl DiskCacheFs {
         Some((st.tag_dirs.get(*tag_index)?.clone(), name.clone()))
     }
 
-    pub(super) fn link_target(name: &str) -> String {
-        format!("../../keys/{name}")
+    /// The target of the link named `name` (a key's flat name): the
+    /// key's path in keys/.
+    pub(super) fn link_target(st: &Tables, name: &str) -> String {
+        let key = match name_to_key(name.as_bytes()) {
+            Ok(ParsedName::Key(k)) => Some(k),
+            Ok(ParsedName::Hashed(digest)) => st.hashed_names.get(&digest).cloned(),
+            Err(_) => None,
+        };
+        match key {
+            Some(k) => format!("../../keys/{}", crate::fs::paths::key_path(&k)),
+            None => format!("../../keys/{name}"),
+        }
     }
 
-    pub(super) fn link_attr(&self, ino: u64, name: &str, store_time: Option<f64>) -> Attr {
-        self.symlink_attr(ino, Self::link_target(name).len(), store_time)
+    pub(super) fn link_attr(&self, st: &Tables, ino: u64, name: &str, store_time: Option<f64>) -> Attr {
+        self.symlink_attr(ino, Self::link_target(st, name).len(), store_time)
     }
 
     /// The attributes of `tags/T/` or of a link in it, if it still exists.
@@ -139,8 +149,8 @@ impl DiskCacheFs {
         };
         let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
         match meta {
-            Some(m) if m.tag.as_ref() == Some(&tag) => Ok(self.link_attr(ino, &name, Some(m.store_time))),
-            _ if st.pending_tags.get(&name) == Some(&tag) => Ok(self.link_attr(ino, &name, None)),
+            Some(m) if m.tag.as_ref() == Some(&tag) => Ok(self.link_attr(st, ino, &name, Some(m.store_time))),
+            _ if st.pending_tags.get(&name) == Some(&tag) => Ok(self.link_attr(st, ino, &name, None)),
             _ => Err(gone()),
         }
     }
@@ -155,7 +165,7 @@ impl DiskCacheFs {
             what: format!("inode {ino}"),
             reason: "not a symbolic link".into(),
         })?;
-        Ok(Self::link_target(&name).into_bytes())
+        Ok(Self::link_target(&st, &name).into_bytes())
     }
 
     /// `ln -s ../../keys/NAME tags/T/NAME` (how rsync restores a tag link):
@@ -169,21 +179,22 @@ impl DiskCacheFs {
             return Err(FsError::NotPermitted(format!("symlink {}: only tags/T/ holds links", name_str(name))));
         };
         let name_s = name_str(name);
-        if target.as_os_str() != OsStr::new(&Self::link_target(&name_s)) {
+        let want = Self::link_target(&self.tables(), &name_s);
+        if target.as_os_str() != OsStr::new(&want) {
             return Err(FsError::InvalidValue {
                 what: format!("symlink {name_s}"),
-                reason: format!("a tag link points to {}", Self::link_target(&name_s)),
+                reason: format!("a tag link points to {want}"),
             });
         }
         let ino = self.change(&format!("keys/{name_s}"), |st| {
-            let key = self.resolve_name(st, name)?;
+            let key = self.resolve_flat(st, name)?;
             if !st.cache.set_tag(&key, Some(&tag)).map_err(|e| FsError::cache(format!("keys/{name_s}"), e))? {
                 // The key is not there yet: tag it when it arrives.
                 st.pending_tags.insert(name_s.clone(), tag.clone());
             }
             Ok(Self::tag_link_ino(st, &tag, &name_s))
         })?;
-        Ok(self.link_attr(ino, &name_s, None))
+        Ok(self.link_attr(&self.tables(), ino, &name_s, None))
     }
 
     /// Applies a tag waiting for the key named `name` (see `pending_tags`),

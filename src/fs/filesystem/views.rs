@@ -194,11 +194,11 @@ impl DiskCacheFs {
     }
 
     fn queue_link_target(key: &Key) -> String {
-        format!("../../keys/{}", key_to_name(key))
+        format!("../../keys/{}", crate::fs::paths::key_path(key))
     }
 
     fn task_link_target(key: &str) -> String {
-        format!("../../../keys/{}", str_name(key))
+        format!("../../../keys/{}", crate::fs::paths::key_path(&Key::Str(key.to_string())))
     }
 
     /// A live entry's store time; `None` when it is not there.
@@ -604,8 +604,7 @@ impl DiskCacheFs {
             }
             Node::TaskEntry { key } => {
                 // The entry is the key's file in keys/.
-                let key_name = str_name(&key);
-                self.create(super::KEYS_DIR, OsStr::new(&key_name), exclusive, true, false)
+                self.create_key(&Key::Str(key), None, exclusive, true, false)
             }
             Node::Resolver { .. } | Node::Counter { .. } => {
                 if exclusive {
@@ -826,7 +825,7 @@ impl DiskCacheFs {
                 Err(e) => return Err(e),
             }
         };
-        self.unlink(super::KEYS_DIR, OsStr::new(&key_to_name(&key)))
+        self.unlink_key(&key)
     }
 
     /// `rmdir`: a queue or task directory with nothing left in it (they
@@ -862,9 +861,14 @@ impl DiskCacheFs {
                 _ => return Err(FsError::NotPermitted(format!("rename {text}"))),
             }
         };
-        if new_parent != super::KEYS_DIR {
+        if !Self::is_key_dir(new_parent) {
             return Err(FsError::CrossDevice(name_str(name)));
         }
-        self.rename(super::KEYS_DIR, OsStr::new(&key_to_name(&key)), super::KEYS_DIR, new_name, no_replace, false)
+        let what = format!("keys/{}", name_str(new_name));
+        self.change(&what, |st| {
+            let prefix = Self::key_dir_prefix(st, new_parent)?;
+            let new_key = self.rename_target(st, &key, &prefix, new_name)?;
+            self.rename_key(st, &key, &new_key, no_replace)
+        })
     }
 }
