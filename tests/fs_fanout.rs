@@ -305,7 +305,8 @@ fn keys_as_paths_are_one_tree_across_the_shards() {
     let dir = root.path().join("paths");
     support::py(
         "import sys, diskcache\nfc = diskcache.FanoutCache(sys.argv[1], shards=16)\n\
-         for i in range(40): fc.set(f'src/app/f{i}.py', f'v{i}'.encode())\nfc.set('top', b't')",
+         for i in range(40): fc.set(f'src/app/f{i}.py', f'v{i}'.encode())\nfc.set('top', b't')\n\
+         fc.set('src/app', b'the key src/app')",
         &[dir.to_str().unwrap()],
     );
     let m = Mounted::on(&dir, &[]);
@@ -313,20 +314,25 @@ fn keys_as_paths_are_one_tree_across_the_shards() {
     // One directory src/app/ although its keys are in most shards.
     assert_eq!(ls(&keys), ["src", "top"]);
     assert_eq!(ls(&keys.join("src")), ["app"]);
-    assert_eq!(ls(&keys.join("src/app")).len(), 40);
+    // The key src/app, in a shard of its own, is the directory's %self
+    // (none is hidden), listed once among the directory's 40 keys.
+    let app = ls(&keys.join("src/app"));
+    assert_eq!(app.len(), 41, "{app:?}");
+    assert_eq!(app.iter().filter(|n| *n == "%self").count(), 1, "{app:?}");
+    assert_eq!(std::fs::read(keys.join("src/app/%self")).unwrap(), b"the key src/app");
     assert_eq!(std::fs::read(keys.join("src/app/f7.py")).unwrap(), b"v7");
     // mkdir -p and a file in it: the key in its own shard.
     assert!(sh(&format!("mkdir -p '{0}/x/y' && echo hi > '{0}/x/y/z'", keys.display())).status.success());
     // A directory's keys change shard with their names: mv copies them.
     assert!(sh(&format!("mv '{0}/src/app' '{0}/src/lib'", keys.display())).status.success());
     assert_eq!(ls(&keys.join("src")), ["lib"]);
-    assert_eq!(ls(&keys.join("src/lib")).len(), 40);
+    assert_eq!(ls(&keys.join("src/lib")).len(), 41);
     let seen = support::py(
         "import sys, diskcache\nfc = diskcache.FanoutCache(sys.argv[1], shards=16)\n\
-         print(fc.get('x/y/z'), fc.get('src/lib/f7.py'), fc.get('src/app/f7.py'), len(fc))",
+         print(fc.get('x/y/z'), fc.get('src/lib/f7.py'), fc.get('src/app/f7.py'), fc.get('src/lib'), len(fc))",
         &[dir.to_str().unwrap()],
     );
-    assert_eq!(seen.trim(), "b'hi\\n' b'v7' None 42");
+    assert_eq!(seen.trim(), "b'hi\\n' b'v7' None b'the key src/app' 43");
     let after = dump(&dir);
     assert_eq!((after["misplaced"].clone(), after["check"].clone()), (serde_json::json!([]), serde_json::json!([])));
 }

@@ -441,7 +441,7 @@ impl FanoutFs {
             },
             _ => (0..self.shard_count).collect(),
         };
-        let mut answers = Vec::new();
+        let mut answers: Vec<(usize, Attr)> = Vec::new();
         let mut failure = None;
         for s in asked {
             // A shard without the directory has nothing in it.
@@ -470,12 +470,17 @@ impl FanoutFs {
                 counts: vec![0; n],
                 lookups: 0,
             });
-            for (s, attr) in &answers {
+            for (s, attr) in &mut answers {
                 if attr.kind != Kind::Directory {
-                    // A key named like another shard's directory: the
-                    // directory is what the name shows (docs/SEMANTICS.md).
+                    // A key named like another shard's directory: its shard
+                    // keeps a directory of that name too, where the key is
+                    // `%self` (docs/SEMANTICS.md, "Keys as paths").
                     self.tree(*s).forget(attr.ino, 1);
-                    continue;
+                    let Some(local) = locals[*s] else { continue };
+                    match self.tree(*s).keep_dir(local, name) {
+                        Ok(dir) => *attr = dir,
+                        Err(_) => continue,
+                    }
                 }
                 first.get_or_insert(*attr);
                 nodes.by_local.insert((*s, attr.ino), ino);

@@ -519,6 +519,23 @@ impl DiskCacheFs {
         Ok(self.dir_attr(ino))
     }
 
+    /// Makes `name` in the directory `parent` of `keys/` a directory of
+    /// this daemon's even where a key has that name (the key is then its
+    /// `%self`): how a tree over several caches shows a key named like a
+    /// directory whose keys are in other caches.
+    pub fn keep_dir(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        let c = self.reader()?;
+        let mut st = self.state(&c);
+        let prefix = Self::key_dir_prefix(&st, parent)?;
+        let Ok(ChildName::Part(part)) = parse_child(name.as_bytes(), &prefix) else {
+            return Err(FsError::InvalidName { name: name_str(name), reason: "not a directory's name".into() });
+        };
+        let dir = format!("{prefix}{part}/");
+        st.made_dirs.insert(dir.clone());
+        let ino = Self::key_dir_ino(&mut st, &dir);
+        Ok(self.dir_attr(ino))
+    }
+
     /// rmdir in `keys/`: an empty directory (no key under it, no `%self`,
     /// no directory made in it).
     pub(super) fn rmdir_in_keys(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
