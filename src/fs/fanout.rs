@@ -958,7 +958,18 @@ impl Tree for FanoutFs {
                 self.tree(s).setattr(*local, Some(*lfh), Some(size), None, None)?;
             }
         }
-        // Directories' and control files' times are not kept.
+        // A merged directory's times are set in every shard that has it
+        // (each keeps them while nothing changes in it); control files'
+        // times are not kept.
+        if (atime.is_some() || mtime.is_some())
+            && let Some((_, locals)) = self.merged(ino)
+        {
+            for (s, local) in locals.iter().enumerate() {
+                if let Some(local) = local {
+                    self.tree(s).setattr(*local, None, None, atime, mtime)?;
+                }
+            }
+        }
         self.getattr(ino)
     }
 

@@ -532,6 +532,7 @@ impl DiskCacheFs {
         };
         let dir = format!("{prefix}{part}/");
         st.made_dirs.insert(dir.clone());
+        self.dir_changed(parent);
         let ino = Self::key_dir_ino(&mut st, &dir);
         Ok(self.dir_attr(ino))
     }
@@ -557,6 +558,7 @@ impl DiskCacheFs {
         };
         Self::check_empty(&st, &dir)?;
         st.made_dirs.remove(&dir);
+        self.dir_changed(parent);
         // Its parent stays (rm -r removes it next).
         if let Some(own) = self_key(&dir) {
             Self::keep_dir_of(&mut st, &own);
@@ -656,6 +658,9 @@ impl DiskCacheFs {
         st.made_dirs.insert(new.to_string());
         Self::keep_dir_of(st, &old_own);
         st.key_dirs.rename(old, new);
+        for own in [&old_own, &new_own] {
+            self.dir_changed(Self::key_dir_ino(st, leaf_of(own).0));
+        }
         Ok(())
     }
 }
