@@ -7,12 +7,8 @@
 
 mod support;
 
-use diskcachefs::cache::{CacheOptions, FanoutCache, Key};
-use support::{cli, py};
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
+use diskcachefs::cache::{CacheOptions, FanoutCache};
+use support::{cli, dec_key, py};
 
 /// Fills a 16-shard FanoutCache with keys of every kind; prints each key
 /// (as the tests' JSON encoding, a pickled key as its pickle) with the
@@ -35,17 +31,6 @@ for k in keys:
 print(json.dumps(out))
 "#;
 
-fn key_of(enc: &serde_json::Value) -> Key {
-    let data = &enc[1];
-    match enc[0].as_str().unwrap() {
-        "str" => Key::Str(data.as_str().unwrap().to_string()),
-        "bytes" => Key::Bytes(unhex(data.as_str().unwrap())),
-        "int" => Key::Int(data.as_i64().unwrap()),
-        "float" => Key::Float(data.as_f64().unwrap()),
-        _ => Key::Pickled(unhex(data.as_str().unwrap())),
-    }
-}
-
 #[test]
 fn a_fanout_cache_is_one_cache_to_the_engine_and_the_cli() {
     let root = tempfile::tempdir().unwrap();
@@ -58,7 +43,7 @@ fn a_fanout_cache_is_one_cache_to_the_engine_and_the_cli() {
     let fc = FanoutCache::open_existing(&dir, CacheOptions::default()).unwrap();
     assert_eq!(fc.shards().len(), 16);
     for pair in keys {
-        let key = key_of(&pair[0]);
+        let key = dec_key(&pair[0]);
         assert_eq!(fc.shard_index(&key) as u64, pair[1].as_u64().unwrap(), "shard of {key:?}");
         assert!(fc.get(&key).unwrap().is_some(), "{key:?} in its shard");
     }
@@ -94,19 +79,4 @@ print(fc.get('from-the-cli'), 'key-7' in fc, len(fc), twice, fc.check())
         &[d],
     );
     assert_eq!(seen.trim(), format!("b'hello' False {} [] []", keys.len()));
-}
-
-#[test]
-fn mounting_a_fanout_directory_is_refused_rather_than_shadowed() {
-    // Mounted as a plain cache, a FanoutCache directory showed nothing, and
-    // a write made a cache.db beside the shards that no FanoutCache reads.
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("django_cache");
-    py("import sys, diskcache; diskcache.FanoutCache(sys.argv[1], shards=8)['k'] = 1", &[dir.to_str().unwrap()]);
-    let mnt = root.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let out = cli(&["mount", dir.to_str().unwrap(), mnt.to_str().unwrap(), "--daemon"], None);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("FanoutCache"), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!dir.join("cache.db").exists() && !support::is_mounted(&mnt));
 }

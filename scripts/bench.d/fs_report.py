@@ -16,6 +16,9 @@ print(f"| write 1 GiB sequential (dd bs=1M), GB/s | {gib / wf * 1.074:.2f} | | {
 print(f"| read 1 GiB sequential, cold cache (dd bs=1M), GB/s | {gib / rf * 1.074:.2f} | | {gib / rn * 1.074:.2f} | {rn / rf:.2f} of native speed |")
 print(f"| ls -l of 100,000 keys, s | {lf:.2f} | | {ln:.2f} | {lf / ln:.1f}x |")
 print(f"| ls of 100,000 keys, s | {lfp:.2f} | | {lnp:.2f} | {lfp / lnp:.1f}x |")
+ff, fn, rf2, rn2 = big['find_fs'], big['find_native'], big['lsr_fs'], big['lsr_native']
+print(f"| find over 100,000 keys as paths (1,100 directories), s | {ff:.2f} | | {fn:.2f} | {ff / fn:.1f}x |")
+print(f"| ls -lR of the same tree, s | {rf2:.2f} | | {rn2:.2f} | {rf2 / rn2:.1f}x |")
 
 rounds, secs = conc['rounds'], conc['seconds']
 cells = {tuple(c['key']): c for c in conc['main']}

@@ -89,6 +89,11 @@ impl FanoutCache {
         &self.shards
     }
 
+    /// The shards' caches, in shard order (`000` first).
+    pub fn into_shards(self) -> Vec<Cache> {
+        self.shards
+    }
+
     /// The shard `key` lives in (`FanoutCache._hash(key) % count`).
     pub fn shard_index(&self, key: &Key) -> usize {
         (disk_hash(key) % self.shards.len() as u64) as usize

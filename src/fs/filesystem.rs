@@ -185,6 +185,11 @@ pub struct DiskCacheFs {
     tables: Mutex<Tables>,
     /// The directories' and links' time, read at most every 100 ms.
     tree_time: Mutex<Option<(Instant, SystemTime)>>,
+    /// (atime, mtime) set on directories of keys/ (rsync and tar set them
+    /// after filling a directory), by inode; dropped when something is
+    /// added to or removed from the directory through the mount. A leaf
+    /// lock: nothing is taken while it is held.
+    dir_times: Mutex<HashMap<u64, (SystemTime, SystemTime)>>,
 }
 
 /// Sizes of the batches a listing reads from the cache: a READDIR reply
@@ -196,6 +201,11 @@ struct ListingBatches(usize);
 impl ListingBatches {
     fn new() -> ListingBatches {
         ListingBatches(32)
+    }
+
+    /// After a directory in a listing of keys/ (see keydirs.rs).
+    fn small() -> ListingBatches {
+        ListingBatches(4)
     }
 
     fn next(&mut self) -> usize {
@@ -251,6 +261,7 @@ impl DiskCacheFs {
                 next_fh: 1,
             }),
             tree_time: Mutex::new(None),
+            dir_times: Mutex::new(HashMap::new()),
         }
     }
 
@@ -398,6 +409,29 @@ impl DiskCacheFs {
 
     fn dir_attr(&self, ino: u64) -> Attr {
         let now = self.tree_time();
+        if let Some(&(atime, mtime)) = self.dir_times.lock().unwrap_or_else(|e| e.into_inner()).get(&ino) {
+            let mut attr = Attr { atime, mtime, ..self.plain_dir_attr(ino, now) };
+            attr.ctime = now;
+            return attr;
+        }
+        self.plain_dir_attr(ino, now)
+    }
+
+    /// Records times set on a directory of keys/ (see `dir_times`).
+    fn set_dir_times(&self, ino: u64, atime: Option<SystemTime>, mtime: Option<SystemTime>) {
+        let now = self.tree_time();
+        let mut times = self.dir_times.lock().unwrap_or_else(|e| e.into_inner());
+        let (a0, m0) = times.get(&ino).copied().unwrap_or((now, now));
+        times.insert(ino, (atime.unwrap_or(a0), mtime.unwrap_or(m0)));
+    }
+
+    /// Something was added to or removed from the directory `ino`: it shows
+    /// the cache's time again, as a native directory's mtime moves.
+    fn dir_changed(&self, ino: u64) {
+        self.dir_times.lock().unwrap_or_else(|e| e.into_inner()).remove(&ino);
+    }
+
+    fn plain_dir_attr(&self, ino: u64, now: SystemTime) -> Attr {
         Attr {
             ino,
             kind: Kind::Directory,
@@ -763,8 +797,16 @@ impl DiskCacheFs {
             Node::FixedDir | Node::KeyDir if size.is_some() => {
                 return Err(FsError::IsDirectory(format!("inode {ino}")));
             }
+            Node::FixedDir | Node::KeyDir if Self::is_key_dir(ino) => {
+                // Kept in memory while nothing changes in the directory, so
+                // that a second rsync or tar finds them as it set them.
+                if atime.is_some() || mtime.is_some() {
+                    self.check_writable("keys/")?;
+                    self.set_dir_times(ino, atime, mtime);
+                }
+                return if ino == KEYS_DIR { Ok(self.dir_attr(ino)) } else { self.key_dir_attr(ino) };
+            }
             Node::FixedDir => return Ok(self.dir_attr(ino)),
-            // Directories' times and modes are not kept (tar and rsync set them).
             Node::KeyDir => return self.key_dir_attr(ino),
             Node::Unknown => return Err(FsError::NotFound(format!("inode {ino}"))),
             Node::Stats | Node::Setting => {}
@@ -1064,6 +1106,7 @@ impl DiskCacheFs {
             }
             st.inodes.unlink_name(&name);
             Self::keep_dir_of(st, key);
+            self.dir_changed(Self::key_dir_ino(st, crate::fs::paths::leaf_of(key).0));
             Ok(())
         })
     }
@@ -1226,6 +1269,9 @@ impl DiskCacheFs {
             Self::apply_pending_tag(st, &new_name, &new_key)?;
         }
         Self::keep_dir_of(st, &old_key);
+        for key in [&old_key, &new_key] {
+            self.dir_changed(Self::key_dir_ino(st, crate::fs::paths::leaf_of(key).0));
+        }
         Ok(())
     }
 

@@ -1,5 +1,7 @@
 //! The `fuser::Filesystem` adapter. It only translates: each request
-//! becomes one call into [`DiskCacheFs`], and its result one reply. Every
+//! becomes one call into a [`Tree`] (the tree over one cache,
+//! `DiskCacheFs`, or the union over a FanoutCache's shards), and its result
+//! one reply. Every
 //! error is logged once, here, where it becomes an errno.
 
 use std::ffi::OsStr;
@@ -14,14 +16,15 @@ use fuser::{
 };
 
 use crate::fs::error::FsError;
-use crate::fs::filesystem::{Attr, DirReplier, DiskCacheFs, Kind, OpenFlags};
+use crate::fs::filesystem::{Attr, DirReplier, Kind, OpenFlags};
+use crate::fs::tree::Tree;
 
-pub struct FuseAdapter {
-    fs: DiskCacheFs,
+pub struct FuseAdapter<T: Tree> {
+    fs: T,
 }
 
-impl FuseAdapter {
-    pub fn new(fs: DiskCacheFs) -> FuseAdapter {
+impl<T: Tree> FuseAdapter<T> {
+    pub fn new(fs: T) -> FuseAdapter<T> {
         FuseAdapter { fs }
     }
 }
@@ -133,7 +136,7 @@ impl DirReplier for Plus<'_> {
     }
 }
 
-impl fuser::Filesystem for FuseAdapter {
+impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
     // Deliberately unsupported, answered without fuser's "not implemented"
     // warning: no ioctls (ENOTTY, as for a plain file), no preallocation
     // (EOPNOTSUPP: cp and rsync carry on), and lseek/copy_file_range

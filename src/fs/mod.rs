@@ -9,6 +9,8 @@
 //!   deferred bookkeeping), so that no request waits behind another.
 //! - [`filesystem`]: the semantics, as plain methods returning
 //!   `Result<_, FsError>` ([`error`]).
+//! - [`tree`]: what the adapter asks of a tree; [`fanout`]: the union
+//!   of a FanoutCache's shards' trees.
 //! - [`fuse`]: the `fuser::Filesystem` adapter, which only translates.
 //! - [`mount`]: mounting, signals, daemonizing, unmounting.
 
@@ -16,6 +18,7 @@ pub mod content;
 pub mod control;
 pub mod engine;
 pub mod error;
+pub mod fanout;
 pub mod filesystem;
 pub mod fuse;
 pub mod grammar;
@@ -27,4 +30,5 @@ pub mod names;
 pub mod paths;
 pub mod pickle_check;
 pub mod pyrepr;
+pub mod tree;
 pub mod xattr;

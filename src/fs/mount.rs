@@ -1,4 +1,5 @@
-//! Mounting and unmounting: the session's life around [`DiskCacheFs`].
+//! Mounting and unmounting: the session's life around the tree
+//! ([`DiskCacheFs`], or [`FanoutFs`] for a FanoutCache directory).
 //!
 //! - The daemon blocks SIGINT, SIGTERM and SIGHUP before any thread starts;
 //!   one thread waits for them and detaches the mount (a lazy unmount), so
@@ -15,8 +16,11 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::cache::{Cache, CacheOptions, OpenError};
+use crate::fs::fanout::FanoutFs;
 use crate::fs::filesystem::{DiskCacheFs, FsConfig};
 use crate::fs::fuse::FuseAdapter;
+use crate::fs::tree::Tree;
+use std::sync::mpsc::Receiver;
 
 /// FUSE dispatch threads when `--threads` is not given: each takes requests
 /// from its own clone of /dev/fuse, so requests go on while one waits (a
@@ -55,11 +59,6 @@ pub enum MountError {
     NotADirectory(PathBuf),
     #[error("{0}: no cache to mount read-only (no cache.db), and a read-only mount creates nothing")]
     NoCache(PathBuf),
-    #[error(
-        "{0}: a FanoutCache directory (shards 000/, 001/, ...): mounting it as one cache is not supported yet; \
-         mount a shard, or use the CLI (keys, get, set, delete, stats, check take the directory as one cache)"
-    )]
-    Fanout(PathBuf),
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error("mounting on {path}: {source}")]
@@ -76,7 +75,55 @@ pub enum MountError {
 pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Result<(), MountError> {
     // Resolved before mounting: afterwards the path leads into the mount.
     let target = config.mountpoint.canonicalize().ok();
-    match mount(config) {
+    if let Err(e) = prepare(config) {
+        ready(Err(e.to_string()));
+        return Err(e);
+    }
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let fs_config = FsConfig { read_only: config.read_only, ttl: config.ttl, uid, gid, max_inodes: config.max_inodes };
+    let options = CacheOptions { read_only: config.read_only, timeout: config.timeout, ..CacheOptions::default() };
+    // Names the kernel should forget (see `FsConfig::max_inodes`), sent by a
+    // thread of their own: a notification from inside a request could wait
+    // on a lock the kernel holds for that request.
+    let (forget_tx, forget_rx) = std::sync::mpsc::channel::<(u64, String)>();
+    // A FanoutCache's shards as one tree: the union over a tree per shard.
+    if crate::cache::fanout::is_fanout_directory(&config.cache_dir) {
+        let opened = FanoutFs::open(&config.cache_dir, options, fs_config).map_err(MountError::from);
+        return match opened {
+            Ok(fs) => {
+                fs.set_forget_requests(forget_tx);
+                run_tree(fs, forget_rx, config, target, ready)
+            }
+            Err(e) => {
+                ready(Err(e.to_string()));
+                Err(e)
+            }
+        };
+    }
+    match Cache::open_with(&config.cache_dir, options) {
+        Ok(cache) => {
+            let fs = DiskCacheFs::new(cache, fs_config);
+            fs.set_forget_requests(forget_tx);
+            run_tree(fs, forget_rx, config, target, ready)
+        }
+        Err(e) => {
+            let e = MountError::from(e);
+            ready(Err(e.to_string()));
+            Err(e)
+        }
+    }
+}
+
+/// Mounts `fs` and serves it until unmounted.
+fn run_tree<T: Tree>(
+    fs: T,
+    forget_rx: Receiver<(u64, String)>,
+    config: &MountConfig,
+    target: Option<PathBuf>,
+    ready: impl FnOnce(Result<(), String>),
+) -> Result<(), MountError> {
+    match mount(fs, forget_rx, config) {
         Ok(session) => {
             if let Some(target) = &target {
                 raise_readahead(target);
@@ -107,33 +154,26 @@ fn raise_open_file_limit() {
     }
 }
 
-fn mount(config: &MountConfig) -> Result<fuser::Session<FuseAdapter>, MountError> {
+/// What is checked before any cache is opened.
+fn prepare(config: &MountConfig) -> Result<(), MountError> {
     if !config.mountpoint.is_dir() {
         return Err(MountError::NotADirectory(config.mountpoint.clone()));
     }
     raise_open_file_limit();
-    let options = CacheOptions { read_only: config.read_only, timeout: config.timeout, ..CacheOptions::default() };
-    // A write would otherwise make a new cache.db beside the shards, which
-    // no FanoutCache reads.
-    if crate::cache::fanout::is_fanout_directory(&config.cache_dir) {
-        return Err(MountError::Fanout(config.cache_dir.clone()));
-    }
-    if config.read_only && !config.cache_dir.join(crate::cache::settings::DBNAME).is_file() {
+    if config.read_only
+        && !config.cache_dir.join(crate::cache::settings::DBNAME).is_file()
+        && !crate::cache::fanout::is_fanout_directory(&config.cache_dir)
+    {
         return Err(MountError::NoCache(config.cache_dir.clone()));
     }
-    let cache = Cache::open_with(&config.cache_dir, options)?;
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let fs = DiskCacheFs::new(
-        cache,
-        FsConfig { read_only: config.read_only, ttl: config.ttl, uid, gid, max_inodes: config.max_inodes },
-    );
-    // Names the kernel should forget (see `FsConfig::max_inodes`), sent by a
-    // thread of their own: a notification from inside a request could wait
-    // on a lock the kernel holds for that request.
-    let (forget_tx, forget_rx) = std::sync::mpsc::channel::<(u64, String)>();
-    fs.set_forget_requests(forget_tx);
+    Ok(())
+}
 
+fn mount<T: Tree>(
+    fs: T,
+    forget_rx: Receiver<(u64, String)>,
+    config: &MountConfig,
+) -> Result<fuser::Session<FuseAdapter<T>>, MountError> {
     let mut options = vec![
         fuser::MountOption::FSName(config.cache_dir.display().to_string()),
         fuser::MountOption::Subtype("diskcachefs".into()),
@@ -209,7 +249,11 @@ fn mount_device(target: &Path) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
-fn serve(mut session: fuser::Session<FuseAdapter>, mountpoint: &Path, threads: usize) -> Result<(), MountError> {
+fn serve<T: Tree>(
+    mut session: fuser::Session<FuseAdapter<T>>,
+    mountpoint: &Path,
+    threads: usize,
+) -> Result<(), MountError> {
     let target = mountpoint.to_path_buf();
     let unmounter = session.unmount_callable();
     std::thread::Builder::new()

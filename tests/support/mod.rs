@@ -313,3 +313,21 @@ pub fn walk_files(root: &Path, out: &mut Vec<String>) {
     }
     walk(root, root, out);
 }
+
+/// Bytes from hex (the Python drivers' encoding of bytes and pickles).
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// A key from its `[type, data]` encoding ([`enc_key`]'s inverse).
+pub fn dec_key(enc: &serde_json::Value) -> diskcachefs::cache::Key {
+    use diskcachefs::cache::Key;
+    let data = &enc[1];
+    match enc[0].as_str().unwrap() {
+        "str" => Key::Str(data.as_str().unwrap().to_string()),
+        "bytes" => Key::Bytes(unhex(data.as_str().unwrap())),
+        "int" => Key::Int(data.as_i64().unwrap()),
+        "float" => Key::Float(data.as_f64().unwrap()),
+        _ => Key::Pickled(unhex(data.as_str().unwrap())),
+    }
+}

@@ -270,6 +270,9 @@ impl DiskCacheFs {
         }
         let ino = st.inodes.ensure(&name, &key);
         st.inodes.looked_up(ino);
+        if !exists {
+            self.dir_changed(Self::key_dir_ino(&mut st, crate::fs::paths::leaf_of(&key).0));
+        }
         if let Some(inode) = st.inodes.get_mut(ino) {
             if !exists {
                 inode.pending_create = true;

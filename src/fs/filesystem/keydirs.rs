@@ -55,9 +55,18 @@ pub(super) enum DirEntry {
 /// The oldest are forgotten past `MAX_COOKIES`.
 #[derive(Default)]
 pub(super) struct DirCookies {
-    by_id: HashMap<u64, (u64, Pos)>,
+    by_id: HashMap<u64, Cookie>,
     order: VecDeque<u64>,
     next: u64,
+}
+
+struct Cookie {
+    dir: u64,
+    start: Pos,
+    /// The last entry a request gave under this cookie, and the position
+    /// after it: where the next request almost always resumes, so it need
+    /// not list those entries again to find its place.
+    last: Option<(u64, Pos)>,
 }
 
 const MAX_COOKIES: usize = 1 << 16;
@@ -67,7 +76,7 @@ impl DirCookies {
     fn make(&mut self, dir: u64, pos: Pos) -> u64 {
         self.next += 1;
         let id = self.next;
-        self.by_id.insert(id, (dir, pos));
+        self.by_id.insert(id, Cookie { dir, start: pos, last: None });
         self.order.push_back(id);
         while self.order.len() > MAX_COOKIES {
             if let Some(old) = self.order.pop_front() {
@@ -77,11 +86,24 @@ impl DirCookies {
         id
     }
 
+    fn set_last(&mut self, id: u64, n: u64, pos: Pos) {
+        if let Some(c) = self.by_id.get_mut(&id) {
+            c.last = Some((n, pos));
+        }
+    }
+
     /// The position and count an offset of directory `dir` stands for.
     fn resume(&self, dir: u64, offset: u64) -> Option<(Pos, u64)> {
         let rel = offset.checked_sub(3)?;
-        let (owner, pos) = self.by_id.get(&(rel >> 16))?;
-        (*owner == dir).then(|| (pos.clone(), rel & PER_COOKIE))
+        let cookie = self.by_id.get(&(rel >> 16))?;
+        if cookie.dir != dir {
+            return None;
+        }
+        let n = rel & PER_COOKIE;
+        match &cookie.last {
+            Some((last, pos)) if *last == n => Some((pos.clone(), 0)),
+            _ => Some((cookie.start.clone(), n)),
+        }
     }
 }
 
@@ -237,6 +259,9 @@ impl DiskCacheFs {
             }
         }
         let below = (!prefix.is_empty()).then(|| prefix_end(prefix));
+        // Rows are read in batches that grow while they are all files, and
+        // start small again after a directory, whose keys are skipped by
+        // the next query (reading a big batch there would read its keys).
         let mut batches = ListingBatches::new();
         'batches: while out.len() < limit {
             let from = match &pos {
@@ -245,7 +270,7 @@ impl DiskCacheFs {
                 Pos::AfterKey(k) => KeyFrom::After(k.clone()),
                 Pos::AfterDir(d) => KeyFrom::AtOrAfter(prefix_end(d)),
             };
-            let n = batches.next();
+            let n = batches.next().min(limit - out.len() + 1);
             let batch = st.cache.list_meta_by_key(&from, below.as_deref(), n).map_err(err)?;
             let made = Self::next_made_child(st, prefix, &pos);
             if batch.is_empty() {
@@ -260,6 +285,7 @@ impl DiskCacheFs {
                 {
                     Self::push_dir(st, &mut out, prefix, dir.clone());
                     pos = Pos::AfterDir(dir.clone());
+                    batches = ListingBatches::small();
                     continue 'batches;
                 }
                 let Key::Str(s) = &meta.key else {
@@ -277,6 +303,7 @@ impl DiskCacheFs {
                     let dir = format!("{prefix}{}", &rest[..=j]);
                     Self::push_dir(st, &mut out, prefix, dir.clone());
                     pos = Pos::AfterDir(dir);
+                    batches = ListingBatches::small();
                     continue 'batches;
                 }
                 // A key that is also a directory is that directory's %self.
@@ -339,10 +366,17 @@ impl DiskCacheFs {
             }
         };
         let mut cookie: Option<(u64, u64)> = None;
+        // A reply holds a few dozen entries (4 KiB): ask for about that
+        // many first, and more while they all fit.
+        let mut want = 32;
         loop {
             let mut st = self.state(&c);
-            let entries = Self::list_children(&mut st, &prefix, &pos, 256)?;
+            let entries = Self::list_children(&mut st, &prefix, &pos, want + skip as usize)?;
+            want = (want * 2).min(1024);
             if entries.is_empty() {
+                if let Some((id, n)) = cookie {
+                    st.dir_cookies.set_last(id, n, pos);
+                }
                 return Ok(());
             }
             for (entry, after) in entries {
@@ -358,6 +392,9 @@ impl DiskCacheFs {
                 cookie = Some((id, n));
                 let next = 3 + (id << 16) + n;
                 if self.add_key_entry(&mut st, entry, next, plus, out) {
+                    if n > 1 {
+                        st.dir_cookies.set_last(id, n - 1, pos);
+                    }
                     return Ok(());
                 }
                 pos = after;
@@ -482,6 +519,24 @@ impl DiskCacheFs {
         Ok(self.dir_attr(ino))
     }
 
+    /// Makes `name` in the directory `parent` of `keys/` a directory of
+    /// this daemon's even where a key has that name (the key is then its
+    /// `%self`): how a tree over several caches shows a key named like a
+    /// directory whose keys are in other caches.
+    pub fn keep_dir(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        let c = self.reader()?;
+        let mut st = self.state(&c);
+        let prefix = Self::key_dir_prefix(&st, parent)?;
+        let Ok(ChildName::Part(part)) = parse_child(name.as_bytes(), &prefix) else {
+            return Err(FsError::InvalidName { name: name_str(name), reason: "not a directory's name".into() });
+        };
+        let dir = format!("{prefix}{part}/");
+        st.made_dirs.insert(dir.clone());
+        self.dir_changed(parent);
+        let ino = Self::key_dir_ino(&mut st, &dir);
+        Ok(self.dir_attr(ino))
+    }
+
     /// rmdir in `keys/`: an empty directory (no key under it, no `%self`,
     /// no directory made in it).
     pub(super) fn rmdir_in_keys(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
@@ -503,6 +558,7 @@ impl DiskCacheFs {
         };
         Self::check_empty(&st, &dir)?;
         st.made_dirs.remove(&dir);
+        self.dir_changed(parent);
         // Its parent stays (rm -r removes it next).
         if let Some(own) = self_key(&dir) {
             Self::keep_dir_of(&mut st, &own);
@@ -602,6 +658,9 @@ impl DiskCacheFs {
         st.made_dirs.insert(new.to_string());
         Self::keep_dir_of(st, &old_own);
         st.key_dirs.rename(old, new);
+        for own in [&old_own, &new_own] {
+            self.dir_changed(Self::key_dir_ino(st, leaf_of(own).0));
+        }
         Ok(())
     }
 }

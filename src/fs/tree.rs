@@ -1,0 +1,103 @@
+//! [`Tree`]: what the fuser adapter (`fuse.rs`) asks of a file-system
+//! tree, so that one adapter serves both the tree over one cache
+//! ([`DiskCacheFs`]) and the union over a FanoutCache's shards
+//! ([`crate::fs::fanout::FanoutFs`]). Each method is the request of the
+//! same name, with the contract documented on `DiskCacheFs`'s method;
+//! inode numbers and file handles are the tree's own.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::fs::error::FsError;
+use crate::fs::filesystem::{Attr, DirReplier, DiskCacheFs, FsConfig, OpenFlags, StatFs};
+
+pub trait Tree: Send + Sync + 'static {
+    fn config(&self) -> &FsConfig;
+    fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError>;
+    fn forget(&self, ino: u64, nlookup: u64);
+    fn getattr(&self, ino: u64) -> Result<Attr, FsError>;
+    fn setattr(
+        &self,
+        ino: u64,
+        fh: Option<u64>,
+        size: Option<u64>,
+        atime: Option<SystemTime>,
+        mtime: Option<SystemTime>,
+    ) -> Result<Attr, FsError>;
+    fn readdir(&self, ino: u64, offset: u64, plus: bool, out: &mut dyn DirReplier) -> Result<(), FsError>;
+    fn mknod_regular(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError>;
+    fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError>;
+    fn rmdir(&self, parent: u64, name: &OsStr) -> Result<(), FsError>;
+    fn unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError>;
+    fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        no_replace: bool,
+        exchange: bool,
+    ) -> Result<(), FsError>;
+    fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError>;
+    fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError>;
+    fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        exclusive: bool,
+        truncate: bool,
+        append: bool,
+    ) -> Result<(Attr, u64, OpenFlags), FsError>;
+    fn open(&self, ino: u64, write: bool, truncate: bool, append: bool) -> Result<(u64, OpenFlags), FsError>;
+    fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError>;
+    fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError>;
+    fn flush(&self, fh: u64) -> Result<(), FsError>;
+    fn fsync(&self, fh: u64) -> Result<(), FsError>;
+    fn release(&self, fh: u64) -> Result<(), FsError>;
+    fn statfs(&self) -> Result<StatFs, FsError>;
+    fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, FsError>;
+    fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError>;
+    fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], create: bool, replace: bool) -> Result<(), FsError>;
+    fn removexattr(&self, ino: u64, name: &OsStr) -> Result<(), FsError>;
+}
+
+/// Forwards each request to the inherent method of the same name.
+macro_rules! forward {
+    ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+        $(fn $name(&self, $($arg: $ty),*) -> $ret { DiskCacheFs::$name(self, $($arg),*) })*
+    };
+}
+
+impl Tree for DiskCacheFs {
+    forward! {
+        config() -> &FsConfig;
+        lookup(parent: u64, name: &OsStr) -> Result<Attr, FsError>;
+        forget(ino: u64, nlookup: u64) -> ();
+        getattr(ino: u64) -> Result<Attr, FsError>;
+        setattr(ino: u64, fh: Option<u64>, size: Option<u64>, atime: Option<SystemTime>, mtime: Option<SystemTime>)
+            -> Result<Attr, FsError>;
+        readdir(ino: u64, offset: u64, plus: bool, out: &mut dyn DirReplier) -> Result<(), FsError>;
+        mknod_regular(parent: u64, name: &OsStr) -> Result<Attr, FsError>;
+        mkdir(parent: u64, name: &OsStr) -> Result<Attr, FsError>;
+        rmdir(parent: u64, name: &OsStr) -> Result<(), FsError>;
+        unlink(parent: u64, name: &OsStr) -> Result<(), FsError>;
+        rename(parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, no_replace: bool, exchange: bool)
+            -> Result<(), FsError>;
+        symlink(parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError>;
+        readlink(ino: u64) -> Result<Vec<u8>, FsError>;
+        create(parent: u64, name: &OsStr, exclusive: bool, truncate: bool, append: bool)
+            -> Result<(Attr, u64, OpenFlags), FsError>;
+        open(ino: u64, write: bool, truncate: bool, append: bool) -> Result<(u64, OpenFlags), FsError>;
+        read(ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError>;
+        write(ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError>;
+        flush(fh: u64) -> Result<(), FsError>;
+        fsync(fh: u64) -> Result<(), FsError>;
+        release(fh: u64) -> Result<(), FsError>;
+        statfs() -> Result<StatFs, FsError>;
+        getxattr(ino: u64, name: &OsStr) -> Result<Vec<u8>, FsError>;
+        listxattr(ino: u64) -> Result<Vec<u8>, FsError>;
+        setxattr(ino: u64, name: &OsStr, value: &[u8], create: bool, replace: bool) -> Result<(), FsError>;
+        removexattr(ino: u64, name: &OsStr) -> Result<(), FsError>;
+    }
+}
