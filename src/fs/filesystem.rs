@@ -359,6 +359,9 @@ impl DiskCacheFs {
             (_, Some(e)) => Err(e),
             (Ok((value, tables)), None) => {
                 drop(tables);
+                // The cache changed: directories show it at once (the
+                // kernel asks again after a change it made).
+                *self.tree_time.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 Ok(value)
             }
             (Err(e), None) => {
@@ -609,11 +612,14 @@ impl DiskCacheFs {
             st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?
         };
         let now = st.cache.now();
-        let attr = match (meta, staged) {
+        let mut attr = match (meta, staged) {
             (_, Some((len, true))) => {
-                // A dirty writer: its copy is what this file is now.
-                let (store, access) = st.inodes.get(ino).and_then(|i| i.pending.times).unwrap_or((None, None));
-                self.file_attr(ino, len, store.unwrap_or(now), access.unwrap_or(now))
+                // A dirty writer: its copy is what this file is now (a new
+                // file, until written to, has the time of its create).
+                let inode = st.inodes.get(ino);
+                let (store, access) = inode.and_then(|i| i.pending.times).unwrap_or((None, None));
+                let base = inode.and_then(|i| i.created_at).filter(|_| len == 0).unwrap_or(now);
+                self.file_attr(ino, len, store.unwrap_or(base), access.unwrap_or(base))
             }
             (Some(meta), _) => {
                 let len = Self::entry_len(st.cache, &meta);
@@ -623,7 +629,10 @@ impl DiskCacheFs {
                 self.file_attr(ino, len, meta.store_time, meta.access_time)
             }
             (None, Some((len, false))) if pending_create || unlinked => self.file_attr(ino, len, now, now),
-            (None, None) if pending_create => self.file_attr(ino, 0, now, now),
+            (None, None) if pending_create => {
+                let created = st.inodes.get(ino).and_then(|i| i.created_at).unwrap_or(now);
+                self.file_attr(ino, 0, created, created)
+            }
             (None, _) => {
                 // Deleted while open: like an unlinked file, it still stats
                 // for its readers (fstat), with their snapshot's size.
@@ -637,6 +646,10 @@ impl DiskCacheFs {
                 }
             }
         };
+        if unlinked {
+            // Open, but no longer reachable by any name.
+            attr.nlink = 0;
+        }
         Ok(attr)
     }
 

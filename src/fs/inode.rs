@@ -156,6 +156,10 @@ pub struct KeyInode {
     pub kernel_version: Option<ContentVersion>,
     /// Created through the mount and not yet committed: exists only here.
     pub pending_create: bool,
+    /// When it was created through the mount: the time its attributes
+    /// show, and an empty commit stores, so that a file closed unwritten
+    /// keeps the times the kernel got at create.
+    pub created_at: Option<f64>,
     /// Removed by unlink or replaced by a rename: commits are dropped.
     pub unlinked: bool,
     pub pending: Pending,
@@ -222,6 +226,7 @@ impl InodeTable {
                 open_handles: 0,
                 kernel_version: None,
                 pending_create: false,
+                created_at: None,
                 unlinked: false,
                 pending: Pending::default(),
                 superseded: None,

@@ -273,10 +273,12 @@ impl DiskCacheFs {
         if !exists {
             self.dir_changed(Self::key_dir_ino(&mut st, crate::fs::paths::leaf_of(&key).0));
         }
+        let now = st.cache.now();
         if let Some(inode) = st.inodes.get_mut(ino) {
             if !exists {
                 inode.pending_create = true;
                 inode.unlinked = false;
+                inode.created_at = Some(now);
             }
             if let Some(tag) = &new_tag {
                 inode.pending.tag = Some(Some(tag.clone()));
@@ -534,6 +536,7 @@ impl DiskCacheFs {
                 NewValue::Value(convert(data, value_type).map_err(invalid)?)
             }
         };
+        let empty = staging.len() == 0;
         let ino = w.ino;
         let stored = self.change_with(&c, &what, |st| {
             let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
@@ -558,12 +561,16 @@ impl DiskCacheFs {
             let tag = pending.tag.clone().map_or(Keep::Keep, Keep::Set);
             let what = format!("keys/{name}");
             st.cache.replace_value(&key, new_value, expire, tag).map_err(|e| FsError::cache(what.clone(), e))?;
-            if let Some((store, access)) = pending.times {
+            // A file created and closed unwritten keeps the times it was
+            // shown with since the create.
+            let created = inode.created_at.filter(|_| inode.pending_create && empty);
+            if let Some((store, access)) = pending.times.or(created.map(|t| (Some(t), Some(t)))) {
                 st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(what.clone(), e))?;
             }
             Self::apply_pending_tag(st, &name, &key)?;
             if let Some(inode) = st.inodes.get_mut(ino) {
                 inode.pending_create = false;
+                inode.created_at = None;
                 inode.pending = Default::default();
             }
             Ok(())
