@@ -536,7 +536,7 @@ impl DiskCacheFs {
                 NewValue::Value(convert(data, value_type).map_err(invalid)?)
             }
         };
-        let empty = staging.len() == 0;
+        let empty = staging.is_empty();
         let ino = w.ino;
         let stored = self.change_with(&c, &what, |st| {
             let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
