@@ -188,7 +188,8 @@ fn rsync_copies_a_mounted_fanout_cache_into_a_fresh_one_exactly() {
         let out = sh(&format!("rsync -aX '{}/' '{}/'", src.mnt.display(), dst.mnt.display()));
         assert!(out.status.success(), "rsync: {}", String::from_utf8_lossy(&out.stderr));
         std::thread::sleep(Duration::from_millis(1200));
-        // Directory times are each cache's own (they cannot be set): -O.
+        // The union's own directories (its root, cache/, deque/, index/)
+        // show the first shard's time and keep none set on them: -O.
         let again = sh(&format!("rsync -aXiO '{}/' '{}/'", src.mnt.display(), dst.mnt.display()));
         assert!(again.status.success(), "rsync: {}", String::from_utf8_lossy(&again.stderr));
         assert_eq!(String::from_utf8_lossy(&again.stdout), "", "a second run transfers nothing");

@@ -791,6 +791,19 @@ impl DiskCacheFs {
         atime: Option<SystemTime>,
         mtime: Option<SystemTime>,
     ) -> Result<Attr, FsError> {
+        // Times set on any directory are kept in memory (see `dir_times`),
+        // so that a second rsync or tar of the tree finds them as it set
+        // them; those of keys/ until something changes in the directory.
+        if (atime.is_some() || mtime.is_some()) && size.is_none() && !self.config.read_only {
+            let is_dir = match classify(ino) {
+                Node::FixedDir | Node::KeyDir | Node::TagDir => true,
+                Node::View | Node::Flyte2 => self.getattr(ino).is_ok_and(|a| a.kind == Kind::Directory),
+                _ => false,
+            };
+            if is_dir {
+                self.set_dir_times(ino, atime, mtime);
+            }
+        }
         match classify(ino) {
             Node::Key => {}
             // Times and modes of view files and links are not kept (rsync
@@ -809,15 +822,6 @@ impl DiskCacheFs {
             }
             Node::FixedDir | Node::KeyDir if size.is_some() => {
                 return Err(FsError::IsDirectory(format!("inode {ino}")));
-            }
-            Node::FixedDir | Node::KeyDir if Self::is_key_dir(ino) => {
-                // Kept in memory while nothing changes in the directory, so
-                // that a second rsync or tar finds them as it set them.
-                if atime.is_some() || mtime.is_some() {
-                    self.check_writable("keys/")?;
-                    self.set_dir_times(ino, atime, mtime);
-                }
-                return if ino == KEYS_DIR { Ok(self.dir_attr(ino)) } else { self.key_dir_attr(ino) };
             }
             Node::FixedDir => return Ok(self.dir_attr(ino)),
             Node::KeyDir => return self.key_dir_attr(ino),
@@ -1119,7 +1123,7 @@ impl DiskCacheFs {
             }
             st.inodes.unlink_name(&name);
             Self::keep_dir_of(st, key);
-            self.dir_changed(Self::key_dir_ino(st, crate::fs::paths::leaf_of(key).0));
+            self.key_dir_changed(st, key);
             Ok(())
         })
     }
@@ -1283,7 +1287,7 @@ impl DiskCacheFs {
         }
         Self::keep_dir_of(st, &old_key);
         for key in [&old_key, &new_key] {
-            self.dir_changed(Self::key_dir_ino(st, crate::fs::paths::leaf_of(key).0));
+            self.key_dir_changed(st, key);
         }
         Ok(())
     }

@@ -271,7 +271,7 @@ impl DiskCacheFs {
         let ino = st.inodes.ensure(&name, &key);
         st.inodes.looked_up(ino);
         if !exists {
-            self.dir_changed(Self::key_dir_ino(&mut st, crate::fs::paths::leaf_of(&key).0));
+            self.key_dir_changed(&mut st, &key);
         }
         let now = st.cache.now();
         if let Some(inode) = st.inodes.get_mut(ino) {

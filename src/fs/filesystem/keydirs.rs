@@ -173,6 +173,21 @@ impl DiskCacheFs {
         Ok(self.dir_attr(ino))
     }
 
+    /// The directory that shows `key`'s file changed (its parent, or the
+    /// directory the key itself is, where it is that directory's `%self`).
+    pub(super) fn key_dir_changed(&self, st: &mut State, key: &Key) {
+        let own = match key {
+            Key::Str(s) => Some(format!("{s}/")),
+            _ => None,
+        };
+        let prefix = match own {
+            Some(own) if Self::dir_exists(st, &own).unwrap_or(false) => own,
+            _ => leaf_of(key).0.to_string(),
+        };
+        let ino = Self::key_dir_ino(st, &prefix);
+        self.dir_changed(ino);
+    }
+
     /// What the name `name` in the directory `prefix` stands for.
     pub(super) fn resolve_child(&self, st: &mut State, prefix: &DirPrefix, name: &OsStr) -> Result<Resolved, FsError> {
         let child = match parse_child(name.as_bytes(), prefix) {
@@ -659,7 +674,8 @@ impl DiskCacheFs {
         Self::keep_dir_of(st, &old_own);
         st.key_dirs.rename(old, new);
         for own in [&old_own, &new_own] {
-            self.dir_changed(Self::key_dir_ino(st, leaf_of(own).0));
+            let (parent, _) = leaf_of(own);
+            self.dir_changed(Self::key_dir_ino(st, parent));
         }
         Ok(())
     }
