@@ -62,6 +62,14 @@ fn a_tree_copied_in_with_cp_or_tar_is_one_key_per_file() {
     ok(sh(&format!("tar -C '{}' -xf '{}'", m.keys().join("untarred").display(), tarball.display())), "tar -x");
     let n = pyc(&m, "print(sum(1 for k in c if k.startswith('untarred/tree/d')))", &[]);
     assert_eq!(n, "1000");
+    // rsync -aX of a native tree (its files have no xattrs, so rsync removes
+    // the ones the new files show: the values stay bytes).
+    ok(
+        sh(&format!("rsync -aX '{}/' '{}/'", src.join("tree").display(), m.keys().join("rsynced").display())),
+        "rsync -aX in",
+    );
+    let got = pyc(&m, "print(sum(1 for k in c if k.startswith('rsynced/') and type(c[k]) is bytes))", &[]);
+    assert_eq!(got, "1000", "rsync -aX of a native tree stores each file as bytes");
     // mkdir -p of a new path, and a file in it.
     ok(sh(&format!("mkdir -p '{0}/x/y/z' && echo hi > '{0}/x/y/z/f'", m.keys().display())), "mkdir -p");
     assert_eq!(pyc(&m, "print(c['x/y/z/f'])", &[]), "b'hi\\n'");

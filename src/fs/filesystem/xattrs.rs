@@ -229,8 +229,23 @@ impl DiskCacheFs {
         }
         let staged = pending_create || Self::has_dirty_writer(st, ino);
         match attr {
-            XattrName::Type | XattrName::KeyType | XattrName::Key => {
-                return Err(FsError::NotPermitted(format!("{what}: every value has a type")));
+            // Every value has a type: removing it is the default type,
+            // bytes (what a copy of a file that has no such attribute
+            // means: `rsync -aX` of a native tree removes it).
+            XattrName::Type => {
+                if staged {
+                    if let Some(inode) = st.inodes.get_mut(ino) {
+                        inode.pending.value_type = Some(ValueType::Bytes);
+                    }
+                } else {
+                    self.convert_stored(st, &key, &fname, ValueType::Bytes)?;
+                }
+            }
+            // The name decides the key: accepted and ignored, as setting is.
+            XattrName::KeyType | XattrName::Key => {
+                if let Some(inode) = st.inodes.get_mut(ino) {
+                    inode.intended_key = None;
+                }
             }
             XattrName::ExpireTime => {
                 if staged && let Some(inode) = st.inodes.get_mut(ino) {
