@@ -12,7 +12,7 @@
 
 mod support;
 
-use support::{enc_entry, enc_item, enc_key, hex, python};
+use support::{dec_key, enc_entry, enc_item, enc_key, hex, python, unhex};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -204,22 +204,6 @@ fn gen_ops(seed: u64, count: usize, statistics: bool, pools: &Pools) -> Vec<Json
     ops
 }
 
-fn unhex(text: &str) -> Vec<u8> {
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
-}
-
-fn decode_key(item: &Json) -> Key {
-    let data = &item[1];
-    match item[0].as_str().unwrap() {
-        "str" => Key::Str(data.as_str().unwrap().into()),
-        "bytes" => Key::Bytes(unhex(data.as_str().unwrap())),
-        "int" => Key::Int(data.as_i64().unwrap()),
-        "float" => Key::Float(data.as_f64().unwrap()),
-        "pickle" => Key::Pickled(unhex(data.as_str().unwrap())),
-        other => panic!("{other}"),
-    }
-}
-
 fn decode_value(item: &Json) -> Value {
     let data = &item[1];
     match item[0].as_str().unwrap() {
@@ -259,7 +243,7 @@ fn run_rust(dir: &Path, settings: &[(String, Scalar)], ops: &[Json]) -> Vec<Json
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
         now.store(op["now"].as_f64().unwrap().to_bits(), Ordering::SeqCst);
-        let key = || decode_key(&op["key"]);
+        let key = || dec_key(&op["key"]);
         let value = || decode_value(&op["value"]);
         let tag = decode_tag(&op["tag"]);
         let expire = op["expire"].as_f64();

@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{Mounted, getxattr, python};
+use support::{Mounted, getxattr, python, unhex};
 
 fn oracle() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/fs_oracle.py")
@@ -23,10 +23,6 @@ fn run_oracle(cmd: &str, dir: &Path) -> String {
     let out = Command::new(python()).arg(oracle()).arg(cmd).arg(dir).output().expect("run fs_oracle.py");
     assert!(out.status.success(), "fs_oracle.py {cmd}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 struct Expected {

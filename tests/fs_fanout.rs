@@ -250,7 +250,7 @@ fn random_operations_end_the_same_through_the_mount_and_through_fanout_cache() {
     {
         let m = Mounted::on(&through_mount, &[]);
         let keys = m.keys();
-        let path = |k: &serde_json::Value| keys.join(key_to_name(&dec_key(k)));
+        let path = |k: &serde_json::Value| keys.join(diskcachefs::fs::paths::key_path(&dec_key(k)));
         for op in &ops {
             match op[0].as_str().unwrap() {
                 "set" => std::fs::write(path(&op[1]), unhex(op[2].as_str().unwrap())).unwrap(),

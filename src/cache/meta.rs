@@ -183,6 +183,19 @@ impl Cache {
         }
     }
 
+    /// The entries of a listing's rows: a row that cannot be decoded is
+    /// logged and skipped.
+    fn listing(&self, mut rows: rusqlite::Rows<'_>) -> Result<Vec<EntryMeta>> {
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            match read_meta(r) {
+                Ok(m) => out.push(m),
+                Err(e) => log::error!("{}: skipping a row in a listing: {e}", self.directory().display()),
+            }
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` live entries with rowid above `after`, in rowid order:
     /// a listing that streams and resumes from the last rowid it returned.
     /// A row that cannot be decoded is logged and skipped.
@@ -192,15 +205,8 @@ impl Cache {
              ORDER BY rowid LIMIT ?"
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
-        let mut rows = stmt.query(params![after, self.now(), limit as i64])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            match read_meta(r) {
-                Ok(m) => out.push(m),
-                Err(e) => log::error!("{}: skipping a row in a listing: {e}", self.directory().display()),
-            }
-        }
-        Ok(out)
+        let rows = stmt.query(params![after, self.now(), limit as i64])?;
+        self.listing(rows)
     }
 
     /// Up to `limit` live entries in SQLite's order of keys (numbers, then
@@ -221,19 +227,12 @@ impl Cache {
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
         let now = self.now();
-        let mut rows = match from {
+        let rows = match from {
             KeyFrom::Start => stmt.query(params![now, limit as i64, below])?,
             KeyFrom::After(k) => stmt.query(params![now, limit as i64, below, k, k.raw()])?,
             KeyFrom::AtOrAfter(s) => stmt.query(params![now, limit as i64, below, s])?,
         };
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            match read_meta(r) {
-                Ok(m) => out.push(m),
-                Err(e) => log::error!("{}: skipping a row in a listing: {e}", self.directory().display()),
-            }
-        }
-        Ok(out)
+        self.listing(rows)
     }
 
     /// Whether a live str key lies in `[from, below)` (a directory of the
@@ -277,15 +276,8 @@ impl Cache {
              AND (expire_time IS NULL OR expire_time > ?) ORDER BY rowid LIMIT ?"
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
-        let mut rows = stmt.query(params![tag, after, self.now(), limit as i64])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            match read_meta(r) {
-                Ok(m) => out.push(m),
-                Err(e) => log::error!("{}: skipping a row in a listing: {e}", self.directory().display()),
-            }
-        }
-        Ok(out)
+        let rows = stmt.query(params![tag, after, self.now(), limit as i64])?;
+        self.listing(rows)
     }
 
     /// Up to `limit` live keys of the queue `prefix` (the integer queue when

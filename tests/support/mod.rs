@@ -328,6 +328,7 @@ pub fn dec_key(enc: &serde_json::Value) -> diskcachefs::cache::Key {
         "bytes" => Key::Bytes(unhex(data.as_str().unwrap())),
         "int" => Key::Int(data.as_i64().unwrap()),
         "float" => Key::Float(data.as_f64().unwrap()),
-        _ => Key::Pickled(unhex(data.as_str().unwrap())),
+        "pickle" => Key::Pickled(unhex(data.as_str().unwrap())),
+        other => panic!("key type {other}"),
     }
 }
