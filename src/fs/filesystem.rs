@@ -229,6 +229,15 @@ fn unix_seconds(t: SystemTime) -> f64 {
     }
 }
 
+/// The error for a name that names nothing: too long, or not a
+/// canonical name (with the reason).
+fn bad_name(name: &OsStr, e: NameError) -> FsError {
+    match e {
+        NameError::TooLong => FsError::NameTooLong(name_str(name)),
+        NameError::Invalid(reason) => FsError::InvalidName { name: name_str(name), reason },
+    }
+}
+
 fn name_str(name: &OsStr) -> String {
     String::from_utf8_lossy(name.as_bytes()).into_owned()
 }
@@ -1227,8 +1236,7 @@ impl DiskCacheFs {
                     }
                 }
             }
-            Err(NameError::TooLong) => return Err(FsError::NameTooLong(name_str(new_name))),
-            Err(NameError::Invalid(reason)) => return Err(FsError::InvalidName { name: name_str(new_name), reason }),
+            Err(e) => return Err(bad_name(new_name, e)),
             Ok(_) => {}
         }
         match self.resolve_child(st, prefix, new_name)? {

@@ -12,10 +12,10 @@ use std::ffi::OsStr;
 use std::ops::Bound;
 use std::os::unix::ffi::OsStrExt;
 
-use super::{Attr, DirReplier, DiskCacheFs, FsError, Kind, ListingBatches, State, Tables, name_str};
+use super::{Attr, DirReplier, DiskCacheFs, FsError, Kind, ListingBatches, State, Tables, bad_name, name_str};
 use crate::cache::{EntryMeta, Key, KeyFrom};
 use crate::fs::inode::{ContentVersion, KEY_DIR_BASE, KEYS_DIR, Node, classify};
-use crate::fs::names::{NameError, key_to_name};
+use crate::fs::names::key_to_name;
 use crate::fs::paths::{
     ChildName, DirPrefix, Hashed, SELF_NAME, digest_of, dir_path, leaf_of, parse_child, part_name, prefix_end,
     self_key, unhashed_name,
@@ -190,11 +190,7 @@ impl DiskCacheFs {
 
     /// What the name `name` in the directory `prefix` stands for.
     pub(super) fn resolve_child(&self, st: &mut State, prefix: &DirPrefix, name: &OsStr) -> Result<Resolved, FsError> {
-        let child = match parse_child(name.as_bytes(), prefix) {
-            Ok(c) => c,
-            Err(NameError::TooLong) => return Err(FsError::NameTooLong(name_str(name))),
-            Err(NameError::Invalid(reason)) => return Err(FsError::InvalidName { name: name_str(name), reason }),
-        };
+        let child = parse_child(name.as_bytes(), prefix).map_err(|e| bad_name(name, e))?;
         let part = match child {
             ChildName::SelfKey => return Ok(Resolved::Key(self_key(prefix).unwrap_or(Key::Str(String::new())))),
             ChildName::Flat(key) => return Ok(Resolved::Key(key)),
@@ -510,16 +506,14 @@ impl DiskCacheFs {
         let c = self.reader()?;
         let mut st = self.state(&c);
         let prefix = Self::key_dir_prefix(&st, parent)?;
-        let part = match parse_child(name.as_bytes(), &prefix) {
-            Ok(ChildName::Part(p)) => p,
-            Ok(_) => {
+        let part = match parse_child(name.as_bytes(), &prefix).map_err(|e| bad_name(name, e))? {
+            ChildName::Part(p) => p,
+            _ => {
                 return Err(FsError::InvalidName {
                     name: name_str(name),
                     reason: "a directory is a part of str keys: %self, %sha256: and non-str names are files".into(),
                 });
             }
-            Err(NameError::TooLong) => return Err(FsError::NameTooLong(name_str(name))),
-            Err(NameError::Invalid(reason)) => return Err(FsError::InvalidName { name: name_str(name), reason }),
         };
         let dir = format!("{prefix}{part}/");
         let key = Key::Str(format!("{prefix}{part}"));

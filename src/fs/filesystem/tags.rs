@@ -11,7 +11,7 @@ use super::{Attr, DiskCacheFs, State, Tables, name_str};
 use crate::cache::{Key, Scalar};
 use crate::fs::error::FsError;
 use crate::fs::inode::{TAG_DIR_BASE, TAG_LINK_BASE, is_view_ino};
-use crate::fs::names::{NameError, ParsedName, key_to_name, name_to_key};
+use crate::fs::names::{ParsedName, key_to_name, name_to_key};
 
 impl DiskCacheFs {
     /// A tag as a key, for naming it like one.
@@ -88,8 +88,7 @@ impl DiskCacheFs {
             Ok(ParsedName::Key(Key::Int(i))) => Ok(Scalar::Int(i)),
             Ok(ParsedName::Key(Key::Float(f))) => Ok(Scalar::Float(f)),
             Ok(_) => Err(invalid("a tag is a str, bytes, int or float".into())),
-            Err(NameError::TooLong) => Err(FsError::NameTooLong(name_str(name))),
-            Err(NameError::Invalid(reason)) => Err(invalid(reason)),
+            Err(e) => Err(super::bad_name(name, e)),
         }
     }
 

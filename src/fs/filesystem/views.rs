@@ -129,8 +129,7 @@ fn parse_str_name(name: &OsStr) -> Result<String, FsError> {
     match name_to_key(name.as_bytes()) {
         Ok(ParsedName::Key(Key::Str(s))) => Ok(s),
         Ok(_) => Err(FsError::InvalidName { name: name_str(name), reason: "names a str, named as a str key".into() }),
-        Err(NameError::TooLong) => Err(FsError::NameTooLong(name_str(name))),
-        Err(NameError::Invalid(reason)) => Err(FsError::InvalidName { name: name_str(name), reason }),
+        Err(e) => Err(super::bad_name(name, e)),
     }
 }
 
