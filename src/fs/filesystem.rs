@@ -1126,7 +1126,7 @@ impl DiskCacheFs {
         self.change(&format!("keys/{}", crate::fs::paths::key_path(key)), |st| {
             let name = key_to_name(key);
             let deleted = st.cache.delete(key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
-            let pending = st.inodes.by_name(&name).and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
+            let pending = st.inodes.is_pending_create(&name);
             if !deleted && !pending {
                 return Err(FsError::NotFound(format!("keys/{name}")));
             }
@@ -1252,7 +1252,7 @@ impl DiskCacheFs {
         let new_name = key_to_name(&new_key);
         if old_name == new_name {
             // A rename onto itself: nothing to do, if there is something.
-            let pending = st.inodes.by_name(&old_name).and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
+            let pending = st.inodes.is_pending_create(&old_name);
             let exists = st.cache.entry_meta(&old_key).map_err(|e| FsError::cache(format!("keys/{old_name}"), e))?;
             return if exists.is_some() || pending {
                 Ok(())
@@ -1262,8 +1262,7 @@ impl DiskCacheFs {
         }
         let source_ino = st.inodes.by_name(&old_name);
         let source_pending = source_ino.and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
-        let target_pending =
-            st.inodes.by_name(&new_name).and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
+        let target_pending = st.inodes.is_pending_create(&new_name);
         if source_pending {
             // Not in the cache yet: the rename is the inode's alone (its
             // commit will store under the new key). Replace any target.

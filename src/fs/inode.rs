@@ -210,6 +210,12 @@ impl InodeTable {
         self.by_name.get(name).copied()
     }
 
+    /// Whether the file named `name` was created through the mount and is
+    /// not committed yet (it exists only here).
+    pub fn is_pending_create(&self, name: &str) -> bool {
+        self.by_name(name).and_then(|i| self.get(i)).is_some_and(|i| i.pending_create)
+    }
+
     /// The inode for a name in `keys/`, made if new.
     pub fn ensure(&mut self, name: &str, key: &Key) -> u64 {
         if let Some(ino) = self.by_name(name) {

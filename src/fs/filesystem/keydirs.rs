@@ -517,8 +517,7 @@ impl DiskCacheFs {
         };
         let dir = format!("{prefix}{part}/");
         let key = Key::Str(format!("{prefix}{part}"));
-        let pending =
-            st.inodes.by_name(&key_to_name(&key)).and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
+        let pending = st.inodes.is_pending_create(&key_to_name(&key));
         let is_file = pending || st.cache.entry_meta(&key).map_err(|e| FsError::cache(name_str(name), e))?.is_some();
         if is_file || Self::dir_exists(&st, &dir)? {
             return Err(FsError::Exists(format!("keys/{}", dir_path(&dir))));
@@ -580,7 +579,7 @@ impl DiskCacheFs {
         let what = || format!("keys/{}", dir_path(dir));
         let own = self_key(dir).unwrap_or(Key::Str(String::new()));
         let has_self = st.cache.entry_meta(&own).map_err(|e| FsError::cache(what(), e))?.is_some()
-            || st.inodes.by_name(&key_to_name(&own)).and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
+            || st.inodes.is_pending_create(&key_to_name(&own));
         let has_keys = st.cache.has_live_str_key_in(dir, &prefix_end(dir)).map_err(|e| FsError::cache(what(), e))?;
         let pending_under =
             st.inodes.iter().any(|(_, i)| i.pending_create && matches!(&i.key, Key::Str(s) if s.starts_with(dir)));
