@@ -292,10 +292,7 @@ impl DiskCacheFs {
         }
         let tx = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(tx) = tx else { return };
-        for name in st.inodes.forget_candidates(excess) {
-            let Some(key) = st.inodes.by_name(&name).and_then(|i| st.inodes.get(i)).map(|i| i.key.clone()) else {
-                continue;
-            };
+        for key in st.inodes.forget_candidates(excess) {
             let (prefix, leaf) = crate::fs::paths::leaf_of(&key);
             let dir = Self::key_dir_ino(st, prefix);
             let _ = tx.send((dir, leaf));

@@ -245,10 +245,10 @@ impl InodeTable {
         ino
     }
 
-    /// Up to `n` names of the oldest inodes that could be forgotten: the
+    /// The keys of up to `n` of the oldest inodes that could be forgotten: the
     /// kernel may drop them (nobody has them open, nothing is pending).
     /// Each is moved to the back, so repeated calls walk the whole table.
-    pub fn forget_candidates(&mut self, n: usize) -> Vec<String> {
+    pub fn forget_candidates(&mut self, n: usize) -> Vec<Key> {
         let mut out = Vec::new();
         for _ in 0..self.age.len().min(n * 4) {
             let Some(ino) = self.age.pop_front() else { break };
@@ -262,7 +262,7 @@ impl InodeTable {
             {
                 inode.forget_requested = true;
                 self.forget_pending += 1;
-                out.push(inode.name.clone());
+                out.push(inode.key.clone());
                 if out.len() == n {
                     break;
                 }
