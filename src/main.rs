@@ -121,9 +121,16 @@ enum Command {
 struct MountArgs {
     cache_dir: PathBuf,
     mountpoint: PathBuf,
-    /// Never write to CACHE_DIR (no settings, statistics or access times either).
+    /// Never write to CACHE_DIR (no settings, statistics or access times
+    /// either). The kernel then reads files and lists directories without
+    /// asking the daemon again, and a watcher tells it of other processes'
+    /// changes within a second.
     #[arg(long)]
     read_only: bool,
+    /// With --read-only: have the kernel send OPEN, FLUSH, RELEASE and
+    /// OPENDIR as on a read-write mount (slower; to compare).
+    #[arg(long)]
+    open_requests: bool,
     /// Return once the mount is ready, leaving the daemon in the background.
     #[arg(long)]
     daemon: bool,
@@ -556,6 +563,14 @@ fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
         read_only: args.read_only,
         allow_other: args.allow_other,
         ttl: std::time::Duration::from_secs_f64(args.attr_timeout),
+        // The watcher makes long times safe (a day; --attr-timeout 0 still
+        // means no caching at all).
+        watched_ttl: if args.attr_timeout == 0.0 || args.open_requests {
+            std::time::Duration::from_secs_f64(args.attr_timeout)
+        } else {
+            std::time::Duration::from_secs(86_400)
+        },
+        open_requests: args.open_requests,
         max_inodes: args.max_inodes,
         threads: args.threads,
         timeout: std::time::Duration::from_secs_f64(args.timeout),

@@ -101,7 +101,15 @@ fn str_key() -> impl Strategy<Value = String> {
 
 fn fs_over(dir: &std::path::Path) -> DiskCacheFs {
     let cache = Cache::open(dir).unwrap();
-    DiskCacheFs::new(cache, FsConfig { read_only: false, ttl: Duration::ZERO, uid: 0, gid: 0, max_inodes: 1_000_000 })
+    DiskCacheFs::new(cache, FsConfig {
+            read_only: false,
+            ttl: Duration::ZERO,
+            uid: 0,
+            gid: 0,
+            max_inodes: 1_000_000,
+            reads_unopened: false,
+            watched_ttl: Duration::ZERO,
+        })
 }
 
 proptest! {

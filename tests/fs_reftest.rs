@@ -453,7 +453,15 @@ impl Harness {
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let fs = DiskCacheFs::new(
             cache,
-            FsConfig { read_only: false, ttl: Duration::ZERO, uid, gid, max_inodes: 1_000_000 },
+            FsConfig {
+                read_only: false,
+                ttl: Duration::ZERO,
+                uid,
+                gid,
+                max_inodes: 1_000_000,
+                reads_unopened: false,
+                watched_ttl: Duration::ZERO,
+            },
         );
         // The stored settings win over the defaults: the peer sees 16 too.
         let peer = Cache::open(dir.path()).unwrap();

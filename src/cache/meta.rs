@@ -237,6 +237,13 @@ impl Cache {
 
     /// Whether a live str key lies in `[from, below)` (a directory of the
     /// mount's `keys/` has something in it).
+    /// The earliest `expire_time` after `t`, if any (through diskcache's
+    /// `Cache_expire_time` index): when the next entry stops being live.
+    pub fn next_expiry_after(&self, t: f64) -> Result<Option<f64>> {
+        let mut stmt = self.conn().prepare_cached("SELECT min(expire_time) FROM Cache WHERE expire_time > ?")?;
+        Ok(stmt.query_row(params![t], |r| r.get(0))?)
+    }
+
     pub fn has_live_str_key_in(&self, from: &str, below: &str) -> Result<bool> {
         let mut stmt = self.conn().prepare_cached(
             "SELECT 1 FROM Cache WHERE key >= ? AND key < ? AND (expire_time IS NULL OR expire_time > ?) LIMIT 1",

@@ -18,6 +18,11 @@ pub enum FsError {
     /// readers); the kernel looks the name up again on ESTALE.
     #[error("{0}: replaced by a newer version")]
     Stale(String),
+    /// Read without OPEN (a read-only mount) for the first time after its
+    /// value changed: the kernel has the old version's size, whose bytes
+    /// are gone (filesystem/unopened.rs).
+    #[error("{0}: changed since the kernel got its size; open it again")]
+    Changed(String),
     #[error("{0}: name longer than 255 bytes")]
     NameTooLong(String),
     #[error("{name:?}: {reason}")]
@@ -74,6 +79,7 @@ impl FsError {
             FsError::NotFound(_) => libc::ENOENT,
             FsError::NotEmpty(_) => libc::ENOTEMPTY,
             FsError::Stale(_) => libc::ESTALE,
+            FsError::Changed(_) => libc::EIO,
             FsError::NameTooLong(_) => libc::ENAMETOOLONG,
             FsError::InvalidName { .. } => libc::EINVAL,
             FsError::ReadOnly(_) => libc::EROFS,

@@ -41,7 +41,7 @@ use crate::cache::fanout::disk_hash;
 use crate::cache::settings::DBNAME;
 use crate::cache::{Cache, CacheOptions, FanoutCache, Key, OpenError};
 use crate::fs::error::FsError;
-use crate::fs::filesystem::{Attr, DirReplier, DiskCacheFs, FsConfig, Kind, OpenFlags, StatFs};
+use crate::fs::filesystem::{Attr, DirReplier, DiskCacheFs, FsConfig, Invalidation, Kind, OpenFlags, StatFs};
 use crate::fs::names::{ParsedName, name_to_key};
 use crate::fs::pyrepr::python_float_repr;
 use crate::fs::tree::Tree;
@@ -172,7 +172,7 @@ pub struct FanoutFs {
     handles: Mutex<HashMap<u64, UHandle>>,
     next_fh: AtomicU64,
     /// Where names the kernel should forget go, as union inodes.
-    forget_requests: Mutex<Option<Sender<(u64, String)>>>,
+    forget_requests: Mutex<Option<Sender<Invalidation>>>,
 }
 
 fn global(tree: usize, local: u64) -> u64 {
@@ -276,7 +276,7 @@ impl FanoutFs {
 
     /// Where to send the (directory inode, name) pairs the kernel should
     /// forget: each tree's requests, translated to the union's inodes.
-    pub fn set_forget_requests(&self, tx: Sender<(u64, String)>) {
+    pub fn set_forget_requests(&self, tx: Sender<Invalidation>) {
         *self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         for t in 0..self.trees().len() {
             self.connect_forgets(t);
@@ -288,19 +288,28 @@ impl FanoutFs {
     /// sub-store's inodes are its own, tagged).
     fn connect_forgets(&self, t: usize) {
         let Some(tx) = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone() else { return };
-        let (local_tx, local_rx) = std::sync::mpsc::channel::<(u64, String)>();
+        let (local_tx, local_rx) = std::sync::mpsc::channel::<Invalidation>();
         self.tree(t).set_forget_requests(local_tx);
         let nodes = Arc::clone(&self.nodes);
         let shard = t < self.shard_count;
         let spawned = std::thread::Builder::new().name(format!("forget-{t}")).spawn(move || {
-            for (parent, name) in local_rx {
-                let ino = if shard {
-                    nodes.lock().unwrap_or_else(|e| e.into_inner()).by_local.get(&(t, parent)).copied()
+            let to_union = |local: u64| {
+                if shard {
+                    nodes.lock().unwrap_or_else(|e| e.into_inner()).by_local.get(&(t, local)).copied()
                 } else {
-                    Some(global(t, parent))
+                    Some(global(t, local))
+                }
+            };
+            for request in local_rx {
+                let request = match request {
+                    Invalidation::Entry { parent, name } => {
+                        to_union(parent).map(|parent| Invalidation::Entry { parent, name })
+                    }
+                    // A file's inode is the shard's own, tagged.
+                    Invalidation::Inode(ino) => Some(Invalidation::Inode(global(t, ino))),
                 };
-                if let Some(ino) = ino {
-                    let _ = tx.send((ino, name));
+                if let Some(request) = request {
+                    let _ = tx.send(request);
                 }
             }
         });

@@ -47,7 +47,10 @@ mod flyte2;
 mod io;
 mod keydirs;
 mod tags;
+mod unopened;
 mod views;
+mod watch;
+pub use watch::WATCH_INTERVAL;
 mod xattrs;
 use keydirs::{DirCookies, Resolved};
 use views::ViewTable;
@@ -64,6 +67,13 @@ pub struct FsConfig {
     /// Most key inodes kept: past it, the kernel is asked to forget the
     /// oldest unused ones (an inode must live while the kernel holds it).
     pub max_inodes: usize,
+    /// READ comes without OPEN, FLUSH or RELEASE (a read-only mount
+    /// answers OPEN with ENOSYS): see filesystem/unopened.rs.
+    pub reads_unopened: bool,
+    /// How long the kernel may trust names and attributes in `keys/` when
+    /// the change watcher invalidates them (filesystem/watch.rs); `ttl`
+    /// elsewhere.
+    pub watched_ttl: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +107,19 @@ pub struct OpenFlags {
     pub direct_io: bool,
     /// Closing needs no FLUSH (a reader).
     pub no_flush: bool,
+}
+
+/// What the kernel is asked to drop from its caches. Sent to a thread of
+/// its own (mount.rs): a notification from inside a request could wait on
+/// a lock the kernel holds for that request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// The name `name` in directory `parent` (`inval_entry`): the next
+    /// path walk looks it up again.
+    Entry { parent: u64, name: String },
+    /// An inode's attributes and cached pages, or a directory's cached
+    /// listing (`inval_inode`).
+    Inode(u64),
 }
 
 /// Receives directory entries; returns true when full (stop adding).
@@ -154,6 +177,9 @@ struct Tables {
     flyte2: Interner<flyte2::Flyte2Node, flyte2::Flyte2Node>,
     handles: HashMap<u64, Handle>,
     next_fh: u64,
+    /// Read handles held by inodes read without OPEN, by inode
+    /// (filesystem/unopened.rs).
+    pins: HashMap<u64, u64>,
 }
 
 /// What a request works with: its engine handle and the locked tables.
@@ -178,7 +204,7 @@ impl DerefMut for State<'_, '_> {
 pub struct DiskCacheFs {
     config: FsConfig,
     /// Where names to forget go (a thread sends the notifications).
-    forget_requests: Mutex<Option<std::sync::mpsc::Sender<(u64, String)>>>,
+    forget_requests: Mutex<Option<std::sync::mpsc::Sender<Invalidation>>>,
     directory: PathBuf,
     engine: Engine,
     /// Lock order: after a writer's staging lock and SQLite's write lock.
@@ -190,6 +216,9 @@ pub struct DiskCacheFs {
     /// added to or removed from the directory through the mount. A leaf
     /// lock: nothing is taken while it is held.
     dir_times: Mutex<HashMap<u64, (SystemTime, SystemTime)>>,
+    /// The change watcher's handle and position (watch.rs); only its
+    /// thread takes this lock.
+    watch_state: Mutex<Option<watch::WatchState>>,
 }
 
 /// Sizes of the batches a listing reads from the cache: a READDIR reply
@@ -268,15 +297,17 @@ impl DiskCacheFs {
                 flyte2: Interner::default(),
                 handles: HashMap::new(),
                 next_fh: 1,
+                pins: HashMap::new(),
             }),
             tree_time: Mutex::new(None),
             dir_times: Mutex::new(HashMap::new()),
+            watch_state: Mutex::new(None),
         }
     }
 
     /// Where to send the (directory inode, name) pairs the kernel should
     /// forget (`inval_entry`).
-    pub fn set_forget_requests(&self, tx: std::sync::mpsc::Sender<(u64, String)>) {
+    pub fn set_forget_requests(&self, tx: std::sync::mpsc::Sender<Invalidation>) {
         *self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
     }
 
@@ -295,7 +326,16 @@ impl DiskCacheFs {
         for key in st.inodes.forget_candidates(excess) {
             let (prefix, leaf) = crate::fs::paths::leaf_of(&key);
             let dir = Self::key_dir_ino(st, prefix);
-            let _ = tx.send((dir, leaf));
+            let _ = tx.send(Invalidation::Entry { parent: dir, name: leaf });
+        }
+    }
+
+    /// Asks the kernel to drop what it caches of `ino` (see
+    /// [`Invalidation`]).
+    fn request_invalidation(&self, ino: u64) {
+        let tx = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(Invalidation::Inode(ino));
         }
     }
 
@@ -709,6 +749,10 @@ impl DiskCacheFs {
     }
 
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        self.lookup_attr(parent, name).map(|a| self.made_content_attr(a))
+    }
+
+    fn lookup_attr(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
         if name.len() > NAME_MAX {
             return Err(FsError::NameTooLong(name_str(name)));
         }
@@ -756,13 +800,30 @@ impl DiskCacheFs {
         }
     }
 
+    /// `forget`. An inode read without OPEN drops its pin with the last
+    /// reference (filesystem/unopened.rs).
     pub fn forget(&self, ino: u64, nlookup: u64) {
-        self.tables().inodes.forget(ino, nlookup);
+        let unpin = {
+            let mut st = self.tables();
+            st.inodes.forget(ino, nlookup);
+            let forgotten = match classify(ino) {
+                Node::Key => st.inodes.get(ino).is_none_or(|i| i.nlookup == 0),
+                _ => true,
+            };
+            forgotten && st.pins.contains_key(&ino)
+        };
+        if unpin {
+            self.unpin(ino);
+        }
     }
 
     /// `getattr`. (`fstat` sends no file handle, so a reader's snapshot
     /// size comes from its inode: see `note_version`.)
     pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
+        self.current_attr(ino).map(|a| self.made_content_attr(a))
+    }
+
+    fn current_attr(&self, ino: u64) -> Result<Attr, FsError> {
         match classify(ino) {
             Node::FixedDir => Ok(self.dir_attr(ino)),
             Node::View => self.view_getattr(ino),

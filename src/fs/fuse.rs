@@ -20,19 +20,66 @@ use crate::fs::filesystem::{Attr, DirReplier, Kind, OpenFlags};
 use crate::fs::tree::Tree;
 
 pub struct FuseAdapter<T: Tree> {
-    fs: T,
+    fs: std::sync::Arc<T>,
+    requests: std::sync::Arc<RequestCounts>,
 }
 
 impl<T: Tree> FuseAdapter<T> {
-    pub fn new(fs: T) -> FuseAdapter<T> {
-        FuseAdapter { fs }
+    pub fn new(fs: std::sync::Arc<T>, requests: std::sync::Arc<RequestCounts>) -> FuseAdapter<T> {
+        FuseAdapter { fs, requests }
+    }
+}
+
+/// The kinds of request counted, by the names handlers give [`guarded`].
+const REQUEST_KINDS: [&str; 36] = [
+    "init", "lookup", "forget", "getattr", "setattr", "mknod", "mkdir", "unlink", "rmdir", "symlink", "readlink",
+    "rename", "link", "open", "read", "write", "flush", "release", "fsync", "opendir", "readdir", "readdirplus",
+    "releasedir", "statfs", "setxattr", "getxattr", "listxattr", "removexattr", "create", "ioctl", "fallocate",
+    "lseek", "copy_file_range", "access", "batch_forget", "other",
+];
+
+/// Requests served, by kind: what a workload costs in round trips
+/// (docs/PERFORMANCE.md counts them with this). Logged when the session
+/// ends.
+pub struct RequestCounts([std::sync::atomic::AtomicU64; REQUEST_KINDS.len()]);
+
+impl Default for RequestCounts {
+    fn default() -> RequestCounts {
+        RequestCounts(std::array::from_fn(|_| std::sync::atomic::AtomicU64::new(0)))
+    }
+}
+
+impl RequestCounts {
+    fn count(&self, kind: &str) {
+        let i = REQUEST_KINDS.iter().position(|k| *k == kind).unwrap_or(REQUEST_KINDS.len() - 1);
+        self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `lookup=12 getattr=3 ...`, the kinds seen at least once.
+    pub fn summary(&self) -> String {
+        let mut out = Vec::new();
+        for (kind, n) in REQUEST_KINDS.iter().zip(&self.0) {
+            let n = n.load(std::sync::atomic::Ordering::Relaxed);
+            if n > 0 {
+                out.push(format!("{kind}={n}"));
+            }
+        }
+        out.join(" ")
+    }
+}
+
+impl<T: Tree> FuseAdapter<T> {
+    /// Counts the request and runs its handler (see [`run_guarded`]).
+    fn guarded(&self, op: &str, handler: impl FnOnce()) {
+        self.requests.count(op);
+        run_guarded(op, handler)
     }
 }
 
 /// Runs one request's handler; a panic (a bug) is logged and the request
 /// answered with EIO (fuser replies EIO for a reply dropped unsent), so the
 /// daemon keeps serving every other request.
-fn guarded(op: &str, handler: impl FnOnce()) {
+fn run_guarded(op: &str, handler: impl FnOnce()) {
     if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler)) {
         let what = panic
             .downcast_ref::<&str>()
@@ -112,7 +159,7 @@ impl DirReplier for Plain<'_> {
 
 struct Plus<'a> {
     reply: &'a mut ReplyDirectoryPlus,
-    ttl: std::time::Duration,
+    ttl: &'a dyn Fn(u64) -> std::time::Duration,
 }
 
 impl DirReplier for Plus<'_> {
@@ -131,7 +178,7 @@ impl DirReplier for Plus<'_> {
         });
         // `.` and `..` carry no attributes: a zero TTL keeps the kernel
         // from trusting the placeholder.
-        let ttl = if name == "." || name == ".." { std::time::Duration::ZERO } else { self.ttl };
+        let ttl = if name == "." || name == ".." { std::time::Duration::ZERO } else { (self.ttl)(ino) };
         self.reply.add(INodeNo(ino), next_offset, name, &ttl, &file_attr(&attr), Generation(0))
     }
 }
@@ -152,7 +199,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
-        guarded("ioctl", || {
+        self.guarded("ioctl", || {
             reply.error(Errno::from_i32(libc::ENOTTY));
         });
     }
@@ -167,7 +214,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        guarded("fallocate", || {
+        self.guarded("fallocate", || {
             reply.error(Errno::from_i32(libc::EOPNOTSUPP));
         });
     }
@@ -181,7 +228,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _whence: i32,
         reply: fuser::ReplyLseek,
     ) {
-        guarded("lseek", || {
+        self.guarded("lseek", || {
             reply.error(Errno::from_i32(libc::ENOSYS));
         });
     }
@@ -199,7 +246,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _flags: fuser::CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        guarded("copy_file_range", || {
+        self.guarded("copy_file_range", || {
             reply.error(Errno::from_i32(libc::ENOSYS));
         });
     }
@@ -232,26 +279,26 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        guarded("lookup", || {
+        self.guarded("lookup", || {
             log::debug!("lookup parent={} name={name:?} pid={}", parent.0, req.pid());
             match self.fs.lookup(parent.0, name) {
-                Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
+                Ok(attr) => reply.entry(&self.fs.ttl_for(attr.ino), &file_attr(&attr), Generation(0)),
                 Err(e) => reply.error(errno("lookup", req, &e)),
             }
         });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        guarded("forget", || {
+        self.guarded("forget", || {
             self.fs.forget(ino.0, nlookup);
         });
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        guarded("getattr", || {
+        self.guarded("getattr", || {
             log::debug!("getattr ino={} fh={fh:?} pid={}", ino.0, req.pid());
             match self.fs.getattr(ino.0) {
-                Ok(attr) => reply.attr(&self.fs.config().ttl, &file_attr(&attr)),
+                Ok(attr) => reply.attr(&self.fs.ttl_for(attr.ino), &file_attr(&attr)),
                 Err(e) => reply.error(errno("getattr", req, &e)),
             }
         });
@@ -275,10 +322,10 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        guarded("setattr", || {
+        self.guarded("setattr", || {
             log::debug!("setattr ino={} size={size:?} pid={}", ino.0, req.pid());
             match self.fs.setattr(ino.0, fh.map(|f| f.0), size, time_of(atime), time_of(mtime)) {
-                Ok(attr) => reply.attr(&self.fs.config().ttl, &file_attr(&attr)),
+                Ok(attr) => reply.attr(&self.fs.ttl_for(attr.ino), &file_attr(&attr)),
                 Err(e) => reply.error(errno("setattr", req, &e)),
             }
         });
@@ -294,7 +341,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        guarded("mknod", || {
+        self.guarded("mknod", || {
             // A regular file is a new empty entry; nothing else exists here.
             let result = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
                 self.fs.mknod_regular(parent.0, name)
@@ -302,21 +349,21 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
                 Err(FsError::NotPermitted(format!("mknod {name:?}: only regular files")))
             };
             match result {
-                Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
+                Ok(attr) => reply.entry(&self.fs.ttl_for(attr.ino), &file_attr(&attr), Generation(0)),
                 Err(e) => reply.error(errno("mknod", req, &e)),
             }
         });
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        guarded("mkdir", || match self.fs.mkdir(parent.0, name) {
-            Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
+        self.guarded("mkdir", || match self.fs.mkdir(parent.0, name) {
+            Ok(attr) => reply.entry(&self.fs.ttl_for(attr.ino), &file_attr(&attr), Generation(0)),
             Err(e) => reply.error(errno("mkdir", req, &e)),
         });
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guarded("unlink", || {
+        self.guarded("unlink", || {
             log::debug!("unlink parent={} name={name:?} pid={}", parent.0, req.pid());
             match self.fs.unlink(parent.0, name) {
                 Ok(()) => reply.ok(),
@@ -326,21 +373,21 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guarded("rmdir", || match self.fs.rmdir(parent.0, name) {
+        self.guarded("rmdir", || match self.fs.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("rmdir", req, &e)),
         });
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
-        guarded("symlink", || match self.fs.symlink(parent.0, link_name, target) {
-            Ok(attr) => reply.entry(&self.fs.config().ttl, &file_attr(&attr), Generation(0)),
+        self.guarded("symlink", || match self.fs.symlink(parent.0, link_name, target) {
+            Ok(attr) => reply.entry(&self.fs.ttl_for(attr.ino), &file_attr(&attr), Generation(0)),
             Err(e) => reply.error(errno("symlink", req, &e)),
         });
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
-        guarded("readlink", || match self.fs.readlink(ino.0) {
+        self.guarded("readlink", || match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(errno("readlink", req, &e)),
         });
@@ -356,7 +403,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        guarded("rename", || {
+        self.guarded("rename", || {
             log::debug!("rename {name:?} -> {newname:?} pid={}", req.pid());
             let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
             let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
@@ -368,13 +415,19 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
     }
 
     fn link(&self, req: &Request, _ino: INodeNo, _newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        guarded("link", || {
+        self.guarded("link", || {
             reply.error(errno("link", req, &FsError::NotPermitted(format!("link {newname:?}"))));
         });
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
-        guarded("open", || {
+        self.guarded("open", || {
+            if self.fs.config().reads_unopened {
+                // The kernel then opens files itself from now on
+                // (filesystem/unopened.rs).
+                reply.error(Errno::from_i32(libc::ENOSYS));
+                return;
+            }
             log::debug!("open ino={} flags={:#x} pid={}", ino.0, flags.0, req.pid());
             let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
             let truncate = flags.0 & libc::O_TRUNC != 0;
@@ -397,7 +450,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        guarded("read", || match self.fs.read(ino.0, fh.0, offset, size) {
+        self.guarded("read", || match self.fs.read(ino.0, fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno("read", req, &e)),
         });
@@ -415,14 +468,19 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        guarded("write", || match self.fs.write(ino.0, fh.0, offset, data) {
+        self.guarded("write", || match self.fs.write(ino.0, fh.0, offset, data) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno("write", req, &e)),
         });
     }
 
     fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        guarded("flush", || {
+        self.guarded("flush", || {
+            if self.fs.config().reads_unopened {
+                // Nothing to commit on a read-only mount: no FLUSH again.
+                reply.error(Errno::from_i32(libc::ENOSYS));
+                return;
+            }
             log::debug!("flush ino={} fh={} pid={}", ino.0, fh.0, req.pid());
             match self.fs.flush(fh.0) {
                 Ok(()) => reply.ok(),
@@ -441,30 +499,42 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        guarded("release", || match self.fs.release(fh.0) {
+        self.guarded("release", || match self.fs.release(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("release", req, &e)),
         });
     }
 
     fn fsync(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        guarded("fsync", || match self.fs.fsync(fh.0) {
+        self.guarded("fsync", || match self.fs.fsync(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("fsync", req, &e)),
         });
     }
 
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: FuseOpenFlags, reply: ReplyOpen) {
+        self.guarded("opendir", || {
+            if self.fs.config().reads_unopened {
+                // The kernel then keeps every listing it reads until the
+                // change watcher drops it (filesystem/watch.rs).
+                reply.error(Errno::from_i32(libc::ENOSYS));
+            } else {
+                reply.opened(FileHandle(0), FopenFlags::empty());
+            }
+        });
+    }
+
     fn readdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        guarded("readdir", || match self.fs.readdir(ino.0, offset, false, &mut Plain(&mut reply)) {
+        self.guarded("readdir", || match self.fs.readdir(ino.0, offset, false, &mut Plain(&mut reply)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("readdir", req, &e)),
         });
     }
 
     fn readdirplus(&self, req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        guarded("readdirplus", || {
-            let ttl = self.fs.config().ttl;
-            match self.fs.readdir(ino.0, offset, true, &mut Plus { reply: &mut reply, ttl }) {
+        self.guarded("readdirplus", || {
+            let ttl = |ino| self.fs.ttl_for(ino);
+            match self.fs.readdir(ino.0, offset, true, &mut Plus { reply: &mut reply, ttl: &ttl }) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("readdirplus", req, &e)),
             }
@@ -472,7 +542,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
     }
 
     fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        guarded("statfs", || match self.fs.statfs() {
+        self.guarded("statfs", || match self.fs.statfs() {
             Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
             Err(e) => reply.error(errno("statfs", req, &e)),
         });
@@ -488,7 +558,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        guarded("setxattr", || {
+        self.guarded("setxattr", || {
             log::debug!("setxattr ino={} name={name:?} pid={}", ino.0, req.pid());
             let create = flags & libc::XATTR_CREATE != 0;
             let replace = flags & libc::XATTR_REPLACE != 0;
@@ -500,21 +570,21 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        guarded("getxattr", || match self.fs.getxattr(ino.0, name) {
+        self.guarded("getxattr", || match self.fs.getxattr(ino.0, name) {
             Ok(value) => reply_xattr(reply, &value, size, req),
             Err(e) => reply.error(errno("getxattr", req, &e)),
         });
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        guarded("listxattr", || match self.fs.listxattr(ino.0) {
+        self.guarded("listxattr", || match self.fs.listxattr(ino.0) {
             Ok(value) => reply_xattr(reply, &value, size, req),
             Err(e) => reply.error(errno("listxattr", req, &e)),
         });
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        guarded("removexattr", || match self.fs.removexattr(ino.0, name) {
+        self.guarded("removexattr", || match self.fs.removexattr(ino.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno("removexattr", req, &e)),
         });
@@ -530,14 +600,14 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        guarded("create", || {
+        self.guarded("create", || {
             log::debug!("create parent={} name={name:?} flags={flags:#x} pid={}", parent.0, req.pid());
             let exclusive = flags & libc::O_EXCL != 0;
             let truncate = flags & libc::O_TRUNC != 0;
             let append = flags & libc::O_APPEND != 0;
             match self.fs.create(parent.0, name, exclusive, truncate, append) {
                 Ok((attr, fh, f)) => reply.created(
-                    &self.fs.config().ttl,
+                    &self.fs.ttl_for(attr.ino),
                     &file_attr(&attr),
                     Generation(0),
                     FileHandle(fh),

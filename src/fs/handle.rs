@@ -289,6 +289,18 @@ pub struct ReadView {
 }
 
 impl Handle {
+    /// The length of what a reader of this handle reads, where fixed.
+    pub fn content_len(&self) -> Option<u64> {
+        match self {
+            Handle::Read { snapshot, .. } => match &**snapshot {
+                Snapshot::Inline(data) => Some(data.len() as u64),
+                Snapshot::File(file) => file.metadata().ok().map(|m| m.len()),
+            },
+            Handle::Op { output, .. } => Some(output.len() as u64),
+            _ => None,
+        }
+    }
+
     pub fn ino(&self) -> u64 {
         match self {
             Handle::Read { ino, .. }

@@ -170,6 +170,9 @@ pub struct KeyInode {
     /// The key given by `user.diskcache.key`: a rename of this file to
     /// that key's `%sha256:` name stores it under that key.
     pub intended_key: Option<Key>,
+    /// Holds a pinned read handle (filesystem/unopened.rs): one of its
+    /// `open_handles` that does not keep the kernel from forgetting it.
+    pub pinned: bool,
     /// The kernel was asked to forget it (not asked again until it answers
     /// or looks the name up anew).
     pub forget_requested: bool,
@@ -237,6 +240,7 @@ impl InodeTable {
                 pending: Pending::default(),
                 superseded: None,
                 intended_key: None,
+                pinned: false,
                 forget_requested: false,
             },
         );
@@ -254,7 +258,7 @@ impl InodeTable {
             let Some(ino) = self.age.pop_front() else { break };
             let Some(inode) = self.inodes.get_mut(&ino) else { continue };
             self.age.push_back(ino);
-            if inode.open_handles == 0
+            if inode.open_handles == u32::from(inode.pinned)
                 && !inode.pending_create
                 && !inode.forget_requested
                 && inode.superseded.is_none()

@@ -17,8 +17,9 @@ use thiserror::Error;
 
 use crate::cache::{Cache, CacheOptions, OpenError};
 use crate::fs::fanout::FanoutFs;
-use crate::fs::filesystem::{DiskCacheFs, FsConfig};
-use crate::fs::fuse::FuseAdapter;
+use crate::fs::filesystem::{DiskCacheFs, FsConfig, Invalidation};
+use crate::fs::fuse::{FuseAdapter, RequestCounts};
+use std::sync::Arc;
 use crate::fs::tree::Tree;
 use std::sync::mpsc::Receiver;
 
@@ -43,6 +44,12 @@ pub struct MountConfig {
     pub allow_other: bool,
     /// Entry and attribute timeout: peers' changes show within it.
     pub ttl: Duration,
+    /// The same in `keys/` of a read-only mount, whose change watcher
+    /// tells the kernel of peers' changes (filesystem/watch.rs).
+    pub watched_ttl: Duration,
+    /// A read-only mount still takes OPEN, FLUSH, RELEASE and OPENDIR
+    /// requests (as before reads without OPEN; to compare).
+    pub open_requests: bool,
     /// See `FsConfig::max_inodes`.
     pub max_inodes: usize,
     /// FUSE dispatch threads (at least 1; 0 is taken as 1). See
@@ -81,12 +88,21 @@ pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Resu
     }
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let fs_config = FsConfig { read_only: config.read_only, ttl: config.ttl, uid, gid, max_inodes: config.max_inodes };
+    let mut fs_config = FsConfig {
+        read_only: config.read_only,
+        ttl: config.ttl,
+        uid,
+        gid,
+        max_inodes: config.max_inodes,
+        reads_unopened: false,
+        watched_ttl: config.watched_ttl,
+    };
     let options = CacheOptions { read_only: config.read_only, timeout: config.timeout, ..CacheOptions::default() };
-    // Names the kernel should forget (see `FsConfig::max_inodes`), sent by a
-    // thread of their own: a notification from inside a request could wait
-    // on a lock the kernel holds for that request.
-    let (forget_tx, forget_rx) = std::sync::mpsc::channel::<(u64, String)>();
+    // What the kernel should drop (names to forget, see
+    // `FsConfig::max_inodes`; peers' changes, see filesystem/watch.rs),
+    // sent by a thread of its own: a notification from inside a request
+    // could wait on a lock the kernel holds for that request.
+    let (forget_tx, forget_rx) = std::sync::mpsc::channel::<Invalidation>();
     // A FanoutCache's shards as one tree: the union over a tree per shard.
     if crate::cache::fanout::is_fanout_directory(&config.cache_dir) {
         let opened = FanoutFs::open(&config.cache_dir, options, fs_config).map_err(MountError::from);
@@ -101,6 +117,11 @@ pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Resu
             }
         };
     }
+    // A read-only mount of one cache reads without OPEN, its change
+    // watcher telling the kernel of other processes' changes
+    // (filesystem/unopened.rs, watch.rs). (The union over a FanoutCache's
+    // shards keeps OPEN: its `stats` and settings are made at open.)
+    fs_config.reads_unopened = config.read_only && !config.open_requests;
     match Cache::open_with(&config.cache_dir, options) {
         Ok(cache) => {
             let fs = DiskCacheFs::new(cache, fs_config);
@@ -118,18 +139,24 @@ pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Resu
 /// Mounts `fs` and serves it until unmounted.
 fn run_tree<T: Tree>(
     fs: T,
-    forget_rx: Receiver<(u64, String)>,
+    forget_rx: Receiver<Invalidation>,
     config: &MountConfig,
     target: Option<PathBuf>,
     ready: impl FnOnce(Result<(), String>),
 ) -> Result<(), MountError> {
-    match mount(fs, forget_rx, config) {
+    let requests = Arc::new(RequestCounts::default());
+    let fs = Arc::new(fs);
+    let watched = Arc::downgrade(&fs);
+    match mount(fs, forget_rx, config, requests.clone()) {
         Ok(session) => {
+            spawn_watcher(watched);
             if let Some(target) = &target {
                 raise_readahead(target);
             }
             ready(Ok(()));
-            serve(session, &config.mountpoint, config.threads.max(1))
+            let served = serve(session, &config.mountpoint, config.threads.max(1));
+            log::info!("requests served: {}", requests.summary());
+            served
         }
         Err(e) => {
             ready(Err(e.to_string()));
@@ -170,9 +197,10 @@ fn prepare(config: &MountConfig) -> Result<(), MountError> {
 }
 
 fn mount<T: Tree>(
-    fs: T,
-    forget_rx: Receiver<(u64, String)>,
+    fs: Arc<T>,
+    forget_rx: Receiver<Invalidation>,
     config: &MountConfig,
+    requests: Arc<RequestCounts>,
 ) -> Result<fuser::Session<FuseAdapter<T>>, MountError> {
     let mut options = vec![
         fuser::MountOption::FSName(config.cache_dir.display().to_string()),
@@ -198,19 +226,41 @@ fn mount<T: Tree>(
     fuse_config.clone_fd = true;
 
     block_shutdown_signals();
-    let session = fuser::Session::new(FuseAdapter::new(fs), &config.mountpoint, &fuse_config)
+    let session = fuser::Session::new(FuseAdapter::new(fs, requests), &config.mountpoint, &fuse_config)
         .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })?;
     let notifier = session.notifier();
     std::thread::Builder::new()
         .name("forget".into())
         .spawn(move || {
-            for (parent, name) in forget_rx {
+            for request in forget_rx {
                 // ENOENT: the kernel had already dropped it.
-                let _ = notifier.inval_entry(fuser::INodeNo(parent), std::ffi::OsStr::new(&name));
+                let _ = match request {
+                    Invalidation::Entry { parent, name } => {
+                        notifier.inval_entry(fuser::INodeNo(parent), std::ffi::OsStr::new(&name))
+                    }
+                    Invalidation::Inode(ino) => notifier.inval_inode(fuser::INodeNo(ino), 0, 0),
+                };
             }
         })
         .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })?;
     Ok(session)
+}
+
+/// Calls the tree's change watcher every `WATCH_INTERVAL` while the tree
+/// lives and wants it (filesystem/watch.rs).
+fn spawn_watcher<T: Tree>(tree: std::sync::Weak<T>) {
+    let spawned = std::thread::Builder::new().name("watch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(crate::fs::filesystem::WATCH_INTERVAL);
+            match tree.upgrade() {
+                Some(tree) if tree.watch() => {}
+                _ => break,
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log::error!("no change watcher: {e}");
+    }
 }
 
 /// The kernel offers FUSE at most 128 KiB of read-ahead at INIT; large

@@ -189,6 +189,11 @@ pub struct DirInodes {
 }
 
 impl DirInodes {
+    /// Every directory's index and prefix.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.prefixes.iter().enumerate().filter_map(|(i, p)| Some((i, p.as_deref()?)))
+    }
+
     /// The index of `prefix`, made the first time.
     pub fn index_of(&mut self, prefix: &DirPrefix) -> usize {
         if let Some(&i) = self.index.get(prefix) {

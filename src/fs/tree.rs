@@ -60,6 +60,15 @@ pub trait Tree: Send + Sync + 'static {
     fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError>;
     fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], create: bool, replace: bool) -> Result<(), FsError>;
     fn removexattr(&self, ino: u64, name: &OsStr) -> Result<(), FsError>;
+    /// How long the kernel may keep `ino`'s name and attributes.
+    fn ttl_for(&self, _ino: u64) -> std::time::Duration {
+        self.config().ttl
+    }
+    /// One look for other processes' changes (filesystem/watch.rs); false
+    /// when the tree is not watched.
+    fn watch(&self) -> bool {
+        false
+    }
 }
 
 /// Forwards each request to the inherent method of the same name.
@@ -99,5 +108,7 @@ impl Tree for DiskCacheFs {
         listxattr(ino: u64) -> Result<Vec<u8>, FsError>;
         setxattr(ino: u64, name: &OsStr, value: &[u8], create: bool, replace: bool) -> Result<(), FsError>;
         removexattr(ino: u64, name: &OsStr) -> Result<(), FsError>;
+        ttl_for(ino: u64) -> std::time::Duration;
+        watch() -> bool;
     }
 }

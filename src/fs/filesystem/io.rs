@@ -327,6 +327,9 @@ impl DiskCacheFs {
     }
 
     pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+        if fh == 0 && self.reads_unopened() {
+            return self.read_unopened(ino, offset, size);
+        }
         let what = || format!("inode {ino}");
         let target = Self::target(&self.tables(), fh)?;
         match target {

@@ -1,0 +1,185 @@
+//! The change watcher of a read-only mount (docs/SEMANTICS.md, "Read-only
+//! mounts"). There the kernel keeps names and attributes in `keys/` for
+//! long (`FsConfig::watched_ttl`) and every listing it has read (no
+//! OPENDIR reaches the daemon), so that warm reads and repeat listings
+//! cost no round trip; what other processes change must still show
+//! within a second. A thread (mount.rs) calls [`DiskCacheFs::watch`]
+//! every 100 ms; each call costs one `PRAGMA data_version` on a handle of
+//! the watcher's own (it changes with every commit by any other
+//! connection) and one look at the next expiry time. When either says
+//! something changed, the watcher compares every key the kernel knows
+//! with the cache and asks the kernel to drop:
+//! - the name and attributes of each key whose version changed or that is
+//!   gone (a pinned inode is superseded at the next lookup, and keeps its
+//!   readers' version: filesystem/unopened.rs);
+//! - the name of each directory of `keys/` that no longer exists;
+//! - the cached listing of every directory it knows;
+//! - the pins, attributes and pages of files whose content the daemon
+//!   makes (`stats`, settings, renderings).
+//!
+//! A comparison costs one indexed lookup per inode the kernel holds (at
+//! most `--max-inodes`); after a slow one the next waits four times as
+//! long, so the watcher uses at most a fifth of a CPU whatever the load.
+
+use std::time::{Duration, Instant};
+
+use super::{DiskCacheFs, Invalidation};
+use crate::cache::{Cache, CacheOptions, Key};
+use crate::fs::inode::{
+    ContentVersion, KEY_DIR_BASE, KEYS_DIR, ROOT, SETTINGS_DIR, TAG_DIR_BASE, TAGS_DIR,
+};
+use crate::fs::paths::{leaf_of, part_name};
+
+/// How often the watcher looks for changes.
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The watcher's own view of the cache.
+pub(super) struct WatchState {
+    cache: Cache,
+    data_version: i64,
+    /// When the next entry expires (an expiry commits nothing).
+    next_expiry: Option<f64>,
+    /// No comparison before this (see the module doc).
+    quiet_until: Instant,
+}
+
+/// A key the kernel knows, as the watcher compares it.
+struct KnownKey {
+    ino: u64,
+    key: Key,
+    held: Option<ContentVersion>,
+    dir: u64,
+    leaf: String,
+}
+
+impl DiskCacheFs {
+    /// One look for changes by other processes (see the module doc);
+    /// false when this tree is not watched (the caller stops calling).
+    pub fn watch(&self) -> bool {
+        if !self.reads_unopened() {
+            return false;
+        }
+        let mut guard = self.watch_state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = match &mut *guard {
+            Some(state) => state,
+            None => {
+                match self.open_watch_state() {
+                    Ok(state) => *guard = Some(state),
+                    Err(e) => log::warn!("change watcher: {e}; trying again"),
+                }
+                return true;
+            }
+        };
+        let now = Instant::now();
+        if now < state.quiet_until {
+            return true;
+        }
+        let version = match state.cache.data_version() {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("change watcher: {e}");
+                return true;
+            }
+        };
+        let cache_now = state.cache.now();
+        let expired = state.next_expiry.is_some_and(|t| t <= cache_now);
+        if version == state.data_version && !expired {
+            return true;
+        }
+        state.data_version = version;
+        state.next_expiry = state.cache.next_expiry_after(cache_now).unwrap_or(None);
+        let requests = self.stale_in_kernel(&state.cache);
+        let cost = now.elapsed();
+        state.quiet_until = Instant::now() + cost * 4;
+        drop(guard);
+        log::debug!("change watcher: {} invalidations in {cost:?}", requests.len());
+        let tx = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(tx) = tx {
+            for request in requests {
+                let _ = tx.send(request);
+            }
+        }
+        true
+    }
+
+    fn open_watch_state(&self) -> Result<WatchState, String> {
+        let options = CacheOptions { read_only: true, ..CacheOptions::default() };
+        let cache = Cache::open_with(&self.directory, options).map_err(|e| e.to_string())?;
+        let data_version = cache.data_version().map_err(|e| e.to_string())?;
+        let next_expiry = cache.next_expiry_after(cache.now()).map_err(|e| e.to_string())?;
+        Ok(WatchState { cache, data_version, next_expiry, quiet_until: Instant::now() })
+    }
+
+    /// What the kernel caches that the cache no longer says.
+    fn stale_in_kernel(&self, cache: &Cache) -> Vec<Invalidation> {
+        let (keys, dirs, tag_dirs) = {
+            let mut st = self.tables();
+            let known: Vec<(u64, Key, Option<ContentVersion>)> = st
+                .inodes
+                .iter()
+                .filter(|(_, i)| i.nlookup > 0 && i.superseded.is_none() && !i.unlinked)
+                .map(|(ino, i)| (ino, i.key.clone(), i.kernel_version))
+                .collect();
+            let keys: Vec<KnownKey> = known
+                .into_iter()
+                .map(|(ino, key, held)| {
+                    let (prefix, leaf) = leaf_of(&key);
+                    let prefix = prefix.to_string();
+                    let dir = Self::key_dir_ino(&mut st, &prefix);
+                    KnownKey { ino, key, held, dir, leaf }
+                })
+                .collect();
+            let dirs: Vec<(u64, String)> = st
+                .key_dirs
+                .iter()
+                .map(|(index, prefix)| (KEY_DIR_BASE + index as u64, prefix.to_string()))
+                .collect();
+            // Each directory's parent, for the names of those that went.
+            let dirs: Vec<(u64, Option<(u64, String)>)> = dirs
+                .into_iter()
+                .map(|(ino, prefix)| {
+                    let (parent, name) = match prefix.trim_end_matches('/').rsplit_once('/') {
+                        Some((parent, part)) => (format!("{parent}/"), part_name(part)),
+                        None => (String::new(), part_name(prefix.trim_end_matches('/'))),
+                    };
+                    let exists = self.dir_still_exists(cache, &prefix);
+                    let gone = (!exists).then(|| (Self::key_dir_ino(&mut st, &parent), name));
+                    (ino, gone)
+                })
+                .collect();
+            (keys, dirs, st.tag_dirs.len())
+        };
+        let mut out = Vec::new();
+        for known in keys {
+            let now = match cache.entry_meta(&known.key) {
+                Ok(meta) => meta.map(|m| ContentVersion::of(&m, Self::entry_len(cache, &m))),
+                Err(e) => {
+                    log::warn!("change watcher: keys/{}: {e}", known.leaf);
+                    continue;
+                }
+            };
+            if now != known.held {
+                out.push(Invalidation::Entry { parent: known.dir, name: known.leaf });
+                out.push(Invalidation::Inode(known.ino));
+            }
+        }
+        for (ino, gone) in dirs {
+            if let Some((parent, name)) = gone {
+                out.push(Invalidation::Entry { parent, name });
+            }
+            out.push(Invalidation::Inode(ino));
+        }
+        for ino in [ROOT, KEYS_DIR, TAGS_DIR, SETTINGS_DIR] {
+            out.push(Invalidation::Inode(ino));
+        }
+        out.extend((0..tag_dirs as u64).map(|i| Invalidation::Inode(TAG_DIR_BASE + i)));
+        out.extend(self.unpin_made_content().into_iter().map(Invalidation::Inode));
+        out
+    }
+
+    /// Whether a directory of `keys/` still has a live key under it.
+    fn dir_still_exists(&self, cache: &Cache, prefix: &str) -> bool {
+        let end = crate::fs::paths::prefix_end(prefix);
+        cache.has_live_str_key_in(prefix, &end).unwrap_or(true)
+    }
+}
