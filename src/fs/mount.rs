@@ -149,12 +149,18 @@ fn run_tree<T: Tree>(
     let watched = Arc::downgrade(&fs);
     match mount(fs, forget_rx, config, requests.clone()) {
         Ok(session) => {
-            spawn_watcher(watched);
+            let watcher = spawn_watcher(watched);
             if let Some(target) = &target {
                 raise_readahead(target);
             }
             ready(Ok(()));
             let served = serve(session, &config.mountpoint, config.threads.max(1));
+            // The tree (and the watcher's own database handle) must be
+            // gone before the process exits, so that SQLite's last close
+            // removes cache.db-wal and -shm as it found them.
+            if let Some(watcher) = watcher {
+                let _ = watcher.join();
+            }
             log::info!("requests served: {}", requests.summary());
             served
         }
@@ -247,8 +253,9 @@ fn mount<T: Tree>(
 }
 
 /// Calls the tree's change watcher every `WATCH_INTERVAL` while the tree
-/// lives and wants it (filesystem/watch.rs).
-fn spawn_watcher<T: Tree>(tree: std::sync::Weak<T>) {
+/// lives and wants it (filesystem/watch.rs). The thread ends within an
+/// interval of the session's end.
+fn spawn_watcher<T: Tree>(tree: std::sync::Weak<T>) -> Option<std::thread::JoinHandle<()>> {
     let spawned = std::thread::Builder::new().name("watch".into()).spawn(move || {
         loop {
             std::thread::sleep(crate::fs::filesystem::WATCH_INTERVAL);
@@ -258,9 +265,7 @@ fn spawn_watcher<T: Tree>(tree: std::sync::Weak<T>) {
             }
         }
     });
-    if let Err(e) = spawned {
-        log::error!("no change watcher: {e}");
-    }
+    spawned.map_err(|e| log::error!("no change watcher: {e}")).ok()
 }
 
 /// The kernel offers FUSE at most 128 KiB of read-ahead at INIT; large
