@@ -101,7 +101,9 @@ fn str_key() -> impl Strategy<Value = String> {
 
 fn fs_over(dir: &std::path::Path) -> DiskCacheFs {
     let cache = Cache::open(dir).unwrap();
-    DiskCacheFs::new(cache, FsConfig {
+    DiskCacheFs::new(
+        cache,
+        FsConfig {
             read_only: false,
             ttl: Duration::ZERO,
             uid: 0,
@@ -109,7 +111,8 @@ fn fs_over(dir: &std::path::Path) -> DiskCacheFs {
             max_inodes: 1_000_000,
             reads_unopened: false,
             watched_ttl: Duration::ZERO,
-        })
+        },
+    )
 }
 
 proptest! {

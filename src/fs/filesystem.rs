@@ -275,9 +275,13 @@ impl DiskCacheFs {
     /// The tree over `cache`'s directory. `cache` becomes the engine's
     /// primary handle; the requests' handles are opened beside it.
     pub fn new(cache: Cache, config: FsConfig) -> DiskCacheFs {
+        let directory = cache.directory().to_path_buf();
+        // Opened before any request (see `watch::open_watch_state`); a
+        // failure is tried again, and logged, by the watcher.
+        let watch_state = if config.reads_unopened { Self::open_watch_state(&directory).ok() } else { None };
         DiskCacheFs {
             forget_requests: Mutex::new(None),
-            directory: cache.directory().to_path_buf(),
+            directory,
             config,
             engine: Engine::new(cache),
             tables: Mutex::new(Tables {
@@ -301,7 +305,7 @@ impl DiskCacheFs {
             }),
             tree_time: Mutex::new(None),
             dir_times: Mutex::new(HashMap::new()),
-            watch_state: Mutex::new(None),
+            watch_state: Mutex::new(watch_state),
         }
     }
 

@@ -19,8 +19,8 @@ use crate::cache::{Cache, CacheOptions, OpenError};
 use crate::fs::fanout::FanoutFs;
 use crate::fs::filesystem::{DiskCacheFs, FsConfig, Invalidation};
 use crate::fs::fuse::{FuseAdapter, RequestCounts};
-use std::sync::Arc;
 use crate::fs::tree::Tree;
+use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 /// FUSE dispatch threads when `--threads` is not given: each takes requests

@@ -17,6 +17,9 @@
 //! - the pins, attributes and pages of files whose content the daemon
 //!   makes (`stats`, settings, renderings).
 //!
+//! Each comparison is made once more at the next look, for a listing the
+//! kernel was reading while the invalidations went out.
+//!
 //! A comparison costs one indexed lookup per inode the kernel holds (at
 //! most `--max-inodes`); after a slow one the next waits four times as
 //! long, so the watcher uses at most a fifth of a CPU whatever the load.
@@ -25,9 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::{DiskCacheFs, Invalidation};
 use crate::cache::{Cache, CacheOptions, Key};
-use crate::fs::inode::{
-    ContentVersion, KEY_DIR_BASE, KEYS_DIR, ROOT, SETTINGS_DIR, TAG_DIR_BASE, TAGS_DIR,
-};
+use crate::fs::inode::{ContentVersion, KEY_DIR_BASE, KEYS_DIR, ROOT, SETTINGS_DIR, TAG_DIR_BASE, TAGS_DIR};
 use crate::fs::paths::{leaf_of, part_name};
 
 /// How often the watcher looks for changes.
@@ -41,6 +42,10 @@ pub(super) struct WatchState {
     next_expiry: Option<f64>,
     /// No comparison before this (see the module doc).
     quiet_until: Instant,
+    /// Compare once more at the next look: a listing the kernel was
+    /// reading while the last invalidations went out may have been stored
+    /// after them, with entries from before the change.
+    again: bool,
 }
 
 /// A key the kernel knows, as the watcher compares it.
@@ -60,16 +65,19 @@ impl DiskCacheFs {
             return false;
         }
         let mut guard = self.watch_state.lock().unwrap_or_else(|e| e.into_inner());
-        let state = match &mut *guard {
-            Some(state) => state,
-            None => {
-                match self.open_watch_state() {
-                    Ok(state) => *guard = Some(state),
-                    Err(e) => log::warn!("change watcher: {e}; trying again"),
+        let mut opened_late = false;
+        if guard.is_none() {
+            match Self::open_watch_state(&self.directory) {
+                Ok(state) => *guard = Some(state),
+                Err(e) => {
+                    log::warn!("change watcher: {e}; trying again");
+                    return true;
                 }
-                return true;
             }
-        };
+            // Changes since the mount began are not known: compare all.
+            opened_late = true;
+        }
+        let Some(state) = &mut *guard else { return true };
         let now = Instant::now();
         if now < state.quiet_until {
             return true;
@@ -83,9 +91,11 @@ impl DiskCacheFs {
         };
         let cache_now = state.cache.now();
         let expired = state.next_expiry.is_some_and(|t| t <= cache_now);
-        if version == state.data_version && !expired {
+        let changed = version != state.data_version || expired || opened_late;
+        if !changed && !state.again {
             return true;
         }
+        state.again = changed;
         state.data_version = version;
         state.next_expiry = state.cache.next_expiry_after(cache_now).unwrap_or(None);
         let requests = self.stale_in_kernel(&state.cache);
@@ -102,12 +112,15 @@ impl DiskCacheFs {
         true
     }
 
-    fn open_watch_state(&self) -> Result<WatchState, String> {
+    /// The watcher's handle and the cache's state now. Made before the
+    /// first request (`DiskCacheFs::new`), so that every change after
+    /// anything the kernel got counts as a change.
+    pub(super) fn open_watch_state(directory: &std::path::Path) -> Result<WatchState, String> {
         let options = CacheOptions { read_only: true, ..CacheOptions::default() };
-        let cache = Cache::open_with(&self.directory, options).map_err(|e| e.to_string())?;
+        let cache = Cache::open_with(directory, options).map_err(|e| e.to_string())?;
         let data_version = cache.data_version().map_err(|e| e.to_string())?;
         let next_expiry = cache.next_expiry_after(cache.now()).map_err(|e| e.to_string())?;
-        Ok(WatchState { cache, data_version, next_expiry, quiet_until: Instant::now() })
+        Ok(WatchState { cache, data_version, next_expiry, quiet_until: Instant::now(), again: false })
     }
 
     /// What the kernel caches that the cache no longer says.
@@ -129,11 +142,8 @@ impl DiskCacheFs {
                     KnownKey { ino, key, held, dir, leaf }
                 })
                 .collect();
-            let dirs: Vec<(u64, String)> = st
-                .key_dirs
-                .iter()
-                .map(|(index, prefix)| (KEY_DIR_BASE + index as u64, prefix.to_string()))
-                .collect();
+            let dirs: Vec<(u64, String)> =
+                st.key_dirs.iter().map(|(index, prefix)| (KEY_DIR_BASE + index as u64, prefix.to_string())).collect();
             // Each directory's parent, for the names of those that went.
             let dirs: Vec<(u64, Option<(u64, String)>)> = dirs
                 .into_iter()
