@@ -1415,5 +1415,9 @@ impl Drop for DiskCacheFs {
                 log::error!("committing an open file at unmount: {e}");
             }
         }
+        // The watcher's read-only handle closes before the engine's: the
+        // last connection to close removes cache.db-wal and -shm, which a
+        // read-only one cannot do.
+        self.watch_state.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
