@@ -46,6 +46,7 @@ pub const RESERVED_ROOT_NAMES: [&str; 7] = ["tags", "queues", "task", "flyte2", 
 mod flyte2;
 mod io;
 mod keydirs;
+mod listing_cache;
 mod tags;
 mod unopened;
 mod views;
@@ -219,6 +220,11 @@ pub struct DiskCacheFs {
     /// The change watcher's handle and position (watch.rs); only its
     /// thread takes this lock.
     watch_state: Mutex<Option<watch::WatchState>>,
+    /// Bumped by every change through the mount (listing_cache.rs).
+    generation: std::sync::atomic::AtomicU64,
+    /// The state each directory's last listing began from, by inode
+    /// (listing_cache.rs). A leaf lock.
+    listed: Mutex<HashMap<u64, listing_cache::ListingToken>>,
 }
 
 /// Sizes of the batches a listing reads from the cache: a READDIR reply
@@ -306,6 +312,8 @@ impl DiskCacheFs {
             tree_time: Mutex::new(None),
             dir_times: Mutex::new(HashMap::new()),
             watch_state: Mutex::new(watch_state),
+            generation: Default::default(),
+            listed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -367,6 +375,7 @@ impl DiskCacheFs {
     /// kept for `tag_in_use` is made again at the next miss.
     fn writer(&self) -> Result<Conn<'_>, FsError> {
         self.tables().tags_in_use = None;
+        self.note_local_change();
         self.engine.writer().map_err(|e| FsError::open(self.directory.display().to_string(), e))
     }
 
@@ -481,6 +490,7 @@ impl DiskCacheFs {
     /// Something was added to or removed from the directory `ino`: it shows
     /// the cache's time again, as a native directory's mtime moves.
     fn dir_changed(&self, ino: u64) {
+        self.note_local_change();
         self.dir_times.lock().unwrap_or_else(|e| e.into_inner()).remove(&ino);
     }
 
@@ -997,6 +1007,9 @@ impl DiskCacheFs {
             return self.flyte2_readdir(ino, offset, plus, out);
         }
         if Self::is_key_dir(ino) {
+            if offset == 0 {
+                self.listing_begins(ino);
+            }
             return self.readdir_keys(ino, offset, plus, out);
         }
         match ino {

@@ -299,6 +299,11 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
             // We have no setuid bits or capabilities to clear. (Kernel 6.18
             // still asks for security.capability once per new file.)
             InitFlags::FUSE_HANDLE_KILLPRIV_V2,
+            // The kernel checks and caches ACLs itself: `ls -l` asks for
+            // `system.posix_acl_access` once per file, not at every listing
+            // (keys have none: the answer is ENODATA, and setting one is
+            // EOPNOTSUPP).
+            InitFlags::FUSE_POSIX_ACL,
         ];
         for flag in wanted {
             if config.add_capabilities(flag).is_err() {
@@ -544,14 +549,22 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         });
     }
 
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: FuseOpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: FuseOpenFlags, reply: ReplyOpen) {
         self.guarded("opendir", || {
             if self.fs.config().reads_unopened {
                 // The kernel then keeps every listing it reads until the
                 // change watcher drops it (filesystem/watch.rs).
                 reply.error(Errno::from_i32(libc::ENOSYS));
             } else {
-                reply.opened(FileHandle(0), FopenFlags::empty());
+                let mut flags = FopenFlags::empty();
+                let (cache, current) = self.fs.listing_cache(ino.0);
+                if cache {
+                    flags |= FopenFlags::FOPEN_CACHE_DIR;
+                }
+                if current {
+                    flags |= FopenFlags::FOPEN_KEEP_CACHE;
+                }
+                reply.opened(FileHandle(0), flags);
             }
         });
     }

@@ -64,6 +64,11 @@ pub trait Tree: Send + Sync + 'static {
     fn ttl_for(&self, _ino: u64) -> std::time::Duration {
         self.config().ttl
     }
+    /// OPENDIR's answer: (the kernel may cache the listing, what it
+    /// cached is still right).
+    fn listing_cache(&self, _ino: u64) -> (bool, bool) {
+        (false, false)
+    }
     /// One look for other processes' changes (filesystem/watch.rs); false
     /// when the tree is not watched.
     fn watch(&self) -> bool {
@@ -110,5 +115,6 @@ impl Tree for DiskCacheFs {
         removexattr(ino: u64, name: &OsStr) -> Result<(), FsError>;
         ttl_for(ino: u64) -> std::time::Duration;
         watch() -> bool;
+        listing_cache(ino: u64) -> (bool, bool);
     }
 }

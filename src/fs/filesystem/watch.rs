@@ -48,6 +48,17 @@ pub(super) struct WatchState {
     again: bool,
 }
 
+impl WatchState {
+    /// `data_version`, the next expiry time and the cache's time, now
+    /// (listing_cache.rs); `None` on a database error.
+    pub(super) fn versions(&self) -> Option<(i64, Option<f64>, f64)> {
+        let now = self.cache.now();
+        let data_version = self.cache.data_version().ok()?;
+        let next_expiry = self.cache.next_expiry_after(now).ok()?;
+        Some((data_version, next_expiry, now))
+    }
+}
+
 /// A key the kernel knows, as the watcher compares it.
 struct KnownKey {
     ino: u64,
