@@ -69,8 +69,18 @@ impl<'a> Field<'a> {
 }
 
 /// A varint and its length, or `None` where prost's `decode_varint`
-/// fails: truncated, or more than 64 bits (a tenth byte above 1).
+/// fails: truncated, or more than 64 bits (a tenth byte above 1). Most
+/// are one byte (tags, short lengths), read without the loop.
+#[inline]
 fn read_varint(buf: &[u8]) -> Option<(u64, usize)> {
+    match buf.first() {
+        Some(&b) if b < 0x80 => Some((u64::from(b), 1)),
+        Some(_) => read_long_varint(buf),
+        None => None,
+    }
+}
+
+fn read_long_varint(buf: &[u8]) -> Option<(u64, usize)> {
     let mut value = 0u64;
     for (i, &b) in buf.iter().take(10).enumerate() {
         value |= u64::from(b & 0x7f) << (7 * i);
@@ -84,9 +94,13 @@ fn read_varint(buf: &[u8]) -> Option<(u64, usize)> {
 /// The first field of `buf`: its number, payload and what follows; `None`
 /// where prost's `decode_key` or the payload's read fails, and for groups
 /// (wire types 3 and 4), which are not ours.
+#[inline]
 fn next_field(buf: &[u8]) -> Option<(u32, Wire<'_>, &[u8])> {
     let (key, n) = read_varint(buf)?;
-    let number = u32::try_from(key >> 3).ok().filter(|&f| f >= 1 && key <= u64::from(u32::MAX))?;
+    if key > u64::from(u32::MAX) || key < 8 {
+        return None; // prost: "invalid key value", "invalid tag value: 0"
+    }
+    let number = (key >> 3) as u32;
     let rest = &buf[n..];
     match key & 7 {
         0 => {
