@@ -1,8 +1,10 @@
 //! 1,000 vectors made afresh on every run by scripts/gen-flyte-vectors.py
 //! with the real flytekit (random literal maps of every kind, and inputs
 //! from flytekit's type engine), with a new seed each run: every key must
-//! be flytekit's, and where flytekit raises, we must refuse too. A failure
-//! prints the seed; rerun with DISKCACHEFS_SEED=<seed>.
+//! be flytekit's, and where flytekit raises, we must refuse too; the
+//! borrowing path must take every input flytekit has a key for, with the
+//! prost path's bytes. A failure prints the seed; rerun with
+//! DISKCACHEFS_SEED=<seed>.
 
 mod support;
 
@@ -12,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use base64::Engine;
-use diskcachefs::flyte::cache_key;
+use diskcachefs::flyte::{cache_key, canonical_bytes_borrowed, canonical_bytes_prost};
 
 #[test]
 fn a_thousand_fresh_flytekit_vectors() {
@@ -32,6 +34,15 @@ fn a_thousand_fresh_flytekit_vectors() {
         let inputs = b64.decode(v["inputs"].as_str().unwrap()).unwrap();
         let ignore: Vec<String> = v["ignore"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().into()).collect();
         let got = cache_key(v["task"].as_str().unwrap(), v["version"].as_str().unwrap(), &inputs, &ignore);
+        // The borrowing path takes what flytekit has a key for (a client's
+        // protobuf never sets a field twice), and agrees with prost.
+        let borrowed = canonical_bytes_borrowed(&inputs, &ignore);
+        if v["key"].is_string() && borrowed.is_none() {
+            failures.push(format!("{line}\n  the borrowing path did not take it"));
+        }
+        if borrowed.is_some() && borrowed != canonical_bytes_prost(&inputs, &ignore).ok() {
+            failures.push(format!("{line}\n  the borrowing and prost paths differ"));
+        }
         match (&v["key"], got) {
             (serde_json::Value::String(want), Ok(got)) if *want == got => {}
             (serde_json::Value::Null, Err(_)) => {} // flytekit raised, and so did we

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use diskcachefs::flyte::{canonical_bytes_borrowed, canonical_bytes_prost};
 use diskcachefs::fuzzing::TARGETS;
 use proptest::prelude::*;
 
@@ -33,6 +34,22 @@ fn every_corpus_input_passes_every_target() {
             target(input);
         }
     }
+}
+
+/// The literal_map corpus through both paths of the Flyte key: where the
+/// borrowing path takes an input, its bytes are the prost path's
+/// (tests/flyte_borrowed.rs has the mutations).
+#[test]
+fn the_borrowing_and_prost_paths_agree_on_the_literal_map_corpus() {
+    let corpus = inputs("literal_map");
+    let mut taken = 0;
+    for input in &corpus {
+        if let Some(borrowed) = canonical_bytes_borrowed(input, &[]) {
+            assert_eq!(canonical_bytes_prost(input, &[]).ok(), Some(borrowed), "{input:02x?}");
+            taken += 1;
+        }
+    }
+    assert!(taken > corpus.len() / 10, "the borrowing path took {taken} of {}", corpus.len());
 }
 
 proptest! {

@@ -1,5 +1,5 @@
 //! The bytes flytekit 1.16 hashes for a cache key, written directly from a
-//! decoded `LiteralMap`.
+//! serialized `LiteralMap`, read in place (`borrowed.rs`).
 //!
 //! flytekit (`flytekit/core/local_cache.py`, `_calculate_cache_key`):
 //! 1. parses the bytes and converts them to its model classes and back
@@ -15,9 +15,17 @@
 //! writes every present sub-message (even empty), sorts map entries by key
 //! and writes both key and value of every entry (even defaults). This
 //! module follows those rules by hand; prost's encoder differs on the last.
+//!
+//! The input is either what `borrowed::takes` accepted (the client's bytes)
+//! or what prost wrote for a map it decoded (`hashed_inputs`): both read
+//! in place as prost would decode them. The checks run over map values in
+//! wire order, which for prost's output is the sorted order flytekit's
+//! checks see; on a client's bytes an error only means "not ours" (the
+//! caller then asks the prost path), so their order there does not matter.
 
-use std::collections::BTreeMap;
+use prost::Message;
 
+use super::borrowed::{entry, oneof, pick, repeated};
 use super::idl;
 use super::key::KeyError;
 
@@ -27,14 +35,6 @@ use super::key::KeyError;
 const VARINT: u32 = 0;
 const FIXED64: u32 = 1;
 const LEN: u32 = 2;
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 /// `v` as a varint in a buffer of its own: its bytes and how many there
 /// are (for a length written after its body, see `put_msg`). `varint`
@@ -52,54 +52,9 @@ fn varint_bytes(mut v: u64) -> ([u8; 10], usize) {
     (bytes, n + 1)
 }
 
-fn tag(out: &mut Vec<u8>, field: u32, wire: u32) {
-    varint(out, u64::from(field << 3 | wire));
-}
-
-fn put_varint(out: &mut Vec<u8>, field: u32, v: u64) {
-    tag(out, field, VARINT);
-    varint(out, v);
-}
-
-fn put_double(out: &mut Vec<u8>, field: u32, v: f64) {
-    tag(out, field, FIXED64);
-    out.extend_from_slice(&v.to_bits().to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u32, data: &[u8]) {
-    tag(out, field, LEN);
-    varint(out, data.len() as u64);
-    out.extend_from_slice(data);
-}
-
-/// A proto3 string/bytes field: omitted when empty.
-fn put_nonempty(out: &mut Vec<u8>, field: u32, data: &[u8]) {
-    if !data.is_empty() {
-        put_bytes(out, field, data);
-    }
-}
-
-/// A present sub-message, written in place: its content goes straight into
-/// `out` after one byte kept for its length, which is filled in afterwards;
-/// only a body of 128 bytes or more moves to make room for a longer varint
-/// (no buffer per nested message, and rarely a move).
-fn put_msg(
-    out: &mut Vec<u8>,
-    field: u32,
-    body: impl FnOnce(&mut Vec<u8>) -> Result<(), KeyError>,
-) -> Result<(), KeyError> {
-    tag(out, field, LEN);
-    let at = out.len();
-    out.push(0);
-    body(out)?;
-    let len = out.len() - at - 1;
-    if len < 0x80 {
-        out[at] = len as u8;
-    } else {
-        let (header, n) = varint_bytes(len as u64);
-        out.splice(at..at + 1, header[..n].iter().copied());
-    }
-    Ok(())
+/// Signed 32/64-bit values are varints of their two's complement (64 bit).
+fn signed(v: i64) -> u64 {
+    v as u64
 }
 
 /// Map entries in the order Python protobuf (upb) writes them with
@@ -107,48 +62,127 @@ fn put_msg(
 /// reversed, then by length, and encodes the sorted entries back to front.
 /// The result is byte order, except that of two keys where one is a prefix
 /// of the other, the longer comes first (so an empty key comes last).
-fn upb_order<V>(map: &BTreeMap<String, V>) -> UpbOrder<'_, V> {
-    // In byte order a key that is a prefix of any later key is a prefix of
-    // the next one; without such a pair the map's own order is upb's.
-    let mut keys = map.keys();
-    let mut prev = keys.next();
-    let mut prefix_pair = false;
-    for k in keys {
-        if prev.is_some_and(|p| k.as_bytes().starts_with(p.as_bytes())) {
-            prefix_pair = true;
-            break;
+fn upb_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let common = a.len().min(b.len());
+    a[..common].cmp(&b[..common]).then(b.len().cmp(&a.len()))
+}
+
+/// Sorts map entries into upb's order and keeps, of entries with one key,
+/// the last on the wire (prost's map insert replaces; the sort is stable).
+/// Returns how many entries are left at the front.
+fn upb_order(entries: &mut [(&[u8], &[u8])]) -> usize {
+    // Usually already in order, and then without a repeated key.
+    if entries.is_sorted_by(|(a, _), (b, _)| upb_cmp(a, b).is_lt()) {
+        return entries.len();
+    }
+    entries.sort_by(|(a, _), (b, _)| upb_cmp(a, b));
+    let mut kept = 0;
+    for i in 0..entries.len() {
+        if entries.get(i + 1).is_some_and(|next| next.0 == entries[i].0) {
+            continue;
         }
-        prev = Some(k);
+        entries[kept] = entries[i];
+        kept += 1;
     }
-    if !prefix_pair {
-        return UpbOrder::Sorted(map.iter());
-    }
-    let mut entries: Vec<(&String, &V)> = map.iter().collect();
-    entries.sort_by(|(a, _), (b, _)| {
-        let common = a.len().min(b.len());
-        a.as_bytes()[..common].cmp(&b.as_bytes()[..common]).then(b.len().cmp(&a.len()))
-    });
-    UpbOrder::Reordered(entries.into_iter())
+    kept
 }
 
-enum UpbOrder<'a, V> {
-    Sorted(std::collections::btree_map::Iter<'a, String, V>),
-    Reordered(std::vec::IntoIter<(&'a String, &'a V)>),
+/// The canonical bytes being written, and room for the entries of the maps
+/// being written (a stack: a nested map's entries go after its parent's).
+struct Encoder<'a> {
+    out: Vec<u8>,
+    entries: Vec<(&'a [u8], &'a [u8])>,
 }
 
-impl<'a, V> Iterator for UpbOrder<'a, V> {
-    type Item = (&'a String, &'a V);
-    fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            UpbOrder::Sorted(it) => it.next(),
-            UpbOrder::Reordered(it) => it.next(),
+impl<'a> Encoder<'a> {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.out.push(v as u8);
+    }
+
+    fn tag(&mut self, field: u32, wire: u32) {
+        self.varint(u64::from(field << 3 | wire));
+    }
+
+    fn put_varint(&mut self, field: u32, v: u64) {
+        self.tag(field, VARINT);
+        self.varint(v);
+    }
+
+    fn put_double(&mut self, field: u32, v: f64) {
+        self.tag(field, FIXED64);
+        self.out.extend_from_slice(&v.to_bits().to_le_bytes());
+    }
+
+    fn put_bytes(&mut self, field: u32, data: &[u8]) {
+        self.tag(field, LEN);
+        self.varint(data.len() as u64);
+        self.out.extend_from_slice(data);
+    }
+
+    /// A proto3 string/bytes field: omitted when empty.
+    fn put_nonempty(&mut self, field: u32, data: &[u8]) {
+        if !data.is_empty() {
+            self.put_bytes(field, data);
         }
     }
-}
 
-/// Signed 32/64-bit values are varints of their two's complement (64 bit).
-fn signed(v: i64) -> u64 {
-    v as u64
+    /// A present sub-message, written in place: its content goes straight
+    /// into `out` after one byte kept for its length, which is filled in
+    /// afterwards; only a body of 128 bytes or more moves to make room for
+    /// a longer varint (no buffer per nested message, and rarely a move).
+    fn put_msg(&mut self, field: u32, body: impl FnOnce(&mut Self) -> Result<(), KeyError>) -> Result<(), KeyError> {
+        self.tag(field, LEN);
+        let at = self.out.len();
+        self.out.push(0);
+        body(self)?;
+        let len = self.out.len() - at - 1;
+        if len < 0x80 {
+            self.out[at] = len as u8;
+        } else {
+            let (header, n) = varint_bytes(len as u64);
+            self.out.splice(at..at + 1, header[..n].iter().copied());
+        }
+        Ok(())
+    }
+
+    /// Calls `each` with the key and value of every entry of the map field
+    /// `field` of `message`, in upb's order (`upb_order`).
+    fn map(
+        &mut self,
+        message: &'a [u8],
+        field: u32,
+        mut each: impl FnMut(&mut Self, &'a [u8], &'a [u8]) -> Result<(), KeyError>,
+    ) -> Result<(), KeyError> {
+        let start = self.entries.len();
+        self.entries.extend(repeated(message, field).map(entry));
+        let end = start + upb_order(&mut self.entries[start..]);
+        self.entries.truncate(end);
+        for i in start..end {
+            let (key, value) = self.entries[i];
+            each(self, key, value)?;
+        }
+        self.entries.truncate(start);
+        Ok(())
+    }
+
+    /// A map of messages: each entry is `{1: key, 2: body(value)}`.
+    fn map_of_messages(
+        &mut self,
+        message: &'a [u8],
+        field: u32,
+        mut body: impl FnMut(&mut Self, &'a [u8]) -> Result<(), KeyError>,
+    ) -> Result<(), KeyError> {
+        self.map(message, field, |e, key, value| {
+            e.put_msg(field, |e| {
+                e.put_bytes(1, key);
+                e.put_msg(2, |e| body(e, value))
+            })
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -156,106 +190,92 @@ fn signed(v: i64) -> u64 {
 
 /// The hashed bytes for `inputs` minus the ignored variables.
 pub fn hashed_inputs(inputs: &idl::LiteralMap, ignore: &[String]) -> Result<Vec<u8>, KeyError> {
-    hashed_inputs_sized(inputs, ignore, 0)
+    let wire = inputs.encode_to_vec();
+    hashed_wire(&wire, ignore)
 }
 
-/// The same, writing into a buffer of `capacity` bytes to begin with (the
-/// serialized input's size is a good guess: the model round trip mostly
-/// keeps what it reads).
-pub(super) fn hashed_inputs_sized(
-    inputs: &idl::LiteralMap,
-    ignore: &[String],
-    capacity: usize,
-) -> Result<Vec<u8>, KeyError> {
+/// The same for a serialized `LiteralMap` that `borrowed::takes` accepted
+/// or prost wrote (module doc).
+pub(super) fn hashed_wire(inputs: &[u8], ignore: &[String]) -> Result<Vec<u8>, KeyError> {
     // flytekit converts the whole map to its models first, ignored inputs
     // and hashed literals included, so their failures are ours too.
-    for literal in inputs.literals.values() {
-        check_literal(literal)?;
+    for e in repeated(inputs, 1) {
+        check_literal(entry(e).1)?;
     }
-    let mut out = Vec::with_capacity(capacity);
-    for (name, literal) in upb_order(&inputs.literals) {
-        if ignore.iter().any(|i| i == name) {
-            continue;
+    // The serialized input's size is a good guess: the model round trip
+    // mostly keeps what it reads.
+    let mut e = Encoder { out: Vec::with_capacity(inputs.len() + 16), entries: Vec::with_capacity(16) };
+    e.map(inputs, 1, |e, name, literal| {
+        if ignore.iter().any(|i| i.as_bytes() == name) {
+            return Ok(());
         }
-        put_msg(&mut out, 1, |e| {
-            put_bytes(e, 1, name.as_bytes());
-            put_msg(e, 2, |v| hash_placed(literal, v))
-        })?;
-    }
-    Ok(out)
+        e.put_msg(1, |e| {
+            e.put_bytes(1, name);
+            e.put_msg(2, |e| hash_placed(literal, e))
+        })
+    })?;
+    Ok(e.out)
 }
 
 /// `_recursive_hash_placement` of the model of `literal`: a literal with a
 /// hash is replaced by the hash alone; a collection or map keeps only its
 /// (recursively placed) items, dropping its metadata; anything else is the
 /// model's own round trip.
-fn hash_placed(literal: &idl::Literal, out: &mut Vec<u8>) -> Result<(), KeyError> {
-    use idl::literal::Value;
+fn hash_placed<'a>(literal: &'a [u8], e: &mut Encoder<'a>) -> Result<(), KeyError> {
+    let [collection, map, hash] = pick(literal, [2, 3, 4]);
     // Literal.from_flyte_idl: `hash=pb2_object.hash if pb2_object.hash else None`.
-    if !literal.hash.is_empty() {
-        put_bytes(out, 4, literal.hash.as_bytes());
+    if !hash.bytes().is_empty() {
+        e.put_bytes(4, hash.bytes());
         return Ok(());
     }
-    match &literal.value {
-        Some(Value::Collection(c)) => put_msg(out, 2, |o| {
-            for item in &c.literals {
-                put_msg(o, 1, |l| hash_placed(item, l))?;
+    if let Some(c) = collection.message() {
+        e.put_msg(2, |e| {
+            for item in repeated(c, 1) {
+                e.put_msg(1, |e| hash_placed(item, e))?;
             }
             Ok(())
-        }),
-        Some(Value::Map(m)) => put_msg(out, 3, |o| {
-            for (k, v) in upb_order(&m.literals) {
-                put_msg(o, 1, |e| {
-                    put_bytes(e, 1, k.as_bytes());
-                    put_msg(e, 2, |l| hash_placed(v, l))
-                })?;
-            }
-            Ok(())
-        }),
-        _ => literal_model(literal, out),
+        })
+    } else if let Some(m) = map.message() {
+        e.put_msg(3, |e| e.map_of_messages(m, 1, |e, v| hash_placed(v, e)))
+    } else {
+        literal_model(literal, e)
     }
 }
 
 /// `Literal.from_flyte_idl(pb).to_flyte_idl()`: an empty hash or metadata
 /// is absent (`literals.py`, `Literal.from_flyte_idl`).
-fn literal_model(literal: &idl::Literal, out: &mut Vec<u8>) -> Result<(), KeyError> {
-    use idl::literal::Value;
-    match &literal.value {
-        Some(Value::Scalar(s)) => put_msg(out, 1, |o| scalar(s, o))?,
-        Some(Value::Collection(c)) => put_msg(out, 2, |o| {
-            for item in &c.literals {
-                put_msg(o, 1, |l| literal_model(item, l))?;
+fn literal_model<'a>(literal: &'a [u8], e: &mut Encoder<'a>) -> Result<(), KeyError> {
+    let [scalar_field, collection, map, hash, offloaded] = pick(literal, [1, 2, 3, 4, 8]);
+    if let Some(s) = scalar_field.message() {
+        e.put_msg(1, |e| scalar(s, e))?;
+    } else if let Some(c) = collection.message() {
+        e.put_msg(2, |e| {
+            for item in repeated(c, 1) {
+                e.put_msg(1, |e| literal_model(item, e))?;
             }
-            Ok(())
-        })?,
-        Some(Value::Map(m)) => put_msg(out, 3, |o| {
-            for (k, v) in upb_order(&m.literals) {
-                put_msg(o, 1, |e| {
-                    put_bytes(e, 1, k.as_bytes());
-                    put_msg(e, 2, |l| literal_model(v, l))
-                })?;
-            }
-            Ok(())
-        })?,
-        Some(Value::OffloadedMetadata(_)) | None => {}
-    }
-    put_nonempty(out, 4, literal.hash.as_bytes());
-    for (k, v) in upb_order(&literal.metadata) {
-        put_msg(out, 5, |e| {
-            put_bytes(e, 1, k.as_bytes());
-            put_bytes(e, 2, v.as_bytes());
             Ok(())
         })?;
+    } else if let Some(m) = map.message() {
+        e.put_msg(3, |e| e.map_of_messages(m, 1, |e, v| literal_model(v, e)))?;
     }
-    if let Some(Value::OffloadedMetadata(m)) = &literal.value {
+    e.put_nonempty(4, hash.bytes());
+    e.map(literal, 5, |e, k, v| {
+        e.put_msg(5, |e| {
+            e.put_bytes(1, k);
+            e.put_bytes(2, v);
+            Ok(())
+        })
+    })?;
+    if let Some(m) = offloaded.message() {
         // LiteralOffloadedMetadata: uri, size_bytes, inferred_type if present.
-        put_msg(out, 8, |o| {
-            put_nonempty(o, 1, m.uri.as_bytes());
-            if m.size_bytes != 0 {
-                put_varint(o, 2, m.size_bytes);
+        let [uri, size_bytes, inferred_type] = pick(m, [1, 2, 3]);
+        e.put_msg(8, |e| {
+            e.put_nonempty(1, uri.bytes());
+            if size_bytes.varint() != 0 {
+                e.put_varint(2, size_bytes.varint());
             }
-            if let Some(t) = &m.inferred_type {
-                put_msg(o, 3, |t_out| literal_type(t, t_out))?;
+            if let Some(t) = inferred_type.message() {
+                e.put_msg(3, |e| literal_type(t, e))?;
             }
             Ok(())
         })?;
@@ -266,153 +286,161 @@ fn literal_model(literal: &idl::Literal, out: &mut Vec<u8>) -> Result<(), KeyErr
 // ---------------------------------------------------------------------------
 // What makes `from_flyte_idl` raise, anywhere in the input: a datetime or
 // duration Python cannot represent, and a NaN or infinity in a type's
-// metadata or annotations (`MessageToDict` refuses them).
+// metadata or annotations (`MessageToDict` refuses them). An absent
+// message checks as its default, which never fails.
 
-fn check_literal(literal: &idl::Literal) -> Result<(), KeyError> {
-    use idl::literal::Value;
-    match &literal.value {
-        Some(Value::Scalar(s)) => check_scalar(s),
-        Some(Value::Collection(c)) => c.literals.iter().try_for_each(check_literal),
-        Some(Value::Map(m)) => m.literals.values().try_for_each(check_literal),
-        Some(Value::OffloadedMetadata(o)) => o.inferred_type.as_ref().map_or(Ok(()), check_type),
+fn check_literal(literal: &[u8]) -> Result<(), KeyError> {
+    match oneof(literal, &[1, 2, 3, 8]) {
+        Some((1, s)) => check_scalar(s.bytes()),
+        Some((2, c)) => repeated(c.bytes(), 1).try_for_each(check_literal),
+        Some((3, m)) => repeated(m.bytes(), 1).try_for_each(|e| check_literal(entry(e).1)),
+        Some((_, o)) => check_type(pick(o.bytes(), [3])[0].bytes()),
         None => Ok(()),
     }
 }
 
-fn check_scalar(s: &idl::Scalar) -> Result<(), KeyError> {
-    use idl::scalar::Value;
-    match &s.value {
-        Some(Value::Primitive(p)) => match &p.value {
-            Some(idl::primitive::Value::Datetime(t)) => datetime_round_trip(t.seconds, t.nanos).map(|_| ()),
-            Some(idl::primitive::Value::Duration(d)) => timedelta_round_trip(d.seconds, d.nanos).map(|_| ()),
+fn check_scalar(s: &[u8]) -> Result<(), KeyError> {
+    match oneof(s, &[1, 8, 9]) {
+        Some((1, p)) => match oneof(p.bytes(), &[1, 2, 3, 4, 5, 6]) {
+            Some((5, t)) => {
+                let (seconds, nanos) = seconds_nanos_of(t.bytes());
+                datetime_round_trip(seconds, nanos).map(|_| ())
+            }
+            Some((6, d)) => {
+                let (seconds, nanos) = seconds_nanos_of(d.bytes());
+                timedelta_round_trip(seconds, nanos).map(|_| ())
+            }
             _ => Ok(()),
         },
-        Some(Value::StructuredDataset(sd)) => {
-            sd.metadata.as_ref().and_then(|m| m.structured_dataset_type.as_ref()).map_or(Ok(()), check_sd_type)
+        Some((8, sd)) => check_sd_type(pick(pick(sd.bytes(), [2])[0].bytes(), [1])[0].bytes()),
+        Some((_, u)) => {
+            let [value, t] = pick(u.bytes(), [1, 2]);
+            check_literal(value.bytes())?;
+            check_type(t.bytes())
         }
-        Some(Value::Union(u)) => {
-            u.value.as_ref().map_or(Ok(()), check_literal)?;
-            u.r#type.as_ref().map_or(Ok(()), check_type)
-        }
+        None => Ok(()),
+    }
+}
+
+fn check_sd_type(t: &[u8]) -> Result<(), KeyError> {
+    repeated(t, 1).try_for_each(|c| check_type(pick(c, [2])[0].bytes()))
+}
+
+fn check_type(t: &[u8]) -> Result<(), KeyError> {
+    let [metadata, annotation, structure] = pick(t, [6, 9, 11]);
+    check_json_struct(metadata.bytes())?;
+    check_json_struct(pick(annotation.bytes(), [1])[0].bytes())?;
+    repeated(structure.bytes(), 2).try_for_each(|e| check_type(entry(e).1))?;
+    match oneof(t, &[1, 2, 3, 4, 5, 7, 8, 10]) {
+        Some((3 | 4, c)) => check_type(c.bytes()),
+        Some((10, u)) => repeated(u.bytes(), 1).try_for_each(check_type),
+        Some((8, s)) => check_sd_type(s.bytes()),
         _ => Ok(()),
     }
 }
 
-fn check_sd_type(t: &idl::StructuredDatasetType) -> Result<(), KeyError> {
-    t.columns.iter().filter_map(|c| c.literal_type.as_ref()).try_for_each(check_type)
+fn check_json_struct(s: &[u8]) -> Result<(), KeyError> {
+    repeated(s, 1).try_for_each(|e| check_json_value(entry(e).1))
 }
 
-fn check_type(t: &idl::LiteralType) -> Result<(), KeyError> {
-    use idl::literal_type::Type;
-    if let Some(m) = &t.metadata {
-        check_json_struct(m)?;
-    }
-    if let Some(a) = t.annotation.as_ref().and_then(|a| a.annotations.as_ref()) {
-        check_json_struct(a)?;
-    }
-    if let Some(s) = &t.structure {
-        s.dataclass_type.values().try_for_each(check_type)?;
-    }
-    match &t.r#type {
-        Some(Type::CollectionType(c)) | Some(Type::MapValueType(c)) => check_type(c),
-        Some(Type::UnionType(u)) => u.variants.iter().try_for_each(check_type),
-        Some(Type::StructuredDatasetType(s)) => check_sd_type(s),
+fn check_json_value(v: &[u8]) -> Result<(), KeyError> {
+    match oneof(v, &[1, 2, 3, 4, 5, 6]) {
+        Some((2, f)) if !f.double().is_finite() => Err(not_json(f.double())),
+        Some((5, s)) => check_json_struct(s.bytes()),
+        Some((6, l)) => repeated(l.bytes(), 1).try_for_each(check_json_value),
         _ => Ok(()),
     }
 }
 
-fn check_json_struct(s: &idl::Struct) -> Result<(), KeyError> {
-    s.fields.values().try_for_each(check_json_value)
-}
-
-fn check_json_value(v: &idl::StructValue) -> Result<(), KeyError> {
-    use idl::struct_value::Kind;
-    match &v.kind {
-        Some(Kind::NumberValue(f)) if !f.is_finite() => Err(KeyError::Unsupported(format!(
-            "a type's metadata holds the number {f}, which flytekit cannot convert to JSON"
-        ))),
-        Some(Kind::StructValue(s)) => check_json_struct(s),
-        Some(Kind::ListValue(l)) => l.values.iter().try_for_each(check_json_value),
-        _ => Ok(()),
-    }
+fn not_json(f: f64) -> KeyError {
+    KeyError::Unsupported(format!("a type's metadata holds the number {f}, which flytekit cannot convert to JSON"))
 }
 
 // ---------------------------------------------------------------------------
 // Scalars (`literals.py`, `Scalar.from_flyte_idl` / `to_flyte_idl`).
 
-fn scalar(s: &idl::Scalar, out: &mut Vec<u8>) -> Result<(), KeyError> {
-    use idl::scalar::Value;
-    match &s.value {
-        None => Ok(()),
-        Some(Value::Primitive(p)) => put_msg(out, 1, |o| primitive(p, o)),
+fn scalar<'a>(s: &'a [u8], e: &mut Encoder<'a>) -> Result<(), KeyError> {
+    let Some((member, value)) = oneof(s, &[1, 2, 3, 4, 5, 6, 7, 8, 9]) else { return Ok(()) };
+    let body = value.bytes();
+    match member {
+        1 => e.put_msg(1, |e| primitive(body, e)),
         // Blob always gets metadata and its type back, even if absent.
-        Some(Value::Blob(b)) => put_msg(out, 2, |o| {
-            let t = b.metadata.as_ref().and_then(|m| m.r#type.clone()).unwrap_or_default();
-            put_msg(o, 1, |m| put_msg(m, 1, |t_out| blob_type(&t, t_out)))?;
-            put_nonempty(o, 3, b.uri.as_bytes());
+        2 => e.put_msg(2, |e| {
+            let [metadata, uri] = pick(body, [1, 3]);
+            let t = pick(metadata.bytes(), [1])[0].bytes();
+            e.put_msg(1, |e| e.put_msg(1, |e| blob_type(t, e)))?;
+            e.put_nonempty(3, uri.bytes());
             Ok(())
         }),
-        Some(Value::Binary(b)) => put_msg(out, 3, |o| {
-            put_nonempty(o, 1, &b.value);
-            put_nonempty(o, 2, b.tag.as_bytes());
+        3 => e.put_msg(3, |e| {
+            let [value, tag] = pick(body, [1, 2]);
+            e.put_nonempty(1, value.bytes());
+            e.put_nonempty(2, tag.bytes());
             Ok(())
         }),
         // Schema always gets its type back.
-        Some(Value::Schema(sc)) => put_msg(out, 4, |o| {
-            put_nonempty(o, 1, sc.uri.as_bytes());
-            let t = sc.r#type.clone().unwrap_or_default();
-            put_msg(o, 3, |t_out| schema_type(&t, t_out))
+        4 => e.put_msg(4, |e| {
+            let [uri, t] = pick(body, [1, 3]);
+            e.put_nonempty(1, uri.bytes());
+            e.put_msg(3, |e| schema_type(t.bytes(), e))
         }),
-        Some(Value::NoneType(_)) => put_msg(out, 5, |_| Ok(())),
+        5 => e.put_msg(5, |_| Ok(())),
         // Scalar.from_flyte_idl keeps the raw pb2 Error, whose missing
         // to_flyte_idl makes flytekit's key computation raise.
-        Some(Value::Error(_)) => Err(KeyError::Unsupported(
+        6 => Err(KeyError::Unsupported(
             "an Error scalar: flytekit 1.16 cannot compute a cache key for it (Scalar.to_flyte_idl fails)".into(),
         )),
         // The generic Struct is passed through unchanged.
-        Some(Value::Generic(st)) => put_msg(out, 7, |o| struct_fields(st, false, o)),
+        7 => e.put_msg(7, |e| struct_fields(body, false, e)),
         // StructuredDataset always gets metadata and its type back.
-        Some(Value::StructuredDataset(sd)) => put_msg(out, 8, |o| {
-            put_nonempty(o, 1, sd.uri.as_bytes());
-            let t = sd.metadata.as_ref().and_then(|m| m.structured_dataset_type.clone()).unwrap_or_default();
-            put_msg(o, 2, |m| put_msg(m, 1, |t_out| structured_dataset_type(&t, t_out)))
+        8 => e.put_msg(8, |e| {
+            let [uri, metadata] = pick(body, [1, 2]);
+            e.put_nonempty(1, uri.bytes());
+            let t = pick(metadata.bytes(), [1])[0].bytes();
+            e.put_msg(2, |e| e.put_msg(1, |e| structured_dataset_type(t, e)))
         }),
         // Union: value and type are always present.
-        Some(Value::Union(u)) => put_msg(out, 9, |o| {
-            let value = u.value.clone().unwrap_or_default();
-            put_msg(o, 1, |v| literal_model(&value, v))?;
-            let t = u.r#type.clone().unwrap_or_default();
-            put_msg(o, 2, |t_out| literal_type(&t, t_out))
+        _ => e.put_msg(9, |e| {
+            let [value, t] = pick(body, [1, 2]);
+            e.put_msg(1, |e| literal_model(value.bytes(), e))?;
+            e.put_msg(2, |e| literal_type(t.bytes(), e))
         }),
     }
 }
 
-fn primitive(p: &idl::Primitive, out: &mut Vec<u8>) -> Result<(), KeyError> {
-    use idl::primitive::Value;
-    match &p.value {
+fn primitive(p: &[u8], e: &mut Encoder<'_>) -> Result<(), KeyError> {
+    match oneof(p, &[1, 2, 3, 4, 5, 6]) {
         None => {}
-        Some(Value::Integer(i)) => put_varint(out, 1, signed(*i)),
-        Some(Value::FloatValue(f)) => put_double(out, 2, *f),
-        Some(Value::StringValue(s)) => put_bytes(out, 3, s.as_bytes()),
-        Some(Value::Boolean(b)) => put_varint(out, 4, u64::from(*b)),
-        Some(Value::Datetime(t)) => {
-            let (seconds, nanos) = datetime_round_trip(t.seconds, t.nanos)?;
-            put_msg(out, 5, |o| seconds_nanos(seconds, nanos, o))?;
+        Some((1, i)) => e.put_varint(1, i.varint()),
+        Some((2, f)) => e.put_double(2, f.double()),
+        Some((3, s)) => e.put_bytes(3, s.bytes()),
+        Some((4, b)) => e.put_varint(4, u64::from(b.varint() != 0)),
+        Some((5, t)) => {
+            let (seconds, nanos) = seconds_nanos_of(t.bytes());
+            let (seconds, nanos) = datetime_round_trip(seconds, nanos)?;
+            e.put_msg(5, |e| seconds_nanos(seconds, nanos, e))?;
         }
-        Some(Value::Duration(d)) => {
-            let (seconds, nanos) = timedelta_round_trip(d.seconds, d.nanos)?;
-            put_msg(out, 6, |o| seconds_nanos(seconds, nanos, o))?;
+        Some((_, d)) => {
+            let (seconds, nanos) = seconds_nanos_of(d.bytes());
+            let (seconds, nanos) = timedelta_round_trip(seconds, nanos)?;
+            e.put_msg(6, |e| seconds_nanos(seconds, nanos, e))?;
         }
     }
     Ok(())
 }
 
-fn seconds_nanos(seconds: i64, nanos: i32, out: &mut Vec<u8>) -> Result<(), KeyError> {
+/// A Timestamp's or Duration's seconds (int64) and nanos (int32).
+fn seconds_nanos_of(t: &[u8]) -> (i64, i32) {
+    let [seconds, nanos] = pick(t, [1, 2]);
+    (seconds.varint() as i64, nanos.int32())
+}
+
+fn seconds_nanos(seconds: i64, nanos: i32, e: &mut Encoder<'_>) -> Result<(), KeyError> {
     if seconds != 0 {
-        put_varint(out, 1, signed(seconds));
+        e.put_varint(1, signed(seconds));
     }
     if nanos != 0 {
-        put_varint(out, 2, signed(i64::from(nanos)));
+        e.put_varint(2, signed(i64::from(nanos)));
     }
     Ok(())
 }
@@ -457,20 +485,22 @@ pub(crate) fn timedelta_round_trip(seconds: i64, nanos: i32) -> Result<(i64, i32
 // ---------------------------------------------------------------------------
 // Types (`types.py`, `core/types.py`).
 
-fn blob_type(t: &idl::BlobType, out: &mut Vec<u8>) -> Result<(), KeyError> {
-    put_nonempty(out, 1, t.format.as_bytes());
-    if t.dimensionality != 0 {
-        put_varint(out, 2, signed(i64::from(t.dimensionality)));
+fn blob_type(t: &[u8], e: &mut Encoder<'_>) -> Result<(), KeyError> {
+    let [format, dimensionality] = pick(t, [1, 2]);
+    e.put_nonempty(1, format.bytes());
+    if dimensionality.int32() != 0 {
+        e.put_varint(2, signed(i64::from(dimensionality.int32())));
     }
     Ok(())
 }
 
-fn schema_type(t: &idl::SchemaType, out: &mut Vec<u8>) -> Result<(), KeyError> {
-    for c in &t.columns {
-        put_msg(out, 3, |o| {
-            put_nonempty(o, 1, c.name.as_bytes());
-            if c.r#type != 0 {
-                put_varint(o, 2, signed(i64::from(c.r#type)));
+fn schema_type(t: &[u8], e: &mut Encoder<'_>) -> Result<(), KeyError> {
+    for c in repeated(t, 3) {
+        let [name, column_type] = pick(c, [1, 2]);
+        e.put_msg(3, |e| {
+            e.put_nonempty(1, name.bytes());
+            if column_type.int32() != 0 {
+                e.put_varint(2, signed(i64::from(column_type.int32())));
             }
             Ok(())
         })?;
@@ -479,73 +509,69 @@ fn schema_type(t: &idl::SchemaType, out: &mut Vec<u8>) -> Result<(), KeyError> {
 }
 
 /// StructuredDatasetType: each column's literal type is always present.
-fn structured_dataset_type(t: &idl::StructuredDatasetType, out: &mut Vec<u8>) -> Result<(), KeyError> {
-    for c in &t.columns {
-        put_msg(out, 1, |o| {
-            put_nonempty(o, 1, c.name.as_bytes());
-            let lt = c.literal_type.clone().unwrap_or_default();
-            put_msg(o, 2, |t_out| literal_type(&lt, t_out))
+fn structured_dataset_type<'a>(t: &'a [u8], e: &mut Encoder<'a>) -> Result<(), KeyError> {
+    for c in repeated(t, 1) {
+        let [name, column_type] = pick(c, [1, 2]);
+        e.put_msg(1, |e| {
+            e.put_nonempty(1, name.bytes());
+            e.put_msg(2, |e| literal_type(column_type.bytes(), e))
         })?;
     }
-    put_nonempty(out, 2, t.format.as_bytes());
-    put_nonempty(out, 3, t.external_schema_type.as_bytes());
-    put_nonempty(out, 4, &t.external_schema_bytes);
+    let [format, external_schema_type, external_schema_bytes] = pick(t, [2, 3, 4]);
+    e.put_nonempty(2, format.bytes());
+    e.put_nonempty(3, external_schema_type.bytes());
+    e.put_nonempty(4, external_schema_bytes.bytes());
     Ok(())
 }
 
 /// LiteralType, in field-number order (the `type` oneof's members 7, 8 and
 /// 10 interleave with metadata 6 and annotation 9).
-fn literal_type(t: &idl::LiteralType, out: &mut Vec<u8>) -> Result<(), KeyError> {
-    use idl::literal_type::Type;
-    match &t.r#type {
-        Some(Type::Simple(v)) => put_varint(out, 1, signed(i64::from(*v))),
-        Some(Type::Schema(s)) => put_msg(out, 2, |o| schema_type(s, o))?,
-        Some(Type::CollectionType(c)) => put_msg(out, 3, |o| literal_type(c, o))?,
-        Some(Type::MapValueType(m)) => put_msg(out, 4, |o| literal_type(m, o))?,
-        Some(Type::Blob(b)) => put_msg(out, 5, |o| blob_type(b, o))?,
+fn literal_type<'a>(t: &'a [u8], e: &mut Encoder<'a>) -> Result<(), KeyError> {
+    let member = oneof(t, &[1, 2, 3, 4, 5, 7, 8, 10]);
+    let [metadata, annotation, structure] = pick(t, [6, 9, 11]);
+    match member {
+        Some((1, simple)) => e.put_varint(1, signed(i64::from(simple.int32()))),
+        Some((2, s)) => e.put_msg(2, |e| schema_type(s.bytes(), e))?,
+        Some((3, c)) => e.put_msg(3, |e| literal_type(c.bytes(), e))?,
+        Some((4, m)) => e.put_msg(4, |e| literal_type(m.bytes(), e))?,
+        Some((5, b)) => e.put_msg(5, |e| blob_type(b.bytes(), e))?,
         _ => {}
     }
     // metadata: `MessageToDict(proto.metadata) or None`, then back through
     // JSON: present only when it has fields.
-    if let Some(m) = &t.metadata
-        && !m.fields.is_empty()
+    if let Some(m) = metadata.message()
+        && repeated(m, 1).next().is_some()
     {
-        put_msg(out, 6, |o| struct_fields(m, true, o))?;
+        e.put_msg(6, |e| struct_fields(m, true, e))?;
     }
-    match &t.r#type {
-        Some(Type::EnumType(e)) => put_msg(out, 7, |o| {
-            for v in &e.values {
-                put_bytes(o, 1, v.as_bytes());
+    match member {
+        Some((7, values)) => e.put_msg(7, |e| {
+            for v in repeated(values.bytes(), 1) {
+                e.put_bytes(1, v);
             }
             Ok(())
         })?,
-        Some(Type::StructuredDatasetType(s)) => put_msg(out, 8, |o| structured_dataset_type(s, o))?,
+        Some((8, s)) => e.put_msg(8, |e| structured_dataset_type(s.bytes(), e))?,
         _ => {}
     }
     // annotation: `MessageToDict(proto.annotations)` is a dict even when
     // empty, so the annotations Struct is always present.
-    if let Some(a) = &t.annotation {
-        let annotations = a.annotations.clone().unwrap_or_default();
-        put_msg(out, 9, |o| put_msg(o, 1, |s| struct_fields(&annotations, true, s)))?;
+    if let Some(a) = annotation.message() {
+        let annotations = pick(a, [1])[0].bytes();
+        e.put_msg(9, |e| e.put_msg(1, |e| struct_fields(annotations, true, e)))?;
     }
-    if let Some(Type::UnionType(u)) = &t.r#type {
-        put_msg(out, 10, |o| {
-            for v in &u.variants {
-                put_msg(o, 1, |v_out| literal_type(v, v_out))?;
+    if let Some((10, variants)) = member {
+        e.put_msg(10, |e| {
+            for v in repeated(variants.bytes(), 1) {
+                e.put_msg(1, |e| literal_type(v, e))?;
             }
             Ok(())
         })?;
     }
-    if let Some(s) = &t.structure {
-        put_msg(out, 11, |o| {
-            put_nonempty(o, 1, s.tag.as_bytes());
-            for (k, v) in upb_order(&s.dataclass_type) {
-                put_msg(o, 2, |e| {
-                    put_bytes(e, 1, k.as_bytes());
-                    put_msg(e, 2, |t_out| literal_type(v, t_out))
-                })?;
-            }
-            Ok(())
+    if let Some(s) = structure.message() {
+        e.put_msg(11, |e| {
+            e.put_nonempty(1, pick(s, [1])[0].bytes());
+            e.map_of_messages(s, 2, |e, v| literal_type(v, e))
         })?;
     }
     Ok(())
@@ -558,34 +584,23 @@ fn literal_type(t: &idl::LiteralType, out: &mut Vec<u8>) -> Result<(), KeyError>
 /// `json_format.Parse` (LiteralType metadata, annotations), where a Value
 /// with no kind or any null becomes `null_value: 0`, and a NaN or infinite
 /// number makes flytekit raise.
-fn struct_fields(s: &idl::Struct, via_json: bool, out: &mut Vec<u8>) -> Result<(), KeyError> {
-    for (k, v) in upb_order(&s.fields) {
-        put_msg(out, 1, |e| {
-            put_bytes(e, 1, k.as_bytes());
-            put_msg(e, 2, |o| struct_value(v, via_json, o))
-        })?;
-    }
-    Ok(())
+fn struct_fields<'a>(s: &'a [u8], via_json: bool, e: &mut Encoder<'a>) -> Result<(), KeyError> {
+    e.map_of_messages(s, 1, |e, v| struct_value(v, via_json, e))
 }
 
-fn struct_value(v: &idl::StructValue, via_json: bool, out: &mut Vec<u8>) -> Result<(), KeyError> {
-    use idl::struct_value::Kind;
-    match (&v.kind, via_json) {
+fn struct_value<'a>(v: &'a [u8], via_json: bool, e: &mut Encoder<'a>) -> Result<(), KeyError> {
+    match (oneof(v, &[1, 2, 3, 4, 5, 6]), via_json) {
         (None, false) => {}
-        (None, true) | (Some(Kind::NullValue(_)), true) => put_varint(out, 1, 0),
-        (Some(Kind::NullValue(n)), false) => put_varint(out, 1, signed(i64::from(*n))),
-        (Some(Kind::NumberValue(f)), true) if !f.is_finite() => {
-            return Err(KeyError::Unsupported(format!(
-                "a type's metadata holds the number {f}, which flytekit cannot convert to JSON"
-            )));
-        }
-        (Some(Kind::NumberValue(f)), _) => put_double(out, 2, *f),
-        (Some(Kind::StringValue(s)), _) => put_bytes(out, 3, s.as_bytes()),
-        (Some(Kind::BoolValue(b)), _) => put_varint(out, 4, u64::from(*b)),
-        (Some(Kind::StructValue(s)), _) => put_msg(out, 5, |o| struct_fields(s, via_json, o))?,
-        (Some(Kind::ListValue(l)), _) => put_msg(out, 6, |o| {
-            for item in &l.values {
-                put_msg(o, 1, |i| struct_value(item, via_json, i))?;
+        (None, true) | (Some((1, _)), true) => e.put_varint(1, 0),
+        (Some((1, n)), false) => e.put_varint(1, signed(i64::from(n.int32()))),
+        (Some((2, f)), true) if !f.double().is_finite() => return Err(not_json(f.double())),
+        (Some((2, f)), _) => e.put_double(2, f.double()),
+        (Some((3, s)), _) => e.put_bytes(3, s.bytes()),
+        (Some((4, b)), _) => e.put_varint(4, u64::from(b.varint() != 0)),
+        (Some((5, s)), _) => e.put_msg(5, |e| struct_fields(s.bytes(), via_json, e))?,
+        (Some((_, l)), _) => e.put_msg(6, |e| {
+            for item in repeated(l.bytes(), 1) {
+                e.put_msg(1, |e| struct_value(item, via_json, e))?;
             }
             Ok(())
         })?,

@@ -1,11 +1,20 @@
 //! flytekit's local-cache key: `{task}-{version}-{md5}`, where the md5 is
 //! `joblib.hash` of the canonical input bytes (`canonical.rs`).
+//!
+//! The canonical bytes have two paths with one result: the borrowing path
+//! reads the client's bytes in place (`borrowed.rs`) and takes nearly all
+//! inputs; what it does not take (anything prost would merge or refuse, and
+//! any input whose key is an error) goes the prost path: prost decodes it,
+//! re-encodes its own values, and those bytes are read in place. Both feed
+//! one encoder, so the paths can differ only in how they read the input,
+//! which tests/flyte_borrowed.rs checks differentially.
 
 use md5::{Digest, Md5};
 use prost::Message;
 use thiserror::Error;
 
-use super::canonical::{hashed_inputs, hashed_inputs_sized};
+use super::borrowed;
+use super::canonical::{hashed_inputs, hashed_wire};
 use super::idl::LiteralMap;
 
 #[derive(Debug, Error)]
@@ -27,7 +36,28 @@ pub fn decode_literal_map(bytes: &[u8]) -> Result<LiteralMap, KeyError> {
 /// The bytes flytekit hashes for these inputs (`canonical` in the test
 /// vectors).
 pub fn canonical_bytes(inputs: &[u8], ignore: &[String]) -> Result<Vec<u8>, KeyError> {
-    hashed_inputs_sized(&decode_literal_map(inputs)?, ignore, inputs.len() + 16)
+    match canonical_bytes_borrowed(inputs, ignore) {
+        Some(canonical) => Ok(canonical),
+        None => canonical_bytes_prost(inputs, ignore),
+    }
+}
+
+/// [`canonical_bytes`] by the borrowing path alone (for tests and
+/// benchmarks): `None` when it does not take the inputs, which is whenever
+/// prost might read them otherwise (a field set twice, an unknown wire
+/// shape, deep nesting) and whenever the result would be an error (errors
+/// come from the prost path, so they are always the same).
+pub fn canonical_bytes_borrowed(inputs: &[u8], ignore: &[String]) -> Option<Vec<u8>> {
+    if !borrowed::takes(inputs) {
+        return None;
+    }
+    hashed_wire(inputs, ignore).ok()
+}
+
+/// [`canonical_bytes`] by the prost path alone (for tests and benchmarks):
+/// prost decodes the inputs as it always would, merging fields set twice.
+pub fn canonical_bytes_prost(inputs: &[u8], ignore: &[String]) -> Result<Vec<u8>, KeyError> {
+    hashed_inputs(&decode_literal_map(inputs)?, ignore)
 }
 
 /// `joblib.hash(data)` of a Python bytes object: the md5 of joblib's

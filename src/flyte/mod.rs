@@ -1,9 +1,10 @@
 //! The Flyte local task cache: flyteidl literal messages ([`idl`]),
 //! flytekit's cache key, byte-identical to flytekit 1.16's ([`key`],
-//! [`canonical`]), a readable JSON rendering ([`render`]), and
-//! `LocalTaskCache` on the engine ([`local_cache`]); Flyte 2's own task
+//! [`canonical`], reading its input in place with `borrowed`), a readable
+//! JSON rendering ([`render`]), and `LocalTaskCache` on the engine ([`local_cache`]); Flyte 2's own task
 //! cache in the same `cache.db` ([`flyte2`]).
 
+mod borrowed;
 pub mod canonical;
 pub mod flyte2;
 pub mod idl;
@@ -11,5 +12,8 @@ pub mod key;
 pub mod local_cache;
 pub mod render;
 
-pub use key::{KeyError, cache_key, canonical_bytes, decode_literal_map, joblib_hash};
+pub use key::{
+    KeyError, cache_key, canonical_bytes, canonical_bytes_borrowed, canonical_bytes_prost, decode_literal_map,
+    joblib_hash,
+};
 pub use local_cache::{LocalCacheError, LocalTaskCache};

@@ -1,0 +1,393 @@
+//! The zero-copy decoder: a serialized `LiteralMap` read in place, fields
+//! as slices of the input (strings and bytes as `&[u8]`, sub-messages as
+//! the bytes of their body), nothing allocated.
+//!
+//! It has two parts. [`takes`] walks the whole input once against the
+//! schema of `idl.rs` and says whether this reading is exactly prost's:
+//! it refuses ("not mine") everything prost refuses (a malformed varint,
+//! tag or length, a wrong wire type, invalid UTF-8, nesting near prost's
+//! recursion limit) and everything prost reads by merging (a singular
+//! field or oneof set twice, a map entry's key or value repeated), as well
+//! as groups. Then [`fields`], [`pick`], [`oneof`] and [`repeated`] read a
+//! message taken that way (or one prost wrote) for the canonical encoder,
+//! with prost's meaning: an absent field is its default (an empty slice is
+//! an empty message), and of map entries with one key the last wins.
+
+use std::str;
+
+/// A field's payload, borrowed from the input.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Wire<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    /// Only unknown fields have one (our schema has no fixed32).
+    Fixed32,
+    Len(&'a [u8]),
+}
+
+/// A field as [`pick`] finds it: absent, or its last payload.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Field<'a>(Option<Wire<'a>>);
+
+impl<'a> Field<'a> {
+    /// A length-delimited field's bytes (a string, bytes or a message
+    /// body); empty when absent, as prost's default.
+    pub(super) fn bytes(self) -> &'a [u8] {
+        match self.0 {
+            Some(Wire::Len(b)) => b,
+            _ => &[],
+        }
+    }
+
+    /// A sub-message's body, if the field is present (a present empty
+    /// message differs from an absent one).
+    pub(super) fn message(self) -> Option<&'a [u8]> {
+        match self.0 {
+            Some(Wire::Len(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub(super) fn varint(self) -> u64 {
+        match self.0 {
+            Some(Wire::Varint(v)) => v,
+            _ => 0,
+        }
+    }
+
+    /// An `int32` field: prost keeps the varint's low 32 bits.
+    pub(super) fn int32(self) -> i32 {
+        self.varint() as i32
+    }
+
+    pub(super) fn double(self) -> f64 {
+        match self.0 {
+            Some(Wire::Fixed64(bits)) => f64::from_bits(bits),
+            _ => 0.0,
+        }
+    }
+}
+
+/// A varint and its length, or `None` where prost's `decode_varint`
+/// fails: truncated, or more than 64 bits (a tenth byte above 1). Most
+/// are one byte (tags, short lengths), read without the loop.
+#[inline]
+fn read_varint(buf: &[u8]) -> Option<(u64, usize)> {
+    match buf.first() {
+        Some(&b) if b < 0x80 => Some((u64::from(b), 1)),
+        Some(_) => read_long_varint(buf),
+        None => None,
+    }
+}
+
+fn read_long_varint(buf: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &b) in buf.iter().take(10).enumerate() {
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            return (i < 9 || b < 2).then_some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// The first field of `buf`: its number, payload and what follows; `None`
+/// where prost's `decode_key` or the payload's read fails, and for groups
+/// (wire types 3 and 4), which are not ours.
+#[inline]
+fn next_field(buf: &[u8]) -> Option<(u32, Wire<'_>, &[u8])> {
+    let (key, n) = read_varint(buf)?;
+    if key > u64::from(u32::MAX) || key < 8 {
+        return None; // prost: "invalid key value", "invalid tag value: 0"
+    }
+    let number = (key >> 3) as u32;
+    let rest = &buf[n..];
+    match key & 7 {
+        0 => {
+            let (v, n) = read_varint(rest)?;
+            Some((number, Wire::Varint(v), &rest[n..]))
+        }
+        1 => {
+            let (bits, rest) = rest.split_first_chunk::<8>()?;
+            Some((number, Wire::Fixed64(u64::from_le_bytes(*bits)), rest))
+        }
+        2 => {
+            let (len, n) = read_varint(rest)?;
+            let rest = &rest[n..];
+            let len = usize::try_from(len).ok().filter(|&l| l <= rest.len())?;
+            Some((number, Wire::Len(&rest[..len]), &rest[len..]))
+        }
+        5 => {
+            let (_, rest) = rest.split_first_chunk::<4>()?;
+            Some((number, Wire::Fixed32, rest))
+        }
+        _ => None,
+    }
+}
+
+/// The fields of a message in wire order. It stops at the first malformed
+/// byte, which a message [`takes`] accepted (or prost wrote) never has.
+#[derive(Clone)]
+pub(super) struct Fields<'a>(&'a [u8]);
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = (u32, Wire<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
+        }
+        match next_field(self.0) {
+            Some((number, wire, rest)) => {
+                self.0 = rest;
+                Some((number, wire))
+            }
+            None => {
+                self.0 = &[];
+                None
+            }
+        }
+    }
+}
+
+pub(super) fn fields(message: &[u8]) -> Fields<'_> {
+    Fields(message)
+}
+
+/// The fields numbered `numbers`, in one pass (the last occurrence of
+/// each, as prost keeps for a scalar).
+pub(super) fn pick<const N: usize>(message: &[u8], numbers: [u32; N]) -> [Field<'_>; N] {
+    let mut found = [Field::default(); N];
+    for (number, wire) in fields(message) {
+        if let Some(i) = numbers.iter().position(|&n| n == number) {
+            found[i] = Field(Some(wire));
+        }
+    }
+    found
+}
+
+/// Which member of a oneof is set, and its payload (the last on the wire).
+pub(super) fn oneof<'a>(message: &'a [u8], members: &[u32]) -> Option<(u32, Field<'a>)> {
+    let mut set = None;
+    for (number, wire) in fields(message) {
+        if members.contains(&number) {
+            set = Some((number, Field(Some(wire))));
+        }
+    }
+    set
+}
+
+/// Every occurrence of a repeated length-delimited field (a repeated
+/// message or string, or a map's entries), in wire order.
+pub(super) fn repeated(message: &[u8], number: u32) -> impl Iterator<Item = &[u8]> {
+    fields(message).filter_map(move |(n, wire)| match wire {
+        Wire::Len(b) if n == number => Some(b),
+        _ => None,
+    })
+}
+
+/// A map entry's key and value (each empty when absent, as prost's default).
+pub(super) fn entry(entry: &[u8]) -> (&[u8], &[u8]) {
+    let [key, value] = pick(entry, [1, 2]);
+    (key.bytes(), value.bytes())
+}
+
+// ---------------------------------------------------------------------------
+// What `takes` checks: idl.rs as data.
+
+#[derive(Clone, Copy)]
+enum Kind {
+    /// int32, int64, uint64, bool, enums.
+    Varint,
+    /// double.
+    Fixed64,
+    Str,
+    Bytes,
+    Message(&'static Message),
+    /// A repeated message, or a map (a repeated entry message).
+    Repeated(&'static Message),
+    RepeatedStr,
+}
+
+struct FieldDef {
+    number: u32,
+    kind: Kind,
+    /// A member of the message's oneof (a message has at most one).
+    oneof: bool,
+}
+
+struct Message(&'static [FieldDef]);
+
+const fn f(number: u32, kind: Kind) -> FieldDef {
+    FieldDef { number, kind, oneof: false }
+}
+
+const fn one(number: u32, kind: Kind) -> FieldDef {
+    FieldDef { number, kind, oneof: true }
+}
+
+use Kind::{Bytes, Fixed64, Message as Msg, Repeated, RepeatedStr, Str, Varint};
+
+static LITERAL_MAP: Message = Message(&[f(1, Repeated(&LITERAL_ENTRY))]);
+static LITERAL_ENTRY: Message = Message(&[f(1, Str), f(2, Msg(&LITERAL))]);
+static STRING_ENTRY: Message = Message(&[f(1, Str), f(2, Str)]);
+static LITERAL: Message = Message(&[
+    one(1, Msg(&SCALAR)),
+    one(2, Msg(&LITERAL_COLLECTION)),
+    one(3, Msg(&LITERAL_MAP)),
+    f(4, Str),
+    f(5, Repeated(&STRING_ENTRY)),
+    one(8, Msg(&OFFLOADED_METADATA)),
+]);
+static LITERAL_COLLECTION: Message = Message(&[f(1, Repeated(&LITERAL))]);
+static OFFLOADED_METADATA: Message = Message(&[f(1, Str), f(2, Varint), f(3, Msg(&LITERAL_TYPE))]);
+static SCALAR: Message = Message(&[
+    one(1, Msg(&PRIMITIVE)),
+    one(2, Msg(&BLOB)),
+    one(3, Msg(&BINARY)),
+    one(4, Msg(&SCHEMA)),
+    one(5, Msg(&VOID)),
+    one(6, Msg(&ERROR)),
+    one(7, Msg(&STRUCT)),
+    one(8, Msg(&STRUCTURED_DATASET)),
+    one(9, Msg(&UNION)),
+]);
+static PRIMITIVE: Message = Message(&[
+    one(1, Varint),
+    one(2, Fixed64),
+    one(3, Str),
+    one(4, Varint),
+    one(5, Msg(&SECONDS_NANOS)),
+    one(6, Msg(&SECONDS_NANOS)),
+]);
+/// Timestamp and Duration.
+static SECONDS_NANOS: Message = Message(&[f(1, Varint), f(2, Varint)]);
+static BLOB: Message = Message(&[f(1, Msg(&BLOB_METADATA)), f(3, Str)]);
+static BLOB_METADATA: Message = Message(&[f(1, Msg(&BLOB_TYPE))]);
+static BLOB_TYPE: Message = Message(&[f(1, Str), f(2, Varint)]);
+static BINARY: Message = Message(&[f(1, Bytes), f(2, Str)]);
+static SCHEMA: Message = Message(&[f(1, Str), f(3, Msg(&SCHEMA_TYPE))]);
+static SCHEMA_TYPE: Message = Message(&[f(3, Repeated(&SCHEMA_COLUMN))]);
+static SCHEMA_COLUMN: Message = Message(&[f(1, Str), f(2, Varint)]);
+static VOID: Message = Message(&[]);
+static ERROR: Message = Message(&[f(1, Str), f(2, Str)]);
+static STRUCTURED_DATASET: Message = Message(&[f(1, Str), f(2, Msg(&SD_METADATA))]);
+static SD_METADATA: Message = Message(&[f(1, Msg(&SD_TYPE))]);
+static SD_TYPE: Message = Message(&[f(1, Repeated(&DATASET_COLUMN)), f(2, Str), f(3, Str), f(4, Bytes)]);
+static DATASET_COLUMN: Message = Message(&[f(1, Str), f(2, Msg(&LITERAL_TYPE))]);
+static UNION: Message = Message(&[f(1, Msg(&LITERAL)), f(2, Msg(&LITERAL_TYPE))]);
+static LITERAL_TYPE: Message = Message(&[
+    one(1, Varint),
+    one(2, Msg(&SCHEMA_TYPE)),
+    one(3, Msg(&LITERAL_TYPE)),
+    one(4, Msg(&LITERAL_TYPE)),
+    one(5, Msg(&BLOB_TYPE)),
+    f(6, Msg(&STRUCT)),
+    one(7, Msg(&ENUM_TYPE)),
+    one(8, Msg(&SD_TYPE)),
+    f(9, Msg(&TYPE_ANNOTATION)),
+    one(10, Msg(&UNION_TYPE)),
+    f(11, Msg(&TYPE_STRUCTURE)),
+]);
+static ENUM_TYPE: Message = Message(&[f(1, RepeatedStr)]);
+static UNION_TYPE: Message = Message(&[f(1, Repeated(&LITERAL_TYPE))]);
+static TYPE_ANNOTATION: Message = Message(&[f(1, Msg(&STRUCT))]);
+static TYPE_STRUCTURE: Message = Message(&[f(1, Str), f(2, Repeated(&LITERAL_TYPE_ENTRY))]);
+static LITERAL_TYPE_ENTRY: Message = Message(&[f(1, Str), f(2, Msg(&LITERAL_TYPE))]);
+static STRUCT: Message = Message(&[f(1, Repeated(&VALUE_ENTRY))]);
+static VALUE_ENTRY: Message = Message(&[f(1, Str), f(2, Msg(&VALUE))]);
+static VALUE: Message = Message(&[
+    one(1, Varint),
+    one(2, Fixed64),
+    one(3, Str),
+    one(4, Varint),
+    one(5, Msg(&STRUCT)),
+    one(6, Msg(&LIST_VALUE)),
+]);
+static LIST_VALUE: Message = Message(&[f(1, Repeated(&VALUE))]);
+
+/// Nesting from which we leave the input to prost: it refuses messages
+/// nested more than 100 deep (a map entry is a level), and an unknown
+/// field at depth 100.
+const MAX_DEPTH: u32 = 96;
+
+/// Whether `inputs` (a serialized `LiteralMap`) is ours: prost decodes it
+/// without error and without merging, so reading it in place gives prost's
+/// values (module doc).
+pub(super) fn takes(inputs: &[u8]) -> bool {
+    message_is_ours(inputs, &LITERAL_MAP, 0)
+}
+
+fn message_is_ours(mut buf: &[u8], message: &Message, depth: u32) -> bool {
+    if depth >= MAX_DEPTH {
+        return false;
+    }
+    // One bit per field index, and the top bit for the oneof.
+    let mut seen = 0u32;
+    while !buf.is_empty() {
+        let Some((number, wire, rest)) = next_field(buf) else { return false };
+        buf = rest;
+        // An unknown field: prost skips it, and so do we.
+        let Some((i, def)) = message.0.iter().enumerate().find(|(_, d)| d.number == number) else { continue };
+        let ok = match (def.kind, wire) {
+            (Repeated(m), Wire::Len(b)) => message_is_ours(b, m, depth + 1),
+            (RepeatedStr, Wire::Len(b)) => str::from_utf8(b).is_ok(),
+            (kind, wire) => {
+                let bit = if def.oneof { 1 << 31 } else { 1 << i };
+                if seen & bit != 0 {
+                    return false; // set twice: prost merges or overwrites
+                }
+                seen |= bit;
+                match (kind, wire) {
+                    (Varint, Wire::Varint(_)) | (Fixed64, Wire::Fixed64(_)) | (Bytes, Wire::Len(_)) => true,
+                    (Str, Wire::Len(b)) => str::from_utf8(b).is_ok(),
+                    (Msg(m), Wire::Len(b)) => message_is_ours(b, m, depth + 1),
+                    _ => false, // a wire type prost refuses for this field
+                }
+            }
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_are_read_as_prost_reads_them() {
+        assert_eq!(read_varint(&[0x00]), Some((0, 1)));
+        assert_eq!(read_varint(&[0x96, 0x01]), Some((150, 2)));
+        // Non-minimal: prost accepts it.
+        assert_eq!(read_varint(&[0x80, 0x00]), Some((0, 2)));
+        let max = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(read_varint(&max), Some((u64::MAX, 10)));
+        // More than 64 bits, more than 10 bytes, truncated.
+        let mut over = max;
+        over[9] = 0x02;
+        assert_eq!(read_varint(&over), None);
+        assert_eq!(read_varint(&[0x80; 11]), None);
+        assert_eq!(read_varint(&[0x80]), None);
+    }
+
+    #[test]
+    fn what_prost_would_merge_or_refuse_is_not_ours() {
+        // x: Literal{hash: "a"}, then the same with the hash twice.
+        assert!(takes(&[0x0a, 0x08, 0x0a, 0x01, b'x', 0x12, 0x03, 0x22, 0x01, b'a']));
+        assert!(!takes(&[0x0a, 0x0b, 0x0a, 0x01, b'x', 0x12, 0x06, 0x22, 0x01, b'a', 0x22, 0x01, b'b']));
+        // Two oneof members: scalar, then collection.
+        assert!(!takes(&[0x0a, 0x09, 0x0a, 0x01, b'x', 0x12, 0x04, 0x0a, 0x00, 0x12, 0x00]));
+        // A map entry's key twice.
+        assert!(!takes(&[0x0a, 0x06, 0x0a, 0x01, b'x', 0x0a, 0x01, b'y']));
+        // A wrong wire type, invalid UTF-8, a group, tag 0.
+        assert!(!takes(&[0x08, 0x01]));
+        assert!(!takes(&[0x0a, 0x03, 0x0a, 0x01, 0xff]));
+        assert!(!takes(&[0x0b, 0x0c]));
+        assert!(!takes(&[0x02, 0x00]));
+        // An unknown field is skipped, as prost does.
+        assert!(takes(&[0x10, 0x05]));
+    }
+}
