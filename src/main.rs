@@ -127,6 +127,11 @@ struct MountArgs {
     /// changes within a second.
     #[arg(long)]
     read_only: bool,
+    /// Read every value through the daemon, never through the kernel's
+    /// passthrough (which a read-write mount uses for values kept in value
+    /// files, as root on Linux 6.9 and later).
+    #[arg(long)]
+    no_passthrough: bool,
     /// With --read-only: have the kernel send OPEN, FLUSH, RELEASE and
     /// OPENDIR as on a read-write mount (slower; to compare).
     #[arg(long)]
@@ -571,6 +576,7 @@ fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
             std::time::Duration::from_secs(86_400)
         },
         open_requests: args.open_requests,
+        passthrough: !args.no_passthrough,
         max_inodes: args.max_inodes,
         threads: args.threads,
         timeout: std::time::Duration::from_secs_f64(args.timeout),

@@ -110,6 +110,7 @@ fn fs_over(dir: &std::path::Path) -> DiskCacheFs {
             gid: 0,
             max_inodes: 1_000_000,
             reads_unopened: false,
+            passthrough: false,
             watched_ttl: Duration::ZERO,
         },
     )

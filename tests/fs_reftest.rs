@@ -460,6 +460,7 @@ impl Harness {
                 gid,
                 max_inodes: 1_000_000,
                 reads_unopened: false,
+                passthrough: false,
                 watched_ttl: Duration::ZERO,
             },
         );

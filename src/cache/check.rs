@@ -337,16 +337,21 @@ mod tests {
     #[test]
     fn an_unknown_file_is_found_and_fix_removes_it_and_its_directories() {
         let (t, file) = with_a_file();
-        let stray = t.path().join("0a/0b/stray.val");
+        // Two top directories other than the one the entry's file is in
+        // (its name is random).
+        let own = file.strip_prefix(t.path()).unwrap().components().next().unwrap().as_os_str().to_owned();
+        let mut free = ["0a", "ee", "5c"].into_iter().filter(|d| std::ffi::OsStr::new(d) != own);
+        let (stray_top, empty_top) = (free.next().unwrap(), free.next().unwrap());
+        let stray = t.path().join(stray_top).join("0b/stray.val");
         std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
         std::fs::write(&stray, b"stray").unwrap();
-        std::fs::create_dir_all(t.path().join("ee/ff")).unwrap();
+        std::fs::create_dir_all(t.path().join(empty_top).join("ff")).unwrap();
         let warnings = t.check(false).unwrap();
         assert_eq!(kinds(&warnings), [CheckKind::UnknownFile, CheckKind::EmptyDirectory]);
         assert_eq!(warnings[0].message, format!("unknown file: {}", stray.display()));
-        assert_eq!(warnings[1].message, format!("empty directory: {}", t.path().join("ee/ff").display()));
+        assert_eq!(warnings[1].message, format!("empty directory: {}", t.path().join(empty_top).join("ff").display()));
         t.check(true).unwrap();
-        assert!(!t.path().join("0a").exists() && !t.path().join("ee").exists());
+        assert!(!t.path().join(stray_top).exists() && !t.path().join(empty_top).exists());
         assert!(file.exists(), "the entry's own file stays");
         assert_eq!(t.check(false).unwrap(), vec![]);
     }

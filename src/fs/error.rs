@@ -136,6 +136,8 @@ impl FsError {
                 | FsError::NotPermitted(_)
                 | FsError::AccessDenied(_)
                 | FsError::AttributeNotSupported(_)
+                // The kernel looks the name up again: part of the protocol.
+                | FsError::Stale(_)
         )
     }
 }

@@ -47,10 +47,12 @@ mod flyte2;
 mod io;
 mod keydirs;
 mod listing_cache;
+mod passthrough;
 mod tags;
 mod unopened;
 mod views;
 mod watch;
+pub use passthrough::Backing;
 pub use watch::WATCH_INTERVAL;
 mod xattrs;
 use keydirs::{DirCookies, Resolved};
@@ -71,6 +73,9 @@ pub struct FsConfig {
     /// READ comes without OPEN, FLUSH or RELEASE (a read-only mount
     /// answers OPEN with ENOSYS): see filesystem/unopened.rs.
     pub reads_unopened: bool,
+    /// Readers of value files read through passthrough where the kernel
+    /// allows it (filesystem/passthrough.rs).
+    pub passthrough: bool,
     /// How long the kernel may trust names and attributes in `keys/` when
     /// the change watcher invalidates them (filesystem/watch.rs); `ttl`
     /// elsewhere.
@@ -108,6 +113,9 @@ pub struct OpenFlags {
     pub direct_io: bool,
     /// Closing needs no FLUSH (a reader).
     pub no_flush: bool,
+    /// The kernel reads the handle's value file itself
+    /// (filesystem/passthrough.rs).
+    pub passthrough: bool,
 }
 
 /// What the kernel is asked to drop from its caches. Sent to a thread of
@@ -181,6 +189,8 @@ struct Tables {
     /// Read handles held by inodes read without OPEN, by inode
     /// (filesystem/unopened.rs).
     pins: HashMap<u64, u64>,
+    /// Handles opened through passthrough (filesystem/passthrough.rs).
+    passthrough_fhs: std::collections::HashSet<u64>,
 }
 
 /// What a request works with: its engine handle and the locked tables.
@@ -225,6 +235,8 @@ pub struct DiskCacheFs {
     /// The state each directory's last listing began from, by inode
     /// (listing_cache.rs). A leaf lock.
     listed: Mutex<HashMap<u64, listing_cache::ListingToken>>,
+    /// Passthrough is on (the kernel took it at INIT).
+    passthrough: std::sync::atomic::AtomicBool,
 }
 
 /// Sizes of the batches a listing reads from the cache: a READDIR reply
@@ -308,12 +320,14 @@ impl DiskCacheFs {
                 handles: HashMap::new(),
                 next_fh: 1,
                 pins: HashMap::new(),
+                passthrough_fhs: Default::default(),
             }),
             tree_time: Mutex::new(None),
             dir_times: Mutex::new(HashMap::new()),
             watch_state: Mutex::new(watch_state),
             generation: Default::default(),
             listed: Mutex::new(HashMap::new()),
+            passthrough: Default::default(),
         }
     }
 

@@ -22,11 +22,71 @@ use crate::fs::tree::Tree;
 pub struct FuseAdapter<T: Tree> {
     fs: std::sync::Arc<T>,
     requests: std::sync::Arc<RequestCounts>,
+    backings: std::sync::Mutex<Backings>,
 }
 
 impl<T: Tree> FuseAdapter<T> {
     pub fn new(fs: std::sync::Arc<T>, requests: std::sync::Arc<RequestCounts>) -> FuseAdapter<T> {
-        FuseAdapter { fs, requests }
+        FuseAdapter { fs, requests, backings: Default::default() }
+    }
+}
+
+/// The backing files registered with the kernel for passthrough opens
+/// (filesystem/passthrough.rs): the kernel wants one per inode, shared by
+/// all its passthrough opens, so each is kept, by inode, until the last
+/// of them is released.
+#[derive(Default)]
+struct Backings {
+    by_ino: std::collections::HashMap<u64, (std::sync::Arc<fuser::BackingId>, u32)>,
+    /// The inode of each passthrough open.
+    by_fh: std::collections::HashMap<u64, u64>,
+}
+
+impl<T: Tree> FuseAdapter<T> {
+    /// The inode's backing file for passthrough open `fh`, registered if
+    /// it has none; `None` when the kernel refuses it (then the open goes
+    /// through the daemon, and passthrough is turned off if the refusal
+    /// is for good).
+    fn backing_for(&self, reply: &ReplyOpen, ino: u64, fh: u64) -> Option<std::sync::Arc<fuser::BackingId>> {
+        let mut backings = self.backings.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, opens)) = backings.by_ino.get_mut(&ino) {
+            *opens += 1;
+            let id = id.clone();
+            backings.by_fh.insert(fh, ino);
+            return Some(id);
+        }
+        let file = self.fs.backing_file(fh)?;
+        match reply.open_backing(&file) {
+            Ok(id) => {
+                let id = std::sync::Arc::new(id);
+                backings.by_ino.insert(ino, (id.clone(), 1));
+                backings.by_fh.insert(fh, ino);
+                Some(id)
+            }
+            Err(e) => {
+                let for_good =
+                    matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTTY | libc::EINVAL | libc::ENOSYS));
+                if for_good {
+                    log::warn!("passthrough: off (the kernel refuses backing files: {e})");
+                    self.fs.set_passthrough(false);
+                } else {
+                    log::warn!("passthrough: inode {ino}: {e}; read through the daemon");
+                }
+                None
+            }
+        }
+    }
+
+    /// A released handle's share of its inode's backing file.
+    fn release_backing(&self, fh: u64) {
+        let mut backings = self.backings.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(ino) = backings.by_fh.remove(&fh) else { return };
+        if let Some((_, opens)) = backings.by_ino.get_mut(&ino) {
+            *opens -= 1;
+            if *opens == 0 {
+                backings.by_ino.remove(&ino);
+            }
+        }
     }
 }
 
@@ -310,6 +370,25 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
                 log::info!("kernel lacks {flag:?}");
             }
         }
+        // Passthrough (Linux 6.9+, and backing files need root): readers of
+        // value files read them without the daemon.
+        if self.fs.config().passthrough {
+            // SAFETY: geteuid cannot fail.
+            let root = unsafe { libc::geteuid() } == 0;
+            let accepted = root
+                && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(1).is_ok();
+            self.fs.set_passthrough(accepted);
+            if accepted {
+                log::info!("passthrough: on (value files are read by the kernel)");
+            } else if root {
+                log::info!("passthrough: off (the kernel lacks it; reads go through the daemon)");
+            } else {
+                log::info!("passthrough: off (backing files need root; reads go through the daemon)");
+            }
+        } else {
+            log::info!("passthrough: off (not asked for)");
+        }
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         Ok(())
@@ -470,6 +549,14 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
             let truncate = flags.0 & libc::O_TRUNC != 0;
             let append = flags.0 & libc::O_APPEND != 0;
             match self.fs.open(ino.0, write, truncate, append) {
+                Ok((fh, f)) if f.passthrough => match self.backing_for(&reply, ino.0, fh) {
+                    Some(id) => reply.opened_passthrough(FileHandle(fh), fopen_flags(f), &id),
+                    None => {
+                        self.fs.passthrough_refused(fh);
+                        // The kernel's pages may be of another version.
+                        reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH)
+                    }
+                },
                 Ok((fh, f)) => reply.opened(FileHandle(fh), fopen_flags(f)),
                 Err(e) => reply.error(errno("open", req, &e)),
             }
@@ -536,9 +623,13 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.guarded("release", || match self.fs.release(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("release", req, &e)),
+        self.guarded("release", || {
+            let result = self.fs.release(fh.0);
+            self.release_backing(fh.0);
+            match result {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno("release", req, &e)),
+            }
         });
     }
 

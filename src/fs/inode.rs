@@ -170,6 +170,9 @@ pub struct KeyInode {
     /// The key given by `user.diskcache.key`: a rename of this file to
     /// that key's `%sha256:` name stores it under that key.
     pub intended_key: Option<Key>,
+    /// The backing file its passthrough opens share
+    /// (filesystem/passthrough.rs).
+    pub backing: Option<crate::fs::filesystem::Backing>,
     /// Holds a pinned read handle (filesystem/unopened.rs): one of its
     /// `open_handles` that does not keep the kernel from forgetting it.
     pub pinned: bool,
@@ -241,6 +244,7 @@ impl InodeTable {
                 superseded: None,
                 intended_key: None,
                 pinned: false,
+                backing: None,
                 forget_requested: false,
             },
         );

@@ -50,6 +50,8 @@ pub struct MountConfig {
     /// A read-only mount still takes OPEN, FLUSH, RELEASE and OPENDIR
     /// requests (as before reads without OPEN; to compare).
     pub open_requests: bool,
+    /// Read value files through passthrough where the kernel allows it.
+    pub passthrough: bool,
     /// See `FsConfig::max_inodes`.
     pub max_inodes: usize,
     /// FUSE dispatch threads (at least 1; 0 is taken as 1). See
@@ -95,6 +97,7 @@ pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Resu
         gid,
         max_inodes: config.max_inodes,
         reads_unopened: false,
+        passthrough: false,
         watched_ttl: config.watched_ttl,
     };
     let options = CacheOptions { read_only: config.read_only, timeout: config.timeout, ..CacheOptions::default() };
@@ -122,6 +125,10 @@ pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Resu
     // (filesystem/unopened.rs, watch.rs). (The union over a FanoutCache's
     // shards keeps OPEN: its `stats` and settings are made at open.)
     fs_config.reads_unopened = config.read_only && !config.open_requests;
+    // Readers of value files through passthrough where the kernel takes
+    // it (filesystem/passthrough.rs; said in the log at INIT). Not for the
+    // union, whose handles are its own.
+    fs_config.passthrough = !config.read_only && config.passthrough;
     match Cache::open_with(&config.cache_dir, options) {
         Ok(cache) => {
             let fs = DiskCacheFs::new(cache, fs_config);

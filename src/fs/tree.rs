@@ -69,6 +69,14 @@ pub trait Tree: Send + Sync + 'static {
     fn listing_cache(&self, _ino: u64) -> (bool, bool) {
         (false, false)
     }
+    /// Passthrough accepted (or refused) by the kernel.
+    fn set_passthrough(&self, _on: bool) {}
+    /// The value file a passthrough open `fh` reads.
+    fn backing_file(&self, _fh: u64) -> Option<std::fs::File> {
+        None
+    }
+    /// The kernel could not take `fh` through passthrough.
+    fn passthrough_refused(&self, _fh: u64) {}
     /// One look for other processes' changes (filesystem/watch.rs); false
     /// when the tree is not watched.
     fn watch(&self) -> bool {
@@ -116,5 +124,8 @@ impl Tree for DiskCacheFs {
         ttl_for(ino: u64) -> std::time::Duration;
         watch() -> bool;
         listing_cache(ino: u64) -> (bool, bool);
+        set_passthrough(on: bool) -> ();
+        backing_file(fh: u64) -> Option<std::fs::File>;
+        passthrough_refused(fh: u64) -> ();
     }
 }

@@ -138,6 +138,9 @@ impl Mounted {
             .arg(&self.cache)
             .arg(&self.mnt)
             .args(args)
+            // scripts/test runs the semantics tests a second time with
+            // `--no-passthrough` here (both read modes of a read-write mount).
+            .args(std::env::var("DISKCACHEFS_TEST_MOUNT_ARGS").unwrap_or_default().split_whitespace())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&self.log).unwrap())

@@ -10,6 +10,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::passthrough::ReaderPath;
 use super::{Attr, DiskCacheFs, FsError, OpenFlags, State, Tables};
 use crate::cache::{Attr as Keep, Cache, Key, NewValue, RawContent, ValueType};
 use crate::fs::content::{content_len, convert, inline_bytes};
@@ -119,6 +120,8 @@ impl DiskCacheFs {
                 _ => content_len(&meta),
             };
             let version = ContentVersion::of(&meta, len);
+            let in_file = matches!(content, RawContent::File(_));
+            let path = self.reader_path(&mut st, ino, version, in_file)?;
             let snapshot = Arc::new(match content {
                 RawContent::File(f) => Snapshot::File(f),
                 RawContent::Inline(v) => Snapshot::Inline(inline_bytes(&v)),
@@ -128,12 +131,17 @@ impl DiskCacheFs {
             // peer changed it within the attribute timeout), bypass the page
             // cache for this open so the reader gets the whole new value.
             let current = kernel_version == Some(version);
-            let flags = OpenFlags { keep_cache: current, direct_io: !current, no_flush: true };
             let view = ReadView { version, len, store_time: meta.store_time, access_time: meta.access_time };
             let fh = Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: Some(view) });
+            if let ReaderPath::Passthrough = path {
+                Self::note_passthrough_open(&mut st, ino, fh, &view);
+                return Ok((fh, OpenFlags { no_flush: true, passthrough: true, ..OpenFlags::default() }));
+            }
+            let flags = OpenFlags { keep_cache: current, direct_io: !current, no_flush: true, passthrough: false };
             return Ok((fh, flags));
         }
         self.check_writable(&format!("keys/{name}"))?;
+        Self::make_way_for_writer(&mut st, ino)?;
         let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
         // The entry went away (a peer deleted it) while the kernel still
         // had the name: ESTALE makes it look the name up again, so
@@ -263,6 +271,13 @@ impl DiskCacheFs {
         let key = key.clone();
         let name = key_to_name(&key);
         let exists = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_some();
+        if let Some(backed) =
+            st.inodes.by_name(&name).filter(|&i| st.inodes.get(i).is_some_and(|i| i.backing.is_some()))
+        {
+            // Its readers read through passthrough: the writer gets an
+            // inode of its own (passthrough.rs).
+            Self::supersede_backed(&mut st, backed);
+        }
         let known = st.inodes.by_name(&name);
         let pending = known.and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
         if exclusive && (exists || pending) {
@@ -485,6 +500,7 @@ impl DiskCacheFs {
             }
         };
         let mut st = self.tables();
+        Self::note_passthrough_closed(&mut st, ino, fh);
         if let Some(inode) = st.inodes.get_mut(ino) {
             inode.open_handles = inode.open_handles.saturating_sub(1);
             if inode.open_handles == 0 && inode.pending_create {
