@@ -1414,6 +1414,11 @@ impl Tree for FanoutFs {
     }
 
     fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, FsError> {
+        // Names that are not ours (security.selinux, security.capability,
+        // ACLs: the kernel asks on every `ls -l` and write) without a lock.
+        if crate::fs::xattr::XattrName::parse(name).is_none() {
+            return Err(FsError::NoAttribute(name_str(name)));
+        }
         let (t, local) = self.xattr_target(ino)?;
         self.tree(t).getxattr(local, name)
     }
