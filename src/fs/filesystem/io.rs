@@ -427,7 +427,20 @@ impl DiskCacheFs {
 
     /// fsync: commit if changed; on failure the copy stays, and the next
     /// fsync or close tries again.
+    /// The bytes of a value kept in a file are flushed to the disk first
+    /// (a value kept in the database is as durable as its commit, which
+    /// SQLite's `synchronous` setting decides, as for python-diskcache).
     pub fn fsync(&self, fh: u64) -> Result<(), FsError> {
+        let io = match self.tables().handles.get(&fh) {
+            Some(Handle::Write(slot)) => Some(slot.io.clone()),
+            _ => None,
+        };
+        if let Some(io) = io {
+            let w = lock_writer(&io);
+            if let Some(Staging::File { file, .. }) = &w.staging {
+                file.sync_data().map_err(|e| FsError::io(format!("inode {}", w.ino), e))?;
+            }
+        }
         self.commit_handle(fh, true)
     }
 
