@@ -18,19 +18,6 @@ fn set(m: &Mounted, key: &str, byte: char, n: usize) {
     py(SET, &[m.cache.to_str().unwrap(), key, &byte.to_string(), &n.to_string()]);
 }
 
-fn requests_served(m: &mut Mounted) -> std::collections::HashMap<String, u64> {
-    assert!(m.stop().unwrap().success());
-    let log = m.log();
-    let line = log.lines().find_map(|l| l.split_once("requests served: ").map(|(_, r)| r.to_string()));
-    let line = line.unwrap_or_else(|| panic!("no request counts in the log:\n{log}"));
-    line.split_whitespace()
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.to_string(), v.parse().unwrap())
-        })
-        .collect()
-}
-
 fn all(bytes: &[u8], b: u8) -> bool {
     bytes.iter().all(|&x| x == b)
 }
@@ -97,7 +84,7 @@ fn a_value_file_read_through_passthrough_keeps_the_snapshot_rule_while_python_re
     drop((reader, fresh));
     // Every byte above came from the kernel reading the value files: no
     // READ reached the daemon.
-    let counts = requests_served(&mut m);
+    let counts = m.requests_served();
     assert_eq!(counts.get("read").copied().unwrap_or(0), 0, "{counts:?}");
 }
 
@@ -118,6 +105,6 @@ fn without_passthrough_reads_go_through_the_daemon_and_the_log_says_so() {
     let data = std::fs::read(m.keys().join("big")).unwrap();
     assert!(m.log().contains("passthrough: off"), "{}", m.log());
     assert!(data.len() == 1 << 20 && all(&data, b'v'));
-    let counts = requests_served(&mut m);
+    let counts = m.requests_served();
     assert!(counts.get("read").copied().unwrap_or(0) > 0, "{counts:?}");
 }

@@ -52,21 +52,6 @@ fn within_a_second(what: &str, mut check: impl FnMut() -> Result<bool, String>) 
     }
 }
 
-/// The daemon's count of requests of each kind, from the line it logs
-/// when it unmounts.
-fn requests_served(m: &mut Mounted) -> std::collections::HashMap<String, u64> {
-    assert!(m.stop().unwrap().success());
-    let log = m.log();
-    let line = log.lines().find_map(|l| l.split_once("requests served: ").map(|(_, r)| r.to_string()));
-    let line = line.unwrap_or_else(|| panic!("no request counts in the log:\n{log}"));
-    line.split_whitespace()
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.to_string(), v.parse().unwrap())
-        })
-        .collect()
-}
-
 #[test]
 fn a_reader_keeps_its_version_to_the_end_and_a_new_open_gets_the_new_one_within_a_second() {
     // One value kept in the database, one in a value file.
@@ -185,7 +170,7 @@ fn warm_reads_and_repeat_listings_reach_the_daemon_no_more() {
                 assert_eq!(buf.len(), 1024);
             }
         }
-        requests_served(&mut m)
+        m.requests_served()
     };
     let once = run(1, 1);
     let many = run(5, 5);

@@ -172,6 +172,21 @@ impl Mounted {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
+    /// Unmounts (as `stop`), then the daemon's count of requests of each
+    /// kind, from the line it logs when the session ends.
+    pub fn requests_served(&mut self) -> std::collections::HashMap<String, u64> {
+        assert!(self.stop().unwrap().success());
+        let log = self.log();
+        let line = log.lines().find_map(|l| l.split_once("requests served: ").map(|(_, r)| r.to_string()));
+        let line = line.unwrap_or_else(|| panic!("no request counts in the log:\n{log}"));
+        line.split_whitespace()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.parse().unwrap())
+            })
+            .collect()
+    }
+
     /// SIGTERM and wait (bounded); returns the exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
