@@ -8,12 +8,15 @@
 //! tag or length, a wrong wire type, invalid UTF-8, nesting near prost's
 //! recursion limit) and everything prost reads by merging (a singular
 //! field or oneof set twice, a map entry's key or value repeated), as well
-//! as groups. Then [`fields`], [`pick`], [`oneof`] and [`repeated`] read a
+//! as groups; and, in the same pass, what flytekit's model conversion
+//! raises on (`Check`), whose error only the prost path gives. Then [`fields`], [`pick`], [`oneof`] and [`repeated`] read a
 //! message taken that way (or one prost wrote) for the canonical encoder,
 //! with prost's meaning: an absent field is its default (an empty slice is
 //! an empty message), and of map entries with one key the last wins.
 
 use std::str;
+
+use super::canonical::{datetime_round_trip, timedelta_round_trip};
 
 /// A field's payload, borrowed from the input.
 #[derive(Clone, Copy, Debug)]
@@ -188,8 +191,64 @@ pub(super) fn repeated(message: &[u8], number: u32) -> impl Iterator<Item = &[u8
 
 /// A map entry's key and value (each empty when absent, as prost's default).
 pub(super) fn entry(entry: &[u8]) -> (&[u8], &[u8]) {
-    let [key, value] = pick(entry, [1, 2]);
-    (key.bytes(), value.bytes())
+    let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+    for (number, wire) in fields(entry) {
+        match (number, wire) {
+            (1, Wire::Len(b)) => key = b,
+            (2, Wire::Len(b)) => value = b,
+            // A wrong wire type reads as the default, as `Field::bytes`.
+            (1, _) => key = &[],
+            (2, _) => value = &[],
+            _ => {}
+        }
+    }
+    (key, value)
+}
+
+/// A `Literal`'s fields, read in one pass for everyone who asks (the
+/// checks, `_recursive_hash_placement` and the model): each as [`pick`]
+/// would find it.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Literal<'a> {
+    pub(super) scalar: Field<'a>,
+    pub(super) collection: Field<'a>,
+    pub(super) map: Field<'a>,
+    pub(super) hash: Field<'a>,
+    /// The last metadata entry: whether there are any (they are read with
+    /// [`repeated`] when there are, which is rare).
+    pub(super) metadata: Field<'a>,
+    pub(super) offloaded: Field<'a>,
+    /// The member of the `value` oneof set last on the wire (1, 2, 3 or
+    /// 8), as [`oneof`] finds it; 0 for none. Both paths' inputs have at
+    /// most one.
+    pub(super) member: u32,
+}
+
+impl<'a> Literal<'a> {
+    pub(super) fn read(message: &'a [u8]) -> Self {
+        let mut literal = Literal::default();
+        for (number, wire) in fields(message) {
+            let field = match number {
+                1 => &mut literal.scalar,
+                2 => &mut literal.collection,
+                3 => &mut literal.map,
+                4 => &mut literal.hash,
+                5 => &mut literal.metadata,
+                8 => &mut literal.offloaded,
+                _ => continue,
+            };
+            *field = Field(Some(wire));
+            if number != 4 && number != 5 {
+                literal.member = number;
+            }
+        }
+        literal
+    }
+
+    /// Whether it has metadata entries.
+    pub(super) fn has_metadata(&self) -> bool {
+        matches!(self.metadata.0, Some(Wire::Len(_)))
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -216,7 +275,32 @@ struct FieldDef {
     oneof: bool,
 }
 
-struct Message(&'static [FieldDef]);
+struct Message {
+    fields: &'static [FieldDef],
+    check: Check,
+}
+
+const fn message(fields: &'static [FieldDef]) -> Message {
+    Message { fields, check: Check::None }
+}
+
+const fn checked(fields: &'static [FieldDef], check: Check) -> Message {
+    Message { fields, check }
+}
+
+/// What flytekit's model conversion raises on, checked where it applies
+/// (`canonical.rs`, "What makes `from_flyte_idl` raise"): an input that
+/// would fail is not ours, and the prost path gives its error.
+#[derive(Clone, Copy, PartialEq)]
+enum Check {
+    None,
+    /// A Timestamp: its datetime must round-trip.
+    Datetime,
+    /// A Duration: its timedelta must round-trip.
+    Timedelta,
+    /// A Value that goes through JSON: its number must be finite.
+    JsonNumber,
+}
 
 const fn f(number: u32, kind: Kind) -> FieldDef {
     FieldDef { number, kind, oneof: false }
@@ -228,10 +312,10 @@ const fn one(number: u32, kind: Kind) -> FieldDef {
 
 use Kind::{Bytes, Fixed64, Message as Msg, Repeated, RepeatedStr, Str, Varint};
 
-static LITERAL_MAP: Message = Message(&[f(1, Repeated(&LITERAL_ENTRY))]);
-static LITERAL_ENTRY: Message = Message(&[f(1, Str), f(2, Msg(&LITERAL))]);
-static STRING_ENTRY: Message = Message(&[f(1, Str), f(2, Str)]);
-static LITERAL: Message = Message(&[
+static LITERAL_MAP: Message = message(&[f(1, Repeated(&LITERAL_ENTRY))]);
+static LITERAL_ENTRY: Message = message(&[f(1, Str), f(2, Msg(&LITERAL))]);
+static STRING_ENTRY: Message = message(&[f(1, Str), f(2, Str)]);
+static LITERAL: Message = message(&[
     one(1, Msg(&SCALAR)),
     one(2, Msg(&LITERAL_COLLECTION)),
     one(3, Msg(&LITERAL_MAP)),
@@ -239,9 +323,9 @@ static LITERAL: Message = Message(&[
     f(5, Repeated(&STRING_ENTRY)),
     one(8, Msg(&OFFLOADED_METADATA)),
 ]);
-static LITERAL_COLLECTION: Message = Message(&[f(1, Repeated(&LITERAL))]);
-static OFFLOADED_METADATA: Message = Message(&[f(1, Str), f(2, Varint), f(3, Msg(&LITERAL_TYPE))]);
-static SCALAR: Message = Message(&[
+static LITERAL_COLLECTION: Message = message(&[f(1, Repeated(&LITERAL))]);
+static OFFLOADED_METADATA: Message = message(&[f(1, Str), f(2, Varint), f(3, Msg(&LITERAL_TYPE))]);
+static SCALAR: Message = message(&[
     one(1, Msg(&PRIMITIVE)),
     one(2, Msg(&BLOB)),
     one(3, Msg(&BINARY)),
@@ -252,59 +336,62 @@ static SCALAR: Message = Message(&[
     one(8, Msg(&STRUCTURED_DATASET)),
     one(9, Msg(&UNION)),
 ]);
-static PRIMITIVE: Message = Message(&[
+static PRIMITIVE: Message = message(&[
     one(1, Varint),
     one(2, Fixed64),
     one(3, Str),
     one(4, Varint),
-    one(5, Msg(&SECONDS_NANOS)),
-    one(6, Msg(&SECONDS_NANOS)),
+    one(5, Msg(&TIMESTAMP)),
+    one(6, Msg(&DURATION)),
 ]);
-/// Timestamp and Duration.
-static SECONDS_NANOS: Message = Message(&[f(1, Varint), f(2, Varint)]);
-static BLOB: Message = Message(&[f(1, Msg(&BLOB_METADATA)), f(3, Str)]);
-static BLOB_METADATA: Message = Message(&[f(1, Msg(&BLOB_TYPE))]);
-static BLOB_TYPE: Message = Message(&[f(1, Str), f(2, Varint)]);
-static BINARY: Message = Message(&[f(1, Bytes), f(2, Str)]);
-static SCHEMA: Message = Message(&[f(1, Str), f(3, Msg(&SCHEMA_TYPE))]);
-static SCHEMA_TYPE: Message = Message(&[f(3, Repeated(&SCHEMA_COLUMN))]);
-static SCHEMA_COLUMN: Message = Message(&[f(1, Str), f(2, Varint)]);
-static VOID: Message = Message(&[]);
-static ERROR: Message = Message(&[f(1, Str), f(2, Str)]);
-static STRUCTURED_DATASET: Message = Message(&[f(1, Str), f(2, Msg(&SD_METADATA))]);
-static SD_METADATA: Message = Message(&[f(1, Msg(&SD_TYPE))]);
-static SD_TYPE: Message = Message(&[f(1, Repeated(&DATASET_COLUMN)), f(2, Str), f(3, Str), f(4, Bytes)]);
-static DATASET_COLUMN: Message = Message(&[f(1, Str), f(2, Msg(&LITERAL_TYPE))]);
-static UNION: Message = Message(&[f(1, Msg(&LITERAL)), f(2, Msg(&LITERAL_TYPE))]);
-static LITERAL_TYPE: Message = Message(&[
+static TIMESTAMP: Message = checked(&[f(1, Varint), f(2, Varint)], Check::Datetime);
+static DURATION: Message = checked(&[f(1, Varint), f(2, Varint)], Check::Timedelta);
+static BLOB: Message = message(&[f(1, Msg(&BLOB_METADATA)), f(3, Str)]);
+static BLOB_METADATA: Message = message(&[f(1, Msg(&BLOB_TYPE))]);
+static BLOB_TYPE: Message = message(&[f(1, Str), f(2, Varint)]);
+static BINARY: Message = message(&[f(1, Bytes), f(2, Str)]);
+static SCHEMA: Message = message(&[f(1, Str), f(3, Msg(&SCHEMA_TYPE))]);
+static SCHEMA_TYPE: Message = message(&[f(3, Repeated(&SCHEMA_COLUMN))]);
+static SCHEMA_COLUMN: Message = message(&[f(1, Str), f(2, Varint)]);
+static VOID: Message = message(&[]);
+static ERROR: Message = message(&[f(1, Str), f(2, Str)]);
+static STRUCTURED_DATASET: Message = message(&[f(1, Str), f(2, Msg(&SD_METADATA))]);
+static SD_METADATA: Message = message(&[f(1, Msg(&SD_TYPE))]);
+static SD_TYPE: Message = message(&[f(1, Repeated(&DATASET_COLUMN)), f(2, Str), f(3, Str), f(4, Bytes)]);
+static DATASET_COLUMN: Message = message(&[f(1, Str), f(2, Msg(&LITERAL_TYPE))]);
+static UNION: Message = message(&[f(1, Msg(&LITERAL)), f(2, Msg(&LITERAL_TYPE))]);
+static LITERAL_TYPE: Message = message(&[
     one(1, Varint),
     one(2, Msg(&SCHEMA_TYPE)),
     one(3, Msg(&LITERAL_TYPE)),
     one(4, Msg(&LITERAL_TYPE)),
     one(5, Msg(&BLOB_TYPE)),
-    f(6, Msg(&STRUCT)),
+    f(6, Msg(&JSON_STRUCT)),
     one(7, Msg(&ENUM_TYPE)),
     one(8, Msg(&SD_TYPE)),
     f(9, Msg(&TYPE_ANNOTATION)),
     one(10, Msg(&UNION_TYPE)),
     f(11, Msg(&TYPE_STRUCTURE)),
 ]);
-static ENUM_TYPE: Message = Message(&[f(1, RepeatedStr)]);
-static UNION_TYPE: Message = Message(&[f(1, Repeated(&LITERAL_TYPE))]);
-static TYPE_ANNOTATION: Message = Message(&[f(1, Msg(&STRUCT))]);
-static TYPE_STRUCTURE: Message = Message(&[f(1, Str), f(2, Repeated(&LITERAL_TYPE_ENTRY))]);
-static LITERAL_TYPE_ENTRY: Message = Message(&[f(1, Str), f(2, Msg(&LITERAL_TYPE))]);
-static STRUCT: Message = Message(&[f(1, Repeated(&VALUE_ENTRY))]);
-static VALUE_ENTRY: Message = Message(&[f(1, Str), f(2, Msg(&VALUE))]);
-static VALUE: Message = Message(&[
-    one(1, Varint),
-    one(2, Fixed64),
-    one(3, Str),
-    one(4, Varint),
-    one(5, Msg(&STRUCT)),
-    one(6, Msg(&LIST_VALUE)),
-]);
-static LIST_VALUE: Message = Message(&[f(1, Repeated(&VALUE))]);
+static ENUM_TYPE: Message = message(&[f(1, RepeatedStr)]);
+static UNION_TYPE: Message = message(&[f(1, Repeated(&LITERAL_TYPE))]);
+static TYPE_ANNOTATION: Message = message(&[f(1, Msg(&JSON_STRUCT))]);
+static TYPE_STRUCTURE: Message = message(&[f(1, Str), f(2, Repeated(&LITERAL_TYPE_ENTRY))]);
+static LITERAL_TYPE_ENTRY: Message = message(&[f(1, Str), f(2, Msg(&LITERAL_TYPE))]);
+static STRUCT: Message = message(&[f(1, Repeated(&VALUE_ENTRY))]);
+static VALUE_ENTRY: Message = message(&[f(1, Str), f(2, Msg(&VALUE))]);
+static VALUE: Message = message(&value_kinds(&STRUCT, &LIST_VALUE));
+static LIST_VALUE: Message = message(&[f(1, Repeated(&VALUE))]);
+/// google.protobuf.Value's kinds, nesting `structs` and `lists`.
+const fn value_kinds(structs: &'static Message, lists: &'static Message) -> [FieldDef; 6] {
+    [one(1, Varint), one(2, Fixed64), one(3, Str), one(4, Varint), one(5, Msg(structs)), one(6, Msg(lists))]
+}
+/// A Struct that goes through `MessageToDict` and back (a type's metadata
+/// and annotations): the same fields, with its numbers checked.
+static JSON_STRUCT: Message = message(&[f(1, Repeated(&JSON_VALUE_ENTRY))]);
+static JSON_VALUE_ENTRY: Message = message(&[f(1, Str), f(2, Msg(&JSON_VALUE))]);
+static JSON_VALUE: Message = checked(&value_kinds(&JSON_STRUCT, &JSON_LIST_VALUE), Check::JsonNumber);
+static JSON_LIST_VALUE: Message = message(&[f(1, Repeated(&JSON_VALUE))]);
 
 /// Nesting from which we leave the input to prost: it refuses messages
 /// nested more than 100 deep (a map entry is a level), and an unknown
@@ -324,11 +411,13 @@ fn message_is_ours(mut buf: &[u8], message: &Message, depth: u32) -> bool {
     }
     // One bit per field index, and the top bit for the oneof.
     let mut seen = 0u32;
+    // Fields 1 and 2 if varints: a Timestamp's or Duration's seconds and nanos.
+    let mut varints = [0u64; 2];
     while !buf.is_empty() {
         let Some((number, wire, rest)) = next_field(buf) else { return false };
         buf = rest;
         // An unknown field: prost skips it, and so do we.
-        let Some((i, def)) = message.0.iter().enumerate().find(|(_, d)| d.number == number) else { continue };
+        let Some((i, def)) = message.fields.iter().enumerate().find(|(_, d)| d.number == number) else { continue };
         let ok = match (def.kind, wire) {
             (Repeated(m), Wire::Len(b)) => message_is_ours(b, m, depth + 1),
             (RepeatedStr, Wire::Len(b)) => str::from_utf8(b).is_ok(),
@@ -339,7 +428,16 @@ fn message_is_ours(mut buf: &[u8], message: &Message, depth: u32) -> bool {
                 }
                 seen |= bit;
                 match (kind, wire) {
-                    (Varint, Wire::Varint(_)) | (Fixed64, Wire::Fixed64(_)) | (Bytes, Wire::Len(_)) => true,
+                    (Varint, Wire::Varint(v)) => {
+                        if let Some(slot) = varints.get_mut(number as usize - 1) {
+                            *slot = v;
+                        }
+                        true
+                    }
+                    (Fixed64, Wire::Fixed64(bits)) => {
+                        message.check != Check::JsonNumber || f64::from_bits(bits).is_finite()
+                    }
+                    (Bytes, Wire::Len(_)) => true,
                     (Str, Wire::Len(b)) => str::from_utf8(b).is_ok(),
                     (Msg(m), Wire::Len(b)) => message_is_ours(b, m, depth + 1),
                     _ => false, // a wire type prost refuses for this field
@@ -350,7 +448,13 @@ fn message_is_ours(mut buf: &[u8], message: &Message, depth: u32) -> bool {
             return false;
         }
     }
-    true
+    // As `seconds_nanos_of` reads them: int64 seconds, int32 nanos.
+    let (seconds, nanos) = (varints[0] as i64, varints[1] as i32);
+    match message.check {
+        Check::Datetime => datetime_round_trip(seconds, nanos).is_ok(),
+        Check::Timedelta => timedelta_round_trip(seconds, nanos).is_ok(),
+        Check::None | Check::JsonNumber => true,
+    }
 }
 
 #[cfg(test)]
@@ -389,5 +493,38 @@ mod tests {
         assert!(!takes(&[0x02, 0x00]));
         // An unknown field is skipped, as prost does.
         assert!(takes(&[0x10, 0x05]));
+    }
+
+    /// `field` holding `body` (shorter than 128 bytes).
+    fn len(field: u8, body: &[u8]) -> Vec<u8> {
+        [&[field << 3 | 2, body.len() as u8][..], body].concat()
+    }
+
+    /// A map `{"x": literal}`.
+    fn input(literal: &[u8]) -> Vec<u8> {
+        len(1, &[len(1, b"x"), len(2, literal)].concat())
+    }
+
+    #[test]
+    fn what_flytekit_would_raise_on_is_not_ours() {
+        // Timestamps of year 9999 and beyond (253_402_300_800 s).
+        let timestamp = |seconds: u64| {
+            let mut t = vec![0x08];
+            let mut v = seconds;
+            while v >= 0x80 {
+                t.push(v as u8 | 0x80);
+                v >>= 7;
+            }
+            t.push(v as u8);
+            input(&len(1, &len(1, &len(5, &t))))
+        };
+        assert!(takes(&timestamp(253_402_300_799)));
+        assert!(!takes(&timestamp(253_402_300_800)));
+        // A NaN in a type's metadata (offloaded metadata's inferred type),
+        // and in a generic Struct scalar, which does not go through JSON.
+        let nan = [&[0x11][..], &f64::NAN.to_bits().to_le_bytes()].concat();
+        let fields = len(1, &[len(1, b"k"), len(2, &nan)].concat());
+        assert!(!takes(&input(&len(8, &len(3, &len(6, &fields))))));
+        assert!(takes(&input(&len(1, &len(7, &fields)))));
     }
 }

@@ -14,7 +14,7 @@ use prost::Message;
 use thiserror::Error;
 
 use super::borrowed;
-use super::canonical::{hashed_inputs, hashed_wire};
+use super::canonical::{hashed_checked, hashed_inputs};
 use super::idl::LiteralMap;
 
 #[derive(Debug, Error)]
@@ -48,10 +48,11 @@ pub fn canonical_bytes(inputs: &[u8], ignore: &[String]) -> Result<Vec<u8>, KeyE
 /// shape, deep nesting) and whenever the result would be an error (errors
 /// come from the prost path, so they are always the same).
 pub fn canonical_bytes_borrowed(inputs: &[u8], ignore: &[String]) -> Option<Vec<u8>> {
+    // `takes` also refuses what flytekit's checks would raise on.
     if !borrowed::takes(inputs) {
         return None;
     }
-    hashed_wire(inputs, ignore).ok()
+    hashed_checked(inputs, ignore).ok()
 }
 
 /// [`canonical_bytes`] by the prost path alone (for tests and benchmarks):
