@@ -277,15 +277,24 @@ struct FieldDef {
 
 struct Message {
     fields: &'static [FieldDef],
+    /// By field number (all below 16), 1 + its index in `fields`, or 0:
+    /// a field found without a search.
+    index: [u8; 16],
     check: Check,
 }
 
 const fn message(fields: &'static [FieldDef]) -> Message {
-    Message { fields, check: Check::None }
+    checked(fields, Check::None)
 }
 
 const fn checked(fields: &'static [FieldDef], check: Check) -> Message {
-    Message { fields, check }
+    let mut index = [0u8; 16];
+    let mut i = 0;
+    while i < fields.len() {
+        index[fields[i].number as usize] = i as u8 + 1;
+        i += 1;
+    }
+    Message { fields, index, check }
 }
 
 /// What flytekit's model conversion raises on, checked where it applies
@@ -393,6 +402,11 @@ static JSON_VALUE_ENTRY: Message = message(&[f(1, Str), f(2, Msg(&JSON_VALUE))])
 static JSON_VALUE: Message = checked(&value_kinds(&JSON_STRUCT, &JSON_LIST_VALUE), Check::JsonNumber);
 static JSON_LIST_VALUE: Message = message(&[f(1, Repeated(&JSON_VALUE))]);
 
+/// Most strings are ASCII, which is quicker to tell.
+fn is_utf8(b: &[u8]) -> bool {
+    b.is_ascii() || str::from_utf8(b).is_ok()
+}
+
 /// Nesting from which we leave the input to prost: it refuses messages
 /// nested more than 100 deep (a map entry is a level), and an unknown
 /// field at depth 100.
@@ -417,10 +431,14 @@ fn message_is_ours(mut buf: &[u8], message: &Message, depth: u32) -> bool {
         let Some((number, wire, rest)) = next_field(buf) else { return false };
         buf = rest;
         // An unknown field: prost skips it, and so do we.
-        let Some((i, def)) = message.fields.iter().enumerate().find(|(_, d)| d.number == number) else { continue };
+        let i = match message.index.get(number as usize) {
+            Some(&i) if i > 0 => usize::from(i - 1),
+            _ => continue,
+        };
+        let def = &message.fields[i];
         let ok = match (def.kind, wire) {
             (Repeated(m), Wire::Len(b)) => message_is_ours(b, m, depth + 1),
-            (RepeatedStr, Wire::Len(b)) => str::from_utf8(b).is_ok(),
+            (RepeatedStr, Wire::Len(b)) => is_utf8(b),
             (kind, wire) => {
                 let bit = if def.oneof { 1 << 31 } else { 1 << i };
                 if seen & bit != 0 {
@@ -438,7 +456,7 @@ fn message_is_ours(mut buf: &[u8], message: &Message, depth: u32) -> bool {
                         message.check != Check::JsonNumber || f64::from_bits(bits).is_finite()
                     }
                     (Bytes, Wire::Len(_)) => true,
-                    (Str, Wire::Len(b)) => str::from_utf8(b).is_ok(),
+                    (Str, Wire::Len(b)) => is_utf8(b),
                     (Msg(m), Wire::Len(b)) => message_is_ours(b, m, depth + 1),
                     _ => false, // a wire type prost refuses for this field
                 }
