@@ -99,30 +99,50 @@ fn read_long_varint(buf: &[u8]) -> Option<(u64, usize)> {
 /// (wire types 3 and 4), which are not ours.
 #[inline]
 fn next_field(buf: &[u8]) -> Option<(u32, Wire<'_>, &[u8])> {
+    let (number, wire_type, rest) = read_key(buf)?;
+    let (wire, rest) = read_payload(wire_type, rest)?;
+    Some((number, wire, rest))
+}
+
+/// A field's key: its number, its wire type and what follows.
+#[inline]
+fn read_key(buf: &[u8]) -> Option<(u32, u8, &[u8])> {
     let (key, n) = read_varint(buf)?;
     if key > u64::from(u32::MAX) || key < 8 {
         return None; // prost: "invalid key value", "invalid tag value: 0"
     }
-    let number = (key >> 3) as u32;
-    let rest = &buf[n..];
-    match key & 7 {
+    Some(((key >> 3) as u32, (key & 7) as u8, &buf[n..]))
+}
+
+/// A length-delimited payload and what follows.
+#[inline]
+fn read_len(rest: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, n) = read_varint(rest)?;
+    let rest = &rest[n..];
+    let len = usize::try_from(len).ok().filter(|&l| l <= rest.len())?;
+    Some(rest.split_at(len))
+}
+
+/// The payload of a field of `wire_type` at the start of `rest`, and what
+/// follows.
+#[inline]
+fn read_payload(wire_type: u8, rest: &[u8]) -> Option<(Wire<'_>, &[u8])> {
+    match wire_type {
         0 => {
             let (v, n) = read_varint(rest)?;
-            Some((number, Wire::Varint(v), &rest[n..]))
+            Some((Wire::Varint(v), &rest[n..]))
         }
         1 => {
             let (bits, rest) = rest.split_first_chunk::<8>()?;
-            Some((number, Wire::Fixed64(u64::from_le_bytes(*bits)), rest))
+            Some((Wire::Fixed64(u64::from_le_bytes(*bits)), rest))
         }
         2 => {
-            let (len, n) = read_varint(rest)?;
-            let rest = &rest[n..];
-            let len = usize::try_from(len).ok().filter(|&l| l <= rest.len())?;
-            Some((number, Wire::Len(&rest[..len]), &rest[len..]))
+            let (b, rest) = read_len(rest)?;
+            Some((Wire::Len(b), rest))
         }
         5 => {
             let (_, rest) = rest.split_first_chunk::<4>()?;
-            Some((number, Wire::Fixed32, rest))
+            Some((Wire::Fixed32, rest))
         }
         _ => None,
     }
@@ -276,11 +296,21 @@ struct FieldDef {
 }
 
 struct Message {
-    fields: &'static [FieldDef],
-    /// By field number (all below 16), 1 + its index in `fields`, or 0:
-    /// a field found without a search.
-    index: [u8; 16],
+    /// By field number (all below 16): a field found without a search.
+    slots: [Slot; 16],
     check: Check,
+}
+
+/// A field number's definition, ready for the walk.
+#[derive(Clone, Copy)]
+struct Slot {
+    /// `None` for a number the message does not have.
+    kind: Option<Kind>,
+    /// The wire type prost accepts for it.
+    wire_type: u8,
+    /// Its bit in `seen`: one per singular field, one for the oneof, none
+    /// for a repeated field.
+    bit: u32,
 }
 
 const fn message(fields: &'static [FieldDef]) -> Message {
@@ -288,13 +318,21 @@ const fn message(fields: &'static [FieldDef]) -> Message {
 }
 
 const fn checked(fields: &'static [FieldDef], check: Check) -> Message {
-    let mut index = [0u8; 16];
+    let mut slots = [Slot { kind: None, wire_type: 0, bit: 0 }; 16];
     let mut i = 0;
     while i < fields.len() {
-        index[fields[i].number as usize] = i as u8 + 1;
+        let def = &fields[i];
+        let (wire_type, bit) = match def.kind {
+            Varint => (0, 1 << i),
+            Fixed64 => (1, 1 << i),
+            Str | Bytes | Msg(_) => (2, 1 << i),
+            Repeated(_) | RepeatedStr => (2, 0),
+        };
+        let bit = if def.oneof { 1 << 31 } else { bit };
+        slots[def.number as usize] = Slot { kind: Some(def.kind), wire_type, bit };
         i += 1;
     }
-    Message { fields, index, check }
+    Message { slots, check }
 }
 
 /// What flytekit's model conversion raises on, checked where it applies
@@ -423,43 +461,46 @@ fn message_is_ours(mut buf: &[u8], message: &Message, depth: u32) -> bool {
     if depth >= MAX_DEPTH {
         return false;
     }
-    // One bit per field index, and the top bit for the oneof.
+    // One bit per singular field, and the top bit for the oneof.
     let mut seen = 0u32;
     // Fields 1 and 2 if varints: a Timestamp's or Duration's seconds and nanos.
     let mut varints = [0u64; 2];
     while !buf.is_empty() {
-        let Some((number, wire, rest)) = next_field(buf) else { return false };
-        buf = rest;
-        // An unknown field: prost skips it, and so do we.
-        let i = match message.index.get(number as usize) {
-            Some(&i) if i > 0 => usize::from(i - 1),
-            _ => continue,
+        let Some((number, wire_type, rest)) = read_key(buf) else { return false };
+        let slot = message.slots.get(number as usize).and_then(|s| s.kind.map(|kind| (kind, s)));
+        let Some((kind, slot)) = slot else {
+            // An unknown field: prost skips it, and so do we.
+            let Some((_, rest)) = read_payload(wire_type, rest) else { return false };
+            buf = rest;
+            continue;
         };
-        let def = &message.fields[i];
-        let ok = match (def.kind, wire) {
-            (Repeated(m), Wire::Len(b)) => message_is_ours(b, m, depth + 1),
-            (RepeatedStr, Wire::Len(b)) => is_utf8(b),
-            (kind, wire) => {
-                let bit = if def.oneof { 1 << 31 } else { 1 << i };
-                if seen & bit != 0 {
-                    return false; // set twice: prost merges or overwrites
-                }
-                seen |= bit;
-                match (kind, wire) {
-                    (Varint, Wire::Varint(v)) => {
-                        if let Some(slot) = varints.get_mut(number as usize - 1) {
-                            *slot = v;
-                        }
-                        true
+        if wire_type != slot.wire_type {
+            return false; // a wire type prost refuses for this field
+        }
+        if seen & slot.bit != 0 {
+            return false; // set twice: prost merges or overwrites
+        }
+        seen |= slot.bit;
+        let ok = if wire_type == 2 {
+            let Some((b, rest)) = read_len(rest) else { return false };
+            buf = rest;
+            match kind {
+                Str | RepeatedStr => is_utf8(b),
+                Msg(m) | Repeated(m) => message_is_ours(b, m, depth + 1),
+                _ => true, // bytes
+            }
+        } else {
+            let Some((wire, rest)) = read_payload(wire_type, rest) else { return false };
+            buf = rest;
+            match wire {
+                Wire::Varint(v) => {
+                    if let Some(slot) = varints.get_mut(number as usize - 1) {
+                        *slot = v;
                     }
-                    (Fixed64, Wire::Fixed64(bits)) => {
-                        message.check != Check::JsonNumber || f64::from_bits(bits).is_finite()
-                    }
-                    (Bytes, Wire::Len(_)) => true,
-                    (Str, Wire::Len(b)) => is_utf8(b),
-                    (Msg(m), Wire::Len(b)) => message_is_ours(b, m, depth + 1),
-                    _ => false, // a wire type prost refuses for this field
+                    true
                 }
+                Wire::Fixed64(bits) => message.check != Check::JsonNumber || f64::from_bits(bits).is_finite(),
+                _ => true,
             }
         };
         if !ok {
