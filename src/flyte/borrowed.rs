@@ -225,6 +225,35 @@ pub(super) fn entry(entry: &[u8]) -> (&[u8], &[u8]) {
     (key, value)
 }
 
+/// A `LiteralType`'s fields, read in one pass (for the checks and the
+/// model), each as [`pick`] or [`oneof`] would find it.
+#[derive(Clone, Copy, Default)]
+pub(super) struct LiteralType<'a> {
+    /// The member of the `type` oneof set last on the wire (its number and
+    /// payload).
+    pub(super) member: Option<(u32, Field<'a>)>,
+    pub(super) metadata: Field<'a>,
+    pub(super) annotation: Field<'a>,
+    pub(super) structure: Field<'a>,
+}
+
+impl<'a> LiteralType<'a> {
+    pub(super) fn read(message: &'a [u8]) -> Self {
+        let mut t = LiteralType::default();
+        for (number, wire) in fields(message) {
+            let field = Field(Some(wire));
+            match number {
+                1..=5 | 7 | 8 | 10 => t.member = Some((number, field)),
+                6 => t.metadata = field,
+                9 => t.annotation = field,
+                11 => t.structure = field,
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
 /// A `Literal`'s fields, read in one pass for everyone who asks (the
 /// checks, `_recursive_hash_placement` and the model): each as [`pick`]
 /// would find it.

@@ -26,7 +26,7 @@
 
 use prost::Message;
 
-use super::borrowed::{Literal, entry, oneof, pick, repeated};
+use super::borrowed::{Literal, LiteralType, entry, oneof, pick, repeated};
 use super::idl;
 use super::key::KeyError;
 
@@ -159,7 +159,11 @@ impl<'a> Encoder<'a> {
         mut each: impl FnMut(&mut Self, &'a [u8], &'a [u8]) -> Result<(), KeyError>,
     ) -> Result<(), KeyError> {
         let start = self.entries.len();
-        self.entries.extend(repeated(message, field).map(entry));
+        // A plain loop: `extend` through the iterator adapters cost 2% more
+        // instructions per key (callgrind).
+        for body in repeated(message, field) {
+            self.entries.push(entry(body));
+        }
         let end = start + upb_order(&mut self.entries[start..]);
         self.entries.truncate(end);
         for i in start..end {
@@ -341,12 +345,12 @@ fn check_sd_type(t: &[u8]) -> Result<(), KeyError> {
     repeated(t, 1).try_for_each(|c| check_type(pick(c, [2])[0].bytes()))
 }
 
-fn check_type(t: &[u8]) -> Result<(), KeyError> {
-    let [metadata, annotation, structure] = pick(t, [6, 9, 11]);
-    check_json_struct(metadata.bytes())?;
-    check_json_struct(pick(annotation.bytes(), [1])[0].bytes())?;
-    repeated(structure.bytes(), 2).try_for_each(|e| check_type(entry(e).1))?;
-    match oneof(t, &[1, 2, 3, 4, 5, 7, 8, 10]) {
+fn check_type(body: &[u8]) -> Result<(), KeyError> {
+    let t = LiteralType::read(body);
+    check_json_struct(t.metadata.bytes())?;
+    check_json_struct(pick(t.annotation.bytes(), [1])[0].bytes())?;
+    repeated(t.structure.bytes(), 2).try_for_each(|e| check_type(entry(e).1))?;
+    match t.member {
         Some((3 | 4, c)) => check_type(c.bytes()),
         Some((10, u)) => repeated(u.bytes(), 1).try_for_each(check_type),
         Some((8, s)) => check_sd_type(s.bytes()),
@@ -541,9 +545,8 @@ fn structured_dataset_type<'a>(t: &'a [u8], e: &mut Encoder<'a>) -> Result<(), K
 
 /// LiteralType, in field-number order (the `type` oneof's members 7, 8 and
 /// 10 interleave with metadata 6 and annotation 9).
-fn literal_type<'a>(t: &'a [u8], e: &mut Encoder<'a>) -> Result<(), KeyError> {
-    let member = oneof(t, &[1, 2, 3, 4, 5, 7, 8, 10]);
-    let [metadata, annotation, structure] = pick(t, [6, 9, 11]);
+fn literal_type<'a>(body: &'a [u8], e: &mut Encoder<'a>) -> Result<(), KeyError> {
+    let LiteralType { member, metadata, annotation, structure } = LiteralType::read(body);
     match member {
         Some((1, simple)) => e.put_varint(1, signed(i64::from(simple.int32()))),
         Some((2, s)) => e.put_msg(2, |e| schema_type(s.bytes(), e))?,
