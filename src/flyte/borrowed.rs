@@ -9,10 +9,13 @@
 //! recursion limit) and everything prost reads by merging (a singular
 //! field or oneof set twice, a map entry's key or value repeated), as well
 //! as groups; and, in the same pass, what flytekit's model conversion
-//! raises on (`Check`), whose error only the prost path gives. Then [`fields`], [`pick`], [`oneof`] and [`repeated`] read a
-//! message taken that way (or one prost wrote) for the canonical encoder,
-//! with prost's meaning: an absent field is its default (an empty slice is
-//! an empty message), and of map entries with one key the last wins.
+//! raises on (`Check`), whose error only the prost path gives. Then
+//! [`Literal`] and [`LiteralType`] (the messages asked most of, each read
+//! once into its fields), [`fields`], [`pick`], [`oneof`] and [`repeated`]
+//! read a message taken that way (or one prost wrote) for the canonical
+//! encoder and the prost path's checks, with prost's meaning: an absent
+//! field is its default (an empty slice is an empty message), and of map
+//! entries with one key the last wins.
 
 use std::str;
 

@@ -305,7 +305,9 @@ fn literal_model_of<'a>(body: &'a [u8], e: &mut Encoder<'a>) -> Result<(), KeyEr
 // What makes `from_flyte_idl` raise, anywhere in the input: a datetime or
 // duration Python cannot represent, and a NaN or infinity in a type's
 // metadata or annotations (`MessageToDict` refuses them). An absent
-// message checks as its default, which never fails.
+// message checks as its default, which never fails. These run on the prost
+// path, for its errors; on the borrowing path `takes` makes the same
+// checks as it reads (`borrowed::Check`, one per schema message).
 
 fn check_literal(body: &[u8]) -> Result<(), KeyError> {
     let literal = Literal::read(body);
