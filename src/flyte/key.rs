@@ -83,10 +83,13 @@ fn push_joblib_hash(out: &mut String, data: &[u8]) {
     md5.update(data);
     md5.update(b".");
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in md5.finalize() {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 15)] as char);
+    // Into bytes first: a `char` pushed is encoded as UTF-8 each time.
+    let mut hex = [0u8; 32];
+    for (pair, b) in hex.chunks_exact_mut(2).zip(md5.finalize()) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 15)];
     }
+    out.push_str(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
 }
 
 /// `{task}-{version}-{joblib_hash(canonical)}`, built in one allocation
