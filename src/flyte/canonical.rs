@@ -144,8 +144,13 @@ impl<'a> Encoder<'a> {
         if len < 0x80 {
             self.out[at] = len as u8;
         } else {
+            // Room for the longer length: one move of the body (`splice`
+            // cost more instructions, callgrind).
             let (header, n) = varint_bytes(len as u64);
-            self.out.splice(at..at + 1, header[..n].iter().copied());
+            let end = self.out.len();
+            self.out.resize(end + n - 1, 0);
+            self.out.copy_within(at + 1..end, at + n);
+            self.out[at..at + n].copy_from_slice(&header[..n]);
         }
         Ok(())
     }
