@@ -17,10 +17,19 @@ use diskcachefs::fs::pyrepr::python_float_repr;
 const CACHE_HEADING: &str = "Cache commands";
 const MOUNT_HEADING: &str = "Mounting";
 
+/// `--version`: the version and what this build carries.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nbuild: SQLite bundled (rusqlite), FUSE through fuser 0.18 (mount(2) as root, fusermount3 otherwise),",
+    "\n       passthrough reads (Linux 6.9+, root), reads without OPEN on read-only mounts,",
+    "\n       python-diskcache 5.6 format, flytekit 1.x and Flyte 2 local caches",
+);
+
 #[derive(Parser)]
 #[command(
     name = "diskcachefs",
     version,
+    long_version = LONG_VERSION,
     about = "python-diskcache caches (and Flyte's local task cache) as plain files"
 )]
 struct Cli {
@@ -115,6 +124,15 @@ enum Command {
         #[arg(long)]
         fix: bool,
     },
+    /// Print a shell completion script (bash, zsh or fish) made from this
+    /// command line's definition: `diskcachefs completions bash >
+    /// /etc/bash_completion.d/diskcachefs`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) of diskcachefs, or of one of its
+    /// subcommands (`diskcachefs-mount(1)`), made from this command line's
+    /// definition (`scripts/man` writes them all to target/man/).
+    #[command(hide = true)]
+    Manpage { subcommand: Option<String> },
 }
 
 #[derive(clap::Args)]
@@ -328,6 +346,22 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
             let bytes = read_input(file.as_deref())?;
             let map = diskcachefs::flyte::decode_literal_map(&bytes)?;
             println!("{}", serde_json::to_string_pretty(&diskcachefs::flyte::render::literal_map_to_json(&map))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "diskcachefs", &mut io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manpage { subcommand } => {
+            let cli = Cli::command();
+            let page = match &subcommand {
+                None => cli,
+                Some(name) => match cli.find_subcommand(name) {
+                    Some(sub) => sub.clone().name(format!("diskcachefs-{name}")),
+                    None => return Err(Failure(format!("manpage: no subcommand {name:?}"))),
+                },
+            };
+            clap_mangen::Man::new(page).render(&mut io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { dir, fix } => {

@@ -171,3 +171,56 @@ fn mount_refuses_zero_threads_and_zero_max_inodes_with_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be between 1 and 1024"));
     assert!(!cache.exists(), "a refused mount must not create the cache");
 }
+
+#[test]
+fn completions_for_bash_zsh_and_fish_come_from_the_command_line_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let bash = cli(&["completions", "bash"], None);
+    assert!(bash.status.success());
+    let script = dir.path().join("diskcachefs.bash");
+    std::fs::write(&script, &bash.stdout).unwrap();
+    let checked = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+    assert!(checked.status.success(), "bash -n: {}", String::from_utf8_lossy(&checked.stderr));
+    let text = String::from_utf8(bash.stdout).unwrap();
+    assert!(text.contains("--read-only") && text.contains("--no-passthrough") && text.contains("umount"));
+    let zsh = String::from_utf8(cli(&["completions", "zsh"], None).stdout).unwrap();
+    assert!(zsh.starts_with("#compdef diskcachefs") && zsh.contains("--attr-timeout"));
+    let fish = String::from_utf8(cli(&["completions", "fish"], None).stdout).unwrap();
+    assert!(fish.contains("complete -c diskcachefs") && fish.contains("max-inodes"));
+    let bad = cli(&["completions", "tcsh"], None);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid value 'tcsh'"));
+}
+
+#[test]
+fn the_man_pages_render_with_man() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, page, wants) in [
+        (&["manpage"][..], "diskcachefs.1", &["diskcachefs-mount(1)", "SUBCOMMANDS"][..]),
+        (&["manpage", "mount"][..], "diskcachefs-mount.1", &["--read-only", "--max-inodes", "MOUNTPOINT"][..]),
+    ] {
+        let out = cli(args, None);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let path = dir.path().join(page);
+        std::fs::write(&path, &out.stdout).unwrap();
+        let shown =
+            Command::new("man").arg("-l").arg(&path).env("MANWIDTH", "80").env("MANPAGER", "cat").output().unwrap();
+        assert!(shown.status.success(), "man -l {page}: {}", String::from_utf8_lossy(&shown.stderr));
+        let text = String::from_utf8_lossy(&shown.stdout).replace('\u{2010}', "-");
+        for want in wants {
+            assert!(text.contains(want), "{page} lacks {want:?}:\n{text}");
+        }
+    }
+    let bad = cli(&["manpage", "nosuch"], None);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no subcommand \"nosuch\""));
+}
+
+#[test]
+fn version_says_what_the_build_carries() {
+    let long = String::from_utf8(cli(&["--version"], None).stdout).unwrap();
+    assert!(long.starts_with(&format!("diskcachefs {}\n", env!("CARGO_PKG_VERSION"))), "{long}");
+    assert!(long.contains("SQLite bundled") && long.contains("passthrough"), "{long}");
+    let short = String::from_utf8(cli(&["-V"], None).stdout).unwrap();
+    assert_eq!(short.trim(), format!("diskcachefs {}", env!("CARGO_PKG_VERSION")));
+}
