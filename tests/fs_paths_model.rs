@@ -199,7 +199,7 @@ proptest! {
                 diskcachefs::fs::paths::ChildName::Part(p) => p,
                 other => panic!("{other:?}"),
             };
-            fs.rename(KEYS_DIR, OsStr::new(&name), KEYS_DIR, OsStr::new("renamed"), true, false).unwrap();
+            fs.rename(KEYS_DIR, OsStr::new(&name), KEYS_DIR, OsStr::new("renamed"), true).unwrap();
             fs.forget(attr.ino, 1);
             let before: BTreeSet<String> = all
                 .iter()

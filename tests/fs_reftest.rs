@@ -1023,7 +1023,7 @@ impl Harness {
         if target == Some(source) {
             return Ok(());
         }
-        self.fs.rename(KEYS_DIR, OsStr::new(from), KEYS_DIR, OsStr::new(to), no_replace, false).map_err(errno)?;
+        self.fs.rename(KEYS_DIR, OsStr::new(from), KEYS_DIR, OsStr::new(to), no_replace).map_err(errno)?;
         // d_move: the source's dentry now has the new name; the target's
         // old inode loses its dentry.
         let replaced = self.dentries.remove(to);
@@ -1216,7 +1216,7 @@ fn a_rename_onto_itself_keeps_everything_and_of_a_deleted_entry_is_enoent() {
     assert!(h.peer.touch_at(&key(0), Some(FUTURE)).unwrap());
     let before = h.peer.entry_meta(&key(0)).unwrap().unwrap();
     h.lookup("a").unwrap().unwrap();
-    h.fs.rename(KEYS_DIR, OsStr::new("a"), KEYS_DIR, OsStr::new("a"), false, false).unwrap();
+    h.fs.rename(KEYS_DIR, OsStr::new("a"), KEYS_DIR, OsStr::new("a"), false).unwrap();
     let after = h.peer.entry_meta(&key(0)).unwrap().unwrap();
     assert_eq!((after.rowid, after.store_time, after.expire_time), (before.rowid, before.store_time, Some(FUTURE)));
     let entry = h.peer.get_entry(&key(0)).unwrap().unwrap();
@@ -1225,7 +1225,7 @@ fn a_rename_onto_itself_keeps_everything_and_of_a_deleted_entry_is_enoent() {
     // The kernel still has the dentry; the peer deletes the entry.
     assert!(h.peer.delete(&key(0)).unwrap());
     for no_replace in [false, true] {
-        let r = h.fs.rename(KEYS_DIR, OsStr::new("a"), KEYS_DIR, OsStr::new("a"), no_replace, false);
+        let r = h.fs.rename(KEYS_DIR, OsStr::new("a"), KEYS_DIR, OsStr::new("a"), no_replace);
         assert_eq!(r.map_err(errno), Err(libc::ENOENT));
     }
     assert_eq!(peer_bytes(&h, 0), None);

@@ -1213,20 +1213,13 @@ impl Tree for FanoutFs {
         new_parent: u64,
         new_name: &OsStr,
         no_replace: bool,
-        exchange: bool,
     ) -> Result<(), FsError> {
         self.check_writable(&name_str(name))?;
-        if exchange {
-            return Err(FsError::InvalidValue {
-                what: format!("rename {}", name_str(name)),
-                reason: "RENAME_EXCHANGE is not supported".into(),
-            });
-        }
         if let (Some((t1, l1)), Some((t2, l2))) = (split(parent), split(new_parent)) {
             if t1 != t2 {
                 return Err(FsError::CrossDevice(name_str(name)));
             }
-            return self.tree(t1).rename(l1, name, l2, new_name, no_replace, false);
+            return self.tree(t1).rename(l1, name, l2, new_name, no_replace);
         }
         let (Some((role1, _)), Some((role2, _))) = (self.merged(parent), self.merged(new_parent)) else {
             return Err(FsError::CrossDevice(name_str(name)));
@@ -1239,7 +1232,7 @@ impl Tree for FanoutFs {
         };
         let (s2, local2) = self.new_name_home(new_parent, new_name)?;
         if s1 == s2 {
-            return self.tree(s1).rename(local1, name, local2, new_name, no_replace, false);
+            return self.tree(s1).rename(local1, name, local2, new_name, no_replace);
         }
         if role1 != Role::Keys || role2 != Role::Keys {
             return Err(FsError::CrossDevice(name_str(name)));

@@ -1233,15 +1233,8 @@ impl DiskCacheFs {
         new_parent: u64,
         new_name: &OsStr,
         no_replace: bool,
-        exchange: bool,
     ) -> Result<(), FsError> {
         self.check_writable(&name_str(name))?;
-        if exchange {
-            return Err(FsError::InvalidValue {
-                what: format!("rename {}", name_str(name)),
-                reason: "RENAME_EXCHANGE is not supported".into(),
-            });
-        }
         if is_view_ino(parent) {
             return self.view_rename(parent, name, new_parent, new_name, no_replace);
         }

@@ -522,8 +522,16 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         self.guarded("rename", || {
             log::debug!("rename {name:?} -> {newname:?} pid={}", req.pid());
             let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-            let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
-            match self.fs.rename(parent.0, name, newparent.0, newname, no_replace, exchange) {
+            if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+                // No tree can swap two names atomically: refused for all here.
+                let e = FsError::InvalidValue {
+                    what: format!("rename {}", name.to_string_lossy()),
+                    reason: "RENAME_EXCHANGE is not supported".into(),
+                };
+                reply.error(errno("rename", req, &e));
+                return;
+            }
+            match self.fs.rename(parent.0, name, newparent.0, newname, no_replace) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno("rename", req, &e)),
             }

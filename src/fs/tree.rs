@@ -37,7 +37,6 @@ pub trait Tree: Send + Sync + 'static {
         new_parent: u64,
         new_name: &OsStr,
         no_replace: bool,
-        exchange: bool,
     ) -> Result<(), FsError>;
     fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError>;
     fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError>;
@@ -104,7 +103,7 @@ impl Tree for DiskCacheFs {
         mkdir(parent: u64, name: &OsStr) -> Result<Attr, FsError>;
         rmdir(parent: u64, name: &OsStr) -> Result<(), FsError>;
         unlink(parent: u64, name: &OsStr) -> Result<(), FsError>;
-        rename(parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, no_replace: bool, exchange: bool)
+        rename(parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, no_replace: bool)
             -> Result<(), FsError>;
         symlink(parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError>;
         readlink(ino: u64) -> Result<Vec<u8>, FsError>;
