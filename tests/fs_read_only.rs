@@ -186,3 +186,15 @@ fn warm_reads_and_repeat_listings_reach_the_daemon_no_more() {
         assert_eq!(n(&many, kind), n(&once, kind), "{kind}: once {once:?}, five times {many:?}");
     }
 }
+
+#[test]
+fn a_directory_with_an_escaped_name_that_goes_is_gone_within_a_second() {
+    // `deep//e` is `e` in the directory `%str:` (the empty part) of `deep`.
+    let m = Mounted::with(|c| set(c, &["deep/k=k*1", "deep//e=e*1"]), &["--read-only"]);
+    let k = m.keys();
+    assert_eq!(listing(&k.join("deep")), ["%str:", "k"]);
+    assert_eq!(std::fs::read(k.join("deep/%str:/e")).unwrap(), b"e");
+    set(&m.cache, &["deep//e=-"]);
+    within_a_second("deep/%str: gone", || Ok(errno_of(std::fs::metadata(k.join("deep/%str:"))) == libc::ENOENT));
+    assert_eq!(listing(&k.join("deep")), ["k"]);
+}

@@ -26,10 +26,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{DiskCacheFs, Invalidation};
+use super::{DiskCacheFs, Invalidation, State};
 use crate::cache::{Cache, CacheOptions, Key};
 use crate::fs::inode::{ContentVersion, KEY_DIR_BASE, KEYS_DIR, ROOT, SETTINGS_DIR, TAG_DIR_BASE, TAGS_DIR};
-use crate::fs::paths::{leaf_of, part_name};
+use crate::fs::paths::{leaf_of, self_key};
 
 /// How often the watcher looks for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(100);
@@ -137,7 +137,7 @@ impl DiskCacheFs {
     /// What the kernel caches that the cache no longer says.
     fn stale_in_kernel(&self, cache: &Cache) -> Vec<Invalidation> {
         let (keys, dirs, tag_dirs) = {
-            let mut st = self.tables();
+            let mut st = State { cache, tables: self.tables() };
             let known: Vec<(u64, Key, Option<ContentVersion>)> = st
                 .inodes
                 .iter()
@@ -155,16 +155,22 @@ impl DiskCacheFs {
                 .collect();
             let dirs: Vec<(u64, String)> =
                 st.key_dirs.iter().map(|(index, prefix)| (KEY_DIR_BASE + index as u64, prefix.to_string())).collect();
-            // Each directory's parent, for the names of those that went.
+            // Each directory that went, with its name in its parent (a
+            // directory `a/b/` is where the key `a/b` would be).
             let dirs: Vec<(u64, Option<(u64, String)>)> = dirs
                 .into_iter()
                 .map(|(ino, prefix)| {
-                    let (parent, name) = match prefix.trim_end_matches('/').rsplit_once('/') {
-                        Some((parent, part)) => (format!("{parent}/"), part_name(part)),
-                        None => (String::new(), part_name(prefix.trim_end_matches('/'))),
+                    let gone = match Self::dir_exists(&st, &prefix) {
+                        Ok(true) => None,
+                        Ok(false) => self_key(&prefix).map(|own| {
+                            let (parent, name) = leaf_of(&own);
+                            (Self::key_dir_ino(&mut st, parent), name)
+                        }),
+                        Err(e) => {
+                            log::warn!("change watcher: {e}");
+                            None
+                        }
                     };
-                    let exists = self.dir_still_exists(cache, &prefix);
-                    let gone = (!exists).then(|| (Self::key_dir_ino(&mut st, &parent), name));
                     (ino, gone)
                 })
                 .collect();
@@ -196,11 +202,5 @@ impl DiskCacheFs {
         out.extend((0..tag_dirs as u64).map(|i| Invalidation::Inode(TAG_DIR_BASE + i)));
         out.extend(self.unpin_made_content().into_iter().map(Invalidation::Inode));
         out
-    }
-
-    /// Whether a directory of `keys/` still has a live key under it.
-    fn dir_still_exists(&self, cache: &Cache, prefix: &str) -> bool {
-        let end = crate::fs::paths::prefix_end(prefix);
-        cache.has_live_str_key_in(prefix, &end).unwrap_or(true)
     }
 }
