@@ -710,11 +710,7 @@ impl DiskCacheFs {
             (None, _) => {
                 // Deleted while open: like an unlinked file, it still stats
                 // for its readers (fstat), with their snapshot's size.
-                let view = st.handles.values().find_map(|h| match h {
-                    Handle::Read { ino: i, view: Some(v), .. } if *i == ino => Some(*v),
-                    _ => None,
-                });
-                match view {
+                match Self::readers_views(st, ino).next() {
                     Some(v) => self.file_attr(ino, v.len, v.store_time, v.access_time),
                     None => return Err(FsError::NotFound(format!("keys/{name}"))),
                 }
@@ -727,6 +723,14 @@ impl DiskCacheFs {
         Ok(attr)
     }
 
+    /// What the readers of key inode `ino` hold open (their versions).
+    fn readers_views<'t>(st: &'t Tables, ino: u64) -> impl Iterator<Item = ReadView> + 't {
+        st.handles.values().filter_map(move |h| match h {
+            Handle::Read { ino: i, view: Some(v), .. } if *i == ino => Some(*v),
+            _ => None,
+        })
+    }
+
     /// Records that the kernel is about to get `version`'s size for `ino`.
     /// If the kernel holds another version's size and pages and readers of
     /// that version still have the file open, the inode is superseded
@@ -737,10 +741,7 @@ impl DiskCacheFs {
         if let Some(held) = held
             && held != version
         {
-            let readers_view = st.handles.values().find_map(|h| match h {
-                Handle::Read { ino: i, view: Some(v), .. } if *i == ino && v.version == held => Some(*v),
-                _ => None,
-            });
+            let readers_view = Self::readers_views(st, ino).find(|v| v.version == held);
             let writer_open = st.handles.values().any(|h| matches!(h, Handle::Write(w) if w.ino == ino));
             if let Some(view) = readers_view
                 && !writer_open

@@ -92,10 +92,7 @@ impl DiskCacheFs {
     /// Takes the name from an inode with a backing file; its readers keep
     /// it, with their version.
     pub(super) fn supersede_backed(st: &mut Tables, ino: u64) {
-        let view = st.handles.values().find_map(|h| match h {
-            Handle::Read { ino: i, view: Some(v), .. } if *i == ino => Some(*v),
-            _ => None,
-        });
+        let view = Self::readers_views(st, ino).next();
         if let Some(view) = view {
             st.inodes.supersede(ino, view);
         }

@@ -114,16 +114,12 @@ impl DiskCacheFs {
         if !made || ops {
             return attr;
         }
-        let pinned = self.tables().pins.get(&attr.ino).copied();
-        let fh = match pinned {
-            Some(fh) => fh,
-            None => match self.pin(attr.ino) {
-                Ok(fh) => fh,
-                Err(e) => {
-                    log::debug!("inode {}: not pinned: {e}", attr.ino);
-                    return attr;
-                }
-            },
+        let fh = match self.pin(attr.ino) {
+            Ok(fh) => fh,
+            Err(e) => {
+                log::debug!("inode {}: not pinned: {e}", attr.ino);
+                return attr;
+            }
         };
         if let Some(len) = self.tables().handles.get(&fh).and_then(Handle::content_len) {
             attr.size = len;
