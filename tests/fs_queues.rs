@@ -14,14 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Mounted, errno_of, py, python};
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    names.sort();
-    names
-}
+use support::{Mounted, errno_of, listing, py, python};
 
 /// Runs `code` with `c` = the mounted cache's python-diskcache Cache.
 fn pyc(m: &Mounted, code: &str) -> String {

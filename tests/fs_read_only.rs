@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Mounted, errno_of, py};
+use support::{Mounted, errno_of, listing, py};
 
 const SET: &str = r#"
 import sys, diskcache
@@ -29,13 +29,6 @@ fn set(cache: &Path, changes: &[&str]) {
     let mut args = vec![cache.to_str().unwrap()];
     args.extend_from_slice(changes);
     py(SET, &args);
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
 }
 
 /// Polls `check` every 10 ms until it returns true, failing after a second.

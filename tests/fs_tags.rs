@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{Mounted, errno_of, py, sh};
+use support::{Mounted, errno_of, listing, py, sh};
 
 const FILL: &str = r#"
 import sys, diskcache
@@ -30,13 +30,6 @@ c.push(b'job 2', prefix='jobs', tag='grp')
 c.push(b'int item', expire=3600)
 c['wf.square-1-0123456789abcdef0123456789abcdef'] = b'\x0a\x00'
 "#;
-
-fn listing(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    v.sort();
-    v
-}
 
 const DUMP: &str = r#"
 import sys, json, diskcache

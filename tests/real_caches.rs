@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{is_mounted, py};
+use support::{is_mounted, listing, py};
 
 fn cli(args: &[&str]) -> Output {
     support::cli(args, None)
@@ -52,13 +52,6 @@ for t in ('task_cache', 'runs', 'image_cache'):
     for row in con.execute(f'SELECT * FROM {t} ORDER BY 1'):
         print(repr(row))
 "#;
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    names
-}
 
 #[test]
 fn a_cache_db_with_another_programs_tables_opens_as_python_diskcache_opens_it() {
