@@ -1360,16 +1360,7 @@ impl Tree for FanoutFs {
     fn flush(&self, fh: u64) -> Result<(), FsError> {
         match self.fan_or_owned(fh)? {
             Ok((t, lfh)) => self.tree(t).flush(lfh),
-            Err(parts) => {
-                let mut result = Ok(());
-                for (s, (_, lfh)) in parts.iter().enumerate() {
-                    let r = self.tree(s).flush(*lfh);
-                    if result.is_ok() {
-                        result = r;
-                    }
-                }
-                result
-            }
+            Err(parts) => self.on_every_part(&parts, |tree, lfh| tree.flush(lfh)),
         }
     }
 
@@ -1389,16 +1380,7 @@ impl Tree for FanoutFs {
         let handle = self.handles().remove(&fh).ok_or(FsError::BadHandle(fh))?;
         match handle {
             UHandle::Owned { tree, fh, .. } => self.tree(tree).release(fh),
-            UHandle::Fan { parts, .. } => {
-                let mut result = Ok(());
-                for (s, (_, lfh)) in parts.iter().enumerate() {
-                    let r = self.tree(s).release(*lfh);
-                    if result.is_ok() {
-                        result = r;
-                    }
-                }
-                result
-            }
+            UHandle::Fan { parts, .. } => self.on_every_part(&parts, |tree, lfh| tree.release(lfh)),
         }
     }
 
@@ -1435,6 +1417,23 @@ impl Tree for FanoutFs {
 impl FanoutFs {
     /// An open file's tree and handle there, or a control file's parts.
     #[allow(clippy::type_complexity)]
+    /// Runs `op` on every shard's part of a fanned handle, each whatever
+    /// the others gave; the first error is the answer.
+    fn on_every_part(
+        &self,
+        parts: &[(u64, u64)],
+        op: impl Fn(&DiskCacheFs, u64) -> Result<(), FsError>,
+    ) -> Result<(), FsError> {
+        let mut result = Ok(());
+        for (s, (_, lfh)) in parts.iter().enumerate() {
+            let r = op(&self.tree(s), *lfh);
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+
     fn fan_or_owned(&self, fh: u64) -> Result<Result<(usize, u64), Vec<(u64, u64)>>, FsError> {
         match self.handles().get(&fh) {
             Some(UHandle::Owned { tree, fh, .. }) => Ok(Ok((*tree, *fh))),
