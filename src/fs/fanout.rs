@@ -1415,8 +1415,6 @@ impl Tree for FanoutFs {
 }
 
 impl FanoutFs {
-    /// An open file's tree and handle there, or a control file's parts.
-    #[allow(clippy::type_complexity)]
     /// Runs `op` on every shard's part of a fanned handle, each whatever
     /// the others gave; the first error is the answer.
     fn on_every_part(
@@ -1434,6 +1432,8 @@ impl FanoutFs {
         result
     }
 
+    /// An open file's tree and handle there, or a control file's parts.
+    #[allow(clippy::type_complexity)]
     fn fan_or_owned(&self, fh: u64) -> Result<Result<(usize, u64), Vec<(u64, u64)>>, FsError> {
         match self.handles().get(&fh) {
             Some(UHandle::Owned { tree, fh, .. }) => Ok(Ok((*tree, *fh))),
