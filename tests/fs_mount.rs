@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::{
-    Mounted, UnmountOnDrop, errno_of, fuse_threads, getxattr, is_mounted, key_inodes_kept, py, setxattr, sh,
+    Mounted, UnmountOnDrop, errno_of, fuse_threads, getxattr, is_mounted, key_inodes_kept, py, requests_in_log,
+    setxattr, sh,
 };
 
 const FILL: &str = r#"
@@ -660,6 +661,62 @@ fn mount_8_passes_every_mount_option() {
     eprintln!("-o max_inodes=500: {kept} key inodes kept of 3000");
     assert_eq!(threads, 3, "-o threads=3 did not reach the daemon");
     assert!(kept <= 600, "-o max_inodes=500 did not reach the daemon: {kept} key inodes kept");
+}
+
+/// The read modes' options (`--no-passthrough`, `--open-requests` with
+/// `--read-only`) reach the daemon through `--daemon` and through mount(8)
+/// `-o`, told by what the daemon logs: its passthrough mode, and how many
+/// OPEN requests three reads of a read-only mount cost (one answered
+/// ENOSYS without `--open-requests`, one per read with it).
+#[test]
+fn the_read_modes_reach_the_daemon_through_daemon_and_mount_8() {
+    let root = tempfile::tempdir().unwrap();
+    let (cache, mnt) = (root.path().join("c"), root.path().join("m"));
+    std::fs::create_dir(&mnt).unwrap();
+    py(
+        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nfor k in 'abc': c[k] = k.encode() * 40000",
+        &[cache.to_str().unwrap()],
+    );
+    let source = format!("{}#{}", env!("CARGO_BIN_EXE_diskcachefs"), cache.display());
+    // Mounts one way, reads the three keys, unmounts; the daemon's log.
+    let run = |how: &str, options: &str| -> String {
+        let log = root.path().join(format!("{how}-{}.log", options.replace(',', "_")));
+        let log_arg = log.to_str().unwrap();
+        if how == "daemon" {
+            let mut args: Vec<&str> = options.split(',').filter(|o| !o.is_empty()).collect();
+            args.extend(["--log-file", log_arg]);
+            mount_daemon(&cache, &mnt, &args);
+        } else {
+            let out = std::process::Command::new("mount")
+                .args(["-t", "fuse", &source])
+                .arg(&mnt)
+                .args(["-o", &format!("{options},log_file={log_arg}")])
+                .env("RUST_LOG", "info")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "mount(8) -o {options}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let guard = UnmountOnDrop(mnt.clone());
+        for k in ["a", "b", "c"] {
+            assert_eq!(read(&mnt.join("keys").join(k)).len(), 40000);
+        }
+        drop(guard);
+        wait_for_daemon_exit(&cache);
+        std::fs::read_to_string(&log).unwrap()
+    };
+    let opens = |log: &str| requests_in_log(log).get("open").copied().unwrap_or(0);
+    let log = run("daemon", "--no-passthrough");
+    assert!(log.contains("passthrough: off (not asked for)"), "{log}");
+    let log = run("mount8", "no_passthrough");
+    assert!(log.contains("passthrough: off (not asked for)"), "{log}");
+    let log = run("mount8", "nodev");
+    assert!(log.contains("passthrough: on"), "{log}");
+    let log = run("daemon", "--read-only");
+    assert!(opens(&log) <= 1, "{log}");
+    let log = run("daemon", "--read-only,--open-requests");
+    assert!(opens(&log) >= 3, "{log}");
+    let log = run("mount8", "ro,open_requests");
+    assert!(opens(&log) >= 3, "{log}");
 }
 
 /// The daemon serving `cache` exits once unmounted (within 10 s).

@@ -83,6 +83,19 @@ pub fn py(script: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The count of requests of each kind in a daemon's log (the line it
+/// logs when its session ends).
+pub fn requests_in_log(log: &str) -> std::collections::HashMap<String, u64> {
+    let line = log.lines().find_map(|l| l.split_once("requests served: ").map(|(_, r)| r.to_string()));
+    let line = line.unwrap_or_else(|| panic!("no request counts in the log:\n{log}"));
+    line.split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
 /// The names in `dir`, sorted (every name the mount shows is UTF-8).
 pub fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> =
@@ -184,15 +197,7 @@ impl Mounted {
     /// kind, from the line it logs when the session ends.
     pub fn requests_served(&mut self) -> std::collections::HashMap<String, u64> {
         assert!(self.stop().unwrap().success());
-        let log = self.log();
-        let line = log.lines().find_map(|l| l.split_once("requests served: ").map(|(_, r)| r.to_string()));
-        let line = line.unwrap_or_else(|| panic!("no request counts in the log:\n{log}"));
-        line.split_whitespace()
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap();
-                (k.to_string(), v.parse().unwrap())
-            })
-            .collect()
+        requests_in_log(&self.log())
     }
 
     /// SIGTERM and wait (bounded); returns the exit status.
