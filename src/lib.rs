@@ -5,6 +5,8 @@
 //! - [`cache`]: the diskcache-compatible engine (no FUSE, no Flyte).
 //! - [`flyte`]: flyteidl literal messages, flytekit's cache key, `LocalTaskCache`.
 //! - `fs`: the file-system tree over the engine.
+//!
+//! [`service`] speaks to a service manager (systemd's readiness protocol).
 
 // Lint policy, beyond rustc's and clippy's defaults (scripts/test runs
 // clippy with `-D warnings`): every unsafe block says why it is sound
@@ -18,3 +20,4 @@ pub mod flyte;
 pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod service;

@@ -622,7 +622,24 @@ fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     if args.daemon && ready_fd.is_none() {
         return daemonize(&args, argv);
     }
+    // A service manager (systemd's Type=notify, or the Python helper)
+    // hears of readiness on $NOTIFY_SOCKET; the --daemon parent above left
+    // it to this process, the one that serves.
+    let notifier = diskcachefs::service::Notifier::from_env();
+    // SAFETY: no thread of ours runs yet (the mount's come later).
+    unsafe { std::env::remove_var(diskcachefs::service::NOTIFY_SOCKET) };
     let ready = |result: Result<(), String>| {
+        if let Some(notifier) = &notifier {
+            let sent = match &result {
+                Ok(()) => {
+                    notifier.ready(&format!("serving {} at {}", args.cache_dir.display(), args.mountpoint.display()))
+                }
+                Err(e) => notifier.failed(e),
+            };
+            if let Err(e) = sent {
+                log::warn!("could not tell ${} of the mount: {e}", diskcachefs::service::NOTIFY_SOCKET);
+            }
+        }
         if let Some(fd) = ready_fd {
             use std::os::fd::FromRawFd;
             // SAFETY: the parent passed us this pipe's write end.

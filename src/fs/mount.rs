@@ -66,6 +66,8 @@ pub struct MountConfig {
 pub enum MountError {
     #[error("mount point {0}: not a directory")]
     NotADirectory(PathBuf),
+    #[error("mount point {0}: no such directory")]
+    NoMountPoint(PathBuf),
     #[error("{0}: no cache to mount read-only (no cache.db), and a read-only mount creates nothing")]
     NoCache(PathBuf),
     #[error(transparent)]
@@ -196,8 +198,12 @@ fn raise_open_file_limit() {
 
 /// What is checked before any cache is opened.
 fn prepare(config: &MountConfig) -> Result<(), MountError> {
-    if !config.mountpoint.is_dir() {
-        return Err(MountError::NotADirectory(config.mountpoint.clone()));
+    match std::fs::metadata(&config.mountpoint) {
+        Ok(meta) if meta.is_dir() => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(MountError::NoMountPoint(config.mountpoint.clone()));
+        }
+        _ => return Err(MountError::NotADirectory(config.mountpoint.clone())),
     }
     raise_open_file_limit();
     if config.read_only
