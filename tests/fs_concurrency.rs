@@ -89,7 +89,7 @@ impl Timings {
             .iter()
             .filter_map(|(what, d)| {
                 let before = unlocked.longest(what).unwrap_or_default();
-                (*d > bound + 2 * before).then(|| (what, *d, before))
+                (*d > bound + 2 * before).then_some((what, *d, before))
             })
             .collect();
         assert!(
