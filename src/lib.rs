@@ -5,6 +5,7 @@
 //! - [`cache`]: the diskcache-compatible engine (no FUSE, no Flyte).
 //! - [`flyte`]: flyteidl literal messages, flytekit's cache key, `LocalTaskCache`.
 //! - `fs`: the file-system tree over the engine.
+//! - [`remote`]: sharing entries through S3 or Redis (`diskcachefs sync`), over the engine.
 //!
 //! [`service`] speaks to a service manager (systemd's readiness protocol).
 
@@ -20,4 +21,5 @@ pub mod flyte;
 pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod remote;
 pub mod service;

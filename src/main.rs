@@ -125,6 +125,8 @@ enum Command {
     },
     /// Print a serialized LiteralMap (FILE or standard input) as readable JSON.
     Literals { file: Option<PathBuf> },
+    /// Share entries through S3 or Redis: push what the remote lacks, pull what is new (docs/REMOTE.md).
+    Sync(diskcachefs::remote::cli::SyncArgs),
     /// diskcache's consistency check; exit 1 when it finds problems.
     Check {
         dir: PathBuf,
@@ -381,6 +383,7 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
             clap_mangen::Man::new(page).render(&mut io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sync(args) => Ok(diskcachefs::remote::cli::run(args)),
         Command::Check { dir, fix } => {
             // Checking without fixing needs no write: a cache this user may
             // not write is checked read-only.

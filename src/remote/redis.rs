@@ -1,0 +1,135 @@
+//! A Redis store (`redis://[USER:PASSWORD@]HOST:PORT/DB`) over the `redis`
+//! crate's synchronous connection: one connection, kept while it works and
+//! made again after an error, with the deadline as its connect, read and
+//! write timeouts, so a frozen server fails a call instead of hanging it.
+//!
+//! Objects are Redis strings named as the layout names them. A create is
+//! `SET NX`; so that names can be listed in order without `SCAN`, each
+//! create also adds the name to a sorted set named after its directory
+//! (`ns/log/` for `ns/log/NAME`; no object name ends in `/`), in one Lua
+//! script, so a name is listed exactly when its object exists. A listing is
+//! `ZRANGEBYLEX`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::store::{RemoteError, RemoteStore, StoreOptions};
+
+/// Creates `KEYS[1]` unless it exists and indexes it in `KEYS[2]`.
+const PUT_IF_ABSENT: &str = "if redis.call('SET', KEYS[1], ARGV[1], 'NX') then \
+     redis.call('ZADD', KEYS[2], 0, KEYS[1]) return 1 end return 0";
+
+pub struct RedisStore {
+    /// The URL without its password, for messages.
+    url: String,
+    client: redis::Client,
+    deadline: Duration,
+    conn: Mutex<Option<redis::Connection>>,
+}
+
+/// The sorted set that lists `name`: its directory, with the slash.
+fn index_of(name: &str) -> &str {
+    name.rfind('/').map_or("", |i| &name[..=i])
+}
+
+impl RedisStore {
+    pub fn open(url: &str, options: &StoreOptions) -> Result<RedisStore, RemoteError> {
+        let client = redis::Client::open(url).map_err(|e| RemoteError::Config(format!("remote URL: {e}")))?;
+        let info = client.get_connection_info();
+        let shown = format!("redis://{}/{}", info.addr(), info.redis_settings().db());
+        Ok(RedisStore { url: shown, client, deadline: options.deadline, conn: Mutex::new(None) })
+    }
+
+    fn fail(&self, op: &'static str, name: &str, e: redis::RedisError) -> RemoteError {
+        let (store, name) = (self.url.clone(), name.to_string());
+        if e.is_timeout() {
+            RemoteError::Timeout { store, op, name, after: self.deadline }
+        } else if e.is_connection_refusal() || e.is_io_error() || e.is_connection_dropped() {
+            RemoteError::Unreachable { store, op, name, reason: e.to_string() }
+        } else if matches!(e.kind(), redis::ErrorKind::AuthenticationFailed) {
+            RemoteError::Denied { store, op, name, reason: e.to_string() }
+        } else {
+            RemoteError::Protocol { store, op, name, reason: e.to_string() }
+        }
+    }
+
+    /// Runs `f` on the connection, connecting first if needed; an error
+    /// drops the connection (its state is unknown after a timeout).
+    fn with<T>(
+        &self,
+        op: &'static str,
+        name: &str,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, RemoteError> {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            let conn = self.client.get_connection_with_timeout(self.deadline).map_err(|e| self.fail(op, name, e))?;
+            conn.set_read_timeout(Some(self.deadline)).map_err(|e| self.fail(op, name, e))?;
+            conn.set_write_timeout(Some(self.deadline)).map_err(|e| self.fail(op, name, e))?;
+            *slot = Some(conn);
+        }
+        let result = f(slot.as_mut().expect("connected above"));
+        if result.is_err() {
+            *slot = None;
+        }
+        result.map_err(|e| self.fail(op, name, e))
+    }
+}
+
+impl RemoteStore for RedisStore {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn get(&self, name: &str, max_len: u64) -> Result<Option<Vec<u8>>, RemoteError> {
+        let len: u64 = self.with("STRLEN", name, |c| redis::cmd("STRLEN").arg(name).query(c))?;
+        if len > max_len {
+            return Err(RemoteError::TooLarge { store: self.url.clone(), op: "GET", name: name.into(), limit: max_len });
+        }
+        self.with("GET", name, |c| redis::cmd("GET").arg(name).query(c))
+    }
+
+    fn exists(&self, name: &str) -> Result<bool, RemoteError> {
+        self.with("EXISTS", name, |c| redis::cmd("EXISTS").arg(name).query(c))
+    }
+
+    fn put_if_absent(&self, name: &str, bytes: &[u8]) -> Result<bool, RemoteError> {
+        let created: i64 = self.with("SET NX", name, |c| {
+            redis::cmd("EVAL").arg(PUT_IF_ABSENT).arg(2).arg(name).arg(index_of(name)).arg(bytes).query(c)
+        })?;
+        Ok(created == 1)
+    }
+
+    fn list_after(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>, RemoteError> {
+        // Names are printable ASCII, so every name with the prefix sorts
+        // below the prefix followed by DEL (0x7f).
+        let min = match after {
+            Some(a) if a >= prefix => format!("({a}"),
+            _ => format!("[{prefix}"),
+        };
+        let max = format!("[{prefix}\x7f");
+        let names: Vec<String> = self.with("LIST", prefix, |c| {
+            redis::cmd("ZRANGEBYLEX").arg(index_of(prefix)).arg(min).arg(max).arg("LIMIT").arg(0).arg(limit).query(c)
+        })?;
+        Ok(names.into_iter().filter(|n| n.starts_with(prefix)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_indexed_by_directory() {
+        assert_eq!(index_of("ns/log/0001-ab"), "ns/log/");
+        assert_eq!(index_of("ns/log/"), "ns/log/");
+        assert_eq!(index_of("top"), "");
+    }
+
+    #[test]
+    fn urls_are_checked_and_shown_without_passwords() {
+        let s = RedisStore::open("redis://:secret@127.0.0.1:6390/3", &StoreOptions::default()).unwrap();
+        assert_eq!(s.url(), "redis://127.0.0.1:6390/3");
+        assert!(RedisStore::open("redis://127.0.0.1:x/0", &StoreOptions::default()).is_err());
+    }
+}

@@ -1,0 +1,388 @@
+//! One-shot synchronisation of a cache directory with a remote store
+//! (`diskcachefs sync`): push the shareable local entries the remote lacks,
+//! then pull the records the log names since this cache's cursor, writing
+//! them with the engine so python-diskcache and flytekit see them.
+//!
+//! A failure of the store (timeout, unreachable, refused) stops the run at
+//! once: with a frozen server a run costs one deadline, not one per entry.
+//! A bad object (tampered, malformed, not matching its digest) is counted
+//! as rejected and skipped. The cursor is saved only for work completed.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value as Json, json};
+use thiserror::Error;
+
+use crate::cache::{Cache, OpenError, Value};
+
+use super::layout::{
+    self, MAX_RECORD_LEN, Record, ShareKind, envelope, key_id, log_name, log_prefix, open_envelope, parse_log_name,
+    record_name, sha256_hex, value_bytes, value_from_bytes, value_name,
+};
+use super::share::{Selection, Verdict, local_uri, select};
+use super::store::{RemoteError, RemoteStore};
+
+/// The side file holding each remote's cursor. Its name contains
+/// `cache.db` so that python-diskcache's `Cache.check()` (which skips every
+/// path containing `DBNAME`) neither reports nor, with `fix=True`, deletes it.
+pub const CURSOR_FILE: &str = "cache.db.remote-cursor.json";
+
+/// How far back a pull lists again before its cursor: writers' clocks
+/// differ, and a log name carries its writer's time.
+pub const CLOCK_SKEW_MICROS: u64 = 300 * 1_000_000;
+
+/// Entries read from the cache (and names from the log) per batch.
+const BATCH: usize = 500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Pull only: nothing is written to the remote.
+    ReadOnly,
+    ReadWrite,
+}
+
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    pub mode: Mode,
+    pub namespace: String,
+    /// HMAC key: records pushed are signed, records pulled must be.
+    pub signing_key: Option<Vec<u8>>,
+    pub selection: Selection,
+}
+
+/// What a run did (`diskcachefs sync` prints it as JSON).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Local entries whose record this run created.
+    pub pushed: u64,
+    /// Remote entries this run stored locally.
+    pub pulled: u64,
+    /// Shareable local entries the remote had already (a first writer won).
+    pub already_remote: u64,
+    /// Logged entries this cache had already.
+    pub already_local: u64,
+    /// Flytekit entries whose outputs name local files: not pushed.
+    pub skipped_unshareable: u64,
+    /// Remote objects refused: bad signature, malformed, wrong digest,
+    /// missing, or a record that does not match its name.
+    pub rejected: u64,
+    /// Failures: of the store (which end the run) or of one local entry.
+    pub errors: u64,
+}
+
+impl Summary {
+    pub fn to_json(&self, error: Option<&str>) -> Json {
+        json!({
+            "pushed": self.pushed,
+            "pulled": self.pulled,
+            "already_remote": self.already_remote,
+            "already_local": self.already_local,
+            "skipped_unshareable": self.skipped_unshareable,
+            "rejected": self.rejected,
+            "errors": self.errors,
+            "error": error,
+        })
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("{0}")]
+    Cache(#[from] crate::cache::Error),
+    #[error("cursor file {path}: {reason}")]
+    Cursor { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// This remote's state in the cursor file.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Cursor {
+    /// The last log name pulled.
+    log_after: Option<String>,
+    /// Local entries stored before this time (`store_time`) were pushed.
+    pushed_until: f64,
+}
+
+struct CursorFile {
+    path: PathBuf,
+    /// `STORE_URL#NAMESPACE`.
+    id: String,
+    all: serde_json::Map<String, Json>,
+}
+
+impl CursorFile {
+    fn load(dir: &Path, id: String) -> Result<(CursorFile, Cursor), SyncError> {
+        let path = dir.join(CURSOR_FILE);
+        let bad = |reason: String| SyncError::Cursor { path: path.clone(), reason };
+        let all = match std::fs::read(&path) {
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(Json::Object(m)) => m,
+                Ok(_) => return Err(bad("not a JSON object".into())),
+                Err(e) => return Err(bad(format!("not JSON ({e}); remove it to pull everything again"))),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        let mine = all.get(&id);
+        let cursor = Cursor {
+            log_after: mine.and_then(|c| c["log_after"].as_str()).map(str::to_string),
+            pushed_until: mine.and_then(|c| c["pushed_until"].as_f64()).unwrap_or(0.0),
+        };
+        Ok((CursorFile { path, id, all }, cursor))
+    }
+
+    /// Writes the file anew (a temporary file renamed over it).
+    fn save(&mut self, c: &Cursor) -> Result<(), SyncError> {
+        self.all.insert(self.id.clone(), json!({"log_after": c.log_after, "pushed_until": c.pushed_until}));
+        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        let text = serde_json::to_vec_pretty(&Json::Object(self.all.clone())).expect("JSON");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .map_err(|e| SyncError::Cursor { path: self.path.clone(), reason: e.to_string() })
+    }
+}
+
+/// Runs one push (unless read-only) and one pull. The summary counts what
+/// was done even when the run fails.
+pub fn sync(dir: &Path, store: &dyn RemoteStore, opts: &SyncOptions) -> (Summary, Result<(), SyncError>) {
+    let mut summary = Summary::default();
+    let result = run(dir, store, opts, &mut summary);
+    if result.is_err() {
+        summary.errors += 1;
+    }
+    (summary, result)
+}
+
+fn run(dir: &Path, store: &dyn RemoteStore, opts: &SyncOptions, summary: &mut Summary) -> Result<(), SyncError> {
+    if !layout::valid_namespace(&opts.namespace) {
+        return Err(SyncError::Usage(format!(
+            "namespace {:?}: one name of letters, digits and -_. (not . or ..)",
+            opts.namespace
+        )));
+    }
+    if opts.signing_key.as_ref().is_some_and(Vec::is_empty) {
+        return Err(SyncError::Usage("the signing key is empty".into()));
+    }
+    if !dir.join(crate::cache::settings::DBNAME).exists() && dir.join("000").join(crate::cache::settings::DBNAME).exists()
+    {
+        return Err(SyncError::Usage(format!(
+            "{}: a FanoutCache directory; sync one shard directory at a time",
+            dir.display()
+        )));
+    }
+    let cache = Cache::open(dir)?;
+    let (mut file, mut cursor) = CursorFile::load(dir, format!("{}#{}", store.url(), opts.namespace))?;
+    if opts.mode == Mode::ReadWrite {
+        let start = cache.now();
+        push(&cache, store, opts, cursor.pushed_until, summary)?;
+        // A second of margin: the next run looks again at entries stored
+        // while this one listed (the record check makes that cheap).
+        cursor.pushed_until = start - 1.0;
+        file.save(&cursor)?;
+    }
+    pull(&cache, store, opts, &mut cursor, &mut file, summary)
+}
+
+fn push(
+    cache: &Cache,
+    store: &dyn RemoteStore,
+    opts: &SyncOptions,
+    since: f64,
+    summary: &mut Summary,
+) -> Result<(), SyncError> {
+    let ns = &opts.namespace;
+    let mut after = 0;
+    loop {
+        let batch = cache.list_meta(after, BATCH)?;
+        let Some(last) = batch.last() else { return Ok(()) };
+        after = last.rowid;
+        for meta in batch {
+            if meta.store_time < since {
+                continue;
+            }
+            let kind = match select(&meta, &opts.selection) {
+                Verdict::Share(kind) => kind,
+                Verdict::No => continue,
+                Verdict::Unshareable(_) => unreachable!("select looks at metadata only"),
+            };
+            let entry = match cache.get_entry(&meta.key) {
+                Ok(Some(e)) => e,
+                Ok(None) => continue, // deleted or expired since it was listed
+                Err(e) => {
+                    log::warn!("{}: not pushed: {e}", meta.key);
+                    summary.errors += 1;
+                    continue;
+                }
+            };
+            if kind == ShareKind::Flyte {
+                let Value::Bytes(outputs) = &entry.value else { continue };
+                match local_uri(outputs) {
+                    Ok(None) => {}
+                    Ok(Some(uri)) => {
+                        log::info!("{}: not shared: its outputs name the local file {uri}", meta.key);
+                        summary.skipped_unshareable += 1;
+                        continue;
+                    }
+                    // Not flytekit's outputs after all: not a task cache entry.
+                    Err(_) => continue,
+                }
+            }
+            let id = key_id(&meta.key);
+            let rname = record_name(ns, &id);
+            if store.exists(&rname)? {
+                summary.already_remote += 1;
+                continue;
+            }
+            let bytes = value_bytes(&entry.value);
+            let digest = sha256_hex(&bytes);
+            store.put_if_absent(&value_name(ns, &digest), &bytes)?;
+            let created = now_secs();
+            let record = Record {
+                namespace: ns.clone(),
+                key: meta.key.clone(),
+                value_type: entry.value.type_name(),
+                size: bytes.len() as u64,
+                digest,
+                expire_time: entry.expire_time,
+                tag: entry.tag.clone(),
+                kind,
+                created,
+            };
+            if !store.put_if_absent(&rname, &envelope(&record, opts.signing_key.as_deref()))? {
+                summary.already_remote += 1;
+                continue;
+            }
+            let micros = (created * 1e6) as u64;
+            store.put_if_absent(&log_name(ns, micros, &id), format!("{id}\n").as_bytes())?;
+            summary.pushed += 1;
+        }
+    }
+}
+
+fn pull(
+    cache: &Cache,
+    store: &dyn RemoteStore,
+    opts: &SyncOptions,
+    cursor: &mut Cursor,
+    file: &mut CursorFile,
+    summary: &mut Summary,
+) -> Result<(), SyncError> {
+    let ns = &opts.namespace;
+    let prefix = log_prefix(ns);
+    let previous = cursor.log_after.clone();
+    // Start a clock-skew window before the cursor: a writer whose clock is
+    // behind logs names that sort before entries already pulled.
+    let mut after = previous.as_deref().and_then(|c| parse_log_name(ns, c)).map(|(t, _)| {
+        format!("{prefix}{:020}", t.saturating_sub(CLOCK_SKEW_MICROS))
+    });
+    let mut seen = HashSet::new();
+    loop {
+        let names = store.list_after(&prefix, after.as_deref(), BATCH)?;
+        let Some(last) = names.last().cloned() else { break };
+        for name in &names {
+            let Some((_, id)) = parse_log_name(ns, name) else {
+                log::warn!("{}: {name}: not a log entry name; ignored", store.url());
+                summary.rejected += 1;
+                continue;
+            };
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let relisted = previous.as_deref().is_some_and(|p| name.as_str() <= p);
+            pull_one(cache, store, opts, name, &id, relisted, summary)?;
+        }
+        after = Some(last.clone());
+        if cursor.log_after.as_deref().is_none_or(|c| last.as_str() > c) {
+            cursor.log_after = Some(last);
+            file.save(cursor)?;
+        }
+    }
+    Ok(())
+}
+
+/// Pulls the entry one log name announces. `relisted`: a name at or before
+/// the cursor (the skew window), not counted again when already here.
+fn pull_one(
+    cache: &Cache,
+    store: &dyn RemoteStore,
+    opts: &SyncOptions,
+    log: &str,
+    id: &str,
+    relisted: bool,
+    summary: &mut Summary,
+) -> Result<(), SyncError> {
+    let ns = &opts.namespace;
+    let rname = record_name(ns, id);
+    let reject = |summary: &mut Summary, why: String| {
+        log::warn!("{}: {rname} (logged as {log}): rejected: {why}", store.url());
+        summary.rejected += 1;
+    };
+    let Some(bytes) = store.get(&rname, MAX_RECORD_LEN)? else {
+        reject(summary, "the record is missing".into());
+        return Ok(());
+    };
+    let record = match open_envelope(&bytes, ns, id, opts.signing_key.as_deref()) {
+        Ok(r) => r,
+        Err(why) => {
+            reject(summary, why.to_string());
+            return Ok(());
+        }
+    };
+    if record.expire_time.is_some_and(|t| t <= cache.now()) {
+        return Ok(());
+    }
+    if cache.contains(&record.key)? {
+        if !relisted {
+            summary.already_local += 1;
+        }
+        return Ok(());
+    }
+    let Some(value) = store.get(&value_name(ns, &record.digest), record.size)? else {
+        reject(summary, format!("its value {} is missing", record.digest));
+        return Ok(());
+    };
+    if value.len() as u64 != record.size || sha256_hex(&value) != record.digest {
+        reject(summary, format!("its value does not match its sha256 {}", record.digest));
+        return Ok(());
+    }
+    let value = match value_from_bytes(record.value_type, value) {
+        Ok(v) => v,
+        Err(why) => {
+            reject(summary, why);
+            return Ok(());
+        }
+    };
+    if record.kind == ShareKind::Flyte {
+        // What a writer would not push is not taken either.
+        let problem = match &value {
+            Value::Bytes(b) => match local_uri(b) {
+                Ok(None) => None,
+                Ok(Some(uri)) => Some(format!("its outputs name the local file {uri}")),
+                Err(e) => Some(format!("its outputs are not a LiteralMap: {e}")),
+            },
+            other => Some(format!("a flytekit entry holding a {} value", other.type_name())),
+        };
+        if let Some(why) = problem {
+            reject(summary, why);
+            return Ok(());
+        }
+    }
+    let expire = record.expire_time.map(|t| (t - cache.now()).max(0.001));
+    if cache.add(&record.key, &value, expire, record.tag.as_ref())? {
+        summary.pulled += 1;
+    } else if !relisted {
+        summary.already_local += 1;
+    }
+    Ok(())
+}

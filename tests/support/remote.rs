@@ -1,0 +1,486 @@
+//! Shared by the remote-tier tests (tests/remote_redis.rs, tests/remote_s3.rs):
+//! a real server started for the test (Debian's `redis-server`, SeaweedFS's
+//! S3 server `weed mini` from `.venv-weed`, both bound to 127.0.0.1 on free
+//! ports, in a temporary directory) and stopped by its pid on drop, even
+//! when the test panics; `diskcachefs sync` runs against it; and the
+//! scenarios both backends must pass.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diskcachefs::cache::{Cache, Key, Scalar, Value};
+use diskcachefs::remote::{RemoteStore, StoreOptions, store};
+
+pub const BUCKET: &str = "share";
+const S3_KEY: &str = "testkey";
+const S3_SECRET: &str = "testsecret";
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    Redis,
+    S3,
+}
+
+pub struct Server {
+    pub kind: Kind,
+    /// The remote URL `sync` is given.
+    pub url: String,
+    /// S3: the endpoint.
+    pub endpoint: Option<String>,
+    child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+/// `n` ports free on 127.0.0.1 right now (all held at once, so distinct).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+fn weed() -> PathBuf {
+    std::env::var_os("DISKCACHEFS_WEED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-weed/bin/weed"))
+}
+
+impl Server {
+    pub fn start(kind: Kind) -> Server {
+        match kind {
+            Kind::Redis => Server::redis(),
+            Kind::S3 => Server::s3(),
+        }
+    }
+
+    /// `redis-server` on a free port, nothing persisted.
+    pub fn redis() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_ports(1)[0];
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::fs::File::create(dir.path().join("server.log")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/setup-remote-servers installs it)");
+        let server = Server { kind: Kind::Redis, url: format!("redis://127.0.0.1:{port}/0"), endpoint: None, child, dir };
+        server.wait_ready(Duration::from_secs(10));
+        server
+    }
+
+    /// SeaweedFS's `weed mini` (master, volume, filer, S3) with one bucket
+    /// and one identity, every port chosen here.
+    pub fn s3() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("s3.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"identities":[{{"name":"test","credentials":[{{"accessKey":"{S3_KEY}","secretKey":"{S3_SECRET}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+            ),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let p = free_ports(10);
+        let child = Command::new(weed())
+            .arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false", "-admin.ui=false", "-webdav=false"])
+            .arg(format!("-s3.config={}", config.display()))
+            .arg(format!("-bucket={BUCKET}"))
+            .args([
+                format!("-master.port={}", p[0]),
+                format!("-master.port.grpc={}", p[1]),
+                format!("-volume.port={}", p[2]),
+                format!("-volume.port.grpc={}", p[3]),
+                format!("-filer.port={}", p[4]),
+                format!("-filer.port.grpc={}", p[5]),
+                format!("-s3.port={}", p[6]),
+                format!("-s3.port.grpc={}", p[7]),
+                format!("-admin.port={}", p[8]),
+                format!("-admin.port.grpc={}", p[9]),
+                "-s3.port.iceberg=0".into(),
+                "-s3.port.lance=0".into(),
+            ])
+            .current_dir(dir.path())
+            .stdout(std::fs::File::create(dir.path().join("server.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("server.err")).unwrap())
+            .spawn()
+            .expect("weed (scripts/setup-remote-servers installs it in .venv-weed)");
+        let endpoint = format!("http://127.0.0.1:{}", p[6]);
+        let server =
+            Server { kind: Kind::S3, url: format!("s3://{BUCKET}/team"), endpoint: Some(endpoint), child, dir };
+        server.wait_ready(Duration::from_secs(30));
+        server
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn log(&self) -> String {
+        let read = |n: &str| std::fs::read_to_string(self.dir.path().join(n)).unwrap_or_default();
+        format!("{}{}", read("server.log"), read("server.err"))
+    }
+
+    /// Polls until a listing answers (SeaweedFS: the bucket exists and the
+    /// identity is loaded, not only the port open).
+    fn wait_ready(&self, within: Duration) {
+        let start = Instant::now();
+        let store = self.store_with(Duration::from_millis(500));
+        loop {
+            match store.list_after("", None, 1) {
+                Ok(_) => return,
+                Err(e) if start.elapsed() > within => {
+                    panic!("{:?} server not ready in {within:?}: {e}\n{}", self.kind, self.log())
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    pub fn options(&self, deadline: Duration) -> StoreOptions {
+        StoreOptions {
+            deadline,
+            endpoint: self.endpoint.clone(),
+            region: Some("us-east-1".into()),
+            credentials: Some((S3_KEY.into(), S3_SECRET.into())),
+        }
+    }
+
+    fn store_with(&self, deadline: Duration) -> Box<dyn RemoteStore> {
+        store::open(&self.url, &self.options(deadline)).unwrap()
+    }
+
+    /// A client of the server, as `sync` makes one.
+    pub fn store(&self) -> Box<dyn RemoteStore> {
+        self.store_with(Duration::from_secs(5))
+    }
+
+    /// Every object name in the store (the test's view of "what was written").
+    pub fn all_names(&self) -> Vec<String> {
+        match self.kind {
+            // SCAN sees every key, indexed or not (the index sets too).
+            Kind::Redis => {
+                let mut c = redis::Client::open(self.url.as_str()).unwrap().get_connection().unwrap();
+                let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+                keys.sort();
+                keys
+            }
+            // The whole bucket, not only the URL's prefix.
+            Kind::S3 => {
+                let bucket = self.bucket();
+                let creds = rusty_s3::Credentials::new(S3_KEY, S3_SECRET);
+                let mut action = bucket.list_objects_v2(Some(&creds));
+                action.with_max_keys(1000);
+                use rusty_s3::S3Action as _;
+                let url = action.sign(Duration::from_secs(60));
+                let text = ureq::get(url.as_str()).call().unwrap().body_mut().read_to_string().unwrap();
+                let parsed = rusty_s3::actions::ListObjectsV2::parse_response(&text).unwrap();
+                parsed.contents.into_iter().map(|c| c.key).collect()
+            }
+        }
+    }
+
+    fn bucket(&self) -> rusty_s3::Bucket {
+        let endpoint = self.endpoint.as_ref().unwrap().parse().unwrap();
+        rusty_s3::Bucket::new(endpoint, rusty_s3::UrlStyle::Path, BUCKET, "us-east-1").unwrap()
+    }
+
+    /// Replaces an object as someone with write access to the store would,
+    /// with no condition (the layout's name, under the URL's prefix).
+    pub fn overwrite(&self, name: &str, bytes: &[u8]) {
+        match self.kind {
+            Kind::Redis => {
+                let mut c = redis::Client::open(self.url.as_str()).unwrap().get_connection().unwrap();
+                let () = redis::cmd("SET").arg(name).arg(bytes).query(&mut c).unwrap();
+            }
+            Kind::S3 => {
+                use rusty_s3::S3Action as _;
+                let creds = rusty_s3::Credentials::new(S3_KEY, S3_SECRET);
+                let bucket = self.bucket();
+                let url = bucket.put_object(Some(&creds), &format!("team/{name}")).sign(Duration::from_secs(60));
+                let resp = ureq::put(url.as_str()).send(bytes).unwrap();
+                assert_eq!(resp.status().as_u16(), 200);
+            }
+        }
+    }
+
+    pub fn freeze(&self) {
+        // SAFETY: a plain kill(2) of the server this guard started.
+        assert_eq!(unsafe { libc::kill(self.pid(), libc::SIGSTOP) }, 0);
+    }
+
+    pub fn thaw(&self) {
+        // SAFETY: as in freeze.
+        assert_eq!(unsafe { libc::kill(self.pid(), libc::SIGCONT) }, 0);
+    }
+
+    /// `diskcachefs sync DIR --remote URL ARGS...`: its exit code, summary,
+    /// standard error and how long it took.
+    pub fn sync(&self, dir: &Path, args: &[&str]) -> Synced {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_diskcachefs"));
+        cmd.arg("sync").arg(dir).arg("--remote").arg(&self.url).args(args);
+        if let Some(e) = &self.endpoint {
+            cmd.env("AWS_ENDPOINT_URL", e)
+                .env("AWS_ACCESS_KEY_ID", S3_KEY)
+                .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+                .env("AWS_REGION", "us-east-1");
+        }
+        let start = Instant::now();
+        let out = cmd.output().unwrap();
+        let elapsed = start.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let summary = serde_json::from_str(stdout.lines().last().unwrap_or("null"))
+            .unwrap_or_else(|e| panic!("sync printed no JSON summary ({e}):\n{stdout}\n{stderr}"));
+        Synced { code: out.status.code(), summary, stderr, elapsed }
+    }
+
+    /// `sync` that must succeed; its summary.
+    pub fn sync_ok(&self, dir: &Path, args: &[&str]) -> serde_json::Value {
+        let s = self.sync(dir, args);
+        assert_eq!(s.code, Some(0), "sync {args:?} failed: {}\n{}", s.summary, s.stderr);
+        s.summary
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.pid();
+        // SAFETY: signals to the server this guard started (a frozen one
+        // is thawed first so that it can die and be reaped).
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+            libc::kill(pid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Synced {
+    pub code: Option<i32>,
+    pub summary: serde_json::Value,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// The summary's counts, in a fixed order, for one assertion:
+/// `[pushed, pulled, already_remote, already_local, skipped_unshareable, rejected, errors]`.
+pub fn counts(summary: &serde_json::Value) -> [u64; 7] {
+    ["pushed", "pulled", "already_remote", "already_local", "skipped_unshareable", "rejected", "errors"]
+        .map(|k| summary[k].as_u64().unwrap_or_else(|| panic!("no {k} in {summary}")))
+}
+
+/// python-diskcache's own `Cache.check()` of a directory: its warnings.
+pub fn python_check(dir: &Path) -> String {
+    super::py(
+        "import sys, warnings, diskcache\nwith warnings.catch_warnings(record=True) as w:\n    warnings.simplefilter('always')\n    diskcache.Cache(sys.argv[1]).check()\nprint([str(x.message) for x in w])",
+        &[dir.to_str().unwrap()],
+    )
+    .trim()
+    .to_string()
+}
+
+fn s(v: &str) -> Key {
+    Key::Str(v.into())
+}
+
+// ---- the scenarios, one per test, each against a server of its own ----
+
+/// put_if_absent: the first writer wins, also when eight race; listings
+/// resume after a name.
+pub fn first_writer_wins(server: &Server) {
+    let store = server.store();
+    assert!(store.put_if_absent("t/obj", b"one").unwrap());
+    assert!(!store.put_if_absent("t/obj", b"two").unwrap());
+    assert_eq!(store.get("t/obj", 100).unwrap().as_deref(), Some(&b"one"[..]));
+    assert!(store.exists("t/obj").unwrap());
+    assert!(!store.exists("t/none").unwrap());
+    assert_eq!(store.get("t/none", 100).unwrap(), None);
+    assert!(store.get("t/obj", 2).unwrap_err().to_string().contains("larger than"), "a too-large object is refused");
+
+    let store: std::sync::Arc<dyn RemoteStore> = store.into();
+    let winners: Vec<usize> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                sc.spawn(move || store.put_if_absent("t/race", format!("writer {i}").as_bytes()).unwrap().then_some(i))
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(winners.len(), 1, "exactly one racing create wins: {winners:?}");
+    let got = store.get("t/race", 100).unwrap().unwrap();
+    assert_eq!(got, format!("writer {}", winners[0]).into_bytes(), "the winner's bytes are the object's");
+
+    for i in [3, 1, 5, 2, 4] {
+        assert!(store.put_if_absent(&format!("t/log/{i:03}"), b"x").unwrap());
+    }
+    assert_eq!(store.list_after("t/log/", None, 10).unwrap(), ["t/log/001", "t/log/002", "t/log/003", "t/log/004", "t/log/005"]);
+    assert_eq!(store.list_after("t/log/", Some("t/log/002"), 2).unwrap(), ["t/log/003", "t/log/004"]);
+    assert!(store.list_after("t/log/", Some("t/log/005"), 10).unwrap().is_empty());
+}
+
+/// Records signed with a shared key: a clean pull works; a record changed
+/// in the store by hand, a value changed by hand, and a reader with
+/// another key are each rejected and counted, and nothing bad is stored.
+pub fn tampered_objects_are_rejected(server: &Server) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let key_file = tmp.path().join("key");
+    std::fs::write(&key_file, "team secret\n").unwrap();
+    let other_key = tmp.path().join("other");
+    std::fs::write(&other_key, "not the team's").unwrap();
+    let share = Scalar::Str("share".into());
+    let cache = Cache::open(&a).unwrap();
+    cache.set(&s("report"), &Value::Bytes(b"the real report".to_vec()), None, Some(&share)).unwrap();
+    cache.set(&s("model"), &Value::Str("weights v1".into()), None, Some(&share)).unwrap();
+    drop(cache);
+    let signed = ["--signing-key-file", key_file.to_str().unwrap(), "--tag", "share"];
+    assert_eq!(counts(&server.sync_ok(&a, &signed))[..2], [2, 0]);
+
+    // Another key: both records refused.
+    let wrong = server.sync_ok(&c, &["--signing-key-file", other_key.to_str().unwrap()]);
+    assert_eq!(counts(&wrong), [0, 0, 0, 0, 0, 2, 0], "{wrong}");
+
+    // The attacker: report's record now names an evil value (uploaded
+    // under its own digest), and model's value object is replaced.
+    let store = server.store();
+    let ns = "default";
+    let report_rec = diskcachefs::remote::layout::record_name(ns, &diskcachefs::remote::layout::key_id(&s("report")));
+    let text = String::from_utf8(store.get(&report_rec, 1 << 20).unwrap().unwrap()).unwrap();
+    let evil = b"an evil report";
+    let evil_digest = diskcachefs::remote::layout::sha256_hex(evil);
+    store.put_if_absent(&diskcachefs::remote::layout::value_name(ns, &evil_digest), evil).unwrap();
+    let real_digest = diskcachefs::remote::layout::sha256_hex(b"the real report");
+    let tampered = text.replace(&real_digest, &evil_digest).replace("\\\"size\\\":15", "\\\"size\\\":14");
+    assert_ne!(tampered, text);
+    server.overwrite(&report_rec, tampered.as_bytes());
+    let model_value = diskcachefs::remote::layout::value_name(ns, &diskcachefs::remote::layout::sha256_hex(b"weights v1"));
+    server.overwrite(&model_value, b"weights vX");
+
+    let got = server.sync_ok(&b, &["--signing-key-file", key_file.to_str().unwrap()]);
+    assert_eq!(counts(&got), [0, 0, 0, 0, 0, 2, 0], "{got}");
+    let cache = Cache::open(&b).unwrap();
+    assert_eq!(cache.get(&s("report")).unwrap(), None, "a tampered record is not stored");
+    assert_eq!(cache.get(&s("model")).unwrap(), None, "a tampered value is not stored");
+    // Unsigned, the changed record would be taken (that is the threat
+    // model): the digest still guards the value.
+    let d = tmp.path().join("d");
+    let unsigned = server.sync_ok(&d, &[]);
+    assert_eq!(counts(&unsigned), [0, 1, 0, 0, 0, 1, 0], "{unsigned}");
+    assert_eq!(Cache::open(&d).unwrap().get(&s("report")).unwrap(), Some(Value::Bytes(evil.to_vec())));
+}
+
+/// `--mode ro` writes nothing to the store, and pulls what another cache pushed.
+pub fn read_only_writes_nothing(server: &Server) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let cache = Cache::open(&a).unwrap();
+    cache.set(&s("cfg/a"), &Value::Bytes(b"1".to_vec()), None, None).unwrap();
+    cache.set(&s("cfg/b"), &Value::Int(7), None, None).unwrap();
+    drop(cache);
+    let ro = server.sync_ok(&a, &["--mode", "ro", "--prefix", "cfg/"]);
+    assert_eq!(counts(&ro), [0; 7], "{ro}");
+    assert!(server.all_names().is_empty(), "ro wrote: {:?}", server.all_names());
+
+    // B pushes; A, still read-only, pulls it and writes nothing.
+    let cache = Cache::open(&b).unwrap();
+    cache.set(&s("cfg/c"), &Value::Str("from b".into()), Some(3600.0), Some(&Scalar::Str("t".into()))).unwrap();
+    drop(cache);
+    assert_eq!(counts(&server.sync_ok(&b, &["--prefix", "cfg/"]))[0], 1);
+    let before = server.all_names();
+    let ro = server.sync_ok(&a, &["--mode", "ro", "--prefix", "cfg/"]);
+    assert_eq!(counts(&ro), [0, 1, 0, 0, 0, 0, 0], "{ro}");
+    assert_eq!(server.all_names(), before, "ro wrote to the store");
+    let entry = Cache::open(&a).unwrap().get_entry(&s("cfg/c")).unwrap().unwrap();
+    assert_eq!(entry.value, Value::Str("from b".into()));
+    assert_eq!(entry.tag, Some(Scalar::Str("t".into())), "the tag travels");
+    assert!(entry.expire_time.is_some(), "the expiry travels");
+    // A second run pulls nothing new.
+    assert_eq!(counts(&server.sync_ok(&a, &["--mode", "ro"])), [0; 7]);
+    assert_eq!(python_check(&a), "[]");
+}
+
+/// Queue items and counters never leave the machine, even when a prefix
+/// opts their keys in; an ordinary key under the same prefix does.
+pub fn queues_and_counters_stay(server: &Server) {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    super::py(
+        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nc.push(b'job 1', prefix='jobs')\nc.push(b'job 2', prefix='jobs')\nc.push(b'anon')\nc.incr('jobs-done')\nc.incr('hits', 5)\nc.set('jobs-config', b'parallel=4')",
+        &[a.to_str().unwrap()],
+    );
+    let got = server.sync_ok(&a, &["--prefix", "jobs", "--prefix", "hits"]);
+    assert_eq!(counts(&got), [1, 0, 0, 0, 0, 0, 0], "{got}");
+    let records: Vec<String> = server.all_names().into_iter().filter(|n| n.contains("/records/")).collect();
+    let config = diskcachefs::remote::layout::key_id(&s("jobs-config"));
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].ends_with(&config), "only jobs-config was shared: {records:?}");
+}
+
+/// The two-machine story with the real flytekit: a workflow computed
+/// against cache A, pushed, pulled into B, is a cache hit on B (the task
+/// body does not run); its task whose output is a local file is counted
+/// unshareable, not pushed, and runs again on B.
+pub fn flytekit_runs_hit_across_caches(server: &Server) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (side_a, side_b) = (tmp.path().join("side-a"), tmp.path().join("side-b"));
+    let run_a = remote_workflow(&a, &side_a, 6);
+    assert_eq!(super::flyte::lines(&side_a), ["square 6", "write 6"]);
+    assert_eq!(run_a["square"], 36);
+
+    let pushed = server.sync_ok(&a, &[]);
+    assert_eq!(counts(&pushed), [1, 0, 0, 0, 1, 0, 0], "square pushed, write_file unshareable: {pushed}");
+    let pulled = server.sync_ok(&b, &[]);
+    assert_eq!(counts(&pulled), [0, 1, 0, 0, 0, 0, 0], "{pulled}");
+
+    let run_b = remote_workflow(&b, &side_b, 6);
+    assert_eq!(run_b["square"], 36);
+    assert_eq!(
+        super::flyte::lines(&side_b),
+        ["write 6"],
+        "on B, square(6) is a cache hit (its body did not run); write_file was not shared, so it ran"
+    );
+    assert_eq!(python_check(&a), "[]", "A stays clean for diskcache (the cursor file is not an unknown file)");
+    assert_eq!(python_check(&b), "[]");
+    // Again: nothing new either way (A's pushed entry is on the remote).
+    let again = server.sync_ok(&a, &[]);
+    assert_eq!(counts(&again)[..2], [0, 0], "{again}");
+}
+
+/// Runs tests/py/remote_workflow.py (square and write_file, cached) on DIR.
+fn remote_workflow(dir: &Path, side: &Path, x: i64) -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/remote_workflow.py");
+    let out = Command::new(super::python()).arg(script).arg(dir).arg(side).arg(x.to_string()).output().unwrap();
+    assert!(out.status.success(), "flytekit failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}
+
+/// A frozen server (SIGSTOP) fails `sync` within its deadline with a clear
+/// error, exit 2; thawed, the same sync works.
+pub fn frozen_server_fails_within_deadline(server: &Server) {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    Cache::open(&a).unwrap().set(&s("p/x"), &Value::Bytes(b"x".to_vec()), None, None).unwrap();
+    server.freeze();
+    let frozen = server.sync(&a, &["--prefix", "p/"]);
+    server.thaw();
+    assert_eq!(frozen.code, Some(2), "{}\n{}", frozen.summary, frozen.stderr);
+    assert!(
+        frozen.elapsed < Duration::from_millis(4500),
+        "the default 2 s deadline held: failed after {:?}",
+        frozen.elapsed
+    );
+    assert!(frozen.stderr.contains("timed out"), "a clear message: {}", frozen.stderr);
+    assert!(frozen.summary["error"].as_str().unwrap().contains("timed out"), "{}", frozen.summary);
+    assert_eq!(frozen.summary["errors"], 1);
+    let thawed = server.sync_ok(&a, &["--prefix", "p/"]);
+    assert_eq!(counts(&thawed)[0], 1, "{thawed}");
+}
