@@ -183,15 +183,17 @@ fn run(dir: &Path, store: &dyn RemoteStore, opts: &SyncOptions, summary: &mut Su
     }
     let cache = Cache::open(dir)?;
     let (mut file, mut cursor) = CursorFile::load(dir, format!("{}#{}", store.url(), opts.namespace))?;
+    // Entries this run pushed are in the log it pulls next; not again.
+    let mut pushed = HashSet::new();
     if opts.mode == Mode::ReadWrite {
         let start = cache.now();
-        push(&cache, store, opts, cursor.pushed_until, summary)?;
+        push(&cache, store, opts, cursor.pushed_until, &mut pushed, summary)?;
         // A second of margin: the next run looks again at entries stored
         // while this one listed (the record check makes that cheap).
         cursor.pushed_until = start - 1.0;
         file.save(&cursor)?;
     }
-    pull(&cache, store, opts, &mut cursor, &mut file, summary)
+    pull(&cache, store, opts, &mut cursor, &mut file, pushed, summary)
 }
 
 fn push(
@@ -199,6 +201,7 @@ fn push(
     store: &dyn RemoteStore,
     opts: &SyncOptions,
     since: f64,
+    pushed: &mut HashSet<String>,
     summary: &mut Summary,
 ) -> Result<(), SyncError> {
     let ns = &opts.namespace;
@@ -266,6 +269,7 @@ fn push(
             let micros = (created * 1e6) as u64;
             store.put_if_absent(&log_name(ns, micros, &id), format!("{id}\n").as_bytes())?;
             summary.pushed += 1;
+            pushed.insert(id);
         }
     }
 }
@@ -276,6 +280,7 @@ fn pull(
     opts: &SyncOptions,
     cursor: &mut Cursor,
     file: &mut CursorFile,
+    mut seen: HashSet<String>,
     summary: &mut Summary,
 ) -> Result<(), SyncError> {
     let ns = &opts.namespace;
@@ -286,7 +291,6 @@ fn pull(
     let mut after = previous.as_deref().and_then(|c| parse_log_name(ns, c)).map(|(t, _)| {
         format!("{prefix}{:020}", t.saturating_sub(CLOCK_SKEW_MICROS))
     });
-    let mut seen = HashSet::new();
     loop {
         let names = store.list_after(&prefix, after.as_deref(), BATCH)?;
         let Some(last) = names.last().cloned() else { break };
