@@ -386,7 +386,10 @@ mod tests {
         assert_eq!(open_envelope(bad.as_bytes(), "team", &id, Some(b"k")), Err(Rejection::BadSignature));
         assert_eq!(open_envelope(env.as_bytes(), "team", &id, Some(b"other")), Err(Rejection::BadSignature));
         // Copied to another key's name, or another namespace.
-        assert!(matches!(open_envelope(env.as_bytes(), "team", &"0".repeat(64), Some(b"k")), Err(Rejection::Mismatch(_))));
+        assert!(matches!(
+            open_envelope(env.as_bytes(), "team", &"0".repeat(64), Some(b"k")),
+            Err(Rejection::Mismatch(_))
+        ));
         assert!(matches!(open_envelope(env.as_bytes(), "other", &id, Some(b"k")), Err(Rejection::Mismatch(_))));
         assert!(matches!(open_envelope(b"{}", "team", &id, None), Err(Rejection::Malformed(_))));
     }
@@ -401,10 +404,8 @@ mod tests {
 
     #[test]
     fn keys_of_different_types_have_different_ids() {
-        let ids: Vec<String> = [Key::Str("a".into()), Key::Bytes(b"a".to_vec()), Key::Pickled(b"a".to_vec())]
-            .iter()
-            .map(key_id)
-            .collect();
+        let ids: Vec<String> =
+            [Key::Str("a".into()), Key::Bytes(b"a".to_vec()), Key::Pickled(b"a".to_vec())].iter().map(key_id).collect();
         assert_ne!(ids[0], ids[1]);
         assert_ne!(ids[1], ids[2]);
         assert_eq!(key_id(&Key::Str("a".into())), sha256_hex(b"str\0a"));
@@ -412,7 +413,8 @@ mod tests {
 
     #[test]
     fn values_round_trip() {
-        for v in [Value::Bytes(b"x".to_vec()), Value::Str("é".into()), Value::Int(-3), Value::Float(0.1), Value::None] {
+        for v in [Value::Bytes(b"x".to_vec()), Value::Str("é".into()), Value::Int(-3), Value::Float(0.1), Value::None]
+        {
             assert_eq!(value_from_bytes(v.type_name(), value_bytes(&v)).unwrap(), v);
         }
         assert!(value_from_bytes("int", vec![1]).is_err());

@@ -84,7 +84,12 @@ impl RemoteStore for RedisStore {
     fn get(&self, name: &str, max_len: u64) -> Result<Option<Vec<u8>>, RemoteError> {
         let len: u64 = self.with("STRLEN", name, |c| redis::cmd("STRLEN").arg(name).query(c))?;
         if len > max_len {
-            return Err(RemoteError::TooLarge { store: self.url.clone(), op: "GET", name: name.into(), limit: max_len });
+            return Err(RemoteError::TooLarge {
+                store: self.url.clone(),
+                op: "GET",
+                name: name.into(),
+                limit: max_len,
+            });
         }
         self.with("GET", name, |c| redis::cmd("GET").arg(name).query(c))
     }

@@ -65,7 +65,8 @@ impl S3Store {
                 "remote URL {url:?}: the prefix {prefix:?} must be /-separated parts of letters, digits and -_."
             )));
         }
-        let custom = options.endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL_S3")).or_else(|| env("AWS_ENDPOINT_URL"));
+        let custom =
+            options.endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL_S3")).or_else(|| env("AWS_ENDPOINT_URL"));
         let region = options
             .region
             .clone()

@@ -138,7 +138,9 @@ mod tests {
             ..Default::default()
         };
         let nested = Literal {
-            value: Some(literal::Value::Collection(LiteralCollection { literals: vec![blob("s3://b/k"), blob("/tmp/f")] })),
+            value: Some(literal::Value::Collection(LiteralCollection {
+                literals: vec![blob("s3://b/k"), blob("/tmp/f")],
+            })),
             ..Default::default()
         };
         let map = LiteralMap { literals: [("o0".to_string(), nested)].into() };

@@ -108,9 +108,7 @@ pub fn open(url: &str, options: &StoreOptions) -> Result<Box<dyn RemoteStore>, R
     } else if url.starts_with("redis://") {
         Ok(Box::new(super::redis::RedisStore::open(url, options)?))
     } else {
-        Err(RemoteError::Config(format!(
-            "remote URL {url:?}: expected s3://BUCKET/PREFIX or redis://HOST:PORT/DB"
-        )))
+        Err(RemoteError::Config(format!("remote URL {url:?}: expected s3://BUCKET/PREFIX or redis://HOST:PORT/DB")))
     }
 }
 

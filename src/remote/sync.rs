@@ -174,7 +174,8 @@ fn run(dir: &Path, store: &dyn RemoteStore, opts: &SyncOptions, summary: &mut Su
     if opts.signing_key.as_ref().is_some_and(Vec::is_empty) {
         return Err(SyncError::Usage("the signing key is empty".into()));
     }
-    if !dir.join(crate::cache::settings::DBNAME).exists() && dir.join("000").join(crate::cache::settings::DBNAME).exists()
+    if !dir.join(crate::cache::settings::DBNAME).exists()
+        && dir.join("000").join(crate::cache::settings::DBNAME).exists()
     {
         return Err(SyncError::Usage(format!(
             "{}: a FanoutCache directory; sync one shard directory at a time",
@@ -288,9 +289,10 @@ fn pull(
     let previous = cursor.log_after.clone();
     // Start a clock-skew window before the cursor: a writer whose clock is
     // behind logs names that sort before entries already pulled.
-    let mut after = previous.as_deref().and_then(|c| parse_log_name(ns, c)).map(|(t, _)| {
-        format!("{prefix}{:020}", t.saturating_sub(CLOCK_SKEW_MICROS))
-    });
+    let mut after = previous
+        .as_deref()
+        .and_then(|c| parse_log_name(ns, c))
+        .map(|(t, _)| format!("{prefix}{:020}", t.saturating_sub(CLOCK_SKEW_MICROS)));
     loop {
         let names = store.list_after(&prefix, after.as_deref(), BATCH)?;
         let Some(last) = names.last().cloned() else { break };

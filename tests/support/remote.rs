@@ -65,7 +65,8 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (scripts/setup-remote-servers installs it)");
-        let server = Server { kind: Kind::Redis, url: format!("redis://127.0.0.1:{port}/0"), endpoint: None, child, dir };
+        let server =
+            Server { kind: Kind::Redis, url: format!("redis://127.0.0.1:{port}/0"), endpoint: None, child, dir };
         server.wait_ready(Duration::from_secs(10));
         server
     }
@@ -88,7 +89,13 @@ impl Server {
         let child = Command::new(weed())
             .arg("mini")
             .arg(format!("-dir={}", data.display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false", "-admin.ui=false", "-webdav=false"])
+            .args([
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-master.telemetry=false",
+                "-admin.ui=false",
+                "-webdav=false",
+            ])
             .arg(format!("-s3.config={}", config.display()))
             .arg(format!("-bucket={BUCKET}"))
             .args([
@@ -320,7 +327,10 @@ pub fn first_writer_wins(server: &Server) {
     for i in [3, 1, 5, 2, 4] {
         assert!(store.put_if_absent(&format!("t/log/{i:03}"), b"x").unwrap());
     }
-    assert_eq!(store.list_after("t/log/", None, 10).unwrap(), ["t/log/001", "t/log/002", "t/log/003", "t/log/004", "t/log/005"]);
+    assert_eq!(
+        store.list_after("t/log/", None, 10).unwrap(),
+        ["t/log/001", "t/log/002", "t/log/003", "t/log/004", "t/log/005"]
+    );
     assert_eq!(store.list_after("t/log/", Some("t/log/002"), 2).unwrap(), ["t/log/003", "t/log/004"]);
     assert!(store.list_after("t/log/", Some("t/log/005"), 10).unwrap().is_empty());
 }
@@ -360,7 +370,8 @@ pub fn tampered_objects_are_rejected(server: &Server) {
     let tampered = text.replace(&real_digest, &evil_digest).replace("\\\"size\\\":15", "\\\"size\\\":14");
     assert_ne!(tampered, text);
     server.overwrite(&report_rec, tampered.as_bytes());
-    let model_value = diskcachefs::remote::layout::value_name(ns, &diskcachefs::remote::layout::sha256_hex(b"weights v1"));
+    let model_value =
+        diskcachefs::remote::layout::value_name(ns, &diskcachefs::remote::layout::sha256_hex(b"weights v1"));
     server.overwrite(&model_value, b"weights vX");
 
     let got = server.sync_ok(&b, &["--signing-key-file", key_file.to_str().unwrap()]);
@@ -417,7 +428,8 @@ pub fn queues_and_counters_stay(server: &Server) {
     );
     let got = server.sync_ok(&a, &["--prefix", "jobs", "--prefix", "hits"]);
     assert_eq!(counts(&got), [1, 0, 0, 0, 0, 0, 0], "{got}");
-    let records: Vec<String> = server.all_names().into_iter().filter(|n| n.contains("/records/") && !n.ends_with('/')).collect();
+    let records: Vec<String> =
+        server.all_names().into_iter().filter(|n| n.contains("/records/") && !n.ends_with('/')).collect();
     let config = diskcachefs::remote::layout::key_id(&s("jobs-config"));
     assert_eq!(records.len(), 1, "{records:?}");
     assert!(records[0].ends_with(&config), "only jobs-config was shared: {records:?}");
