@@ -68,6 +68,8 @@ pub fn run(args: SyncArgs) -> ExitCode {
         Err(message) => (Default::default(), Err(super::SyncError::Usage(message))),
     };
     let error = result.as_ref().err().map(ToString::to_string);
+    // A run that failed before it could begin still counts its failure.
+    let summary = super::Summary { errors: summary.errors.max(u64::from(error.is_some())), ..summary };
     println!("{}", summary.to_json(error.as_deref()));
     match error {
         None => ExitCode::SUCCESS,

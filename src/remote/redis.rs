@@ -34,7 +34,13 @@ fn index_of(name: &str) -> &str {
 
 impl RedisStore {
     pub fn open(url: &str, options: &StoreOptions) -> Result<RedisStore, RemoteError> {
-        let client = redis::Client::open(url).map_err(|e| RemoteError::Config(format!("remote URL: {e}")))?;
+        use redis::IntoConnectionInfo as _;
+        let bad = |e: redis::RedisError| RemoteError::Config(format!("remote URL: {e}"));
+        let info = url.into_connection_info().map_err(bad)?;
+        // No `CLIENT SETINFO` round trip at connect: it is one more wait
+        // on a frozen server, outside the call's deadline.
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        let client = redis::Client::open(info.set_redis_settings(settings)).map_err(bad)?;
         let info = client.get_connection_info();
         let shown = format!("redis://{}/{}", info.addr(), info.redis_settings().db());
         Ok(RedisStore { url: shown, client, deadline: options.deadline, conn: Mutex::new(None) })
@@ -61,14 +67,18 @@ impl RedisStore {
         name: &str,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, RemoteError> {
+        let start = std::time::Instant::now();
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             let conn = self.client.get_connection_with_timeout(self.deadline).map_err(|e| self.fail(op, name, e))?;
-            conn.set_read_timeout(Some(self.deadline)).map_err(|e| self.fail(op, name, e))?;
-            conn.set_write_timeout(Some(self.deadline)).map_err(|e| self.fail(op, name, e))?;
             *slot = Some(conn);
         }
-        let result = f(slot.as_mut().expect("connected above"));
+        let conn = slot.as_mut().expect("connected above");
+        // What is left of the call's deadline after connecting bounds
+        // each read and write of the command.
+        let left = self.deadline.saturating_sub(start.elapsed()).max(Duration::from_millis(10));
+        let timeouts = conn.set_read_timeout(Some(left)).and_then(|()| conn.set_write_timeout(Some(left)));
+        let result = timeouts.and_then(|()| f(conn));
         if result.is_err() {
             *slot = None;
         }

@@ -485,9 +485,10 @@ pub fn frozen_server_fails_within_deadline(server: &Server) {
     let frozen = server.sync(&a, &["--prefix", "p/"]);
     server.thaw();
     assert_eq!(frozen.code, Some(2), "{}\n{}", frozen.summary, frozen.stderr);
+    eprintln!("a frozen server failed sync after {:?}", frozen.elapsed);
     assert!(
-        frozen.elapsed < Duration::from_millis(4500),
-        "the default 2 s deadline held: failed after {:?}",
+        frozen.elapsed >= Duration::from_secs(2) && frozen.elapsed < Duration::from_millis(3500),
+        "the default 2 s deadline held (the run failed at the first call that met it): {:?}",
         frozen.elapsed
     );
     assert!(frozen.stderr.contains("timed out"), "a clear message: {}", frozen.stderr);
