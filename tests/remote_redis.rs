@@ -35,3 +35,40 @@ fn a_flytekit_run_on_one_cache_is_a_hit_on_another_after_sync_redis() {
 fn a_frozen_server_fails_sync_within_its_deadline_redis() {
     remote::frozen_server_fails_within_deadline(&Server::redis());
 }
+
+#[test]
+fn bad_input_gets_a_clear_error_and_exit_2() {
+    let server = Server::redis();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let empty = tmp.path().join("empty-key");
+    std::fs::write(&empty, "\n").unwrap();
+    let missing = tmp.path().join("no-such-key");
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("redis://127.0.0.1:{}/0", l.local_addr().unwrap().port())
+    };
+    for (args, want) in [
+        (vec!["--remote", "ftp://host/x"], "expected s3://BUCKET/PREFIX or redis://HOST:PORT/DB"),
+        (vec!["--remote", "s3:///p"], "no bucket"),
+        (vec!["--remote", &server.url, "--namespace", "a/b"], "namespace \"a/b\""),
+        (vec!["--remote", &server.url, "--signing-key-file", empty.to_str().unwrap()], "the file is empty"),
+        (vec!["--remote", &server.url, "--signing-key-file", missing.to_str().unwrap()], "No such file"),
+        (vec!["--remote", &server.url, "--timeout", "0"], "--timeout 0"),
+        (vec!["--remote", &refused], "cannot reach the server"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
+            .arg("sync")
+            .arg(&dir)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("diskcachefs: sync ") && stderr.contains(want), "{args:?}: {stderr}");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["errors"], 1, "{args:?}: {summary}");
+        assert!(summary["error"].as_str().unwrap().contains(want), "{summary}");
+    }
+    assert!(server.all_names().is_empty(), "nothing was written on any of the failures");
+}
