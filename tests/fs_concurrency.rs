@@ -19,7 +19,12 @@ use diskcachefs::flyte::idl::primitive;
 use support::flyte::{map, prim};
 use support::{Mounted, getxattr, python};
 
-/// The longest a request may take while a peer holds the write lock.
+/// How much longer than unlocked a request may take while a peer holds
+/// the write lock. A request that waited for the lock would take the rest
+/// of the peer's 10 s; one that merely shares two busy cores with the
+/// other tests (an `ls -l` of 1,302 entries took 314 ms in CI with the
+/// lock held, about what it takes without) must not fail the test, so
+/// each request is bounded by this plus twice its own time unlocked.
 const BOUND: Duration = Duration::from_millis(200);
 
 /// A python-diskcache process holding the cache's write lock for
@@ -60,11 +65,39 @@ impl Timings {
         out
     }
 
+    /// The longest time `what` took.
+    fn longest(&self, what: &str) -> Option<Duration> {
+        self.0.iter().filter(|(w, _)| w == what).map(|(_, d)| *d).max()
+    }
+
+    /// Every request took at most `bound`.
     fn assert_within(&self, bound: Duration) {
+        self.assert_within_unlocked_plus(bound, &Timings(Vec::new()));
+    }
+
+    /// Every request took at most `bound` plus twice the longest the same
+    /// request took in `unlocked` (zero for one it does not hold).
+    fn assert_within_unlocked_plus(&self, bound: Duration, unlocked: &Timings) {
         let (what, slowest) = self.0.iter().max_by_key(|(_, d)| *d).cloned().unwrap();
-        eprintln!("{} requests; slowest: {what} in {slowest:?}", self.0.len());
-        let slow: Vec<_> = self.0.iter().filter(|(_, d)| *d > bound).collect();
-        assert!(slow.is_empty(), "{} requests slower than {bound:?} while a peer held the lock: {slow:?}", slow.len());
+        eprintln!(
+            "{} requests; slowest: {what} in {slowest:?} (unlocked: {:?})",
+            self.0.len(),
+            unlocked.longest(&what)
+        );
+        let slow: Vec<_> = self
+            .0
+            .iter()
+            .filter_map(|(what, d)| {
+                let before = unlocked.longest(what).unwrap_or_default();
+                (*d > bound + 2 * before).then_some((what, *d, before))
+            })
+            .collect();
+        assert!(
+            slow.is_empty(),
+            "{} requests slower than {bound:?} plus twice their unlocked time while a peer held the lock \
+             (request, locked, unlocked): {slow:?}",
+            slow.len()
+        );
     }
 }
 
@@ -144,8 +177,14 @@ fn nothing_waits_while_python_holds_the_write_lock() {
     let mut data = None;
     let m = Mounted::with(|dir| data = Some(fill(dir)), &[]);
     let (inputs, outputs) = data.unwrap();
-    // Warm: the kernel has looked every name up once, as a user's shell has.
-    read_everything(&m, &inputs, &outputs, 300, &mut Timings(Vec::new()));
+    // Each request's time without the lock, the reference the locked times
+    // are held to: once cold, once warm (the kernel has looked every name
+    // up once, as a user's shell has). The cold `ls -l` lists from the
+    // cache as the locked one must (the writer's new file invalidates the
+    // kernel's cached listing).
+    let mut unlocked = Timings(Vec::new());
+    read_everything(&m, &inputs, &outputs, 300, &mut unlocked);
+    read_everything(&m, &inputs, &outputs, 300, &mut unlocked);
 
     let lock_for = 10.0;
     let mut peer = hold_write_lock(&m.cache, lock_for);
@@ -166,7 +205,7 @@ fn nothing_waits_while_python_holds_the_write_lock() {
     read_everything(&m, &inputs, &outputs, 200, &mut t);
     assert!(locked_at.elapsed() < Duration::from_secs_f64(lock_for - 1.0), "the reads outlasted the lock");
     assert!(!writer.is_finished(), "the writer committed while python held the lock");
-    t.assert_within(BOUND);
+    t.assert_within_unlocked_plus(BOUND, &unlocked);
 
     assert!(peer.wait().unwrap().success());
     let (rc, err, done) = writer.join().unwrap();

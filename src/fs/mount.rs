@@ -18,7 +18,8 @@ use thiserror::Error;
 use crate::cache::{Cache, CacheOptions, OpenError};
 use crate::fs::fanout::FanoutFs;
 use crate::fs::filesystem::{DiskCacheFs, FsConfig, Invalidation};
-use crate::fs::fuse::{FuseAdapter, RequestCounts};
+use crate::fs::fuse::FuseAdapter;
+use crate::fs::request_stats::RequestStats;
 use crate::fs::tree::Tree;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -153,7 +154,8 @@ fn run_tree<T: Tree>(
     target: Option<PathBuf>,
     ready: impl FnOnce(Result<(), String>),
 ) -> Result<(), MountError> {
-    let requests = Arc::new(RequestCounts::default());
+    let requests = Arc::new(RequestStats::default());
+    fs.set_request_stats(requests.clone());
     let fs = Arc::new(fs);
     let watched = Arc::downgrade(&fs);
     match mount(fs, forget_rx, config, requests.clone()) {
@@ -219,7 +221,7 @@ fn mount<T: Tree>(
     fs: Arc<T>,
     forget_rx: Receiver<Invalidation>,
     config: &MountConfig,
-    requests: Arc<RequestCounts>,
+    requests: Arc<RequestStats>,
 ) -> Result<fuser::Session<FuseAdapter<T>>, MountError> {
     let mut options = vec![
         fuser::MountOption::FSName(config.cache_dir.display().to_string()),
@@ -302,6 +304,28 @@ fn raise_readahead(target: &Path) {
 /// The device (`major:minor`) of the topmost mount on `target`, an
 /// absolute path without symlinks, as /proc/self/mountinfo lists it.
 fn mount_device(target: &Path) -> Option<(u32, u32)> {
+    let line = mountinfo_line(target)?;
+    let dev = std::str::from_utf8(line.split(|&b| b == b' ').nth(2)?).ok()?;
+    let (major, minor) = dev.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+/// Whether `path` is where a diskcachefs mount is: its topmost mount is a
+/// FUSE file system (type `fuse`, or `fuse.diskcachefs` through
+/// mount.fuse3) with our `stats` file and `keys/` directory at its root.
+/// `diskcachefs stats` then reads the mount's own `stats`.
+pub fn is_mounted_here(path: &Path) -> bool {
+    let Ok(target) = path.canonicalize() else { return false };
+    let Some(line) = mountinfo_line(&target) else { return false };
+    // After the optional fields, " - " and then the file-system type.
+    let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let dash = fields.iter().position(|f| *f == b"-");
+    let fuse = dash.and_then(|d| fields.get(d + 1)).is_some_and(|ty| *ty == b"fuse" || ty.starts_with(b"fuse."));
+    fuse && target.join("stats").is_file() && target.join("keys").is_dir()
+}
+
+/// The last /proc/self/mountinfo line whose mount point is `target`.
+fn mountinfo_line(target: &Path) -> Option<Vec<u8>> {
     // mountinfo writes space, tab, newline and backslash as octal escapes.
     let mut escaped = Vec::new();
     for &b in target.as_os_str().as_bytes() {
@@ -311,10 +335,7 @@ fn mount_device(target: &Path) -> Option<(u32, u32)> {
         }
     }
     let info = std::fs::read("/proc/self/mountinfo").ok()?;
-    let line = info.split(|&b| b == b'\n').rfind(|l| l.split(|&b| b == b' ').nth(4) == Some(&escaped[..]))?;
-    let dev = std::str::from_utf8(line.split(|&b| b == b' ').nth(2)?).ok()?;
-    let (major, minor) = dev.split_once(':')?;
-    Some((major.parse().ok()?, minor.parse().ok()?))
+    info.split(|&b| b == b'\n').rfind(|l| l.split(|&b| b == b' ').nth(4) == Some(&escaped[..])).map(<[u8]>::to_vec)
 }
 
 fn serve<T: Tree>(
