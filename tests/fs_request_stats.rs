@@ -233,3 +233,27 @@ fn a_failure_is_logged_with_its_operation_inode_and_errno() {
     let stats: Json = serde_json::from_slice(&std::fs::read(m.mnt.join("stats")).unwrap()).unwrap();
     assert_eq!(stats["requests"]["operations"]["flush"]["errnos"], serde_json::json!({"EBUSY": 1}));
 }
+
+#[test]
+fn a_read_only_mount_s_stats_is_at_most_a_second_behind_its_requests() {
+    // Without OPEN on a read-only mount, the kernel keeps what it read of
+    // `stats` (its content is made once per pin); the change watcher drops
+    // it once it is a second old and requests came since.
+    let m = Mounted::with(
+        |dir| {
+            Cache::open(dir).unwrap().set(&Key::Str("k".into()), &Value::Bytes(b"v".to_vec()), None, None).unwrap();
+        },
+        &["--read-only"],
+    );
+    let lookups = || -> u64 {
+        let stats: Json = serde_json::from_slice(&std::fs::read(m.mnt.join("stats")).unwrap()).unwrap();
+        stats["requests"]["operations"]["lookup"]["count"].as_u64().unwrap()
+    };
+    let first = lookups();
+    for i in 0..5 {
+        assert!(std::fs::metadata(m.keys().join(format!("missing-{i}"))).is_err());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let later = lookups();
+    assert!(later >= first + 5, "five more lookups counted within a second and a half: {first} -> {later}");
+}

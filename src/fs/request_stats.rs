@@ -193,6 +193,11 @@ impl RequestStats {
         s.by_errno[(errno.max(0) as usize).min(ERRNO_SLOTS - 1)].fetch_add(1, Relaxed);
     }
 
+    /// Every request counted so far, of any kind.
+    pub fn total(&self) -> u64 {
+        self.operations.iter().map(|s| s.count.load(Relaxed)).sum()
+    }
+
     /// The kinds seen at least once, in [`Operation::ALL`]'s order.
     pub fn report(&self) -> Vec<OperationReport> {
         Operation::ALL
