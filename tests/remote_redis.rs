@@ -71,4 +71,17 @@ fn bad_input_gets_a_clear_error_and_exit_2() {
         assert!(summary["error"].as_str().unwrap().contains(want), "{summary}");
     }
     assert!(server.all_names().is_empty(), "nothing was written on any of the failures");
+
+    // A damaged cursor file is named, with what to do about it.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cache.db.remote-cursor.json"), "{half").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
+        .arg("sync")
+        .arg(&dir)
+        .args(["--remote", &server.url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cache.db.remote-cursor.json: not JSON") && stderr.contains("remove it"), "{stderr}");
 }

@@ -17,17 +17,6 @@ pub struct Selection {
     pub prefixes: Vec<String>,
 }
 
-/// What to do with one local entry.
-#[derive(Debug, PartialEq)]
-pub enum Verdict {
-    /// Not selected, or never shared (queues, counters).
-    No,
-    /// Shared, for this reason.
-    Share(ShareKind),
-    /// Selected, but its outputs point at a local file (the URI given).
-    Unshareable(String),
-}
-
 /// Whether `s` ends in `-` and 32 lowercase hex digits after a
 /// `{task}-{version}` (flytekit 1.x's `{task}-{version}-{md5}`).
 pub fn is_flyte_key(s: &str) -> bool {
@@ -49,29 +38,30 @@ pub fn is_queue_key(key: &Key) -> bool {
 
 /// Which entries are shared, from their metadata: queue items and int
 /// values (diskcache's counters: `incr`/`decr` store ints) never are;
-/// flytekit keys with bytes values are; tags and prefixes opt in. An entry
-/// returned as `Share(Flyte)` still needs [`local_uri`] on its value.
-pub fn select(meta: &EntryMeta, sel: &Selection) -> Verdict {
+/// flytekit keys with bytes values are; tags and prefixes opt in. `None`:
+/// not shared. An entry selected as [`ShareKind::Flyte`] still needs
+/// [`local_uri`] on its value (unshareable when it names a local file).
+pub fn select(meta: &EntryMeta, sel: &Selection) -> Option<ShareKind> {
     if is_queue_key(&meta.key) || meta.value_type() == ValueType::Int {
-        return Verdict::No;
+        return None;
     }
     if let Key::Str(s) = &meta.key
         && is_flyte_key(s)
         && meta.value_type() == ValueType::Bytes
     {
-        return Verdict::Share(ShareKind::Flyte);
+        return Some(ShareKind::Flyte);
     }
     if let Some(Scalar::Str(t)) = &meta.tag
         && sel.tags.iter().any(|x| x == t)
     {
-        return Verdict::Share(ShareKind::Tag);
+        return Some(ShareKind::Tag);
     }
     if let Key::Str(s) = &meta.key
         && sel.prefixes.iter().any(|p| s.starts_with(p.as_str()))
     {
-        return Verdict::Share(ShareKind::Prefix);
+        return Some(ShareKind::Prefix);
     }
-    Verdict::No
+    None
 }
 
 /// Whether a URI names something on this machine: an absolute or relative
@@ -122,6 +112,33 @@ mod tests {
         assert!(is_queue_key(&Key::Int(500000000000000)));
         assert!(is_queue_key(&Key::Str("jobs-500000000000000".into())));
         assert!(!is_queue_key(&Key::Str("jobs-5".into())));
+    }
+
+    #[test]
+    fn selection_never_takes_queues_or_counters() {
+        let meta = |key: Key, mode: i64, inline: crate::cache::InlineMeta, tag: Option<&str>| EntryMeta {
+            rowid: 1,
+            key,
+            store_time: 0.0,
+            expire_time: None,
+            access_time: 0.0,
+            tag: tag.map(|t| Scalar::Str(t.into())),
+            size: 0,
+            mode,
+            filename: None,
+            inline,
+        };
+        use crate::cache::InlineMeta::{Blob, Int};
+        let sel = Selection { tags: vec!["t".into()], prefixes: vec!["p/".into(), "jobs".into()] };
+        let flyte = "wf.square-1-0123456789abcdef0123456789abcdef";
+        assert_eq!(select(&meta(Key::Str(flyte.into()), 1, Blob(3), None), &sel), Some(ShareKind::Flyte));
+        assert_eq!(select(&meta(Key::Str("x".into()), 1, Blob(3), Some("t")), &sel), Some(ShareKind::Tag));
+        assert_eq!(select(&meta(Key::Str("p/x".into()), 1, Blob(3), None), &sel), Some(ShareKind::Prefix));
+        assert_eq!(select(&meta(Key::Str("q".into()), 1, Blob(3), Some("other")), &sel), None);
+        // A queue item and a counter, even when a prefix or tag opts them in.
+        assert_eq!(select(&meta(Key::Str("jobs-500000000000000".into()), 1, Blob(3), Some("t")), &sel), None);
+        assert_eq!(select(&meta(Key::Int(500000000000000), 1, Blob(3), Some("t")), &sel), None);
+        assert_eq!(select(&meta(Key::Str("p/hits".into()), 1, Int(5), Some("t")), &sel), None);
     }
 
     #[test]

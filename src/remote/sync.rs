@@ -21,7 +21,7 @@ use super::layout::{
     self, MAX_RECORD_LEN, Record, ShareKind, envelope, key_id, log_name, log_prefix, open_envelope, parse_log_name,
     record_name, sha256_hex, value_bytes, value_from_bytes, value_name,
 };
-use super::share::{Selection, Verdict, local_uri, select};
+use super::share::{Selection, local_uri, select};
 use super::store::{RemoteError, RemoteStore};
 
 /// The side file holding each remote's cursor. Its name contains
@@ -215,11 +215,7 @@ fn push(
             if meta.store_time < since {
                 continue;
             }
-            let kind = match select(&meta, &opts.selection) {
-                Verdict::Share(kind) => kind,
-                Verdict::No => continue,
-                Verdict::Unshareable(_) => unreachable!("select looks at metadata only"),
-            };
+            let Some(kind) = select(&meta, &opts.selection) else { continue };
             let entry = match cache.get_entry(&meta.key) {
                 Ok(Some(e)) => e,
                 Ok(None) => continue, // deleted or expired since it was listed
