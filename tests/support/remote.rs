@@ -139,14 +139,36 @@ impl Server {
         let start = Instant::now();
         let store = self.store_with(Duration::from_millis(500));
         loop {
-            match store.list_after("", None, 1) {
-                Ok(_) => return,
+            // S3: a listing answers before the volume server takes writes;
+            // a write (removed at once) tells.
+            match store.list_after("", None, 1).and_then(|_| self.can_write()) {
+                Ok(()) => return,
                 Err(e) if start.elapsed() > within => {
                     panic!("{:?} server not ready in {within:?}: {e}\n{}", self.kind, self.log())
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
             }
         }
+    }
+
+    /// S3: a PUT then a DELETE of `.ready` at the bucket's top, outside
+    /// the URL's prefix, so the scenarios never see it.
+    fn can_write(&self) -> Result<(), diskcachefs::remote::RemoteError> {
+        if self.kind != Kind::S3 {
+            return Ok(());
+        }
+        use rusty_s3::S3Action as _;
+        let creds = rusty_s3::Credentials::new(S3_KEY, S3_SECRET);
+        let bucket = self.bucket();
+        let not_yet = |e: String| diskcachefs::remote::RemoteError::Config(format!("not writable yet: {e}"));
+        let url = bucket.put_object(Some(&creds), ".ready").sign(Duration::from_secs(60));
+        let resp = ureq::put(url.as_str()).send(&b"ready"[..]).map_err(|e| not_yet(e.to_string()))?;
+        if resp.status().as_u16() != 200 {
+            return Err(not_yet(resp.status().to_string()));
+        }
+        let url = bucket.delete_object(Some(&creds), ".ready").sign(Duration::from_secs(60));
+        ureq::delete(url.as_str()).call().map_err(|e| not_yet(e.to_string()))?;
+        Ok(())
     }
 
     pub fn options(&self, deadline: Duration) -> StoreOptions {
