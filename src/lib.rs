@@ -6,7 +6,8 @@
 //! - [`flyte`]: flyteidl literal messages, flytekit's cache key, `LocalTaskCache`.
 //! - `fs`: the file-system tree over the engine.
 //!
-//! [`service`] speaks to a service manager (systemd's readiness protocol).
+//! [`service`] speaks to a service manager (systemd's readiness protocol);
+//! [`logging`] sends the log to standard error, the journal or syslog.
 
 // Lint policy, beyond rustc's and clippy's defaults (scripts/test runs
 // clippy with `-D warnings`): every unsafe block says why it is sound
@@ -20,4 +21,5 @@ pub mod flyte;
 pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod logging;
 pub mod service;
