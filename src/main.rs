@@ -101,8 +101,16 @@ enum Command {
         #[arg(long)]
         name: bool,
     },
-    /// Count, volume, hits, misses and every setting, as JSON.
-    Stats { dir: PathBuf },
+    /// Count, volume, hits, misses and every setting, as JSON. DIR may
+    /// also be a mount point: then the mount's own `stats`, with the
+    /// requests it has served.
+    Stats {
+        dir: PathBuf,
+        /// With DIR a mount point: the requests it has served as a table
+        /// (count, errors, latency percentiles in microseconds, errnos).
+        #[arg(long)]
+        requests: bool,
+    },
     /// Flyte 2's own task cache in DIR's cache.db (`task_cache`, `runs`).
     #[command(subcommand, next_help_heading = "Flyte")]
     Flyte2(Flyte2Command),
@@ -345,7 +353,16 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
             Ok(if cache.delete(&key)? { ExitCode::SUCCESS } else { miss() })
         }
         Command::Flyte2(action) => flyte2(action),
-        Command::Stats { dir } => {
+        Command::Stats { dir, requests } => {
+            if diskcachefs::fs::mount::is_mounted_here(&dir) {
+                return mounted_stats(&dir, requests);
+            }
+            if requests {
+                return Err(Failure(format!(
+                    "{}: not a diskcachefs mount point (requests are counted by a mount; give its mount point)",
+                    dir.display()
+                )));
+            }
             let stats = match shard_dirs(&dir) {
                 None => diskcachefs::fs::control::stats_json(&open_existing(&dir)?)?,
                 Some(dirs) => {
@@ -365,7 +382,7 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
                     })
                 }
             };
-            println!("{}", serde_json::to_string_pretty(&stats)?);
+            io::stdout().write_all(&diskcachefs::fs::control::stats_text(&stats))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::FlyteKey { task, version, ignore, file } => {
@@ -430,6 +447,47 @@ fn read_input(file: Option<&Path>) -> Result<Vec<u8>, Failure> {
 
 fn miss() -> ExitCode {
     ExitCode::from(1)
+}
+
+/// `diskcachefs stats MOUNTPOINT`: the mount's `stats` file as it is, or
+/// its `requests` section as a table.
+fn mounted_stats(mountpoint: &Path, table: bool) -> Result<ExitCode, Failure> {
+    let path = mountpoint.join("stats");
+    let text = std::fs::read(&path).map_err(|e| Failure(format!("{}: {e}", path.display())))?;
+    if !table {
+        io::stdout().write_all(&text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stats: serde_json::Value = serde_json::from_slice(&text)?;
+    let empty = serde_json::Map::new();
+    let operations = stats["requests"]["operations"].as_object().unwrap_or(&empty);
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{:<16} {:>10} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9}  errnos",
+        "operation", "count", "errors", "mean_us", "p50_us", "p90_us", "p99_us", "max_us"
+    )?;
+    for (name, op) in operations {
+        let latency = &op["latency_us"];
+        let errnos: Vec<String> =
+            op["errnos"].as_object().map(|m| m.iter().map(|(e, n)| format!("{e}={n}")).collect()).unwrap_or_default();
+        let [count, errors, mean, p50, p90, p99, max] = [
+            &op["count"],
+            &op["errors"],
+            &latency["mean"],
+            &latency["p50"],
+            &latency["p90"],
+            &latency["p99"],
+            &latency["max"],
+        ]
+        .map(|v| v.to_string());
+        writeln!(
+            out,
+            "{name:<16} {count:>10} {errors:>8} {mean:>9} {p50:>8} {p90:>8} {p99:>8} {max:>9}  {}",
+            errnos.join(" ")
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Opens a cache that must already exist, without writing to it.

@@ -44,6 +44,64 @@ pub fn stats_json(cache: &Cache) -> Result<Json, cache::Error> {
     }))
 }
 
+/// The `stats` report as text: JSON indented by two spaces, as
+/// `json.dumps(indent=2)` would print it except that an array holding no
+/// object stays on one line (a latency histogram is one line, not forty),
+/// and a final newline.
+pub fn stats_text(stats: &Json) -> Vec<u8> {
+    fn write(out: &mut String, value: &Json, depth: usize) {
+        let indent = |out: &mut String, depth: usize| out.extend(std::iter::repeat_n("  ", depth));
+        match value {
+            Json::Object(map) if !map.is_empty() => {
+                out.push_str("{\n");
+                for (i, (key, v)) in map.iter().enumerate() {
+                    indent(out, depth + 1);
+                    out.push_str(&Json::from(key.as_str()).to_string());
+                    out.push_str(": ");
+                    write(out, v, depth + 1);
+                    out.push_str(if i + 1 < map.len() { ",\n" } else { "\n" });
+                }
+                indent(out, depth);
+                out.push('}');
+            }
+            Json::Array(items) if items.iter().any(contains_object) => {
+                out.push_str("[\n");
+                for (i, v) in items.iter().enumerate() {
+                    indent(out, depth + 1);
+                    write(out, v, depth + 1);
+                    out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+                }
+                indent(out, depth);
+                out.push(']');
+            }
+            Json::Array(items) => {
+                let inline: Vec<String> = items.iter().map(inline_text).collect();
+                out.push('[');
+                out.push_str(&inline.join(", "));
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    fn contains_object(value: &Json) -> bool {
+        match value {
+            Json::Object(map) => !map.is_empty(),
+            Json::Array(items) => items.iter().any(contains_object),
+            _ => false,
+        }
+    }
+    fn inline_text(value: &Json) -> String {
+        match value {
+            Json::Array(items) => format!("[{}]", items.iter().map(inline_text).collect::<Vec<_>>().join(", ")),
+            other => other.to_string(),
+        }
+    }
+    let mut out = String::new();
+    write(&mut out, stats, 0);
+    out.push('\n');
+    out.into_bytes()
+}
+
 /// A setting as file content: its value as Python prints it, and a newline.
 pub fn setting_text(value: &Scalar) -> Vec<u8> {
     let mut text = match value {
@@ -77,6 +135,16 @@ pub fn parse_setting(content: &[u8]) -> Result<Scalar, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_text_is_json_with_arrays_of_numbers_on_one_line() {
+        let doc = json!({"a": 1, "h": [[9, 1], [11, 2]], "o": {"x": "y", "e": {}}, "l": [{"k": 1}], "n": []});
+        let text = String::from_utf8(stats_text(&doc)).unwrap();
+        assert_eq!(serde_json::from_str::<Json>(&text).unwrap(), doc);
+        assert!(text.contains("\"h\": [[9, 1], [11, 2]]"), "{text}");
+        assert!(text.contains("\"l\": [\n"), "{text}");
+        assert!(text.ends_with("}\n"), "{text}");
+    }
 
     #[test]
     fn settings_as_text_and_back() {

@@ -73,6 +73,17 @@ impl FsError {
         FsError::Open { what: what.into(), source }
     }
 
+    /// The same error, its subject followed by `context` (what the failure
+    /// means), for the errors that name their subject in `what`.
+    pub fn in_context(self, context: &str) -> FsError {
+        match self {
+            FsError::Cache { what, source } => FsError::Cache { what: format!("{what}: {context}"), source },
+            FsError::Io { what, source } => FsError::Io { what: format!("{what}: {context}"), source },
+            FsError::Open { what, source } => FsError::Open { what: format!("{what}: {context}"), source },
+            other => other,
+        }
+    }
+
     /// The errno the kernel passes back to the caller.
     pub fn errno(&self) -> i32 {
         match self {
@@ -121,6 +132,21 @@ impl FsError {
         }
     }
 
+    /// The level a failure is logged at: expected conditions (a miss, a
+    /// refused name) at debug, what the user should hear of (a timeout, a
+    /// full disk, a value changed under a reader) at warn, and EIO that is
+    /// no one's doing but the cache's or the daemon's (a corrupt row, an
+    /// SQLite failure, an I/O error) at error.
+    pub fn level(&self) -> log::Level {
+        if self.is_expected() {
+            log::Level::Debug
+        } else if self.errno() == libc::EIO && !matches!(self, FsError::Changed(_)) {
+            log::Level::Error
+        } else {
+            log::Level::Warn
+        }
+    }
+
     /// Expected conditions (a miss, a refused name) log at debug; the rest
     /// are worth a warning.
     pub fn is_expected(&self) -> bool {
@@ -140,4 +166,46 @@ impl FsError {
                 | FsError::Stale(_)
         )
     }
+}
+
+/// An errno's symbolic name (`ENOENT`), as the log and `stats` show it;
+/// `E<n>` for one not listed.
+pub fn errno_name(errno: i32) -> String {
+    const NAMES: &[(i32, &str)] = &[
+        (libc::EPERM, "EPERM"),
+        (libc::ENOENT, "ENOENT"),
+        (libc::EINTR, "EINTR"),
+        (libc::EIO, "EIO"),
+        (libc::E2BIG, "E2BIG"),
+        (libc::EBADF, "EBADF"),
+        (libc::EAGAIN, "EAGAIN"),
+        (libc::ENOMEM, "ENOMEM"),
+        (libc::EACCES, "EACCES"),
+        (libc::EBUSY, "EBUSY"),
+        (libc::EEXIST, "EEXIST"),
+        (libc::EXDEV, "EXDEV"),
+        (libc::ENOTDIR, "ENOTDIR"),
+        (libc::EISDIR, "EISDIR"),
+        (libc::EINVAL, "EINVAL"),
+        (libc::ENFILE, "ENFILE"),
+        (libc::EMFILE, "EMFILE"),
+        (libc::ENOTTY, "ENOTTY"),
+        (libc::EFBIG, "EFBIG"),
+        (libc::ENOSPC, "ENOSPC"),
+        (libc::EROFS, "EROFS"),
+        (libc::EMLINK, "EMLINK"),
+        (libc::ERANGE, "ERANGE"),
+        (libc::ENAMETOOLONG, "ENAMETOOLONG"),
+        (libc::ENOSYS, "ENOSYS"),
+        (libc::ENOTEMPTY, "ENOTEMPTY"),
+        (libc::ELOOP, "ELOOP"),
+        (libc::ENODATA, "ENODATA"),
+        (libc::EOVERFLOW, "EOVERFLOW"),
+        (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+        (libc::ETIMEDOUT, "ETIMEDOUT"),
+        (libc::ESTALE, "ESTALE"),
+        (libc::EDQUOT, "EDQUOT"),
+        (libc::ECANCELED, "ECANCELED"),
+    ];
+    NAMES.iter().find(|(n, _)| *n == errno).map_or_else(|| format!("E{errno}"), |(_, name)| name.to_string())
 }

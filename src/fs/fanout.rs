@@ -44,6 +44,7 @@ use crate::fs::error::FsError;
 use crate::fs::filesystem::{Attr, DirReplier, DiskCacheFs, FsConfig, Invalidation, Kind, OpenFlags, StatFs};
 use crate::fs::names::{ParsedName, name_to_key};
 use crate::fs::pyrepr::python_float_repr;
+use crate::fs::request_stats::RequestStats;
 use crate::fs::tree::Tree;
 
 /// A tree's own inodes are below this; the union tags them with the tree.
@@ -173,6 +174,9 @@ pub struct FanoutFs {
     next_fh: AtomicU64,
     /// Where names the kernel should forget go, as union inodes.
     forget_requests: Mutex<Option<Sender<Invalidation>>>,
+    /// What the mount has served, shown in `stats` once the mount sets it
+    /// (the union's requests; the shards' trees serve none of their own).
+    request_stats: std::sync::OnceLock<Arc<RequestStats>>,
 }
 
 fn global(tree: usize, local: u64) -> u64 {
@@ -267,6 +271,7 @@ impl FanoutFs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             forget_requests: Mutex::new(None),
+            request_stats: std::sync::OnceLock::new(),
         })
     }
 
@@ -628,7 +633,7 @@ impl FanoutFs {
                     let limit = if limit.fract() == 0.0 { Json::from(limit as i64) } else { Json::from(limit) };
                     map.insert("size_limit".into(), limit);
                 }
-                let doc = serde_json::json!({
+                let mut doc = serde_json::json!({
                     "directory": self.directory,
                     "fanout_shards": self.shard_count,
                     "count": sum(&docs, "count"),
@@ -638,7 +643,12 @@ impl FanoutFs {
                     "misses": sum(&docs, "misses"),
                     "settings": settings,
                 });
-                serde_json::to_vec_pretty(&doc).unwrap_or_default()
+                if let Some(requests) = self.request_stats.get() {
+                    doc["requests"] = requests.to_json();
+                }
+                let mut text = crate::fs::control::stats_text(&doc);
+                text.pop(); // the newline added below
+                text
             }
             Control::Removed => {
                 if parts.iter().all(|p| p.is_empty()) {
@@ -872,6 +882,10 @@ impl FanoutFs {
 impl Tree for FanoutFs {
     fn config(&self) -> &FsConfig {
         &self.config
+    }
+
+    fn set_request_stats(&self, stats: Arc<RequestStats>) {
+        let _ = self.request_stats.set(stats);
     }
 
     fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::cache::settings::{DBNAME, MODE_RAW};
 use crate::cache::{self, Cache, EntryMeta, Key, RenameOutcome, Scalar};
 use crate::fs::content::content_len;
-use crate::fs::control::{is_metadata, parse_setting, setting_text, stats_json};
+use crate::fs::control::{is_metadata, parse_setting, setting_text, stats_json, stats_text};
 use crate::fs::engine::{Conn, Engine};
 use crate::fs::error::FsError;
 use crate::fs::handle::{Handle, ReadView, WriterSlot};
@@ -39,6 +39,7 @@ use crate::fs::inode::{
 };
 use crate::fs::intern::Interner;
 use crate::fs::names::{HASHED_PREFIX, NAME_MAX, NameError, ParsedName, key_to_name, matches_hash, name_to_key};
+use crate::fs::request_stats::RequestStats;
 
 /// Names in the root reserved for views (docs/SEMANTICS.md, "The tree").
 pub const RESERVED_ROOT_NAMES: [&str; 7] = ["tags", "queues", "task", "flyte2", "settings", "stats", "ops"];
@@ -216,6 +217,8 @@ pub struct DiskCacheFs {
     config: FsConfig,
     /// Where names to forget go (a thread sends the notifications).
     forget_requests: Mutex<Option<std::sync::mpsc::Sender<Invalidation>>>,
+    /// What the mount has served, shown in `stats` once the mount sets it.
+    request_stats: std::sync::OnceLock<std::sync::Arc<RequestStats>>,
     directory: PathBuf,
     engine: Engine,
     /// Lock order: after a writer's staging lock and SQLite's write lock.
@@ -299,6 +302,7 @@ impl DiskCacheFs {
         let watch_state = if config.reads_unopened { Self::open_watch_state(&directory).ok() } else { None };
         DiskCacheFs {
             forget_requests: Mutex::new(None),
+            request_stats: std::sync::OnceLock::new(),
             directory,
             config,
             engine: Engine::new(cache),
@@ -335,6 +339,11 @@ impl DiskCacheFs {
     /// forget (`inval_entry`).
     pub fn set_forget_requests(&self, tx: std::sync::mpsc::Sender<Invalidation>) {
         *self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    }
+
+    /// The requests `stats` reports (see [`Tree::set_request_stats`]).
+    pub fn set_request_stats(&self, stats: std::sync::Arc<RequestStats>) {
+        let _ = self.request_stats.set(stats);
     }
 
     /// Keeps the key inode table near `max_inodes`: asks the kernel to
@@ -553,11 +562,12 @@ impl DiskCacheFs {
         attr
     }
 
-    fn stats_bytes(st: &State) -> Result<Vec<u8>, FsError> {
-        let stats = stats_json(st.cache).map_err(|e| FsError::cache("stats", e))?;
-        let mut text = serde_json::to_vec_pretty(&stats).unwrap_or_default();
-        text.push(b'\n');
-        Ok(text)
+    fn stats_bytes(&self, st: &State) -> Result<Vec<u8>, FsError> {
+        let mut stats = stats_json(st.cache).map_err(|e| FsError::cache("stats", e))?;
+        if let Some(requests) = self.request_stats.get() {
+            stats["requests"] = requests.to_json();
+        }
+        Ok(stats_text(&stats))
     }
 
     /// A setting's file content, `None` when there is no such setting.
@@ -583,7 +593,7 @@ impl DiskCacheFs {
     /// Attributes of `stats` or a setting's file.
     fn control_getattr(&self, st: &State, ino: u64) -> Result<Attr, FsError> {
         if ino == STATS {
-            return Ok(self.control_attr(ino, Self::stats_bytes(st)?.len(), false));
+            return Ok(self.control_attr(ino, self.stats_bytes(st)?.len(), false));
         }
         let name = Self::setting_name(st, ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
         let text = Self::setting_bytes(st, &name)?.ok_or_else(|| FsError::NotFound(format!("settings/{name}")))?;

@@ -1,12 +1,12 @@
 //! The `fuser::Filesystem` adapter. It only translates: each request
 //! becomes one call into a [`Tree`] (the tree over one cache,
 //! `DiskCacheFs`, or the union over a FanoutCache's shards), and its result
-//! one reply. Every
-//! error is logged once, here, where it becomes an errno.
+//! one reply. Every error is logged once, here, where it becomes an errno,
+//! and every request is counted and timed here (request_stats.rs).
 
 use std::ffi::OsStr;
 use std::io;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
@@ -15,18 +15,19 @@ use fuser::{
     WriteFlags,
 };
 
-use crate::fs::error::FsError;
+use crate::fs::error::{FsError, errno_name};
 use crate::fs::filesystem::{Attr, DirReplier, Kind, OpenFlags};
+use crate::fs::request_stats::{Operation, RequestStats};
 use crate::fs::tree::Tree;
 
 pub struct FuseAdapter<T: Tree> {
     fs: std::sync::Arc<T>,
-    requests: std::sync::Arc<RequestCounts>,
+    requests: std::sync::Arc<RequestStats>,
     backings: std::sync::Mutex<Backings>,
 }
 
 impl<T: Tree> FuseAdapter<T> {
-    pub fn new(fs: std::sync::Arc<T>, requests: std::sync::Arc<RequestCounts>) -> FuseAdapter<T> {
+    pub fn new(fs: std::sync::Arc<T>, requests: std::sync::Arc<RequestStats>) -> FuseAdapter<T> {
         FuseAdapter { fs, requests, backings: Default::default() }
     }
 }
@@ -90,81 +91,24 @@ impl<T: Tree> FuseAdapter<T> {
     }
 }
 
-/// The kinds of request counted, by the names handlers give [`guarded`].
-const REQUEST_KINDS: [&str; 36] = [
-    "init",
-    "lookup",
-    "forget",
-    "getattr",
-    "setattr",
-    "mknod",
-    "mkdir",
-    "unlink",
-    "rmdir",
-    "symlink",
-    "readlink",
-    "rename",
-    "link",
-    "open",
-    "read",
-    "write",
-    "flush",
-    "release",
-    "fsync",
-    "opendir",
-    "readdir",
-    "readdirplus",
-    "releasedir",
-    "statfs",
-    "setxattr",
-    "getxattr",
-    "listxattr",
-    "removexattr",
-    "create",
-    "ioctl",
-    "fallocate",
-    "lseek",
-    "copy_file_range",
-    "access",
-    "batch_forget",
-    "other",
-];
-
-/// Requests served, by kind: what a workload costs in round trips
-/// (docs/PERFORMANCE.md counts them with this). Logged when the session
-/// ends.
-pub struct RequestCounts([std::sync::atomic::AtomicU64; REQUEST_KINDS.len()]);
-
-impl Default for RequestCounts {
-    fn default() -> RequestCounts {
-        RequestCounts(std::array::from_fn(|_| std::sync::atomic::AtomicU64::new(0)))
-    }
-}
-
-impl RequestCounts {
-    fn count(&self, kind: &str) {
-        let i = REQUEST_KINDS.iter().position(|k| *k == kind).unwrap_or(REQUEST_KINDS.len() - 1);
-        self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// `lookup=12 getattr=3 ...`, the kinds seen at least once.
-    pub fn summary(&self) -> String {
-        let mut out = Vec::new();
-        for (kind, n) in REQUEST_KINDS.iter().zip(&self.0) {
-            let n = n.load(std::sync::atomic::Ordering::Relaxed);
-            if n > 0 {
-                out.push(format!("{kind}={n}"));
-            }
-        }
-        out.join(" ")
-    }
-}
-
 impl<T: Tree> FuseAdapter<T> {
-    /// Counts the request and runs its handler (see [`run_guarded`]).
-    fn guarded(&self, op: &str, handler: impl FnOnce()) {
-        self.requests.count(op);
-        run_guarded(op, handler)
+    /// Runs a request's handler (see [`run_guarded`]) and counts it with
+    /// the time it took, its reply included.
+    fn guarded(&self, op: Operation, handler: impl FnOnce()) {
+        let start = Instant::now();
+        self.requests.started(op);
+        run_guarded(op.name(), handler);
+        self.requests.finished(op, start.elapsed());
+    }
+
+    /// A failure's errno, counted and logged once: the operation, the
+    /// inode (the directory, for a request about a name in it), the
+    /// caller, the error and its errno, at the error's level.
+    fn fail(&self, op: Operation, ino: u64, req: &Request, e: &FsError) -> Errno {
+        let errno = e.errno();
+        self.requests.failed(op, errno);
+        log::log!(e.level(), "{} ino={ino} (pid {}): {e} ({})", op.name(), req.pid(), errno_name(errno));
+        Errno::from_i32(errno)
     }
 }
 
@@ -180,16 +124,6 @@ fn run_guarded(op: &str, handler: impl FnOnce()) {
             .unwrap_or_default();
         log::error!("{op}: internal error (answered EIO): {what}");
     }
-}
-
-/// Logs an error once (expected ones at debug) and returns its errno.
-fn errno(op: &str, req: &Request, e: &FsError) -> Errno {
-    if e.is_expected() {
-        log::debug!("{op} (pid {}): {e}", req.pid());
-    } else {
-        log::warn!("{op} (pid {}): {e}", req.pid());
-    }
-    Errno::from_i32(e.errno())
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
@@ -291,7 +225,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
-        self.guarded("ioctl", || {
+        self.guarded(Operation::Ioctl, || {
             reply.error(Errno::from_i32(libc::ENOTTY));
         });
     }
@@ -306,7 +240,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.guarded("fallocate", || {
+        self.guarded(Operation::Fallocate, || {
             reply.error(Errno::from_i32(libc::EOPNOTSUPP));
         });
     }
@@ -320,7 +254,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _whence: i32,
         reply: fuser::ReplyLseek,
     ) {
-        self.guarded("lseek", || {
+        self.guarded(Operation::Lseek, || {
             reply.error(Errno::from_i32(libc::ENOSYS));
         });
     }
@@ -338,7 +272,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _flags: fuser::CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        self.guarded("copy_file_range", || {
+        self.guarded(Operation::CopyFileRange, || {
             reply.error(Errno::from_i32(libc::ENOSYS));
         });
     }
@@ -395,27 +329,27 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.guarded("lookup", || {
+        self.guarded(Operation::Lookup, || {
             log::debug!("lookup parent={} name={name:?} pid={}", parent.0, req.pid());
             match self.fs.lookup(parent.0, name) {
                 Ok(attr) => reply.entry(&self.fs.ttl_for(attr.ino), &file_attr(&attr), Generation(0)),
-                Err(e) => reply.error(errno("lookup", req, &e)),
+                Err(e) => reply.error(self.fail(Operation::Lookup, parent.0, req, &e)),
             }
         });
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.guarded("forget", || {
+        self.guarded(Operation::Forget, || {
             self.fs.forget(ino.0, nlookup);
         });
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.guarded("getattr", || {
+        self.guarded(Operation::Getattr, || {
             log::debug!("getattr ino={} fh={fh:?} pid={}", ino.0, req.pid());
             match self.fs.getattr(ino.0) {
                 Ok(attr) => reply.attr(&self.fs.ttl_for(attr.ino), &file_attr(&attr)),
-                Err(e) => reply.error(errno("getattr", req, &e)),
+                Err(e) => reply.error(self.fail(Operation::Getattr, ino.0, req, &e)),
             }
         });
     }
@@ -438,11 +372,11 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.guarded("setattr", || {
+        self.guarded(Operation::Setattr, || {
             log::debug!("setattr ino={} size={size:?} pid={}", ino.0, req.pid());
             match self.fs.setattr(ino.0, fh.map(|f| f.0), size, time_of(atime), time_of(mtime)) {
                 Ok(attr) => reply.attr(&self.fs.ttl_for(attr.ino), &file_attr(&attr)),
-                Err(e) => reply.error(errno("setattr", req, &e)),
+                Err(e) => reply.error(self.fail(Operation::Setattr, ino.0, req, &e)),
             }
         });
     }
@@ -457,7 +391,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.guarded("mknod", || {
+        self.guarded(Operation::Mknod, || {
             // A regular file is a new empty entry; nothing else exists here.
             let result = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
                 self.fs.mknod_regular(parent.0, name)
@@ -466,46 +400,46 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
             };
             match result {
                 Ok(attr) => reply.entry(&self.fs.ttl_for(attr.ino), &file_attr(&attr), Generation(0)),
-                Err(e) => reply.error(errno("mknod", req, &e)),
+                Err(e) => reply.error(self.fail(Operation::Mknod, parent.0, req, &e)),
             }
         });
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
-        self.guarded("mkdir", || match self.fs.mkdir(parent.0, name) {
+        self.guarded(Operation::Mkdir, || match self.fs.mkdir(parent.0, name) {
             Ok(attr) => reply.entry(&self.fs.ttl_for(attr.ino), &file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(errno("mkdir", req, &e)),
+            Err(e) => reply.error(self.fail(Operation::Mkdir, parent.0, req, &e)),
         });
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guarded("unlink", || {
+        self.guarded(Operation::Unlink, || {
             log::debug!("unlink parent={} name={name:?} pid={}", parent.0, req.pid());
             match self.fs.unlink(parent.0, name) {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("unlink", req, &e)),
+                Err(e) => reply.error(self.fail(Operation::Unlink, parent.0, req, &e)),
             }
         });
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guarded("rmdir", || match self.fs.rmdir(parent.0, name) {
+        self.guarded(Operation::Rmdir, || match self.fs.rmdir(parent.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("rmdir", req, &e)),
+            Err(e) => reply.error(self.fail(Operation::Rmdir, parent.0, req, &e)),
         });
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
-        self.guarded("symlink", || match self.fs.symlink(parent.0, link_name, target) {
+        self.guarded(Operation::Symlink, || match self.fs.symlink(parent.0, link_name, target) {
             Ok(attr) => reply.entry(&self.fs.ttl_for(attr.ino), &file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(errno("symlink", req, &e)),
+            Err(e) => reply.error(self.fail(Operation::Symlink, parent.0, req, &e)),
         });
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.guarded("readlink", || match self.fs.readlink(ino.0) {
+        self.guarded(Operation::Readlink, || match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
-            Err(e) => reply.error(errno("readlink", req, &e)),
+            Err(e) => reply.error(self.fail(Operation::Readlink, ino.0, req, &e)),
         });
     }
 
@@ -519,7 +453,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.guarded("rename", || {
+        self.guarded(Operation::Rename, || {
             log::debug!("rename {name:?} -> {newname:?} pid={}", req.pid());
             let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
             if flags.contains(RenameFlags::RENAME_EXCHANGE) {
@@ -528,24 +462,24 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
                     what: format!("rename {}", name.to_string_lossy()),
                     reason: "RENAME_EXCHANGE is not supported".into(),
                 };
-                reply.error(errno("rename", req, &e));
+                reply.error(self.fail(Operation::Rename, parent.0, req, &e));
                 return;
             }
             match self.fs.rename(parent.0, name, newparent.0, newname, no_replace) {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("rename", req, &e)),
+                Err(e) => reply.error(self.fail(Operation::Rename, parent.0, req, &e)),
             }
         });
     }
 
-    fn link(&self, req: &Request, _ino: INodeNo, _newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
-        self.guarded("link", || {
-            reply.error(errno("link", req, &FsError::NotPermitted(format!("link {newname:?}"))));
+    fn link(&self, req: &Request, ino: INodeNo, _newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        self.guarded(Operation::Link, || {
+            reply.error(self.fail(Operation::Link, ino.0, req, &FsError::NotPermitted(format!("link {newname:?}"))));
         });
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
-        self.guarded("open", || {
+        self.guarded(Operation::Open, || {
             if self.fs.config().reads_unopened {
                 // The kernel then opens files itself from now on
                 // (filesystem/unopened.rs).
@@ -566,7 +500,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
                     }
                 },
                 Ok((fh, f)) => reply.opened(FileHandle(fh), fopen_flags(f)),
-                Err(e) => reply.error(errno("open", req, &e)),
+                Err(e) => reply.error(self.fail(Operation::Open, ino.0, req, &e)),
             }
         });
     }
@@ -582,9 +516,9 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.guarded("read", || match self.fs.read(ino.0, fh.0, offset, size) {
+        self.guarded(Operation::Read, || match self.fs.read(ino.0, fh.0, offset, size) {
             Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno("read", req, &e)),
+            Err(e) => reply.error(self.fail(Operation::Read, ino.0, req, &e)),
         });
     }
 
@@ -600,14 +534,14 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.guarded("write", || match self.fs.write(ino.0, fh.0, offset, data) {
+        self.guarded(Operation::Write, || match self.fs.write(ino.0, fh.0, offset, data) {
             Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(errno("write", req, &e)),
+            Err(e) => reply.error(self.fail(Operation::Write, ino.0, req, &e)),
         });
     }
 
     fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        self.guarded("flush", || {
+        self.guarded(Operation::Flush, || {
             if self.fs.config().reads_unopened {
                 // Nothing to commit on a read-only mount: no FLUSH again.
                 reply.error(Errno::from_i32(libc::ENOSYS));
@@ -616,7 +550,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
             log::debug!("flush ino={} fh={} pid={}", ino.0, fh.0, req.pid());
             match self.fs.flush(fh.0) {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("flush", req, &e)),
+                Err(e) => reply.error(self.fail(Operation::Flush, ino.0, req, &e)),
             }
         });
     }
@@ -624,32 +558,32 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
     fn release(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: FuseOpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.guarded("release", || {
+        self.guarded(Operation::Release, || {
             let result = self.fs.release(fh.0);
             self.release_backing(fh.0);
             match result {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("release", req, &e)),
+                Err(e) => reply.error(self.fail(Operation::Release, ino.0, req, &e)),
             }
         });
     }
 
-    fn fsync(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        self.guarded("fsync", || match self.fs.fsync(fh.0) {
+    fn fsync(&self, req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.guarded(Operation::Fsync, || match self.fs.fsync(fh.0) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("fsync", req, &e)),
+            Err(e) => reply.error(self.fail(Operation::Fsync, ino.0, req, &e)),
         });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: FuseOpenFlags, reply: ReplyOpen) {
-        self.guarded("opendir", || {
+        self.guarded(Operation::Opendir, || {
             if self.fs.config().reads_unopened {
                 // The kernel then keeps every listing it reads until the
                 // change watcher drops it (filesystem/watch.rs).
@@ -669,26 +603,26 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
     }
 
     fn readdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        self.guarded("readdir", || match self.fs.readdir(ino.0, offset, false, &mut Plain(&mut reply)) {
+        self.guarded(Operation::Readdir, || match self.fs.readdir(ino.0, offset, false, &mut Plain(&mut reply)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("readdir", req, &e)),
+            Err(e) => reply.error(self.fail(Operation::Readdir, ino.0, req, &e)),
         });
     }
 
     fn readdirplus(&self, req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
-        self.guarded("readdirplus", || {
+        self.guarded(Operation::Readdirplus, || {
             let ttl = |ino| self.fs.ttl_for(ino);
             match self.fs.readdir(ino.0, offset, true, &mut Plus { reply: &mut reply, ttl: &ttl }) {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("readdirplus", req, &e)),
+                Err(e) => reply.error(self.fail(Operation::Readdirplus, ino.0, req, &e)),
             }
         });
     }
 
-    fn statfs(&self, req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.guarded("statfs", || match self.fs.statfs() {
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        self.guarded(Operation::Statfs, || match self.fs.statfs() {
             Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
-            Err(e) => reply.error(errno("statfs", req, &e)),
+            Err(e) => reply.error(self.fail(Operation::Statfs, ino.0, req, &e)),
         });
     }
 
@@ -702,35 +636,35 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.guarded("setxattr", || {
+        self.guarded(Operation::Setxattr, || {
             log::debug!("setxattr ino={} name={name:?} pid={}", ino.0, req.pid());
             let create = flags & libc::XATTR_CREATE != 0;
             let replace = flags & libc::XATTR_REPLACE != 0;
             match self.fs.setxattr(ino.0, name, value, create, replace) {
                 Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno("setxattr", req, &e)),
+                Err(e) => reply.error(self.fail(Operation::Setxattr, ino.0, req, &e)),
             }
         });
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.guarded("getxattr", || match self.fs.getxattr(ino.0, name) {
-            Ok(value) => reply_xattr(reply, &value, size, req),
-            Err(e) => reply.error(errno("getxattr", req, &e)),
+        self.guarded(Operation::Getxattr, || match self.fs.getxattr(ino.0, name) {
+            Ok(value) => self.reply_xattr(Operation::Getxattr, ino.0, reply, &value, size, req),
+            Err(e) => reply.error(self.fail(Operation::Getxattr, ino.0, req, &e)),
         });
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.guarded("listxattr", || match self.fs.listxattr(ino.0) {
-            Ok(value) => reply_xattr(reply, &value, size, req),
-            Err(e) => reply.error(errno("listxattr", req, &e)),
+        self.guarded(Operation::Listxattr, || match self.fs.listxattr(ino.0) {
+            Ok(value) => self.reply_xattr(Operation::Listxattr, ino.0, reply, &value, size, req),
+            Err(e) => reply.error(self.fail(Operation::Listxattr, ino.0, req, &e)),
         });
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.guarded("removexattr", || match self.fs.removexattr(ino.0, name) {
+        self.guarded(Operation::Removexattr, || match self.fs.removexattr(ino.0, name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("removexattr", req, &e)),
+            Err(e) => reply.error(self.fail(Operation::Removexattr, ino.0, req, &e)),
         });
     }
 
@@ -744,7 +678,7 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.guarded("create", || {
+        self.guarded(Operation::Create, || {
             log::debug!("create parent={} name={name:?} flags={flags:#x} pid={}", parent.0, req.pid());
             let exclusive = flags & libc::O_EXCL != 0;
             let truncate = flags & libc::O_TRUNC != 0;
@@ -757,19 +691,21 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
                     FileHandle(fh),
                     fopen_flags(f),
                 ),
-                Err(e) => reply.error(errno("create", req, &e)),
+                Err(e) => reply.error(self.fail(Operation::Create, parent.0, req, &e)),
             }
         });
     }
 }
 
-/// getxattr/listxattr's size protocol: 0 asks for the size.
-fn reply_xattr(reply: ReplyXattr, value: &[u8], size: u32, req: &Request) {
-    if size == 0 {
-        reply.size(value.len() as u32);
-    } else if value.len() > size as usize {
-        reply.error(errno("xattr", req, &FsError::Range));
-    } else {
-        reply.data(value);
+impl<T: Tree> FuseAdapter<T> {
+    /// getxattr/listxattr's size protocol: 0 asks for the size.
+    fn reply_xattr(&self, op: Operation, ino: u64, reply: ReplyXattr, value: &[u8], size: u32, req: &Request) {
+        if size == 0 {
+            reply.size(value.len() as u32);
+        } else if value.len() > size as usize {
+            reply.error(self.fail(op, ino, req, &FsError::Range));
+        } else {
+            reply.data(value);
+        }
     }
 }

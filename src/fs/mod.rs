@@ -30,5 +30,6 @@ pub mod names;
 pub mod paths;
 pub mod pickle_check;
 pub mod pyrepr;
+pub mod request_stats;
 pub mod tree;
 pub mod xattr;

@@ -18,7 +18,8 @@ use thiserror::Error;
 use crate::cache::{Cache, CacheOptions, OpenError};
 use crate::fs::fanout::FanoutFs;
 use crate::fs::filesystem::{DiskCacheFs, FsConfig, Invalidation};
-use crate::fs::fuse::{FuseAdapter, RequestCounts};
+use crate::fs::fuse::FuseAdapter;
+use crate::fs::request_stats::RequestStats;
 use crate::fs::tree::Tree;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -157,7 +158,8 @@ fn run_tree<T: Tree>(
     target: Option<PathBuf>,
     ready: impl FnOnce(Result<(), String>),
 ) -> Result<(), MountError> {
-    let requests = Arc::new(RequestCounts::default());
+    let requests = Arc::new(RequestStats::default());
+    fs.set_request_stats(requests.clone());
     let fs = Arc::new(fs);
     let watched = Arc::downgrade(&fs);
     match mount(fs, forget_rx, config, requests.clone()) {
@@ -223,7 +225,7 @@ fn mount<T: Tree>(
     fs: Arc<T>,
     forget_rx: Receiver<Invalidation>,
     config: &MountConfig,
-    requests: Arc<RequestCounts>,
+    requests: Arc<RequestStats>,
 ) -> Result<fuser::Session<FuseAdapter<T>>, MountError> {
     let mut options = vec![
         fuser::MountOption::FSName(config.cache_dir.display().to_string()),
@@ -312,8 +314,21 @@ fn mount_device(target: &Path) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
-/// The line of /proc/self/mountinfo of the topmost mount on `target`, an
-/// absolute path without symlinks.
+/// Whether `path` is where a diskcachefs mount is: its topmost mount is a
+/// FUSE file system (type `fuse`, or `fuse.diskcachefs` through
+/// mount.fuse3) with our `stats` file and `keys/` directory at its root.
+/// `diskcachefs stats` then reads the mount's own `stats`.
+pub fn is_mounted_here(path: &Path) -> bool {
+    let Ok(target) = path.canonicalize() else { return false };
+    let Some(line) = mountinfo_line(&target) else { return false };
+    // After the optional fields, " - " and then the file-system type.
+    let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let dash = fields.iter().position(|f| *f == b"-");
+    let fuse = dash.and_then(|d| fields.get(d + 1)).is_some_and(|ty| *ty == b"fuse" || ty.starts_with(b"fuse."));
+    fuse && target.join("stats").is_file() && target.join("keys").is_dir()
+}
+
+/// The last /proc/self/mountinfo line whose mount point is `target`.
 fn mountinfo_line(target: &Path) -> Option<Vec<u8>> {
     // mountinfo writes space, tab, newline and backslash as octal escapes.
     let mut escaped = Vec::new();
@@ -324,8 +339,7 @@ fn mountinfo_line(target: &Path) -> Option<Vec<u8>> {
         }
     }
     let info = std::fs::read("/proc/self/mountinfo").ok()?;
-    let line = info.split(|&b| b == b'\n').rfind(|l| l.split(|&b| b == b' ').nth(4) == Some(&escaped[..]))?;
-    Some(line.to_vec())
+    info.split(|&b| b == b'\n').rfind(|l| l.split(|&b| b == b' ').nth(4) == Some(&escaped[..])).map(<[u8]>::to_vec)
 }
 
 /// Whether something is mounted on `path`, a stale mount (its daemon

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use crate::fs::error::FsError;
 use crate::fs::filesystem::{Attr, DirReplier, DiskCacheFs, FsConfig, OpenFlags, StatFs};
+use crate::fs::request_stats::RequestStats;
 
 pub trait Tree: Send + Sync + 'static {
     fn config(&self) -> &FsConfig;
@@ -76,6 +77,9 @@ pub trait Tree: Send + Sync + 'static {
     }
     /// The kernel could not take `fh` through passthrough.
     fn passthrough_refused(&self, _fh: u64) {}
+    /// Where the adapter counts the requests it serves, for `stats` to
+    /// report (request_stats.rs).
+    fn set_request_stats(&self, stats: std::sync::Arc<RequestStats>);
     /// One look for other processes' changes (filesystem/watch.rs); false
     /// when the tree is not watched.
     fn watch(&self) -> bool {
@@ -126,5 +130,6 @@ impl Tree for DiskCacheFs {
         set_passthrough(on: bool) -> ();
         backing_file(fh: u64) -> Option<std::fs::File>;
         passthrough_refused(fh: u64) -> ();
+        set_request_stats(stats: std::sync::Arc<RequestStats>) -> ();
     }
 }

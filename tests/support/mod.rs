@@ -162,7 +162,9 @@ impl Mounted {
             // scripts/test runs the semantics tests a second time with
             // `--no-passthrough` here (both read modes of a read-write mount).
             .args(std::env::var("DISKCACHEFS_TEST_MOUNT_ARGS").unwrap_or_default().split_whitespace())
-            .env("RUST_LOG", "info")
+            // DISKCACHEFS_TEST_RUST_LOG=debug to see every request in a
+            // test's daemon log.
+            .env("RUST_LOG", std::env::var("DISKCACHEFS_TEST_RUST_LOG").unwrap_or("info".into()))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&self.log).unwrap())
             .spawn()

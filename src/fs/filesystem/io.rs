@@ -178,7 +178,7 @@ impl DiskCacheFs {
             if write {
                 return Err(FsError::AccessDenied("stats".into()));
             }
-            let snapshot = Arc::new(Snapshot::Inline(Self::stats_bytes(st)?));
+            let snapshot = Arc::new(Snapshot::Inline(self.stats_bytes(st)?));
             return Ok((Self::new_handle(st, Handle::Read { ino, snapshot, view: None }), flags));
         }
         let name = Self::setting_name(st, ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
@@ -612,10 +612,9 @@ impl DiskCacheFs {
                 w.dirty = false;
                 Ok(())
             }
-            Err(e) => {
-                log::warn!("{what}: commit failed, the old value stays: {e}");
-                Err(e)
-            }
+            // Logged by the adapter with the request, the inode and the
+            // errno; said here what it means for the value.
+            Err(e) => Err(e.in_context("commit failed, the old value stays")),
         }
     }
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::{DiskCacheFs, Invalidation, State};
 use crate::cache::{Cache, CacheOptions, Key};
-use crate::fs::inode::{ContentVersion, KEY_DIR_BASE, KEYS_DIR, ROOT, SETTINGS_DIR, TAG_DIR_BASE, TAGS_DIR};
+use crate::fs::inode::{ContentVersion, KEY_DIR_BASE, KEYS_DIR, ROOT, SETTINGS_DIR, STATS, TAG_DIR_BASE, TAGS_DIR};
 use crate::fs::paths::{leaf_of, self_key};
 
 /// How often the watcher looks for changes.
@@ -46,7 +46,19 @@ pub(super) struct WatchState {
     /// reading while the last invalidations went out may have been stored
     /// after them, with entries from before the change.
     again: bool,
+    /// When `stats` was first seen pinned, and the requests counted at the
+    /// look before (so at most those its content holds): its `requests`
+    /// section changes with every request, not with the cache, so its pin
+    /// is dropped once it is a second old and requests came since
+    /// (`refresh_stats`).
+    stats_pinned: Option<(Instant, u64)>,
+    /// The requests counted at the last look.
+    requests_seen: u64,
 }
+
+/// How old the kernel's copy of `stats` may grow on a read-only mount
+/// while requests come.
+const STATS_REFRESH: Duration = Duration::from_secs(1);
 
 impl WatchState {
     /// `data_version`, the next expiry time and the cache's time, now
@@ -90,6 +102,9 @@ impl DiskCacheFs {
         }
         let Some(state) = &mut *guard else { return true };
         let now = Instant::now();
+        if let Some(stale) = self.refresh_stats(state, now) {
+            self.send_invalidations(vec![stale]);
+        }
         if now < state.quiet_until {
             return true;
         }
@@ -114,13 +129,41 @@ impl DiskCacheFs {
         state.quiet_until = Instant::now() + cost * 4;
         drop(guard);
         log::debug!("change watcher: {} invalidations in {cost:?}", requests.len());
+        self.send_invalidations(requests);
+        true
+    }
+
+    fn send_invalidations(&self, requests: Vec<Invalidation>) {
         let tx = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(tx) = tx {
             for request in requests {
                 let _ = tx.send(request);
             }
         }
-        true
+    }
+
+    /// `stats`' pin dropped, and its inode to invalidate, when the kernel's
+    /// copy is [`STATS_REFRESH`] old and requests came since: the next read
+    /// gets the counts of now.
+    fn refresh_stats(&self, state: &mut WatchState, now: Instant) -> Option<Invalidation> {
+        let served = self.request_stats.get()?.total();
+        let before = std::mem::replace(&mut state.requests_seen, served);
+        if !self.tables().pins.contains_key(&STATS) {
+            state.stats_pinned = None;
+            return None;
+        }
+        match state.stats_pinned {
+            None => {
+                state.stats_pinned = Some((now, before));
+                None
+            }
+            Some((since, then)) if now.duration_since(since) >= STATS_REFRESH && served != then => {
+                state.stats_pinned = None;
+                self.unpin(STATS);
+                Some(Invalidation::Inode(STATS))
+            }
+            Some(_) => None,
+        }
     }
 
     /// The watcher's handle and the cache's state now. Made before the
@@ -131,7 +174,15 @@ impl DiskCacheFs {
         let cache = Cache::open_with(directory, options).map_err(|e| e.to_string())?;
         let data_version = cache.data_version().map_err(|e| e.to_string())?;
         let next_expiry = cache.next_expiry_after(cache.now()).map_err(|e| e.to_string())?;
-        Ok(WatchState { cache, data_version, next_expiry, quiet_until: Instant::now(), again: false })
+        Ok(WatchState {
+            cache,
+            data_version,
+            next_expiry,
+            quiet_until: Instant::now(),
+            again: false,
+            stats_pinned: None,
+            requests_seen: 0,
+        })
     }
 
     /// What the kernel caches that the cache no longer says.
