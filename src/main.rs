@@ -173,8 +173,9 @@ struct MountArgs {
     /// (/dev/log) if it is there, else to
     /// /var/log/diskcachefs/NAME.log as root and to
     /// $XDG_STATE_HOME/diskcachefs/NAME.log (~/.local/state/diskcachefs/)
-    /// otherwise, NAME being MOUNTPOINT as `systemd-escape --path` writes
-    /// it (/mnt/cache: mnt-cache). RUST_LOG=info shows where.
+    /// otherwise, NAME being MOUNTPOINT escaped as systemd-escape escapes a
+    /// path, the name of its diskcachefs@NAME.service (/mnt/cache:
+    /// mnt-cache). RUST_LOG=info shows where.
     #[arg(long)]
     daemon: bool,
     /// Let other users use the mount (file modes are then enforced).
