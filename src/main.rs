@@ -772,12 +772,6 @@ fn daemonize(args: &MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     use std::os::fd::FromRawFd;
     use std::os::unix::process::CommandExt;
 
-    let mut fds = [0i32; 2];
-    // SAFETY: fds receives two new descriptors.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(Failure(format!("pipe: {}", io::Error::last_os_error())));
-    }
-    let (read_fd, write_fd) = (fds[0], fds[1]);
     // Where the daemon logs (logging.rs, DaemonLog): its standard error
     // is the log file, or nothing when it sends to syslog, which it is
     // told by a `--syslog=SOCKET` after the arguments it was given.
@@ -788,6 +782,13 @@ fn daemonize(args: &MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
         Path::new(diskcachefs::logging::SYSLOG_SOCKET),
         &std::path::absolute(&mountpoint).unwrap_or(mountpoint.clone()),
     )?;
+    let stderr = log.stderr()?;
+    let mut fds = [0i32; 2];
+    // SAFETY: fds receives two new descriptors.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(Failure(format!("pipe: {}", io::Error::last_os_error())));
+    }
+    let (read_fd, write_fd) = (fds[0], fds[1]);
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.args(&argv[1..]);
     if let diskcachefs::logging::DaemonLog::Syslog(socket) = &log
@@ -799,7 +800,7 @@ fn daemonize(args: &MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     }
     cmd.env(READY_FD, write_fd.to_string());
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
-    cmd.stderr(log.stderr()?);
+    cmd.stderr(stderr);
     // SAFETY: setsid and fcntl are async-signal-safe; the read end must not
     // leak into the child, and the child leaves our session.
     unsafe {
