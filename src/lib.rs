@@ -7,7 +7,8 @@
 //! - `fs`: the file-system tree over the engine.
 //! - [`remote`]: sharing entries through S3 or Redis (`diskcachefs sync`), over the engine.
 //!
-//! [`service`] speaks to a service manager (systemd's readiness protocol).
+//! [`service`] speaks to a service manager (systemd's readiness protocol);
+//! [`logging`] sends the log to standard error, the journal or syslog.
 
 // Lint policy, beyond rustc's and clippy's defaults (scripts/test runs
 // clippy with `-D warnings`): every unsafe block says why it is sound
@@ -21,5 +22,6 @@ pub mod flyte;
 pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod logging;
 pub mod remote;
 pub mod service;

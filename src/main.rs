@@ -57,7 +57,13 @@ enum Command {
     #[command(next_help_heading = MOUNT_HEADING)]
     Mount(MountArgs),
     /// Unmount MOUNTPOINT, also a stale mount left by a killed daemon.
-    Umount { mountpoint: PathBuf },
+    Umount {
+        mountpoint: PathBuf,
+        /// Exit 0 without a word when MOUNTPOINT is not a mount point (the
+        /// unit's ExecStopPost, which clears a crashed daemon's mount).
+        #[arg(long)]
+        if_mounted: bool,
+    },
     /// List every key, one escaped name a line, in database order (streams).
     #[command(next_help_heading = CACHE_HEADING)]
     Keys {
@@ -164,7 +170,14 @@ struct MountArgs {
     /// OPENDIR as on a read-write mount (slower; to compare).
     #[arg(long)]
     open_requests: bool,
-    /// Return once the mount is ready, leaving the daemon in the background.
+    /// Return once the mount is ready, leaving the daemon in the
+    /// background. The daemon logs to --log-file if given, else to syslog
+    /// (/dev/log) if it is there, else to
+    /// /var/log/diskcachefs/NAME.log as root and to
+    /// $XDG_STATE_HOME/diskcachefs/NAME.log (~/.local/state/diskcachefs/)
+    /// otherwise, NAME being MOUNTPOINT escaped as systemd-escape escapes a
+    /// path, the name of its diskcachefs@NAME.service (/mnt/cache:
+    /// mnt-cache). RUST_LOG=info shows where.
     #[arg(long)]
     daemon: bool,
     /// Let other users use the mount (file modes are then enforced).
@@ -186,9 +199,15 @@ struct MountArgs {
     /// fails with EBUSY (diskcache's `timeout`; reads never wait for it).
     #[arg(long, default_value_t = 60.0, value_parser = seconds)]
     timeout: f64,
-    /// With --daemon: where the daemon logs (RUST_LOG sets the level).
-    #[arg(long)]
+    /// With --daemon: where the daemon logs, appended (RUST_LOG sets the
+    /// level).
+    #[arg(long, conflicts_with = "syslog")]
     log_file: Option<PathBuf>,
+    /// Log to syslog, as datagrams to /dev/log or to the socket given as
+    /// --syslog=SOCKET (facility daemon).
+    #[arg(long, value_name = "SOCKET", num_args = 0..=1, require_equals = true,
+          default_missing_value = diskcachefs::logging::SYSLOG_SOCKET)]
+    syslog: Option<PathBuf>,
 }
 
 /// `--timeout`: finite and not negative.
@@ -232,18 +251,29 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    // fuser::session's one warning is "Failed to umount filesystem" when the
-    // session ends after an external `umount` (ours, umount(8),
-    // fusermount3 -u): the normal way to stop a mount, not a problem.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser::session=error")).init();
     let argv = fstab_arguments(std::env::args_os().collect());
     let cli = Cli::parse_from(&argv);
+    diskcachefs::logging::init(log_destination(&cli.command));
     match run(cli.command, &argv) {
         Ok(code) => code,
         Err(Failure(message)) => {
-            eprintln!("diskcachefs: {message}");
+            diskcachefs::logging::report_failure(&message);
             ExitCode::from(2)
         }
+    }
+}
+
+/// Standard error (the journal's form when it is the journal), or syslog
+/// for a mount given `--syslog`: in the foreground, or in the daemon a
+/// `--daemon` parent starts (which logs to the terminal itself).
+fn log_destination(command: &Command) -> diskcachefs::logging::Destination {
+    match command {
+        Command::Mount(MountArgs { syslog: Some(socket), daemon, .. })
+            if !daemon || std::env::var_os(READY_FD).is_some() =>
+        {
+            diskcachefs::logging::Destination::Syslog(socket.clone())
+        }
+        _ => diskcachefs::logging::Destination::stderr(),
     }
 }
 
@@ -251,10 +281,13 @@ fn main() -> ExitCode {
 fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
     match command {
         Command::Mount(args) => mount(args, argv),
-        Command::Umount { mountpoint } => {
-            diskcachefs::fs::mount::unmount(&mountpoint, false)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Umount { mountpoint, if_mounted } => match diskcachefs::fs::mount::unmount(&mountpoint, false) {
+            Err(diskcachefs::fs::mount::MountError::NotMounted(_)) if if_mounted => Ok(ExitCode::SUCCESS),
+            result => {
+                result?;
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Keys { dir, reverse } => {
             let stdout = io::stdout();
             let mut out = io::BufWriter::new(stdout.lock());
@@ -657,7 +690,7 @@ fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     if !args.attr_timeout.is_finite() || args.attr_timeout < 0.0 {
         return Err(Failure(format!("--attr-timeout {}: must be a non-negative number of seconds", args.attr_timeout)));
     }
-    let config = diskcachefs::fs::mount::MountConfig {
+    let mut config = diskcachefs::fs::mount::MountConfig {
         cache_dir: args.cache_dir.clone(),
         mountpoint: args.mountpoint.clone(),
         read_only: args.read_only,
@@ -675,7 +708,11 @@ fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
         max_inodes: args.max_inodes,
         threads: args.threads,
         timeout: std::time::Duration::from_secs_f64(args.timeout),
+        notifier: None,
     };
+    if let Some(socket) = &args.syslog {
+        diskcachefs::logging::check_syslog_socket(socket)?;
+    }
     // The child that `--daemon` starts has the very same command line (so
     // no option can be lost on the way) and reports readiness on this
     // descriptor, which also tells it that it is the daemon.
@@ -689,6 +726,7 @@ fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     let notifier = diskcachefs::service::Notifier::from_env();
     // SAFETY: no thread of ours runs yet (the mount's come later).
     unsafe { std::env::remove_var(diskcachefs::service::NOTIFY_SOCKET) };
+    config.notifier = notifier.clone();
     let ready = |result: Result<(), String>| {
         if let Some(notifier) = &notifier {
             let sent = match &result {
@@ -737,6 +775,17 @@ fn daemonize(args: &MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     use std::os::fd::FromRawFd;
     use std::os::unix::process::CommandExt;
 
+    // Where the daemon logs (logging.rs, DaemonLog): its standard error
+    // is the log file, or nothing when it sends to syslog, which it is
+    // told by a `--syslog=SOCKET` after the arguments it was given.
+    let mountpoint = args.mountpoint.canonicalize().unwrap_or_else(|_| args.mountpoint.clone());
+    let log = diskcachefs::logging::DaemonLog::choose(
+        args.log_file.as_deref(),
+        args.syslog.as_deref(),
+        Path::new(diskcachefs::logging::SYSLOG_SOCKET),
+        &std::path::absolute(&mountpoint).unwrap_or(mountpoint.clone()),
+    )?;
+    let stderr = log.stderr()?;
     let mut fds = [0i32; 2];
     // SAFETY: fds receives two new descriptors.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
@@ -745,17 +794,16 @@ fn daemonize(args: &MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     let (read_fd, write_fd) = (fds[0], fds[1]);
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.args(&argv[1..]);
+    if let diskcachefs::logging::DaemonLog::Syslog(socket) = &log
+        && args.syslog.is_none()
+    {
+        let mut arg = OsString::from("--syslog=");
+        arg.push(socket);
+        cmd.arg(arg);
+    }
     cmd.env(READY_FD, write_fd.to_string());
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
-    match &args.log_file {
-        Some(path) => {
-            let log = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-            cmd.stderr(log);
-        }
-        None => {
-            cmd.stderr(std::process::Stdio::null());
-        }
-    }
+    cmd.stderr(stderr);
     // SAFETY: setsid and fcntl are async-signal-safe; the read end must not
     // leak into the child, and the child leaves our session.
     unsafe {
@@ -773,7 +821,7 @@ fn daemonize(args: &MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     let mut message = String::new();
     let _ = reader.read_to_string(&mut message);
     if message == "ready" {
-        log::info!("daemon {} serving {}", child.id(), args.mountpoint.display());
+        log::info!("daemon {} serving {}, logging to {log}", child.id(), args.mountpoint.display());
         return Ok(ExitCode::SUCCESS);
     }
     if message.is_empty() {

@@ -528,6 +528,8 @@ fn daemon_mode_returns_once_the_mount_is_ready() {
         .arg(&cache)
         .arg(&mnt)
         .arg("--daemon")
+        .arg("--log-file")
+        .arg(test_log(&mnt))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -547,12 +549,23 @@ fn fill_keys(cache: &Path, n: usize) {
     );
 }
 
-/// `diskcachefs mount --daemon ARGS CACHE MNT`, asserting it succeeded.
+/// Where a test's daemon in the background logs: beside its mount point,
+/// in the test's directory (without `--log-file` it would be the default
+/// log file, outside it; tests/service.rs tests that one).
+fn test_log(mnt: &Path) -> std::path::PathBuf {
+    mnt.with_extension("log")
+}
+
+/// `diskcachefs mount --daemon ARGS CACHE MNT`, asserting it succeeded
+/// (logging to [`test_log`] unless ARGS has a `--log-file`).
 fn mount_daemon(cache: &Path, mnt: &Path, args: &[&str]) {
+    let log = test_log(mnt);
+    let default_log = ["--log-file", log.to_str().unwrap()];
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
         .arg("mount")
         .arg("--daemon")
         .args(args)
+        .args(if args.contains(&"--log-file") { &[][..] } else { &default_log[..] })
         .arg(cache)
         .arg(mnt)
         .env("RUST_LOG", "info")
@@ -641,7 +654,7 @@ fn mount_8_passes_every_mount_option() {
         std::process::Command::new("mount")
             .args(["-t", "fuse", &source])
             .arg(&mnt)
-            .args(["-o", options])
+            .args(["-o", &format!("{options},log_file={}", test_log(&mnt).display())])
             .output()
             .unwrap()
     };
@@ -747,7 +760,7 @@ fn mount_8_and_an_fstab_line_mount_it() {
     let out = std::process::Command::new("mount")
         .args(["-t", "fuse", &source])
         .arg(&mnt)
-        .args(["-o", "ro,allow_other,nodev,nofail"])
+        .args(["-o", &format!("ro,allow_other,nodev,nofail,log_file={}", test_log(&mnt).display())])
         .output()
         .unwrap();
     assert!(out.status.success(), "mount(8): {}", String::from_utf8_lossy(&out.stderr));
@@ -770,7 +783,9 @@ fn mount_8_and_an_fstab_line_mount_it() {
 
     // The same as a line of an fstab, writable this time.
     let fstab = root.path().join("fstab");
-    std::fs::write(&fstab, format!("{source} {} fuse defaults,nofail 0 0\n", mnt.display())).unwrap();
+    let log = test_log(&mnt);
+    std::fs::write(&fstab, format!("{source} {} fuse defaults,nofail,log_file={} 0 0\n", mnt.display(), log.display()))
+        .unwrap();
     let out = std::process::Command::new("mount").arg("-T").arg(&fstab).arg(&mnt).output().unwrap();
     assert!(out.status.success(), "mount -T fstab: {}", String::from_utf8_lossy(&out.stderr));
     let written = std::fs::write(mnt.join("keys/new"), b"from fstab");

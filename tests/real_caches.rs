@@ -69,7 +69,9 @@ fn a_cache_db_with_another_programs_tables_opens_as_python_diskcache_opens_it() 
     assert_eq!(stats["count"], 0);
     let mnt = root.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    ok(&cli(&["mount", d, mnt.to_str().unwrap(), "--read-only", "--daemon"]));
+    // (The daemon's log in the test's directory, not the default log file.)
+    let log = root.path().join("daemon.log");
+    ok(&cli(&["mount", d, mnt.to_str().unwrap(), "--read-only", "--daemon", "--log-file", log.to_str().unwrap()]));
     let keys = std::fs::read_dir(mnt.join("keys")).unwrap().count();
     ok(&cli(&["umount", mnt.to_str().unwrap()]));
     assert_eq!(keys, 0);

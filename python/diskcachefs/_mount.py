@@ -39,13 +39,15 @@ MountOption = bool | int | float | str | os.PathLike[str] | None
 #: The options of ``diskcachefs mount`` that :func:`mount` takes as keyword
 #: arguments (the flag's name with ``_`` for ``-``), and their kind: a
 #: ``"flag"`` is given as ``True`` (the bare flag) or ``False``/``None``
-#: (left out); a ``"value"`` as a number or a string (``--name=VALUE``), or
+#: (left out); a ``"flag_or_value"`` as either (``syslog=True`` logs to
+#: ``/dev/log``, ``syslog="/run/my.sock"`` to that socket); a ``"value"`` as
+#: a number or a string (``--name=VALUE``), or
 #: ``None`` (left out, the daemon's default). ``read_only`` is a parameter of
 #: its own; ``--daemon`` is never given (the helper runs the daemon itself).
 #: ``log_file`` is the helper's: the daemon's standard error goes to that
 #: file instead of a private one. The wheel's tests check this table
 #: against ``diskcachefs mount --help``.
-MOUNT_OPTIONS: Mapping[str, Literal["flag", "value"]] = MappingProxyType(
+MOUNT_OPTIONS: Mapping[str, Literal["flag", "flag_or_value", "value"]] = MappingProxyType(
     {
         "no_passthrough": "flag",
         "open_requests": "flag",
@@ -55,6 +57,7 @@ MOUNT_OPTIONS: Mapping[str, Literal["flag", "value"]] = MappingProxyType(
         "threads": "value",
         "timeout": "value",
         "log_file": "value",
+        "syslog": "flag_or_value",
     }
 )
 
@@ -123,7 +126,7 @@ def _flags(read_only: bool, options: Mapping[str, MountOption]) -> list[str]:
         if value is None or value is False:
             continue
         flag = "--" + name.replace("_", "-")
-        if kind == "flag":
+        if kind == "flag" or (kind == "flag_or_value" and value is True):
             if value is not True:
                 raise TypeError(f"mount() option {name}= is a flag: True or False, not {value!r}")
             flags.append(flag)

@@ -230,6 +230,28 @@ def test_options_become_the_mount_commands_flags(cache_dir: Path, mnt: Path) -> 
         assert (m.mountpoint / "keys" / "report.csv").read_bytes() == b"a,b\n1,2\n"
 
 
+def test_syslog_sends_the_daemons_log_to_the_socket_given(
+    cache_dir: Path, mnt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUST_LOG", "info")
+    path = tmp_path / "syslog.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(10)
+    try:
+        with diskcachefs.mount(cache_dir, mnt, syslog=path) as m:
+            argv = Path(f"/proc/{m.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+            assert f"--syslog={path}" in argv
+            records: list[str] = []
+            while not any("passthrough:" in r for r in records):
+                records.append(sock.recv(65536).decode())
+            line = next(r for r in records if "passthrough:" in r)
+            # <PRI>diskcachefs[PID]: ..., facility daemon (3), level info (6).
+            assert line.startswith(f"<{3 * 8 + 6}>") and f"diskcachefs[{m.pid}]: " in line, line
+    finally:
+        sock.close()
+
+
 def test_the_option_table_is_the_mount_commands(binary: str) -> None:
     help_text = subprocess.run([binary, "mount", "--help"], capture_output=True, text=True, check=True).stdout
     flags = {name.replace("-", "_") for name in re.findall(r"--([a-z][a-z0-9-]*)", help_text)} - {"help"}

@@ -61,6 +61,10 @@ pub struct MountConfig {
     /// How long a change waits for another process's write lock (the
     /// cache's `timeout`, diskcache's 60 s by default); past it, EBUSY.
     pub timeout: Duration,
+    /// The service manager to tell `STOPPING=1` when the daemon begins to
+    /// stop: at a shutdown signal, or when the session ends after an
+    /// external unmount (whichever comes first; once).
+    pub notifier: Option<crate::service::Notifier>,
 }
 
 #[derive(Debug, Error)]
@@ -165,7 +169,7 @@ fn run_tree<T: Tree>(
                 raise_readahead(target);
             }
             ready(Ok(()));
-            let served = serve(session, &config.mountpoint, config.threads.max(1));
+            let served = serve(session, config);
             // The tree (and the watcher's own database handle) must be
             // gone before the process exits, so that SQLite's last close
             // removes cache.db-wal and -shm as it found them.
@@ -338,21 +342,55 @@ fn mountinfo_line(target: &Path) -> Option<Vec<u8>> {
     info.split(|&b| b == b'\n').rfind(|l| l.split(|&b| b == b' ').nth(4) == Some(&escaped[..])).map(<[u8]>::to_vec)
 }
 
-fn serve<T: Tree>(
-    mut session: fuser::Session<FuseAdapter<T>>,
-    mountpoint: &Path,
-    threads: usize,
-) -> Result<(), MountError> {
+/// Whether something is mounted on `path`, a stale mount (its daemon
+/// killed) too. Symlinks are resolved; on a stale mount, whose root
+/// cannot be looked at (ENOTCONN), in its parent only.
+pub fn is_mount_point(path: &Path) -> bool {
+    let resolved = path.canonicalize().ok().or_else(|| {
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.canonicalize().ok()?,
+            _ => std::env::current_dir().ok()?,
+        };
+        Some(parent.join(path.file_name()?))
+    });
+    resolved.is_some_and(|p| mountinfo_line(&p).is_some())
+}
+
+fn serve<T: Tree>(mut session: fuser::Session<FuseAdapter<T>>, config: &MountConfig) -> Result<(), MountError> {
+    let mountpoint = &config.mountpoint;
     let target = mountpoint.to_path_buf();
     let unmounter = session.unmount_callable();
+    let stopping = Arc::new(Stopping { notifier: config.notifier.clone(), told: std::sync::Once::new() });
+    let signalled = stopping.clone();
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || wait_for_shutdown(&target, unmounter))
+        .spawn(move || wait_for_shutdown(&target, unmounter, &signalled))
         .map_err(|source| MountError::Mount { path: mountpoint.to_path_buf(), source })?;
-    log::info!("serving {} with {threads} FUSE threads", mountpoint.display());
+    log::info!("serving {} with {} FUSE threads", mountpoint.display(), config.threads.max(1));
     let result = session.run();
     log::info!("unmounted {}", mountpoint.display());
+    // Unmounted from outside (`diskcachefs umount`, umount(8)): the
+    // daemon stops all the same.
+    stopping.tell();
     result.map_err(|source| MountError::Mount { path: mountpoint.to_path_buf(), source })
+}
+
+/// `STOPPING=1` for the service manager, sent once.
+struct Stopping {
+    notifier: Option<crate::service::Notifier>,
+    told: std::sync::Once,
+}
+
+impl Stopping {
+    fn tell(&self) {
+        self.told.call_once(|| {
+            if let Some(notifier) = &self.notifier
+                && let Err(e) = notifier.stopping()
+            {
+                log::warn!("could not tell ${} that the mount stops: {e}", crate::service::NOTIFY_SOCKET);
+            }
+        });
+    }
 }
 
 fn shutdown_signals() -> libc::sigset_t {
@@ -374,12 +412,13 @@ fn block_shutdown_signals() {
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
 }
 
-fn wait_for_shutdown(mountpoint: &Path, mut unmounter: fuser::SessionUnmounter) {
+fn wait_for_shutdown(mountpoint: &Path, mut unmounter: fuser::SessionUnmounter, stopping: &Stopping) {
     let set = shutdown_signals();
     let mut signal = 0;
     // SAFETY: set is initialized; signal is written by sigwait.
     unsafe { libc::sigwait(&set, &mut signal) };
     log::info!("signal {signal}: unmounting {}", mountpoint.display());
+    stopping.tell();
     if let Err(e) = unmounter.unmount() {
         // Busy (a shell's cwd in it, an open file): detach it instead;
         // the session ends when the last open file closes.
@@ -399,6 +438,10 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<(), MountError> {
         CString::new(mountpoint.as_os_str().as_bytes()).map_err(|_| err(io::Error::from_raw_os_error(libc::EINVAL)))?;
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
+        // fusermount3 says only that it failed; as root, umount2 tells.
+        if !is_mount_point(mountpoint) {
+            return Err(MountError::NotMounted(mountpoint.to_path_buf()));
+        }
         let status = std::process::Command::new("fusermount3")
             .arg(if lazy { "-uz" } else { "-u" })
             .arg(mountpoint)
