@@ -208,6 +208,8 @@ struct MountArgs {
     #[arg(long, value_name = "SOCKET", num_args = 0..=1, require_equals = true,
           default_missing_value = diskcachefs::logging::SYSLOG_SOCKET)]
     syslog: Option<PathBuf>,
+    #[command(flatten)]
+    remote: diskcachefs::remote::cli::MountRemoteArgs,
 }
 
 /// `--timeout`: finite and not negative.
@@ -709,6 +711,7 @@ fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
         threads: args.threads,
         timeout: std::time::Duration::from_secs_f64(args.timeout),
         notifier: None,
+        remote: args.remote.tier_config()?,
     };
     if let Some(socket) = &args.syslog {
         diskcachefs::logging::check_syslog_socket(socket)?;

@@ -65,3 +65,23 @@ impl Notifier {
 fn one_line(text: &str) -> String {
     text.replace('\n', " ")
 }
+
+/// Starts a thread with every signal blocked, so that SIGINT and SIGTERM
+/// reach the daemon's signal thread (or the default action) and never a
+/// library thread that would die of them.
+pub fn spawn_without_signals(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // SAFETY: sigset manipulation on local sets; pthread_sigmask changes
+    // only this thread's mask, restored right after the spawn.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let thread = std::thread::Builder::new().name(name.into()).spawn(f);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        thread
+    }
+}

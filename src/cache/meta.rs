@@ -209,6 +209,27 @@ impl Cache {
         self.listing(rows)
     }
 
+    /// The highest rowid in the table (0 when empty): rows added later
+    /// are above it (SQLite gives a new row the highest rowid plus one).
+    pub fn max_rowid(&self) -> Result<i64> {
+        Ok(self.conn().query_row("SELECT COALESCE(MAX(rowid), 0) FROM Cache", [], |r| r.get(0))?)
+    }
+
+    /// Up to `limit` live entries stored at or after `since` (diskcache's
+    /// `store_time`, the time of the last `set`), in (`store_time`, rowid)
+    /// order after (`since`, `after_rowid`): a listing of what was set
+    /// since a time, which resumes from its last entry (diskcache's
+    /// `Cache_store_time` index serves it).
+    pub fn list_meta_stored_since(&self, since: f64, after_rowid: i64, limit: usize) -> Result<Vec<EntryMeta>> {
+        let sql = format!(
+            "SELECT {META_COLUMNS} FROM Cache WHERE (store_time > ?1 OR (store_time = ?1 AND rowid > ?2)) \
+             AND (expire_time IS NULL OR expire_time > ?3) ORDER BY store_time, rowid LIMIT ?4"
+        );
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let rows = stmt.query(params![since, after_rowid, self.now(), limit as i64])?;
+        self.listing(rows)
+    }
+
     /// Up to `limit` live entries in SQLite's order of keys (numbers, then
     /// str bytewise, then bytes and pickles; a raw key before a pickled one
     /// of the same bytes), from `from`, and below the str `below` if given:

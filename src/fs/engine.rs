@@ -129,7 +129,7 @@ impl Engine {
                 Ok(handle) => {
                     let _ = handle.conn().busy_timeout(BOOKKEEPING_BUSY_TIMEOUT);
                     let shared = bookkeeping.clone();
-                    spawn_without_signals("bookkeeping", move || shared.run(handle))
+                    crate::service::spawn_without_signals("bookkeeping", move || shared.run(handle))
                         .map_err(|e| log::error!("no bookkeeping thread: {e}; gets are not counted"))
                         .ok()
                 }
@@ -226,23 +226,6 @@ impl Drop for Engine {
         if let Some(thread) = self.bookkeeper.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// Starts a thread with every signal blocked, so that SIGINT and SIGTERM
-/// reach the daemon's signal thread (or the default action) and never a
-/// library thread that would die of them.
-fn spawn_without_signals(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
-    // SAFETY: sigset manipulation on local sets; pthread_sigmask changes
-    // only this thread's mask, restored right after the spawn.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        let thread = std::thread::Builder::new().name(name.into()).spawn(f);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        thread
     }
 }
 

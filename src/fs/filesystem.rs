@@ -49,6 +49,7 @@ mod io;
 mod keydirs;
 mod listing_cache;
 mod passthrough;
+mod remote;
 mod tags;
 mod unopened;
 mod views;
@@ -240,6 +241,8 @@ pub struct DiskCacheFs {
     listed: Mutex<HashMap<u64, listing_cache::ListingToken>>,
     /// Passthrough is on (the kernel took it at INIT).
     passthrough: std::sync::atomic::AtomicBool,
+    /// The remote tier misses ask (`mount --remote`; filesystem/remote.rs).
+    remote: std::sync::OnceLock<std::sync::Arc<crate::remote::RemoteTier>>,
 }
 
 /// Sizes of the batches a listing reads from the cache: a READDIR reply
@@ -332,6 +335,7 @@ impl DiskCacheFs {
             generation: Default::default(),
             listed: Mutex::new(HashMap::new()),
             passthrough: Default::default(),
+            remote: std::sync::OnceLock::new(),
         }
     }
 
@@ -567,6 +571,9 @@ impl DiskCacheFs {
         if let Some(requests) = self.request_stats.get() {
             stats["requests"] = requests.to_json();
         }
+        if let Some(tier) = self.remote() {
+            stats["remote"] = tier.status();
+        }
         Ok(stats_text(&stats))
     }
 
@@ -788,7 +795,13 @@ impl DiskCacheFs {
     }
 
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
-        self.lookup_attr(parent, name).map(|a| self.made_content_attr(a))
+        let found = match self.lookup_attr(parent, name) {
+            Err(miss @ FsError::NotFound(_)) => {
+                self.lookup_after_miss(parent, name, miss, || self.lookup_attr(parent, name))
+            }
+            other => other,
+        };
+        found.map(|a| self.made_content_attr(a))
     }
 
     fn lookup_attr(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {

@@ -277,6 +277,8 @@ pub enum Op {
     Check,
     Incr(Key),
     Decr(Key),
+    /// `ops/remote`: read only, the remote tier's state.
+    Remote,
 }
 
 /// What a reader's snapshot was when it opened.

@@ -53,6 +53,8 @@ pub const VIEW_END: u64 = 1 << 44;
 /// `flyte2/` in the root and its `.runs/` (filesystem/flyte2.rs).
 pub const FLYTE2_DIR: u64 = 15;
 pub const FLYTE2_RUNS_DIR: u64 = 16;
+/// `ops/remote` (a mount with `--remote`; filesystem/remote.rs).
+pub const OPS_REMOTE: u64 = 17;
 /// Files in those two: this plus their index in the daemon's table.
 pub const FLYTE2_NODE_BASE: u64 = 1 << 44;
 pub const FLYTE2_END: u64 = 1 << 45;
@@ -89,7 +91,7 @@ pub fn classify(ino: u64) -> Node {
     match ino {
         ROOT | KEYS_DIR | SETTINGS_DIR | TAGS_DIR => Node::FixedDir,
         STATS => Node::Stats,
-        QUEUES_DIR..=DECR_DIR => Node::View,
+        QUEUES_DIR..=DECR_DIR | OPS_REMOTE => Node::View,
         FLYTE2_DIR | FLYTE2_RUNS_DIR => Node::Flyte2,
         FIRST_SETTING..FIRST_KEY_INODE => Node::Setting,
         FIRST_KEY_INODE..TAG_DIR_BASE => Node::Key,

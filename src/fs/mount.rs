@@ -65,6 +65,8 @@ pub struct MountConfig {
     /// stop: at a shutdown signal, or when the session ends after an
     /// external unmount (whichever comes first; once).
     pub notifier: Option<crate::service::Notifier>,
+    /// The remote tier under the cache (`--remote`; docs/REMOTE.md).
+    pub remote: Option<crate::remote::TierConfig>,
 }
 
 #[derive(Debug, Error)]
@@ -83,6 +85,8 @@ pub enum MountError {
     Unmount { path: PathBuf, source: io::Error },
     #[error("{0} is not a mount point")]
     NotMounted(PathBuf),
+    #[error("--remote: {0}")]
+    Remote(String),
 }
 
 /// Mounts and serves until unmounted (by a signal, `diskcachefs umount`,
@@ -140,7 +144,28 @@ pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Resu
         Ok(cache) => {
             let fs = DiskCacheFs::new(cache, fs_config);
             fs.set_forget_requests(forget_tx);
-            run_tree(fs, forget_rx, config, target, ready)
+            let tier = match &config.remote {
+                None => None,
+                Some(remote) => match crate::remote::RemoteTier::start(&config.cache_dir, remote.clone()) {
+                    Ok(tier) => Some(tier),
+                    Err(e) => {
+                        let e = MountError::Remote(e.to_string());
+                        ready(Err(e.to_string()));
+                        return Err(e);
+                    }
+                },
+            };
+            if let Some(tier) = &tier {
+                fs.set_remote(tier.clone());
+            }
+            let served = run_tree(fs, forget_rx, config, target, ready);
+            if let Some(tier) = tier {
+                // Its threads save the cursor; queued uploads not done are
+                // found again by the next mount's scan.
+                tier.stop();
+                log::info!("remote at the end: {}", tier.status());
+            }
+            served
         }
         Err(e) => {
             let e = MountError::from(e);
@@ -212,6 +237,19 @@ fn prepare(config: &MountConfig) -> Result<(), MountError> {
         _ => return Err(MountError::NotADirectory(config.mountpoint.clone())),
     }
     raise_open_file_limit();
+    if config.remote.is_some() && config.read_only {
+        return Err(MountError::Remote(
+            "needs a read-write mount: what is pulled is written to the cache \
+             (--remote-mode ro keeps the remote read-only)"
+                .into(),
+        ));
+    }
+    if config.remote.is_some() && crate::cache::fanout::is_fanout_directory(&config.cache_dir) {
+        return Err(MountError::Remote(format!(
+            "{}: a FanoutCache directory; the remote tier serves one Cache directory (mount a shard)",
+            config.cache_dir.display()
+        )));
+    }
     if config.read_only
         && !config.cache_dir.join(crate::cache::settings::DBNAME).is_file()
         && !crate::cache::fanout::is_fanout_directory(&config.cache_dir)

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::share::Selection;
 use super::store::{self, StoreOptions};
 use super::sync::{Mode, SyncOptions, sync};
+use super::tier::TierConfig;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum ModeArg {
@@ -31,7 +32,7 @@ pub struct SyncArgs {
     #[arg(long)]
     pub remote: String,
     /// `ro`: pull only.
-    #[arg(long, value_enum, default_value = "rw")]
+    #[arg(long, value_enum, default_value = "rw", alias = "remote-mode")]
     pub mode: ModeArg,
     /// The project's namespace in the store.
     #[arg(long, default_value = "default")]
@@ -81,36 +82,128 @@ pub fn run(args: SyncArgs) -> ExitCode {
 }
 
 fn options(args: &SyncArgs) -> Result<(StoreOptions, SyncOptions), String> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 3600.0) {
-        return Err(format!("--timeout {}: seconds, more than 0 and at most 3600", args.timeout));
+    let store_opts = store_options(args.timeout, "--timeout", &args.endpoint, &args.region)?;
+    let signing_key = signing_key(args.signing_key_file.as_deref(), "--signing-key-file")?;
+    Ok((store_opts, sync_options(args.mode, &args.namespace, signing_key, &args.tags, &args.prefixes)))
+}
+
+fn store_options(
+    timeout: f64,
+    flag: &str,
+    endpoint: &Option<String>,
+    region: &Option<String>,
+) -> Result<StoreOptions, String> {
+    if !(timeout.is_finite() && timeout > 0.0 && timeout <= 3600.0) {
+        return Err(format!("{flag} {timeout}: seconds, more than 0 and at most 3600"));
     }
-    let signing_key = match &args.signing_key_file {
-        None => None,
-        Some(path) => {
-            let mut key = std::fs::read(path).map_err(|e| format!("--signing-key-file {}: {e}", path.display()))?;
-            while key.last().is_some_and(u8::is_ascii_whitespace) {
-                key.pop();
-            }
-            if key.is_empty() {
-                return Err(format!("--signing-key-file {}: the file is empty", path.display()));
-            }
-            Some(key)
-        }
-    };
-    let store_opts = StoreOptions {
-        deadline: Duration::from_secs_f64(args.timeout),
-        endpoint: args.endpoint.clone(),
-        region: args.region.clone(),
+    Ok(StoreOptions {
+        deadline: Duration::from_secs_f64(timeout),
+        endpoint: endpoint.clone(),
+        region: region.clone(),
         credentials: None,
-    };
-    let opts = SyncOptions {
-        mode: match args.mode {
+    })
+}
+
+/// The key in a key file: its bytes, trailing whitespace trimmed.
+fn signing_key(path: Option<&std::path::Path>, flag: &str) -> Result<Option<Vec<u8>>, String> {
+    let Some(path) = path else { return Ok(None) };
+    let mut key = std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+    while key.last().is_some_and(u8::is_ascii_whitespace) {
+        key.pop();
+    }
+    if key.is_empty() {
+        return Err(format!("{flag} {}: the file is empty", path.display()));
+    }
+    Ok(Some(key))
+}
+
+fn sync_options(
+    mode: ModeArg,
+    namespace: &str,
+    signing_key: Option<Vec<u8>>,
+    tags: &[String],
+    prefixes: &[String],
+) -> SyncOptions {
+    SyncOptions {
+        mode: match mode {
             ModeArg::Ro => Mode::ReadOnly,
             ModeArg::Rw => Mode::ReadWrite,
         },
-        namespace: args.namespace.clone(),
+        namespace: namespace.to_string(),
         signing_key,
-        selection: Selection { tags: args.tags.clone(), prefixes: args.prefixes.clone() },
-    };
-    Ok((store_opts, opts))
+        selection: Selection { tags: tags.to_vec(), prefixes: prefixes.to_vec() },
+    }
+}
+
+/// `diskcachefs mount`'s remote-tier options (docs/REMOTE.md, "Mounted"):
+/// the same as `sync`'s, prefixed with `remote-`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MountRemoteArgs {
+    /// Share entries through this store: `s3://BUCKET/PREFIX`
+    /// (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY) or `redis://HOST:PORT/DB`. A miss in keys/,
+    /// task/ or a .resolve asks it; new entries are pushed and pulled in
+    /// the background; ops/remote shows its state.
+    #[arg(long)]
+    pub remote: Option<String>,
+    /// `ro`: only read the remote (laptops); `rw`: also push (CI).
+    #[arg(long, value_enum, default_value = "rw", requires = "remote")]
+    pub remote_mode: ModeArg,
+    /// The project's namespace in the store.
+    #[arg(long, default_value = "default", requires = "remote")]
+    pub remote_namespace: String,
+    /// Sign pushed records and accept only signed ones (HMAC-SHA256; the
+    /// file's bytes, trailing whitespace trimmed, are the key).
+    #[arg(long, requires = "remote")]
+    pub remote_signing_key_file: Option<PathBuf>,
+    /// Share also the entries with this (str) tag.
+    #[arg(long, requires = "remote")]
+    pub remote_tag: Vec<String>,
+    /// Share also the str keys starting with this.
+    #[arg(long, requires = "remote")]
+    pub remote_prefix: Vec<String>,
+    /// S3 endpoint (instead of AWS_ENDPOINT_URL), e.g. http://127.0.0.1:8333.
+    #[arg(long, requires = "remote")]
+    pub remote_endpoint: Option<String>,
+    /// S3 region (instead of AWS_REGION).
+    #[arg(long, requires = "remote")]
+    pub remote_region: Option<String>,
+    /// Seconds a miss may wait for the remote (all its calls together), and
+    /// the deadline of each background call.
+    #[arg(long, default_value_t = 2.0, requires = "remote")]
+    pub remote_timeout: f64,
+    /// Seconds between background pulls of new remote entries (0: none;
+    /// misses still ask).
+    #[arg(long, default_value_t = 5.0, requires = "remote")]
+    pub remote_pull_interval: f64,
+    /// Most entries waiting for upload; new ones past it are dropped from
+    /// the queue (counted) and queued again once it drains.
+    #[arg(long, default_value_t = super::tier::DEFAULT_QUEUE_CAPACITY, requires = "remote")]
+    pub remote_queue: usize,
+}
+
+impl MountRemoteArgs {
+    /// The tier's configuration, `None` without `--remote`; a message
+    /// naming the option when one is wrong.
+    pub fn tier_config(&self) -> Result<Option<TierConfig>, String> {
+        let Some(url) = &self.remote else { return Ok(None) };
+        let store = store_options(self.remote_timeout, "--remote-timeout", &self.remote_endpoint, &self.remote_region)?;
+        let key = signing_key(self.remote_signing_key_file.as_deref(), "--remote-signing-key-file")?;
+        let interval = self.remote_pull_interval;
+        if !(interval.is_finite() && (0.0..=86_400.0).contains(&interval)) {
+            return Err(format!("--remote-pull-interval {interval}: seconds, 0 (never) to 86400"));
+        }
+        if self.remote_queue == 0 {
+            return Err("--remote-queue 0: at least 1".into());
+        }
+        // Opened here only to check the URL before mounting.
+        store::open(url, &store).map_err(|e| e.to_string())?;
+        Ok(Some(TierConfig {
+            url: url.clone(),
+            store,
+            sync: sync_options(self.remote_mode, &self.remote_namespace, key, &self.remote_tag, &self.remote_prefix),
+            pull_interval: (interval > 0.0).then(|| Duration::from_secs_f64(interval)),
+            queue_capacity: self.remote_queue,
+        }))
+    }
 }

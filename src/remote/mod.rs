@@ -8,6 +8,8 @@
 //! - [`layout`]: object names, records, their envelope and HMAC signature.
 //! - [`share`]: which entries may leave the machine.
 //! - [`sync`]: `diskcachefs sync`, one push and one pull.
+//! - [`tier`]: the same, all the time, under a mount (`mount --remote`):
+//!   misses ask the store within a deadline, threads push and pull.
 
 pub mod cli;
 pub mod layout;
@@ -16,6 +18,8 @@ pub mod s3;
 pub mod share;
 pub mod store;
 pub mod sync;
+pub mod tier;
 
 pub use store::{DEFAULT_DEADLINE, RemoteError, RemoteStore, StoreOptions};
 pub use sync::{Mode, Summary, SyncError, SyncOptions, sync};
+pub use tier::{Fetched, RemoteTier, TierConfig};

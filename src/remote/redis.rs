@@ -1,7 +1,10 @@
 //! A Redis store (`redis://[USER:PASSWORD@]HOST:PORT/DB`) over the `redis`
-//! crate's synchronous connection: one connection, kept while it works and
-//! made again after an error, with the deadline as its connect, read and
-//! write timeouts, so a frozen server fails a call instead of hanging it.
+//! crate's synchronous connections: a few idle connections kept while they
+//! work (a call takes one, or makes one, and gives it back), so that
+//! concurrent callers (the mount's request threads) never queue behind each
+//! other's calls; a connection that failed is dropped. The deadline is each
+//! call's connect, read and write timeout, so a frozen server fails a call
+//! instead of hanging it.
 //!
 //! Objects are Redis strings named as the layout names them. A create is
 //! `SET NX`; so that names can be listed in order without `SCAN`, each
@@ -13,18 +16,29 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::store::{RemoteError, RemoteStore, StoreOptions};
+use super::store::{RemoteError, RemoteStore, StoreOptions, deadline_for};
 
 /// Creates `KEYS[1]` unless it exists and indexes it in `KEYS[2]`.
 const PUT_IF_ABSENT: &str = "if redis.call('SET', KEYS[1], ARGV[1], 'NX') then \
      redis.call('ZADD', KEYS[2], 0, KEYS[1]) return 1 end return 0";
+
+/// Reads `KEYS[1]` unless it is longer than `ARGV[1]`, in one round trip
+/// (one deadline): `{1, bytes}`, `{0, length}` when too long, `{2, ''}`
+/// when absent (an empty object is present: a `None` value is empty).
+const GET_AT_MOST: &str = "local n = redis.call('STRLEN', KEYS[1]) \
+     if n > tonumber(ARGV[1]) then return {0, tostring(n)} end \
+     if n == 0 and redis.call('EXISTS', KEYS[1]) == 0 then return {2, ''} end \
+     return {1, redis.call('GET', KEYS[1])}";
+
+/// Idle connections kept for the next calls.
+const IDLE_CONNECTIONS: usize = 8;
 
 pub struct RedisStore {
     /// The URL without its password, for messages.
     url: String,
     client: redis::Client,
     deadline: Duration,
-    conn: Mutex<Option<redis::Connection>>,
+    idle: Mutex<Vec<redis::Connection>>,
 }
 
 /// The sorted set that lists `name`: its directory, with the slash.
@@ -43,7 +57,7 @@ impl RedisStore {
         let client = redis::Client::open(info.set_redis_settings(settings)).map_err(bad)?;
         let info = client.get_connection_info();
         let shown = format!("redis://{}/{}", info.addr(), info.redis_settings().db());
-        Ok(RedisStore { url: shown, client, deadline: options.deadline, conn: Mutex::new(None) })
+        Ok(RedisStore { url: shown, client, deadline: options.deadline, idle: Mutex::new(Vec::new()) })
     }
 
     fn fail(&self, op: &'static str, name: &str, e: redis::RedisError) -> RemoteError {
@@ -59,28 +73,41 @@ impl RedisStore {
         }
     }
 
-    /// Runs `f` on the connection, connecting first if needed; an error
-    /// drops the connection (its state is unknown after a timeout).
+    /// Runs `f` on an idle connection, or a new one; an error drops the
+    /// connection (its state is unknown after a timeout), success keeps it.
     fn with<T>(
         &self,
         op: &'static str,
         name: &str,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, RemoteError> {
+        self.within(self.deadline, op, name, f)
+    }
+
+    /// [`Self::with`] with a longer deadline (a call moving a large value).
+    fn within<T>(
+        &self,
+        deadline: Duration,
+        op: &'static str,
+        name: &str,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, RemoteError> {
         let start = std::time::Instant::now();
-        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            let conn = self.client.get_connection_with_timeout(self.deadline).map_err(|e| self.fail(op, name, e))?;
-            *slot = Some(conn);
-        }
-        let conn = slot.as_mut().expect("connected above");
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match idle {
+            Some(c) => c,
+            None => self.client.get_connection_with_timeout(self.deadline).map_err(|e| self.fail(op, name, e))?,
+        };
         // What is left of the call's deadline after connecting bounds
         // each read and write of the command.
-        let left = self.deadline.saturating_sub(start.elapsed()).max(Duration::from_millis(10));
+        let left = deadline.saturating_sub(start.elapsed()).max(Duration::from_millis(10));
         let timeouts = conn.set_read_timeout(Some(left)).and_then(|()| conn.set_write_timeout(Some(left)));
-        let result = timeouts.and_then(|()| f(conn));
-        if result.is_err() {
-            *slot = None;
+        let result = timeouts.and_then(|()| f(&mut conn));
+        if result.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < IDLE_CONNECTIONS {
+                idle.push(conn);
+            }
         }
         result.map_err(|e| self.fail(op, name, e))
     }
@@ -92,16 +119,15 @@ impl RemoteStore for RedisStore {
     }
 
     fn get(&self, name: &str, max_len: u64) -> Result<Option<Vec<u8>>, RemoteError> {
-        let len: u64 = self.with("STRLEN", name, |c| redis::cmd("STRLEN").arg(name).query(c))?;
-        if len > max_len {
-            return Err(RemoteError::TooLarge {
-                store: self.url.clone(),
-                op: "GET",
-                name: name.into(),
-                limit: max_len,
-            });
+        let (status, payload): (i64, Vec<u8>) =
+            self.within(deadline_for(self.deadline, max_len), "GET", name, |c| {
+                redis::cmd("EVAL").arg(GET_AT_MOST).arg(1).arg(name).arg(max_len).query(c)
+            })?;
+        match status {
+            1 => Ok(Some(payload)),
+            2 => Ok(None),
+            _ => Err(RemoteError::TooLarge { store: self.url.clone(), op: "GET", name: name.into(), limit: max_len }),
         }
-        self.with("GET", name, |c| redis::cmd("GET").arg(name).query(c))
     }
 
     fn exists(&self, name: &str) -> Result<bool, RemoteError> {
@@ -109,7 +135,8 @@ impl RemoteStore for RedisStore {
     }
 
     fn put_if_absent(&self, name: &str, bytes: &[u8]) -> Result<bool, RemoteError> {
-        let created: i64 = self.with("SET NX", name, |c| {
+        let deadline = deadline_for(self.deadline, bytes.len() as u64);
+        let created: i64 = self.within(deadline, "SET NX", name, |c| {
             redis::cmd("EVAL").arg(PUT_IF_ABSENT).arg(2).arg(name).arg(index_of(name)).arg(bytes).query(c)
         })?;
         Ok(created == 1)

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value as Json, json};
 use thiserror::Error;
 
-use crate::cache::{Cache, OpenError, Value};
+use crate::cache::{Cache, Key, OpenError, Value};
 
 use super::layout::{
     self, MAX_RECORD_LEN, Record, ShareKind, envelope, key_id, log_name, log_prefix, open_envelope, parse_log_name,
@@ -107,14 +107,14 @@ fn now_secs() -> f64 {
 
 /// This remote's state in the cursor file.
 #[derive(Clone, Debug, Default, PartialEq)]
-struct Cursor {
+pub(super) struct Cursor {
     /// The last log name pulled.
-    log_after: Option<String>,
+    pub(super) log_after: Option<String>,
     /// Local entries stored before this time (`store_time`) were pushed.
-    pushed_until: f64,
+    pub(super) pushed_until: f64,
 }
 
-struct CursorFile {
+pub(super) struct CursorFile {
     path: PathBuf,
     /// `STORE_URL#NAMESPACE`.
     id: String,
@@ -122,7 +122,7 @@ struct CursorFile {
 }
 
 impl CursorFile {
-    fn load(dir: &Path, id: String) -> Result<(CursorFile, Cursor), SyncError> {
+    pub(super) fn load(dir: &Path, id: String) -> Result<(CursorFile, Cursor), SyncError> {
         let path = dir.join(CURSOR_FILE);
         let bad = |reason: String| SyncError::Cursor { path: path.clone(), reason };
         let all = match std::fs::read(&path) {
@@ -143,7 +143,7 @@ impl CursorFile {
     }
 
     /// Writes the file anew (a temporary file renamed over it).
-    fn save(&mut self, c: &Cursor) -> Result<(), SyncError> {
+    pub(super) fn save(&mut self, c: &Cursor) -> Result<(), SyncError> {
         self.all.insert(self.id.clone(), json!({"log_after": c.log_after, "pushed_until": c.pushed_until}));
         let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
         let text = serde_json::to_vec_pretty(&Json::Object(self.all.clone())).expect("JSON");
@@ -205,7 +205,6 @@ fn push(
     pushed: &mut HashSet<String>,
     summary: &mut Summary,
 ) -> Result<(), SyncError> {
-    let ns = &opts.namespace;
     let mut after = 0;
     loop {
         let batch = cache.list_meta(after, BATCH)?;
@@ -216,59 +215,77 @@ fn push(
                 continue;
             }
             let Some(kind) = select(&meta, &opts.selection) else { continue };
-            let entry = match cache.get_entry(&meta.key) {
-                Ok(Some(e)) => e,
-                Ok(None) => continue, // deleted or expired since it was listed
-                Err(e) => {
-                    log::warn!("{}: not pushed: {e}", meta.key);
-                    summary.errors += 1;
-                    continue;
-                }
-            };
-            if kind == ShareKind::Flyte {
-                let Value::Bytes(outputs) = &entry.value else { continue };
-                match local_uri(outputs) {
-                    Ok(None) => {}
-                    Ok(Some(uri)) => {
-                        log::info!("{}: not shared: its outputs name the local file {uri}", meta.key);
-                        summary.skipped_unshareable += 1;
-                        continue;
-                    }
-                    // Not flytekit's outputs after all: not a task cache entry.
-                    Err(_) => continue,
-                }
+            if let Some(id) = push_entry(cache, store, opts, &meta.key, kind, summary)? {
+                pushed.insert(id);
             }
-            let id = key_id(&meta.key);
-            let rname = record_name(ns, &id);
-            if store.exists(&rname)? {
-                summary.already_remote += 1;
-                continue;
-            }
-            let bytes = value_bytes(&entry.value);
-            let digest = sha256_hex(&bytes);
-            store.put_if_absent(&value_name(ns, &digest), &bytes)?;
-            let created = now_secs();
-            let record = Record {
-                namespace: ns.clone(),
-                key: meta.key.clone(),
-                value_type: entry.value.type_name(),
-                size: bytes.len() as u64,
-                digest,
-                expire_time: entry.expire_time,
-                tag: entry.tag.clone(),
-                kind,
-                created,
-            };
-            if !store.put_if_absent(&rname, &envelope(&record, opts.signing_key.as_deref()))? {
-                summary.already_remote += 1;
-                continue;
-            }
-            let micros = (created * 1e6) as u64;
-            store.put_if_absent(&log_name(ns, micros, &id), format!("{id}\n").as_bytes())?;
-            summary.pushed += 1;
-            pushed.insert(id);
         }
     }
+}
+
+/// Pushes one local entry selected as `kind` (docs/REMOTE.md, "Writing an
+/// entry"): its key id when this call created the record, `None` when it
+/// was not pushed (counted in `summary`: already remote, unshareable, or
+/// gone meanwhile). A failure of the store is the caller's to handle.
+pub(super) fn push_entry(
+    cache: &Cache,
+    store: &dyn RemoteStore,
+    opts: &SyncOptions,
+    key: &Key,
+    kind: ShareKind,
+    summary: &mut Summary,
+) -> Result<Option<String>, SyncError> {
+    let ns = &opts.namespace;
+    let entry = match cache.get_entry(key) {
+        Ok(Some(e)) => e,
+        Ok(None) => return Ok(None), // deleted or expired since it was listed
+        Err(e) => {
+            log::warn!("{key}: not pushed: {e}");
+            summary.errors += 1;
+            return Ok(None);
+        }
+    };
+    if kind == ShareKind::Flyte {
+        let Value::Bytes(outputs) = &entry.value else { return Ok(None) };
+        match local_uri(outputs) {
+            Ok(None) => {}
+            Ok(Some(uri)) => {
+                log::info!("{key}: not shared: its outputs name the local file {uri}");
+                summary.skipped_unshareable += 1;
+                return Ok(None);
+            }
+            // Not flytekit's outputs after all: not a task cache entry.
+            Err(_) => return Ok(None),
+        }
+    }
+    let id = key_id(key);
+    let rname = record_name(ns, &id);
+    if store.exists(&rname)? {
+        summary.already_remote += 1;
+        return Ok(None);
+    }
+    let bytes = value_bytes(&entry.value);
+    let digest = sha256_hex(&bytes);
+    store.put_if_absent(&value_name(ns, &digest), &bytes)?;
+    let created = now_secs();
+    let record = Record {
+        namespace: ns.clone(),
+        key: key.clone(),
+        value_type: entry.value.type_name(),
+        size: bytes.len() as u64,
+        digest,
+        expire_time: entry.expire_time,
+        tag: entry.tag.clone(),
+        kind,
+        created,
+    };
+    if !store.put_if_absent(&rname, &envelope(&record, opts.signing_key.as_deref()))? {
+        summary.already_remote += 1;
+        return Ok(None);
+    }
+    let micros = (created * 1e6) as u64;
+    store.put_if_absent(&log_name(ns, micros, &id), format!("{id}\n").as_bytes())?;
+    summary.pushed += 1;
+    Ok(Some(id))
 }
 
 fn pull(
@@ -324,46 +341,72 @@ fn pull_one(
     relisted: bool,
     summary: &mut Summary,
 ) -> Result<(), SyncError> {
+    match pull_record(cache, store, opts, id, summary)? {
+        Pulled::Stored(_) => summary.pulled += 1,
+        Pulled::AlreadyLocal if !relisted => summary.already_local += 1,
+        Pulled::Absent => {
+            let why = "the record is missing";
+            log::warn!("{}: {} (logged as {log}): rejected: {why}", store.url(), record_name(&opts.namespace, id));
+            summary.rejected += 1;
+        }
+        Pulled::AlreadyLocal | Pulled::Rejected | Pulled::Expired => {}
+    }
+    Ok(())
+}
+
+/// What [`pull_record`] found.
+#[derive(Debug)]
+pub(super) enum Pulled {
+    /// Checked and written to the cache: the value.
+    Stored(Value),
+    /// The cache has the key (the local entry is kept).
+    AlreadyLocal,
+    /// No record of this key id in the store.
+    Absent,
+    /// Refused (counted in `rejected`, logged with the reason).
+    Rejected,
+    /// The record has expired.
+    Expired,
+}
+
+/// Reads the record of key id `id` and its value, checks them
+/// (docs/REMOTE.md, "Reading new entries") and writes the entry to the
+/// cache unless it has the key. Counts rejections in `summary`; what was
+/// stored is the caller's to count.
+pub(super) fn pull_record(
+    cache: &Cache,
+    store: &dyn RemoteStore,
+    opts: &SyncOptions,
+    id: &str,
+    summary: &mut Summary,
+) -> Result<Pulled, SyncError> {
     let ns = &opts.namespace;
     let rname = record_name(ns, id);
     let reject = |summary: &mut Summary, why: String| {
-        log::warn!("{}: {rname} (logged as {log}): rejected: {why}", store.url());
+        log::warn!("{}: {rname}: rejected: {why}", store.url());
         summary.rejected += 1;
+        Ok(Pulled::Rejected)
     };
-    let Some(bytes) = store.get(&rname, MAX_RECORD_LEN)? else {
-        reject(summary, "the record is missing".into());
-        return Ok(());
-    };
+    let Some(bytes) = store.get(&rname, MAX_RECORD_LEN)? else { return Ok(Pulled::Absent) };
     let record = match open_envelope(&bytes, ns, id, opts.signing_key.as_deref()) {
         Ok(r) => r,
-        Err(why) => {
-            reject(summary, why.to_string());
-            return Ok(());
-        }
+        Err(why) => return reject(summary, why.to_string()),
     };
     if record.expire_time.is_some_and(|t| t <= cache.now()) {
-        return Ok(());
+        return Ok(Pulled::Expired);
     }
     if cache.contains(&record.key)? {
-        if !relisted {
-            summary.already_local += 1;
-        }
-        return Ok(());
+        return Ok(Pulled::AlreadyLocal);
     }
     let Some(value) = store.get(&value_name(ns, &record.digest), record.size)? else {
-        reject(summary, format!("its value {} is missing", record.digest));
-        return Ok(());
+        return reject(summary, format!("its value {} is missing", record.digest));
     };
     if value.len() as u64 != record.size || sha256_hex(&value) != record.digest {
-        reject(summary, format!("its value does not match its sha256 {}", record.digest));
-        return Ok(());
+        return reject(summary, format!("its value does not match its sha256 {}", record.digest));
     }
     let value = match value_from_bytes(record.value_type, value) {
         Ok(v) => v,
-        Err(why) => {
-            reject(summary, why);
-            return Ok(());
-        }
+        Err(why) => return reject(summary, why),
     };
     if record.kind == ShareKind::Flyte {
         // What a writer would not push is not taken either.
@@ -376,15 +419,13 @@ fn pull_one(
             other => Some(format!("a flytekit entry holding a {} value", other.type_name())),
         };
         if let Some(why) = problem {
-            reject(summary, why);
-            return Ok(());
+            return reject(summary, why);
         }
     }
     let expire = record.expire_time.map(|t| (t - cache.now()).max(0.001));
     if cache.add(&record.key, &value, expire, record.tag.as_ref())? {
-        summary.pulled += 1;
-    } else if !relisted {
-        summary.already_local += 1;
+        Ok(Pulled::Stored(value))
+    } else {
+        Ok(Pulled::AlreadyLocal)
     }
-    Ok(())
 }

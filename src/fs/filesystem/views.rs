@@ -31,8 +31,8 @@ use crate::fs::error::FsError;
 use crate::fs::grammar::{is_md5_hex, item_key, item_name, parse_resolver, split_task_key, str_name};
 use crate::fs::handle::{Handle, Op, ResolveHandle, Snapshot};
 use crate::fs::inode::{
-    DECR_DIR, INCR_DIR, OPS_CHECK, OPS_CLEAR, OPS_CULL, OPS_DIR, OPS_EXPIRE, QUEUES_DIR, TASK_DIR, VIEW_DIR_BASE,
-    VIEW_NODE_BASE,
+    DECR_DIR, INCR_DIR, OPS_CHECK, OPS_CLEAR, OPS_CULL, OPS_DIR, OPS_EXPIRE, OPS_REMOTE, QUEUES_DIR, TASK_DIR,
+    VIEW_DIR_BASE, VIEW_NODE_BASE,
 };
 use crate::fs::intern::Interner;
 use crate::fs::names::{NameError, ParsedName, key_to_name, name_to_key};
@@ -53,7 +53,7 @@ pub enum ViewDir {
 
 /// What a name in a view directory is.
 #[derive(Clone, Debug)]
-enum Node {
+pub(super) enum Node {
     QueueItem {
         key: Key,
     },
@@ -146,7 +146,7 @@ impl DiskCacheFs {
         self.control_attr(ino, len, writable)
     }
 
-    fn classify(st: &Tables, parent: u64, name: &str) -> Result<Node, FsError> {
+    pub(super) fn classify(st: &Tables, parent: u64, name: &str) -> Result<Node, FsError> {
         let invalid = |reason: &str| FsError::InvalidName { name: name.to_string(), reason: reason.to_string() };
         if parent == INCR_DIR || parent == DECR_DIR {
             let key = match name_to_key(name.as_bytes()) {
@@ -303,6 +303,7 @@ impl DiskCacheFs {
                 }
                 "incr" => Ok(self.view_dir_attr(INCR_DIR)),
                 "decr" => Ok(self.view_dir_attr(DECR_DIR)),
+                "remote" if self.remote().is_some() => Ok(self.view_file_attr(OPS_REMOTE, 0, false)),
                 _ => Err(FsError::NotFound(format!("ops/{text}"))),
             },
             _ => {
@@ -328,6 +329,7 @@ impl DiskCacheFs {
                 let len = st.views.last_results.get(&ino).map_or(0, Vec::len);
                 Ok(self.view_file_attr(ino, len, true))
             }
+            OPS_REMOTE if self.remote().is_some() => Ok(self.view_file_attr(ino, 0, false)),
             _ if st.views.dir(ino).is_some() => Ok(self.view_dir_attr(ino)),
             _ => {
                 let (parent, name) = st.views.node(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
@@ -373,7 +375,7 @@ impl DiskCacheFs {
 
     fn view_attr_of_listed(&self, st: &mut State, ino: u64, parent: u64, name: &str) -> Option<Attr> {
         if parent == OPS_DIR {
-            return Some(self.view_file_attr(ino, 0, true));
+            return Some(self.view_file_attr(ino, 0, ino != OPS_REMOTE));
         }
         self.node_attr(st, ino, parent, name).ok()
     }
@@ -410,6 +412,9 @@ impl DiskCacheFs {
                 }
                 out.push(("decr".to_string(), DECR_DIR, Kind::Directory));
                 out.push(("incr".to_string(), INCR_DIR, Kind::Directory));
+                if self.remote().is_some() {
+                    out.push(("remote".to_string(), OPS_REMOTE, Kind::File));
+                }
             }
             INCR_DIR | DECR_DIR => {}
             _ => match st.views.dir(ino).cloned() {
@@ -497,6 +502,13 @@ impl DiskCacheFs {
 
     pub(super) fn view_open(&self, ino: u64, write: bool) -> Result<(u64, OpenFlags), FsError> {
         let flags = OpenFlags { direct_io: true, ..OpenFlags::default() };
+        if ino == OPS_REMOTE && self.remote().is_some() {
+            if write {
+                return Err(FsError::AccessDenied("ops/remote: read only (the remote tier's state)".into()));
+            }
+            let output = self.remote_status_text();
+            return Ok((Self::new_handle(&mut self.tables(), Handle::Op { ino, op: Op::Remote, output }), flags));
+        }
         if matches!(ino, OPS_EXPIRE | OPS_CULL | OPS_CLEAR | OPS_CHECK) {
             let op = match ino {
                 OPS_EXPIRE => Op::Expire,
@@ -634,7 +646,8 @@ impl DiskCacheFs {
                     // reading the outputs take their time.
                     let request = (r.task.clone(), r.version.clone(), r.input.clone(), r.ignore.clone(), r.want_key);
                     drop(st);
-                    let result = Self::resolve(&*self.reader()?, &self.engine, request);
+                    let after_miss = |key: &str| self.resolve_after_miss(key);
+                    let result = Self::resolve(&*self.reader()?, &self.engine, request, after_miss);
                     st = self.tables();
                     let Some(Handle::Resolve(r)) = st.handles.get_mut(&fh) else { return Err(FsError::BadHandle(fh)) };
                     r.output = Some(result?);
@@ -653,10 +666,13 @@ impl DiskCacheFs {
 
     /// Computes a resolver's answer from the inputs written to it: (task,
     /// version, inputs, ignored names, whether the key is wanted).
+    /// `after_miss`: the outputs of a key the cache lacks, from elsewhere
+    /// (the remote tier, filesystem/remote.rs).
     fn resolve(
         cache: &Cache,
         engine: &crate::fs::engine::Engine,
         (task, version, input, ignore, want_key): (String, String, Vec<u8>, Vec<String>, bool),
+        after_miss: impl FnOnce(&str) -> Option<Vec<u8>>,
     ) -> Result<Vec<u8>, FsError> {
         let what = format!("task/{}/{}", str_name(&task), str_name(&version));
         let key = cache_key(&task, &version, &input, &ignore).map_err(|e| FsError::InvalidValue {
@@ -670,7 +686,8 @@ impl DiskCacheFs {
         let opened = cache.open_raw(&Key::Str(key.clone())).map_err(|e| FsError::cache(what.clone(), e))?;
         engine.note_get(cache, opened.as_ref().map(|(meta, _)| meta.rowid));
         let Some((meta, content)) = opened else {
-            return Err(FsError::NotFound(format!("{what}: no cached outputs for these inputs ({key})")));
+            return after_miss(&key)
+                .ok_or_else(|| FsError::NotFound(format!("{what}: no cached outputs for these inputs ({key})")));
         };
         let not_outputs = |type_name: &str| FsError::InvalidValue {
             what: format!("keys/{}", str_name(&key)),
@@ -761,6 +778,7 @@ impl DiskCacheFs {
                     reason: format!("{other:?}: write nothing (or \"check\") to check, \"fix\" to fix"),
                 }),
             },
+            Op::Remote => Err(FsError::AccessDenied("ops/remote: read only".into())),
             Op::Incr(key) | Op::Decr(key) => {
                 let what =
                     format!("ops/{}/{}", if matches!(op, Op::Incr(_)) { "incr" } else { "decr" }, key_to_name(key));

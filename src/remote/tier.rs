@@ -1,0 +1,662 @@
+//! The remote tier under a mounted cache (`diskcachefs mount --remote`):
+//! what `sync` does once, done all the time, without ever holding up a
+//! request for longer than its deadline (docs/REMOTE.md, "Mounted").
+//!
+//! - **Miss**: a lookup in `keys/` or `task/`, or a `.resolve`, that finds
+//!   nothing locally asks [`RemoteTier::fetch`], which reads the key's
+//!   record and value from the store and writes them to the cache before
+//!   the request answers. The whole miss is bounded by the deadline: each
+//!   of its two calls gets 40% of it, the local write 20% (a peer holding
+//!   SQLite's write lock makes the miss a miss, not a wait).
+//! - **Push**: a thread finds new shareable entries in `cache.db` (written
+//!   through the mount or by Python directly) every second, queues them in
+//!   a bounded queue, and uploads them. A full queue drops what does not
+//!   fit, counting it; a dropped entry stays in `cache.db` and is queued
+//!   again once the queue drains (the persisted cursor never passes it).
+//! - **Pull**: a thread lists the store's log every `pull_interval` and
+//!   writes new entries to the cache, so flytekit's own lookups hit.
+//! - **Failures**: a failed call makes the store "backing off" for 1 s,
+//!   doubling per consecutive failure up to 60 s; while it backs off a miss
+//!   does not ask (it is counted as `not_asked`) and the threads wait. The
+//!   next successful call ends it. [`RemoteTier::status`] is what `stats`
+//!   and `ops/remote` show.
+//!
+//! The background threads and the request path use separate store
+//! connections, so a frozen server costs a request at most its own
+//! deadline, never another thread's.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value as Json, json};
+
+use crate::cache::{Cache, CacheOptions, Key, Value};
+
+use super::layout::{ShareKind, key_id, log_prefix, parse_log_name};
+use super::share::{is_flyte_key, select};
+use super::store::{self, RemoteError, RemoteStore, StoreOptions};
+use super::sync::{
+    CLOCK_SKEW_MICROS, Cursor, CursorFile, Mode, Pulled, Summary, SyncError, SyncOptions, pull_record, push_entry,
+};
+
+/// How often the pusher looks for new local entries.
+pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// The default interval of the background pull (one LIST per interval on
+/// S3: about 17,000 a day per machine).
+pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(5);
+/// The default capacity of the upload queue.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1000;
+/// The first pause after a failed call; doubled per failure in a row.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a key the store did not have is not asked for again.
+const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+const NEGATIVE_MAX: usize = 4096;
+/// Rows the pusher reads from `cache.db` per scan (the rest next second).
+const SCAN_ROWS: usize = 5000;
+/// A `set` takes its `store_time` before it waits for the write lock, so
+/// it can commit after newer entries were scanned: new keys are also found
+/// by rowid, and the persisted cursor stays this far behind.
+const STORE_TIME_MARGIN: f64 = 1.0;
+
+/// How the tier runs (built from `mount --remote*` by the CLI).
+#[derive(Clone, Debug)]
+pub struct TierConfig {
+    pub url: String,
+    /// `deadline` bounds a whole miss (default 2 s) and each background call.
+    pub store: StoreOptions,
+    pub sync: SyncOptions,
+    /// `None`: no background pull (misses still ask).
+    pub pull_interval: Option<Duration>,
+    pub queue_capacity: usize,
+}
+
+/// What a miss found.
+#[derive(Debug, PartialEq)]
+pub enum Fetched {
+    /// The store had it: now in the cache (the value is returned too, for
+    /// a caller that cannot wait to read it back).
+    Stored(Value),
+    /// The cache has it now (another process or thread wrote it meanwhile).
+    Local,
+    /// Not in the store, not asked (backing off, not a key this mount
+    /// shares), refused, or not stored in time: a miss.
+    Miss,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    failures: u32,
+    retry_at: Option<Instant>,
+    retry_at_wall: Option<f64>,
+    last_error: Option<(String, f64)>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    /// Misses the store answered.
+    hits: u64,
+    /// Misses the store did not have (or that were refused).
+    misses: u64,
+    /// Misses not asked because the store was backing off.
+    not_asked: u64,
+    /// Entries brought by the background pull.
+    pulled: u64,
+    /// sync's counters for push and pull (pushed = uploads).
+    summary: Summary,
+    /// Failed calls to the store, and those of them that timed out.
+    errors: u64,
+    timeouts: u64,
+    /// New entries that found the upload queue full.
+    dropped: u64,
+    /// Local failures (a cache that could not be opened or written in time).
+    local_errors: u64,
+    queue_depth: usize,
+    last_push: Option<f64>,
+    last_pull: Option<f64>,
+}
+
+fn wall() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The remote tier of one mounted cache directory.
+pub struct RemoteTier {
+    dir: PathBuf,
+    config: TierConfig,
+    /// For misses: calls of 40% of the deadline each.
+    foreground: Box<dyn RemoteStore>,
+    /// For the threads: the whole deadline per call.
+    background: Box<dyn RemoteStore>,
+    /// Cache handles for misses (a short lock wait), reused.
+    writers: Mutex<Vec<Cache>>,
+    health: Mutex<Health>,
+    counters: Mutex<Counters>,
+    /// Key ids the store lacked, and when it said so.
+    absent: Mutex<HashMap<String, Instant>>,
+    /// This cache's cursor in the store (shared by the two threads).
+    cursor: Mutex<(CursorFile, Cursor)>,
+    /// Key ids this mount pushed: the puller need not read them back.
+    pushed_ids: Mutex<HashSet<String>>,
+    stopping: Mutex<bool>,
+    wake: Condvar,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl RemoteTier {
+    /// Checks the configuration and the cursor file, opens the stores
+    /// (no call yet: a dead server shows in `status`, not as a failed
+    /// mount) and starts the threads.
+    pub fn start(dir: &Path, config: TierConfig) -> Result<Arc<RemoteTier>, SyncError> {
+        if !super::layout::valid_namespace(&config.sync.namespace) {
+            return Err(SyncError::Usage(format!(
+                "namespace {:?}: one name of letters, digits and -_. (not . or ..)",
+                config.sync.namespace
+            )));
+        }
+        let mut fg = config.store.clone();
+        fg.deadline = config.store.deadline.mul_f64(0.4);
+        let foreground = store::open(&config.url, &fg)?;
+        let background = store::open(&config.url, &config.store)?;
+        let id = format!("{}#{}", background.url(), config.sync.namespace);
+        let cursor = CursorFile::load(dir, id)?;
+        let tier = Arc::new(RemoteTier {
+            dir: dir.to_path_buf(),
+            config,
+            foreground,
+            background,
+            writers: Mutex::new(Vec::new()),
+            health: Mutex::new(Health::default()),
+            counters: Mutex::new(Counters::default()),
+            absent: Mutex::new(HashMap::new()),
+            cursor: Mutex::new(cursor),
+            pushed_ids: Mutex::new(HashSet::new()),
+            stopping: Mutex::new(false),
+            wake: Condvar::new(),
+            threads: Mutex::new(Vec::new()),
+        });
+        let mut threads = Vec::new();
+        if tier.config.sync.mode == Mode::ReadWrite {
+            let t = tier.clone();
+            threads.push(spawn("remote-push", move || t.push_loop())?);
+        }
+        if let Some(interval) = tier.config.pull_interval {
+            let t = tier.clone();
+            threads.push(spawn("remote-pull", move || t.pull_loop(interval))?);
+        }
+        *lock(&tier.threads) = threads;
+        log::info!(
+            "remote {} (namespace {}, {}): misses ask it within {:?}{}",
+            tier.background.url(),
+            tier.config.sync.namespace,
+            if tier.config.sync.mode == Mode::ReadWrite { "read-write" } else { "read-only" },
+            tier.config.store.deadline,
+            match tier.config.pull_interval {
+                Some(i) => format!(", new entries pulled every {i:?}"),
+                None => ", no background pull".into(),
+            }
+        );
+        Ok(tier)
+    }
+
+    /// Stops the threads (the pusher saves its cursor first); queued
+    /// uploads not done are found again by the next mount's scan.
+    pub fn stop(&self) {
+        *lock(&self.stopping) = true;
+        self.wake.notify_all();
+        for t in std::mem::take(&mut *lock(&self.threads)) {
+            let _ = t.join();
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        *lock(&self.stopping)
+    }
+
+    /// Waits `d`, or less if the tier is stopping; whether it is.
+    fn sleep(&self, d: Duration) -> bool {
+        let guard = lock(&self.stopping);
+        let (guard, _) = self.wake.wait_timeout_while(guard, d, |s| !*s).unwrap_or_else(|e| e.into_inner());
+        *guard
+    }
+
+    /// Whether a miss of `key` asks the store: keys this mount would share
+    /// by name (flytekit's, `--remote-prefix`). Entries shared by tag come
+    /// with the background pull: a name does not tell its tag.
+    pub fn asks_for(&self, key: &Key) -> bool {
+        match key {
+            Key::Str(s) => is_flyte_key(s) || self.config.sync.selection.prefixes.iter().any(|p| s.starts_with(p)),
+            _ => false,
+        }
+    }
+
+    fn allows_call(&self) -> bool {
+        lock(&self.health).retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    fn succeeded(&self) {
+        let mut h = lock(&self.health);
+        if h.failures > 0 {
+            log::warn!("remote {}: answering again after {} failed calls", self.background.url(), h.failures);
+        }
+        h.failures = 0;
+        h.retry_at = None;
+        h.retry_at_wall = None;
+    }
+
+    fn failed(&self, e: &RemoteError) {
+        let mut h = lock(&self.health);
+        h.failures += 1;
+        let pause = FIRST_BACKOFF.saturating_mul(1 << (h.failures - 1).min(6)).min(MAX_BACKOFF);
+        h.retry_at = Some(Instant::now() + pause);
+        h.retry_at_wall = Some(wall() + pause.as_secs_f64());
+        h.last_error = Some((e.to_string(), wall()));
+        drop(h);
+        let mut c = lock(&self.counters);
+        c.errors += 1;
+        if matches!(e, RemoteError::Timeout { .. }) {
+            c.timeouts += 1;
+        }
+        drop(c);
+        log::warn!("remote: {e}; not asked again for {pause:?}");
+    }
+
+    /// A local failure of the tier's own work (logged, counted).
+    fn local_failure(&self, what: &str, e: &dyn std::fmt::Display) {
+        lock(&self.counters).local_errors += 1;
+        log::warn!("remote tier: {what}: {e}");
+    }
+
+    fn add_summary(&self, s: &Summary) {
+        let mut c = lock(&self.counters);
+        let t = &mut c.summary;
+        t.pushed += s.pushed;
+        t.pulled += s.pulled;
+        t.already_remote += s.already_remote;
+        t.already_local += s.already_local;
+        t.skipped_unshareable += s.skipped_unshareable;
+        t.rejected += s.rejected;
+        t.errors += s.errors;
+    }
+
+    /// A cache handle for a miss: its lock wait is 20% of the deadline.
+    fn take_writer(&self) -> Option<Cache> {
+        if let Some(c) = lock(&self.writers).pop() {
+            return Some(c);
+        }
+        let timeout = self.config.store.deadline.mul_f64(0.2);
+        match Cache::open_with(&self.dir, CacheOptions { timeout, ..CacheOptions::default() }) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.local_failure("opening the cache for a miss", &e);
+                None
+            }
+        }
+    }
+
+    /// Asks the store for `key` after a local miss, and stores what it has
+    /// in the cache (checked as `sync` checks it). Bounded by the deadline.
+    pub fn fetch(&self, key: &Key) -> Fetched {
+        if !self.asks_for(key) {
+            return Fetched::Miss;
+        }
+        let id = key_id(key);
+        {
+            let mut absent = lock(&self.absent);
+            if absent.get(&id).is_some_and(|t| t.elapsed() < NEGATIVE_TTL) {
+                return Fetched::Miss;
+            }
+            if absent.len() >= NEGATIVE_MAX {
+                absent.retain(|_, t| t.elapsed() < NEGATIVE_TTL);
+            }
+        }
+        if !self.allows_call() {
+            lock(&self.counters).not_asked += 1;
+            return Fetched::Miss;
+        }
+        let Some(cache) = self.take_writer() else { return Fetched::Miss };
+        let mut summary = Summary::default();
+        let result = pull_record(&cache, self.foreground.as_ref(), &self.config.sync, &id, &mut summary);
+        lock(&self.writers).push(cache);
+        self.add_summary(&summary);
+        let answer = match result {
+            Ok(Pulled::Stored(value)) => {
+                self.succeeded();
+                lock(&self.counters).hits += 1;
+                log::debug!("remote hit: {key}");
+                return Fetched::Stored(value);
+            }
+            Ok(Pulled::AlreadyLocal) => {
+                self.succeeded();
+                return Fetched::Local;
+            }
+            Ok(Pulled::Absent) => {
+                self.succeeded();
+                lock(&self.absent).insert(id, Instant::now());
+                Fetched::Miss
+            }
+            Ok(Pulled::Rejected | Pulled::Expired) => {
+                self.succeeded();
+                Fetched::Miss
+            }
+            Err(SyncError::Remote(e)) => {
+                self.failed(&e);
+                Fetched::Miss
+            }
+            Err(e) => {
+                self.local_failure(&format!("{key}: storing what the remote has"), &e);
+                Fetched::Miss
+            }
+        };
+        lock(&self.counters).misses += 1;
+        answer
+    }
+
+    // -----------------------------------------------------------------
+    // Push.
+
+    fn push_loop(&self) {
+        let cache = loop {
+            match Cache::open(&self.dir) {
+                Ok(c) => break c,
+                Err(e) => self.local_failure("opening the cache to push", &e),
+            }
+            if self.sleep(Duration::from_secs(5)) {
+                return;
+            }
+        };
+        let mut pusher = Pusher::new(&cache, lock(&self.cursor).1.pushed_until, self.config.queue_capacity);
+        let mut saved = Instant::now();
+        loop {
+            if let Err(e) = pusher.scan(&cache, &self.config.sync) {
+                self.local_failure("looking for new entries to push", &e);
+            }
+            lock(&self.counters).dropped += std::mem::take(&mut pusher.dropped);
+            let until = Instant::now() + SCAN_INTERVAL;
+            while Instant::now() < until && !self.stopped() && self.allows_call() {
+                let Some(item) = pusher.queue.pop_front() else { break };
+                let mut summary = Summary::default();
+                let result =
+                    push_entry(&cache, self.background.as_ref(), &self.config.sync, &item.key, item.kind, &mut summary);
+                self.add_summary(&summary);
+                match result {
+                    Ok(pushed) => {
+                        self.succeeded();
+                        lock(&self.counters).last_push = Some(wall());
+                        if let Some(id) = pushed {
+                            lock(&self.pushed_ids).insert(id);
+                        }
+                        pusher.handled.insert((item.rowid, item.store_time.to_bits()));
+                    }
+                    Err(SyncError::Remote(e)) => {
+                        self.failed(&e);
+                        pusher.queue.push_front(item);
+                    }
+                    Err(e) => {
+                        self.local_failure(&format!("{}: pushing", item.key), &e);
+                        pusher.handled.insert((item.rowid, item.store_time.to_bits()));
+                    }
+                }
+            }
+            lock(&self.counters).queue_depth = pusher.queue.len();
+            let stopping = self.stopped();
+            if stopping || saved.elapsed() >= Duration::from_secs(2) {
+                let until = pusher.watermark() - STORE_TIME_MARGIN;
+                let mut cur = lock(&self.cursor);
+                let (file, cursor) = &mut *cur;
+                if until > cursor.pushed_until {
+                    cursor.pushed_until = until;
+                    if let Err(e) = file.save(cursor) {
+                        self.local_failure("saving the cursor", &e);
+                    }
+                }
+                saved = Instant::now();
+                pusher.prune(until - STORE_TIME_MARGIN);
+            }
+            if stopping {
+                return;
+            }
+            let busy = !pusher.queue.is_empty() && self.allows_call();
+            if !busy && self.sleep(SCAN_INTERVAL) {
+                // One more pass to save the cursor.
+                continue;
+            }
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // Pull.
+
+    fn pull_loop(&self, interval: Duration) {
+        let cache = loop {
+            match Cache::open(&self.dir) {
+                Ok(c) => break c,
+                Err(e) => self.local_failure("opening the cache to pull", &e),
+            }
+            if self.sleep(Duration::from_secs(5)) {
+                return;
+            }
+        };
+        // Key ids seen in the log since a skew window before the cursor.
+        let mut seen: HashMap<String, u64> = HashMap::new();
+        loop {
+            if self.allows_call() {
+                match self.pull_new(&cache, &mut seen) {
+                    Ok(()) => {
+                        self.succeeded();
+                        lock(&self.counters).last_pull = Some(wall());
+                    }
+                    Err(SyncError::Remote(e)) => self.failed(&e),
+                    Err(e) => self.local_failure("pulling", &e),
+                }
+            }
+            if self.sleep(interval) {
+                return;
+            }
+        }
+    }
+
+    /// One pass over the log after the cursor (less the skew window).
+    fn pull_new(&self, cache: &Cache, seen: &mut HashMap<String, u64>) -> Result<(), SyncError> {
+        let ns = &self.config.sync.namespace;
+        let prefix = log_prefix(ns);
+        let previous = lock(&self.cursor).1.log_after.clone();
+        let window_start =
+            previous.as_deref().and_then(|c| parse_log_name(ns, c)).map(|(t, _)| t.saturating_sub(CLOCK_SKEW_MICROS));
+        if let Some(start) = window_start {
+            seen.retain(|_, t| *t >= start);
+        }
+        let mut after = window_start.map(|t| format!("{prefix}{t:020}"));
+        loop {
+            if self.stopped() {
+                return Ok(());
+            }
+            let names = self.background.list_after(&prefix, after.as_deref(), 500)?;
+            let Some(last) = names.last().cloned() else { return Ok(()) };
+            for name in &names {
+                let Some((t, id)) = parse_log_name(ns, name) else {
+                    log::warn!("{}: {name}: not a log entry name; ignored", self.background.url());
+                    lock(&self.counters).summary.rejected += 1;
+                    continue;
+                };
+                if seen.insert(id.clone(), t).is_some() || lock(&self.pushed_ids).remove(&id) {
+                    continue;
+                }
+                let mut summary = Summary::default();
+                let result = pull_record(cache, self.background.as_ref(), &self.config.sync, &id, &mut summary);
+                self.add_summary(&summary);
+                match result? {
+                    Pulled::Stored(_) => {
+                        let mut c = lock(&self.counters);
+                        c.pulled += 1;
+                        c.summary.pulled += 1;
+                    }
+                    Pulled::AlreadyLocal => lock(&self.counters).summary.already_local += 1,
+                    Pulled::Absent => {
+                        log::warn!("{}: {name}: rejected: its record is missing", self.background.url());
+                        lock(&self.counters).summary.rejected += 1;
+                    }
+                    Pulled::Rejected | Pulled::Expired => {}
+                }
+            }
+            let mut cur = lock(&self.cursor);
+            let (file, cursor) = &mut *cur;
+            if cursor.log_after.as_deref().is_none_or(|c| last.as_str() > c) {
+                cursor.log_after = Some(last.clone());
+                file.save(cursor)?;
+            }
+            drop(cur);
+            after = Some(last);
+        }
+    }
+
+    /// The tier's state as `stats` (its `remote` section) and `ops/remote`
+    /// show it.
+    pub fn status(&self) -> Json {
+        let h = lock(&self.health);
+        let c = lock(&self.counters);
+        let backing_off = h.retry_at.is_some_and(|t| Instant::now() < t);
+        json!({
+            "url": self.background.url(),
+            "namespace": self.config.sync.namespace,
+            "mode": if self.config.sync.mode == Mode::ReadWrite { "rw" } else { "ro" },
+            "signed": self.config.sync.signing_key.is_some(),
+            "state": if backing_off { "backing off" } else if h.failures > 0 { "retrying" } else { "ok" },
+            "deadline_seconds": self.config.store.deadline.as_secs_f64(),
+            "hits": c.hits,
+            "misses": c.misses,
+            "not_asked": c.not_asked,
+            "pulled": c.pulled,
+            "uploads": c.summary.pushed,
+            "already_remote": c.summary.already_remote,
+            "already_local": c.summary.already_local,
+            "unshareable": c.summary.skipped_unshareable,
+            "rejected": c.summary.rejected,
+            "errors": c.errors,
+            "timeouts": c.timeouts,
+            "local_errors": c.local_errors + c.summary.errors,
+            "queue_depth": c.queue_depth,
+            "queue_capacity": self.config.queue_capacity,
+            "dropped": c.dropped,
+            "failures_in_a_row": h.failures,
+            "retry_at": if backing_off { h.retry_at_wall } else { None },
+            "last_error": h.last_error.as_ref().map(|(m, t)| json!({"message": m, "at": t})),
+            "last_push": c.last_push,
+            "last_pull": c.last_pull,
+        })
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, SyncError> {
+    // Shutdown signals go to the daemon's signal thread, never to these.
+    crate::service::spawn_without_signals(name, f)
+        .map_err(|e| SyncError::Usage(format!("starting the {name} thread: {e}")))
+}
+
+/// One local entry waiting for upload.
+#[derive(Debug)]
+struct Queued {
+    key: Key,
+    kind: ShareKind,
+    rowid: i64,
+    store_time: f64,
+}
+
+/// The pusher's view of `cache.db`: where its scan is, what it queued.
+struct Pusher {
+    /// The (store_time, rowid) the next scan starts after.
+    pos: (f64, i64),
+    /// The highest rowid seen: rows above it are new keys, whatever their
+    /// store_time says.
+    max_rowid: i64,
+    queue: VecDeque<Queued>,
+    capacity: usize,
+    /// Entries that found the queue full: scanned again from this time
+    /// once it drains.
+    rescan_from: Option<f64>,
+    dropped: u64,
+    /// Shareable entries handled (rowid, store_time bits) at or after the
+    /// prune time, so a rescan does not queue them again.
+    handled: HashSet<(i64, u64)>,
+}
+
+impl Pusher {
+    fn new(cache: &Cache, pushed_until: f64, capacity: usize) -> Pusher {
+        Pusher {
+            pos: (pushed_until, -1),
+            max_rowid: cache.max_rowid().unwrap_or(0),
+            queue: VecDeque::new(),
+            capacity: capacity.max(1),
+            rescan_from: None,
+            dropped: 0,
+            handled: HashSet::new(),
+        }
+    }
+
+    fn offer(&mut self, meta: &crate::cache::EntryMeta, opts: &SyncOptions) {
+        let Some(kind) = select(meta, &opts.selection) else { return };
+        let id = (meta.rowid, meta.store_time.to_bits());
+        if self.handled.contains(&id)
+            || self.queue.iter().any(|q| q.rowid == meta.rowid && q.store_time.to_bits() == id.1)
+        {
+            return;
+        }
+        if self.queue.len() >= self.capacity {
+            self.dropped += 1;
+            self.rescan_from = Some(self.rescan_from.map_or(meta.store_time, |t| t.min(meta.store_time)));
+            return;
+        }
+        self.queue.push_back(Queued { key: meta.key.clone(), kind, rowid: meta.rowid, store_time: meta.store_time });
+    }
+
+    /// Queues the shareable entries set since the last scan.
+    fn scan(&mut self, cache: &Cache, opts: &SyncOptions) -> Result<(), crate::cache::Error> {
+        if self.queue.is_empty()
+            && let Some(t) = self.rescan_from.take()
+        {
+            self.pos = (t, -1);
+        }
+        let mut rows = 0;
+        while rows < SCAN_ROWS {
+            let batch = cache.list_meta_stored_since(self.pos.0, self.pos.1, 500)?;
+            rows += batch.len();
+            for meta in &batch {
+                self.pos = (meta.store_time, meta.rowid);
+                self.max_rowid = self.max_rowid.max(meta.rowid);
+                self.offer(meta, opts);
+            }
+            if batch.len() < 500 {
+                break;
+            }
+        }
+        // New keys whose store_time is older than the scan (their `set`
+        // waited for the write lock).
+        loop {
+            let batch = cache.list_meta(self.max_rowid, 500)?;
+            for meta in &batch {
+                self.max_rowid = self.max_rowid.max(meta.rowid);
+                self.offer(meta, opts);
+            }
+            if batch.len() < 500 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Every entry stored before this time was handled.
+    fn watermark(&self) -> f64 {
+        let queued = self.queue.iter().map(|q| q.store_time).fold(f64::INFINITY, f64::min);
+        self.pos.0.min(queued).min(self.rescan_from.unwrap_or(f64::INFINITY))
+    }
+
+    fn prune(&mut self, below: f64) {
+        self.handled.retain(|(_, bits)| f64::from_bits(*bits) >= below);
+    }
+}
