@@ -85,3 +85,18 @@ fn bad_input_gets_a_clear_error_and_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cache.db.remote-cursor.json: not JSON") && stderr.contains("remove it"), "{stderr}");
 }
+
+#[test]
+fn mounts_share_flytekit_entries_and_values_across_machines_redis() {
+    remote::mounts_share_across_machines(&Server::redis());
+}
+
+#[test]
+fn a_mount_survives_a_frozen_and_a_stopped_server_redis() {
+    remote::mounted_survives_a_frozen_and_a_stopped_server(&mut Server::redis());
+}
+
+#[test]
+fn mounts_reject_tampered_records_and_ro_writes_nothing_redis() {
+    remote::mounted_trust_and_read_only(&Server::redis());
+}

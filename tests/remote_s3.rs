@@ -35,3 +35,18 @@ fn a_flytekit_run_on_one_cache_is_a_hit_on_another_after_sync_s3() {
 fn a_frozen_server_fails_sync_within_its_deadline_s3() {
     remote::frozen_server_fails_within_deadline(&Server::s3());
 }
+
+#[test]
+fn mounts_share_flytekit_entries_and_values_across_machines_s3() {
+    remote::mounts_share_across_machines(&Server::s3());
+}
+
+#[test]
+fn a_mount_survives_a_frozen_and_a_stopped_server_s3() {
+    remote::mounted_survives_a_frozen_and_a_stopped_server(&mut Server::s3());
+}
+
+#[test]
+fn mounts_reject_tampered_records_and_ro_writes_nothing_s3() {
+    remote::mounted_trust_and_read_only(&Server::s3());
+}

@@ -15,8 +15,8 @@
 //!   again once the queue drains (the persisted cursor never passes it).
 //! - **Pull**: a thread lists the store's log every `pull_interval` and
 //!   writes new entries to the cache, so flytekit's own lookups hit.
-//! - **Failures**: a failed call makes the store "backing off" for 1 s,
-//!   doubling per consecutive failure up to 60 s; while it backs off a miss
+//! - **Failures**: a failed call makes the store "backing off" for 0.5 s,
+//!   doubling per consecutive failure up to 10 s; while it backs off a miss
 //!   does not ask (it is counted as `not_asked`) and the threads wait. The
 //!   next successful call ends it. [`RemoteTier::status`] is what `stats`
 //!   and `ops/remote` show.
@@ -50,8 +50,8 @@ pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(5);
 /// The default capacity of the upload queue.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1000;
 /// The first pause after a failed call; doubled per failure in a row.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long a key the store did not have is not asked for again.
 const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 const NEGATIVE_MAX: usize = 4096;
@@ -145,6 +145,9 @@ pub struct RemoteTier {
     cursor: Mutex<(CursorFile, Cursor)>,
     /// Key ids this mount pushed: the puller need not read them back.
     pushed_ids: Mutex<HashSet<String>>,
+    /// Key ids this mount brought from the remote: the pusher need not
+    /// offer them back.
+    arrived_ids: Mutex<HashSet<String>>,
     stopping: Mutex<bool>,
     wake: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -178,6 +181,7 @@ impl RemoteTier {
             absent: Mutex::new(HashMap::new()),
             cursor: Mutex::new(cursor),
             pushed_ids: Mutex::new(HashSet::new()),
+            arrived_ids: Mutex::new(HashSet::new()),
             stopping: Mutex::new(false),
             wake: Condvar::new(),
             threads: Mutex::new(Vec::new()),
@@ -330,6 +334,7 @@ impl RemoteTier {
             Ok(Pulled::Stored(value)) => {
                 self.succeeded();
                 lock(&self.counters).hits += 1;
+                lock(&self.arrived_ids).insert(id);
                 log::debug!("remote hit: {key}");
                 return Fetched::Stored(value);
             }
@@ -382,6 +387,10 @@ impl RemoteTier {
             let until = Instant::now() + SCAN_INTERVAL;
             while Instant::now() < until && !self.stopped() && self.allows_call() {
                 let Some(item) = pusher.queue.pop_front() else { break };
+                if lock(&self.arrived_ids).remove(&key_id(&item.key)) {
+                    pusher.handled.insert((item.rowid, item.store_time.to_bits()));
+                    continue;
+                }
                 let mut summary = Summary::default();
                 let result =
                     push_entry(&cache, self.background.as_ref(), &self.config.sync, &item.key, item.kind, &mut summary);
@@ -494,6 +503,7 @@ impl RemoteTier {
                 self.add_summary(&summary);
                 match result? {
                     Pulled::Stored(_) => {
+                        lock(&self.arrived_ids).insert(id.clone());
                         let mut c = lock(&self.counters);
                         c.pulled += 1;
                         c.summary.pulled += 1;

@@ -117,6 +117,8 @@ pub struct Mounted {
     pub mnt: PathBuf,
     pub child: Option<Child>,
     log: PathBuf,
+    /// Environment variables the daemon gets beyond the test's.
+    pub env: Vec<(String, String)>,
 }
 
 impl Mounted {
@@ -133,7 +135,7 @@ impl Mounted {
         std::fs::create_dir_all(&mnt).unwrap();
         prepare(&cache);
         let log = root.path().join("daemon.log");
-        let mut m = Mounted { root, cache, mnt, child: None, log };
+        let mut m = Mounted { root, cache, mnt, child: None, log, env: Vec::new() };
         m.start(args);
         m
     }
@@ -141,11 +143,16 @@ impl Mounted {
     /// Mounts an existing cache directory (the mount point and log in a
     /// temporary directory of their own).
     pub fn on(cache: &Path, args: &[&str]) -> Mounted {
+        Mounted::on_with_env(cache, args, &[])
+    }
+
+    /// [`Mounted::on`] with environment variables for the daemon.
+    pub fn on_with_env(cache: &Path, args: &[&str], env: &[(String, String)]) -> Mounted {
         let root = tempfile::tempdir().unwrap();
         let mnt = root.path().join("mnt");
         std::fs::create_dir_all(&mnt).unwrap();
         let log = root.path().join("daemon.log");
-        let mut m = Mounted { root, cache: cache.to_path_buf(), mnt, child: None, log };
+        let mut m = Mounted { root, cache: cache.to_path_buf(), mnt, child: None, log, env: env.to_vec() };
         m.start(args);
         m
     }
@@ -166,6 +173,7 @@ impl Mounted {
             // DISKCACHEFS_TEST_RUST_LOG=debug to see every request in a
             // test's daemon log.
             .env("RUST_LOG", std::env::var("DISKCACHEFS_TEST_RUST_LOG").unwrap_or("info".into()))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&self.log).unwrap())
             .spawn()
