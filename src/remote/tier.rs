@@ -241,6 +241,11 @@ impl RemoteTier {
         }
     }
 
+    /// The str key prefixes shared (`--remote-prefix`).
+    pub fn shared_prefixes(&self) -> &[String] {
+        &self.config.sync.selection.prefixes
+    }
+
     fn allows_call(&self) -> bool {
         lock(&self.health).retry_at.is_none_or(|t| Instant::now() >= t)
     }

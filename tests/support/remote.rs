@@ -639,10 +639,10 @@ pub fn mounts_share_across_machines(server: &Server) {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
     let (side_a, side_b) = (tmp.path().join("side-a"), tmp.path().join("side-b"));
-    let shared = ["--remote-prefix", "shared", "--remote-pull-interval", "0.5"];
+    let shared = ["--remote-prefix", "shared/", "--remote-pull-interval", "0.5"];
     let ma = mount_remote(server, &a, &shared);
     let mb = mount_remote(server, &b, &shared);
-    let mc = mount_remote(server, &c, &["--remote-prefix", "shared", "--remote-pull-interval", "0"]);
+    let mc = mount_remote(server, &c, &["--remote-prefix", "shared/", "--remote-pull-interval", "0"]);
 
     let run_a = remote_workflow(&a, &side_a, 6);
     assert_eq!(run_a["square"], 36);
@@ -679,7 +679,7 @@ pub fn mounts_share_across_machines(server: &Server) {
 
     // A value written through A's mount reads through B's (pulled) and
     // C's (asked at the miss).
-    std::fs::create_dir_all(ma.keys().join("shared")).unwrap();
+    assert!(ma.keys().join("shared").is_dir(), "the shared prefix's directory is there from the start");
     std::fs::write(ma.keys().join("shared/report"), "from A\n").unwrap();
     let start = Instant::now();
     loop {
@@ -699,8 +699,9 @@ pub fn mounts_share_across_machines(server: &Server) {
 
     // What never leaves: a counter and queue items under the shared
     // prefix, and a key outside it.
-    std::fs::write(ma.mnt.join("ops/incr/shared-count"), "5").unwrap();
-    std::fs::write(ma.mnt.join("queues/shared/job"), "job 1").unwrap();
+    std::fs::write(ma.mnt.join("ops/incr/%str:shared%2Fcount"), "5").unwrap();
+    std::fs::create_dir_all(ma.mnt.join("queues/%str:shared%2Fjobs")).ok();
+    std::fs::write(ma.mnt.join("queues/%str:shared%2Fjobs/job"), "job 1").unwrap();
     std::fs::write(ma.keys().join("private"), "mine").unwrap();
     std::fs::write(ma.keys().join("shared/last"), "last").unwrap();
     let want = [record_of(sk), record_of("shared/report"), record_of("shared/last")];
@@ -742,7 +743,7 @@ fn within_deadline<T>(what: &str, op: impl FnOnce() -> T) -> T {
 pub fn mounted_survives_a_frozen_and_a_stopped_server(server: &mut Server) {
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
-    let ma = mount_remote(server, &a, &["--remote-prefix", "shared", "--remote-pull-interval", "0.5"]);
+    let ma = mount_remote(server, &a, &["--remote-prefix", "shared/", "--remote-pull-interval", "0.5"]);
     std::fs::create_dir_all(ma.keys().join("shared")).unwrap();
     std::fs::write(ma.keys().join("shared/before"), "before").unwrap();
     wait_until(&ma, "the first upload", Duration::from_secs(15), |s| n(s, "uploads") >= 1);
@@ -805,7 +806,7 @@ pub fn mounted_trust_and_read_only(server: &Server) {
     let (a, c, d) = (tmp.path().join("a"), tmp.path().join("c"), tmp.path().join("d"));
     let key_file = tmp.path().join("key");
     std::fs::write(&key_file, "team secret\n").unwrap();
-    let signed = ["--remote-prefix", "shared", "--remote-signing-key-file", key_file.to_str().unwrap()];
+    let signed = ["--remote-prefix", "shared/", "--remote-signing-key-file", key_file.to_str().unwrap()];
     let ma = mount_remote(server, &a, &signed);
     std::fs::create_dir_all(ma.keys().join("shared")).unwrap();
     std::fs::write(ma.keys().join("shared/report"), "the real report").unwrap();
@@ -835,7 +836,7 @@ pub fn mounted_trust_and_read_only(server: &Server) {
     assert!(Cache::open(&c).unwrap().get(&s("shared/report")).unwrap().is_none(), "nothing tampered is stored");
 
     // A read-only mount: reads the store, writes nothing to it.
-    let md = mount_remote(server, &d, &["--remote-prefix", "shared", "--remote-mode", "ro"]);
+    let md = mount_remote(server, &d, &["--remote-prefix", "shared/", "--remote-mode", "ro"]);
     assert_eq!(std::fs::read(md.keys().join("shared/ok")).unwrap(), b"untouched");
     let before = server.all_names();
     std::fs::create_dir_all(md.keys().join("shared")).unwrap();

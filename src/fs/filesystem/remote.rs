@@ -18,7 +18,18 @@ use super::{Attr, DiskCacheFs};
 
 impl DiskCacheFs {
     /// Gives the tree its remote tier (once, before the mount serves).
+    /// The directories of the shared prefixes (`--remote-prefix team/`)
+    /// exist from the start, as if made by mkdir, so that a path into one
+    /// reaches the miss of its key on a machine that has none yet. (A
+    /// deeper directory shows once a key under it is here.)
     pub fn set_remote(&self, tier: Arc<RemoteTier>) {
+        let mut st = self.tables();
+        for prefix in tier.shared_prefixes() {
+            for (i, _) in prefix.match_indices('/') {
+                st.made_dirs.insert(prefix[..=i].to_string());
+            }
+        }
+        drop(st);
         let _ = self.remote.set(tier);
     }
 
