@@ -100,3 +100,59 @@ fn a_mount_survives_a_frozen_and_a_stopped_server_redis() {
 fn mounts_reject_tampered_records_and_ro_writes_nothing_redis() {
     remote::mounted_trust_and_read_only(&Server::redis());
 }
+
+/// `mount --remote` with bad options fails before mounting, exit 2 and a
+/// message naming the option; the fstab form (`-o remote=...`, as
+/// mount(8) runs it, daemonized) mounts with the tier on.
+#[test]
+fn mount_remote_options_are_checked_and_pass_through_fstab() {
+    let server = Server::redis();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, mnt) = (tmp.path().join("c"), tmp.path().join("m"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    let url = server.url.as_str();
+    for (args, want) in [
+        (vec!["--remote", "ftp://host/x"], "expected s3://BUCKET/PREFIX or redis://HOST:PORT/DB"),
+        (vec!["--remote", url, "--remote-timeout", "0"], "--remote-timeout 0"),
+        (vec!["--remote", url, "--remote-queue", "0"], "--remote-queue 0"),
+        (vec!["--remote", url, "--remote-namespace", "a/b"], "namespace \"a/b\""),
+        (vec!["--remote", url, "--remote-signing-key-file", "/nonexistent/key"], "--remote-signing-key-file"),
+        (vec!["--remote", url, "--read-only"], "needs a read-write mount"),
+        (vec!["--remote-mode", "ro"], "--remote"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
+            .arg("mount")
+            .arg(&dir)
+            .arg(&mnt)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(!support::is_mounted(&mnt), "{args:?} mounted");
+    }
+
+    let log = tmp.path().join("daemon.log");
+    let opts = format!("remote={url},remote_prefix=shared/,remote_pull_interval=0.5,log_file={}", log.display());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
+        .arg(&dir)
+        .arg(&mnt)
+        .args(["-o", &opts])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _unmount = support::UnmountOnDrop(mnt.clone());
+    let status: serde_json::Value = serde_json::from_slice(&std::fs::read(mnt.join("ops/remote")).unwrap()).unwrap();
+    assert_eq!(status["url"], url, "{status}");
+    std::fs::write(mnt.join("keys/shared/x"), "x").unwrap();
+    let start = std::time::Instant::now();
+    while !server.all_names().iter().any(|n| n.contains("/records/") && !n.ends_with('/')) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "not pushed: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -34,7 +34,7 @@ __all__ = ["MOUNT_OPTIONS", "Mount", "MountError", "MountOption", "mount"]
 StrPath = str | os.PathLike[str]
 
 #: What a keyword option of :func:`mount` may be given as.
-MountOption = bool | int | float | str | os.PathLike[str] | None
+MountOption = bool | int | float | str | os.PathLike[str] | Sequence[str] | None
 
 #: The options of ``diskcachefs mount`` that :func:`mount` takes as keyword
 #: arguments (the flag's name with ``_`` for ``-``), and their kind: a
@@ -42,12 +42,13 @@ MountOption = bool | int | float | str | os.PathLike[str] | None
 #: (left out); a ``"flag_or_value"`` as either (``syslog=True`` logs to
 #: ``/dev/log``, ``syslog="/run/my.sock"`` to that socket); a ``"value"`` as
 #: a number or a string (``--name=VALUE``), or
-#: ``None`` (left out, the daemon's default). ``read_only`` is a parameter of
+#: ``None`` (left out, the daemon's default); a ``"values"`` as one string
+#: or a list of them (each its own ``--name=VALUE``). ``read_only`` is a parameter of
 #: its own; ``--daemon`` is never given (the helper runs the daemon itself).
 #: ``log_file`` is the helper's: the daemon's standard error goes to that
 #: file instead of a private one. The wheel's tests check this table
 #: against ``diskcachefs mount --help``.
-MOUNT_OPTIONS: Mapping[str, Literal["flag", "flag_or_value", "value"]] = MappingProxyType(
+MOUNT_OPTIONS: Mapping[str, Literal["flag", "flag_or_value", "value", "values"]] = MappingProxyType(
     {
         "no_passthrough": "flag",
         "open_requests": "flag",
@@ -58,6 +59,19 @@ MOUNT_OPTIONS: Mapping[str, Literal["flag", "flag_or_value", "value"]] = Mapping
         "timeout": "value",
         "log_file": "value",
         "syslog": "flag_or_value",
+        # The remote tier (docs/REMOTE.md): remote="redis://host:6379/0".
+        "remote": "value",
+        "remote_mode": "value",
+        "remote_namespace": "value",
+        "remote_signing_key_file": "value",
+        # One str, or a list of them: each is one --remote-tag.
+        "remote_tag": "values",
+        "remote_prefix": "values",
+        "remote_endpoint": "value",
+        "remote_region": "value",
+        "remote_timeout": "value",
+        "remote_pull_interval": "value",
+        "remote_queue": "value",
     }
 )
 
@@ -130,6 +144,11 @@ def _flags(read_only: bool, options: Mapping[str, MountOption]) -> list[str]:
             if value is not True:
                 raise TypeError(f"mount() option {name}= is a flag: True or False, not {value!r}")
             flags.append(flag)
+        elif kind == "values":
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+                raise TypeError(f"mount() option {name}= takes a str or a list of str, not {value!r}")
+            flags.extend(f"{flag}={v}" for v in items)
         elif name == "log_file":
             if not isinstance(value, (str, os.PathLike)):
                 raise TypeError(f"mount() option log_file= is a path, not {value!r}")

@@ -72,7 +72,15 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_ports(1)[0];
         let launch: Vec<std::ffi::OsString> = [
-            "redis-server", "--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "redis-server",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
             "--dir",
         ]
         .iter()
@@ -135,14 +143,8 @@ impl Server {
         );
         let child = spawn_server(&launch, dir.path());
         let endpoint = format!("http://127.0.0.1:{}", p[6]);
-        let server = Server {
-            kind: Kind::S3,
-            url: format!("s3://{BUCKET}/team"),
-            endpoint: Some(endpoint),
-            child,
-            dir,
-            launch,
-        };
+        let server =
+            Server { kind: Kind::S3, url: format!("s3://{BUCKET}/team"), endpoint: Some(endpoint), child, dir, launch };
         server.wait_ready(Duration::from_secs(30));
         server
     }
@@ -658,9 +660,11 @@ pub fn mounts_share_across_machines(server: &Server) {
     assert_eq!(super::flyte::output(&outputs), Integer(36));
     let status = remote_status(&mc);
     assert_eq!((n(&status, "hits"), n(&status, "pulled")), (1, 0), "{status}");
-    let square_key = Cache::open(&a).unwrap().iterkeys(false).map(Result::unwrap).find(
-        |k| matches!(k, Key::Str(s) if s.starts_with(SQUARE_TASK)),
-    );
+    let square_key = Cache::open(&a)
+        .unwrap()
+        .iterkeys(false)
+        .map(Result::unwrap)
+        .find(|k| matches!(k, Key::Str(s) if s.starts_with(SQUARE_TASK)));
     let square_key = square_key.expect("flytekit's key in A");
     assert!(Cache::open(&c).unwrap().get(&square_key).unwrap().is_some(), "the remote hit is in C's cache.db");
     // write_file's outputs name a local file: not shared, a miss on C.
