@@ -7,28 +7,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::flyte::{lines, workflow};
+use support::flyte::{flyte2_square, lines, workflow};
 use support::{Mounted, py};
-
-/// Runs `square(x)` as a cached Flyte 2 task in `home` (as HOME and cwd);
-/// its body appends a line to `side` when it really runs.
-fn flyte2_square(home: &Path, side: &Path, x: i64) -> serde_json::Value {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join(".venv-flyte2/bin/python"))
-        .arg(root.join("tests/py/flyte2_run.py"))
-        .arg(side)
-        .arg(x.to_string())
-        .env("HOME", home)
-        .current_dir(home)
-        .output()
-        .expect("run the Flyte 2 SDK (scripts/setup-venv-flyte2)");
-    assert!(out.status.success(), "flyte 2 run failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    serde_json::from_str(text.lines().last().unwrap()).unwrap()
-}
 
 /// Flyte 2's tables, schema and rows, as text (to compare before and after).
 const DUMP_FLYTE2: &str = r#"

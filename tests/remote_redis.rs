@@ -156,3 +156,8 @@ fn mount_remote_options_are_checked_and_pass_through_fstab() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn flyte2_entries_are_shared_through_mounts_and_sync_redis() {
+    remote::flyte2_entries_are_shared(&Server::redis());
+}

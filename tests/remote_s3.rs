@@ -50,3 +50,8 @@ fn a_mount_survives_a_frozen_and_a_stopped_server_s3() {
 fn mounts_reject_tampered_records_and_ro_writes_nothing_s3() {
     remote::mounted_trust_and_read_only(&Server::s3());
 }
+
+#[test]
+fn flyte2_entries_are_shared_through_mounts_and_sync_s3() {
+    remote::flyte2_entries_are_shared(&Server::s3());
+}

@@ -47,6 +47,9 @@ pub fn outputs_json(bytes: &[u8]) -> Result<Json, prost::DecodeError> {
     Ok(literal_map_to_json(&LiteralMap { literals }))
 }
 
+/// `task_cache` as Flyte 2 2.12.1 creates it (read from its `sqlite_master`).
+const TASK_CACHE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS task_cache (\n    key TEXT PRIMARY KEY,\n    value BLOB\n)";
+
 /// Flyte 2's task cache in a cache directory's `cache.db`.
 pub struct Flyte2Cache<'a> {
     cache: &'a Cache,
@@ -88,6 +91,35 @@ impl<'a> Flyte2Cache<'a> {
             .query_row([key], |r| r.get(0))
             .optional()?;
         Ok(value.map(Option::unwrap_or_default))
+    }
+
+    /// Up to `limit` rows with rowid above `after`: (rowid, key, value), in
+    /// rowid order. Flyte 2 replaces a row to change it, which gives it a
+    /// new rowid, so a scan from the last rowid seen finds every new entry.
+    pub fn rows_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, String, Vec<u8>)>> {
+        if !self.has_table("task_cache")? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .cache
+            .conn()
+            .prepare_cached("SELECT rowid, key, value FROM task_cache WHERE rowid > ? ORDER BY rowid LIMIT ?")?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default()))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Stores an entry unless the key has one (an entry from another
+    /// machine, docs/REMOTE.md): true when stored. A cache where Flyte 2
+    /// never ran gets the table as Flyte 2 2.12 creates it (`CREATE TABLE
+    /// IF NOT EXISTS` on both sides, so whoever is first makes the same).
+    pub fn insert_if_absent(&self, key: &str, value: &[u8]) -> Result<bool> {
+        self.cache.transact(|c| {
+            c.conn().execute_batch(TASK_CACHE_SCHEMA)?;
+            Ok(c.conn().execute("INSERT OR IGNORE INTO task_cache (key, value) VALUES (?, ?)", params![key, value])?
+                > 0)
+        })
     }
 
     /// Deletes an entry (the next Flyte 2 run of that task computes

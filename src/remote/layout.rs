@@ -103,7 +103,14 @@ pub enum ShareKind {
     Tag,
     /// Opted in by a prefix of its str key (`--prefix`).
     Prefix,
+    /// A Flyte 2 `task_cache` row: its key is [`FLYTE2_KEY_PREFIX`] and the
+    /// row's key, as a str; its value the row's `Outputs` bytes.
+    Flyte2,
 }
+
+/// What a Flyte 2 entry's key starts with in a record (`task_cache` rows
+/// are not diskcache entries; the prefix keeps their key ids apart).
+pub const FLYTE2_KEY_PREFIX: &str = "flyte2/task_cache/";
 
 impl ShareKind {
     pub fn name(self) -> &'static str {
@@ -111,6 +118,7 @@ impl ShareKind {
             ShareKind::Flyte => "flyte",
             ShareKind::Tag => "tag",
             ShareKind::Prefix => "prefix",
+            ShareKind::Flyte2 => "flyte2",
         }
     }
 
@@ -119,6 +127,7 @@ impl ShareKind {
             "flyte" => ShareKind::Flyte,
             "tag" => ShareKind::Tag,
             "prefix" => ShareKind::Prefix,
+            "flyte2" => ShareKind::Flyte2,
             _ => return None,
         })
     }

@@ -83,6 +83,12 @@ pub fn local_uri(outputs: &[u8]) -> Result<Option<String>, prost::DecodeError> {
     Ok(map.literals.values().find_map(literal_local_uri))
 }
 
+/// The same for a Flyte 2 `task_cache` value (`flyteidl2.task.Outputs`).
+pub fn flyte2_local_uri(outputs: &[u8]) -> Result<Option<String>, prost::DecodeError> {
+    let outputs = crate::flyte::flyte2::Outputs::decode(outputs)?;
+    Ok(outputs.literals.iter().filter_map(|n| n.value.as_ref()).find_map(literal_local_uri))
+}
+
 fn literal_local_uri(lit: &Literal) -> Option<String> {
     let uri = match lit.value.as_ref()? {
         literal::Value::Collection(c) => return c.literals.iter().find_map(literal_local_uri),

@@ -18,11 +18,12 @@ use thiserror::Error;
 use crate::cache::{Cache, Key, OpenError, Value};
 
 use super::layout::{
-    self, MAX_RECORD_LEN, Record, ShareKind, envelope, key_id, log_name, log_prefix, open_envelope, parse_log_name,
-    record_name, sha256_hex, value_bytes, value_from_bytes, value_name,
+    self, FLYTE2_KEY_PREFIX, MAX_RECORD_LEN, Record, ShareKind, envelope, key_id, log_name, log_prefix, open_envelope,
+    parse_log_name, record_name, sha256_hex, value_bytes, value_from_bytes, value_name,
 };
-use super::share::{Selection, local_uri, select};
+use super::share::{Selection, flyte2_local_uri, local_uri, select};
 use super::store::{RemoteError, RemoteStore};
+use crate::flyte::flyte2::Flyte2Cache;
 
 /// The side file holding each remote's cursor. Its name contains
 /// `cache.db` so that python-diskcache's `Cache.check()` (which skips every
@@ -208,7 +209,7 @@ fn push(
     let mut after = 0;
     loop {
         let batch = cache.list_meta(after, BATCH)?;
-        let Some(last) = batch.last() else { return Ok(()) };
+        let Some(last) = batch.last() else { break };
         after = last.rowid;
         for meta in batch {
             if meta.store_time < since {
@@ -216,6 +217,20 @@ fn push(
             }
             let Some(kind) = select(&meta, &opts.selection) else { continue };
             if let Some(id) = push_entry(cache, store, opts, &meta.key, kind, summary)? {
+                pushed.insert(id);
+            }
+        }
+    }
+    // Flyte 2's rows have no time of their own: every run looks at all of
+    // them (one existence check each for those the remote has).
+    let flyte2 = Flyte2Cache::new(cache);
+    let mut after = 0;
+    loop {
+        let rows = flyte2.rows_after(after, BATCH)?;
+        let Some(&(last, _, _)) = rows.last() else { return Ok(()) };
+        after = last;
+        for (_, key, outputs) in rows {
+            if let Some(id) = push_flyte2_row(store, opts, &key, &outputs, summary)? {
                 pushed.insert(id);
             }
         }
@@ -234,7 +249,6 @@ pub(super) fn push_entry(
     kind: ShareKind,
     summary: &mut Summary,
 ) -> Result<Option<String>, SyncError> {
-    let ns = &opts.namespace;
     let entry = match cache.get_entry(key) {
         Ok(Some(e)) => e,
         Ok(None) => return Ok(None), // deleted or expired since it was listed
@@ -257,24 +271,65 @@ pub(super) fn push_entry(
             Err(_) => return Ok(None),
         }
     }
+    push_value(store, opts, key, &entry.value, entry.expire_time, entry.tag.as_ref(), kind, summary)
+}
+
+/// Pushes one Flyte 2 `task_cache` row (its outputs checked for local
+/// files first), as [`push_entry`] pushes an entry.
+pub(super) fn push_flyte2_row(
+    store: &dyn RemoteStore,
+    opts: &SyncOptions,
+    row_key: &str,
+    outputs: &[u8],
+    summary: &mut Summary,
+) -> Result<Option<String>, SyncError> {
+    match flyte2_local_uri(outputs) {
+        Ok(None) => {}
+        Ok(Some(uri)) => {
+            log::info!("Flyte 2 entry {row_key}: not shared: its outputs name the local file {uri}");
+            summary.skipped_unshareable += 1;
+            return Ok(None);
+        }
+        Err(e) => {
+            log::warn!("Flyte 2 entry {row_key}: not shared: its value is not Outputs ({e})");
+            return Ok(None);
+        }
+    }
+    let key = Key::Str(format!("{FLYTE2_KEY_PREFIX}{row_key}"));
+    push_value(store, opts, &key, &Value::Bytes(outputs.to_vec()), None, None, ShareKind::Flyte2, summary)
+}
+
+/// Writes a value, its record and its log entry unless the record exists.
+#[allow(clippy::too_many_arguments)]
+fn push_value(
+    store: &dyn RemoteStore,
+    opts: &SyncOptions,
+    key: &Key,
+    value: &Value,
+    expire_time: Option<f64>,
+    tag: Option<&crate::cache::Scalar>,
+    kind: ShareKind,
+    summary: &mut Summary,
+) -> Result<Option<String>, SyncError> {
+    let ns = &opts.namespace;
     let id = key_id(key);
     let rname = record_name(ns, &id);
     if store.exists(&rname)? {
         summary.already_remote += 1;
         return Ok(None);
     }
-    let bytes = value_bytes(&entry.value);
+    let bytes = value_bytes(value);
     let digest = sha256_hex(&bytes);
     store.put_if_absent(&value_name(ns, &digest), &bytes)?;
     let created = now_secs();
     let record = Record {
         namespace: ns.clone(),
         key: key.clone(),
-        value_type: entry.value.type_name(),
+        value_type: value.type_name(),
         size: bytes.len() as u64,
         digest,
-        expire_time: entry.expire_time,
-        tag: entry.tag.clone(),
+        expire_time,
+        tag: tag.cloned(),
         kind,
         created,
     };
@@ -395,7 +450,20 @@ pub(super) fn pull_record(
     if record.expire_time.is_some_and(|t| t <= cache.now()) {
         return Ok(Pulled::Expired);
     }
-    if cache.contains(&record.key)? {
+    // A Flyte 2 entry goes to Flyte 2's table, under the row's own key.
+    let flyte2_key = match (&record.key, record.kind) {
+        (Key::Str(k), ShareKind::Flyte2) => match k.strip_prefix(FLYTE2_KEY_PREFIX) {
+            Some(row_key) if !row_key.is_empty() => Some(row_key.to_string()),
+            _ => return reject(summary, format!("a Flyte 2 record whose key does not start with {FLYTE2_KEY_PREFIX}")),
+        },
+        (_, ShareKind::Flyte2) => return reject(summary, "a Flyte 2 record with a non-str key".into()),
+        _ => None,
+    };
+    let here = match &flyte2_key {
+        Some(k) => Flyte2Cache::new(cache).get(k)?.is_some(),
+        None => cache.contains(&record.key)?,
+    };
+    if here {
         return Ok(Pulled::AlreadyLocal);
     }
     let Some(value) = store.get(&value_name(ns, &record.digest), record.size)? else {
@@ -408,6 +476,18 @@ pub(super) fn pull_record(
         Ok(v) => v,
         Err(why) => return reject(summary, why),
     };
+    if let Some(row_key) = &flyte2_key {
+        let Value::Bytes(outputs) = &value else {
+            return reject(summary, format!("a Flyte 2 entry holding a {} value", value.type_name()));
+        };
+        match flyte2_local_uri(outputs) {
+            Ok(None) => {}
+            Ok(Some(uri)) => return reject(summary, format!("its outputs name the local file {uri}")),
+            Err(e) => return reject(summary, format!("its outputs are not Flyte 2 Outputs: {e}")),
+        }
+        let stored = Flyte2Cache::new(cache).insert_if_absent(row_key, outputs)?;
+        return Ok(if stored { Pulled::Stored(value) } else { Pulled::AlreadyLocal });
+    }
     if record.kind == ShareKind::Flyte {
         // What a writer would not push is not taken either.
         let problem = match &value {

@@ -35,12 +35,14 @@ use serde_json::{Value as Json, json};
 
 use crate::cache::{Cache, CacheOptions, Key, Value};
 
-use super::layout::{ShareKind, key_id, log_prefix, parse_log_name};
+use super::layout::{FLYTE2_KEY_PREFIX, ShareKind, key_id, log_prefix, parse_log_name};
 use super::share::{is_flyte_key, select};
 use super::store::{self, RemoteError, RemoteStore, StoreOptions};
 use super::sync::{
     CLOCK_SKEW_MICROS, Cursor, CursorFile, Mode, Pulled, Summary, SyncError, SyncOptions, pull_record, push_entry,
+    push_flyte2_row,
 };
+use crate::flyte::flyte2::Flyte2Cache;
 
 /// How often the pusher looks for new local entries.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
@@ -397,8 +399,7 @@ impl RemoteTier {
                     continue;
                 }
                 let mut summary = Summary::default();
-                let result =
-                    push_entry(&cache, self.background.as_ref(), &self.config.sync, &item.key, item.kind, &mut summary);
+                let result = self.push_one(&cache, &item, &mut summary);
                 self.add_summary(&summary);
                 match result {
                     Ok(pushed) => {
@@ -442,6 +443,21 @@ impl RemoteTier {
                 // One more pass to save the cursor.
                 continue;
             }
+        }
+    }
+
+    /// Uploads one queued entry (a Flyte 2 row is read from its table).
+    fn push_one(&self, cache: &Cache, item: &Queued, summary: &mut Summary) -> Result<Option<String>, SyncError> {
+        let (store, opts) = (self.background.as_ref(), &self.config.sync);
+        match (&item.key, item.kind) {
+            (Key::Str(k), ShareKind::Flyte2) => {
+                let row_key = k.strip_prefix(FLYTE2_KEY_PREFIX).unwrap_or(k);
+                match Flyte2Cache::new(cache).get(row_key)? {
+                    Some(outputs) => push_flyte2_row(store, opts, row_key, &outputs, summary),
+                    None => Ok(None), // deleted since
+                }
+            }
+            _ => push_entry(cache, store, opts, &item.key, item.kind, summary),
         }
     }
 
@@ -591,6 +607,9 @@ struct Pusher {
     /// The highest rowid seen: rows above it are new keys, whatever their
     /// store_time says.
     max_rowid: i64,
+    /// The highest rowid of Flyte 2's `task_cache` seen (a changed row is
+    /// a new row there). From 0 at each start: one existence check a row.
+    flyte2_rowid: i64,
     queue: VecDeque<Queued>,
     capacity: usize,
     /// Entries that found the queue full: scanned again from this time
@@ -607,6 +626,7 @@ impl Pusher {
         Pusher {
             pos: (pushed_until, -1),
             max_rowid: cache.max_rowid().unwrap_or(0),
+            flyte2_rowid: 0,
             queue: VecDeque::new(),
             capacity: capacity.max(1),
             rescan_from: None,
@@ -617,18 +637,22 @@ impl Pusher {
 
     fn offer(&mut self, meta: &crate::cache::EntryMeta, opts: &SyncOptions) {
         let Some(kind) = select(meta, &opts.selection) else { return };
-        let id = (meta.rowid, meta.store_time.to_bits());
-        if self.handled.contains(&id)
-            || self.queue.iter().any(|q| q.rowid == meta.rowid && q.store_time.to_bits() == id.1)
-        {
+        self.offer_item(Queued { key: meta.key.clone(), kind, rowid: meta.rowid, store_time: meta.store_time });
+    }
+
+    /// Queues an item unless it was handled or is queued; a full queue
+    /// drops it (counted; scanned again from `rescan_from` once it drains).
+    fn offer_item(&mut self, item: Queued) {
+        let id = (item.rowid, item.store_time.to_bits());
+        if self.handled.contains(&id) || self.queue.iter().any(|q| (q.rowid, q.store_time.to_bits()) == id) {
             return;
         }
         if self.queue.len() >= self.capacity {
             self.dropped += 1;
-            self.rescan_from = Some(self.rescan_from.map_or(meta.store_time, |t| t.min(meta.store_time)));
+            self.rescan_from = Some(self.rescan_from.map_or(item.store_time, |t| t.min(item.store_time)));
             return;
         }
-        self.queue.push_back(Queued { key: meta.key.clone(), kind, rowid: meta.rowid, store_time: meta.store_time });
+        self.queue.push_back(item);
     }
 
     /// Queues the shareable entries set since the last scan.
@@ -660,6 +684,25 @@ impl Pusher {
                 self.offer(meta, opts);
             }
             if batch.len() < 500 {
+                break;
+            }
+        }
+        // Flyte 2's rows (negative rowids in the queue keep them apart from
+        // the Cache table's; their time is never the watermark's).
+        let flyte2 = Flyte2Cache::new(cache);
+        loop {
+            let rows = flyte2.rows_after(self.flyte2_rowid, 500)?;
+            for (rowid, key, _) in &rows {
+                if self.queue.len() >= self.capacity {
+                    // Not past it: the next scan offers it again.
+                    self.dropped += 1;
+                    return Ok(());
+                }
+                self.flyte2_rowid = *rowid;
+                let key = Key::Str(format!("{FLYTE2_KEY_PREFIX}{key}"));
+                self.offer_item(Queued { key, kind: ShareKind::Flyte2, rowid: -rowid, store_time: f64::INFINITY });
+            }
+            if rows.len() < 500 {
                 return Ok(());
             }
         }
@@ -672,6 +715,8 @@ impl Pusher {
     }
 
     fn prune(&mut self, below: f64) {
+        // Flyte 2 rows (infinite time) are kept: the rowid scan never
+        // offers them again, but a drop sets it back.
         self.handled.retain(|(_, bits)| f64::from_bits(*bits) >= below);
     }
 }

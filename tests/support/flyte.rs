@@ -52,3 +52,20 @@ pub fn output(bytes: &[u8]) -> primitive::Value {
 pub fn lines(side: &Path) -> Vec<String> {
     std::fs::read_to_string(side).unwrap_or_default().lines().map(String::from).collect()
 }
+
+/// Runs `square(x)` as a cached Flyte 2 task in `home` (as HOME and cwd);
+/// its body appends a line to `side` when it really runs.
+pub fn flyte2_square(home: &Path, side: &Path, x: i64) -> serde_json::Value {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(root.join(".venv-flyte2/bin/python"))
+        .arg(root.join("tests/py/flyte2_run.py"))
+        .arg(side)
+        .arg(x.to_string())
+        .env("HOME", home)
+        .current_dir(home)
+        .output()
+        .expect("run the Flyte 2 SDK (scripts/setup-venv-flyte2)");
+    assert!(out.status.success(), "flyte 2 run failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(text.lines().last().unwrap()).unwrap()
+}

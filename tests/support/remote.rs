@@ -851,3 +851,45 @@ pub fn mounted_trust_and_read_only(server: &Server) {
     assert_eq!((status["mode"].as_str(), n(&status, "uploads")), (Some("ro"), 0), "{status}");
     assert_eq!(std::fs::read(md.keys().join("shared/from-d")).unwrap(), b"local only");
 }
+
+/// Flyte 2's task cache through the remote: a cached Flyte 2 task run on
+/// machine A (its own `task_cache` table in A's cache.db) is pushed by A's
+/// mount; B's mount pulls it into B's `task_cache` (made as Flyte 2 makes
+/// it), and the Flyte 2 SDK on B finds it (the task body does not run); a
+/// machine that does not mount gets it with `sync`.
+pub fn flyte2_entries_are_shared(server: &Server) {
+    use super::flyte::flyte2_square;
+    let tmp = tempfile::tempdir().unwrap();
+    let home = |n: &str| {
+        let h = tmp.path().join(n);
+        std::fs::create_dir_all(h.join(".flyte/local-cache")).unwrap();
+        h
+    };
+    let (home_a, home_b, home_c) = (home("a"), home("b"), home("c"));
+    let cache_of = |h: &Path| h.join(".flyte/local-cache");
+    let side = |n: &str| tmp.path().join(format!("side-{n}"));
+    assert_eq!(flyte2_square(&home_a, &side("a"), 3)["result"], 9);
+    assert_eq!(super::flyte::lines(&side("a")), ["square(3) ran"]);
+
+    let args = ["--remote-pull-interval", "0.5"];
+    let ma = mount_remote(server, &cache_of(&home_a), &args);
+    wait_until(&ma, "A pushes the Flyte 2 entry", Duration::from_secs(15), |s| n(s, "uploads") >= 1);
+    let mb = mount_remote(server, &cache_of(&home_b), &args);
+    wait_until(&mb, "B pulls it", Duration::from_secs(15), |s| n(s, "pulled") >= 1);
+    let listed: Vec<String> = super::listing(&mb.mnt.join("flyte2")).into_iter().filter(|n| n != ".runs").collect();
+    assert_eq!(listed.len(), 1, "B's flyte2/ shows the pulled entry: {listed:?}");
+    assert_eq!(flyte2_square(&home_b, &side("b"), 3)["result"], 9);
+    assert!(super::flyte::lines(&side("b")).is_empty(), "a hit on B: square did not run");
+    drop((ma, mb));
+
+    let pulled = server.sync_ok(&cache_of(&home_c), &["--mode", "ro"]);
+    assert_eq!(counts(&pulled)[1], 1, "{pulled}");
+    assert_eq!(flyte2_square(&home_c, &side("c"), 3)["result"], 9);
+    assert!(super::flyte::lines(&side("c")).is_empty(), "a hit on C after sync");
+    // Another input is computed, and is not a hit anywhere else.
+    assert_eq!(flyte2_square(&home_c, &side("c"), 4)["result"], 16);
+    assert_eq!(super::flyte::lines(&side("c")), ["square(4) ran"]);
+    for h in [&home_a, &home_b, &home_c] {
+        assert_eq!(python_check(&cache_of(h)), "[]", "{}", h.display());
+    }
+}
