@@ -57,6 +57,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long a key the store did not have is not asked for again.
 const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 const NEGATIVE_MAX: usize = 4096;
+/// Most key ids remembered as having come from the remote (past it the
+/// set is cleared: the pusher then only checks a few more of them).
+const ARRIVED_MAX: usize = 100_000;
 /// Rows the pusher reads from `cache.db` per scan (the rest next second).
 const SCAN_ROWS: usize = 5000;
 /// A `set` takes its `store_time` before it waits for the write lock, so
@@ -277,6 +280,15 @@ impl RemoteTier {
         }
         drop(c);
         log::warn!("remote: {e}; not asked again for {pause:?}");
+    }
+
+    /// Notes a key id that came from the remote, so the pusher skips it.
+    fn arrived(&self, id: String) {
+        let mut ids = lock(&self.arrived_ids);
+        if ids.len() >= ARRIVED_MAX {
+            ids.clear();
+        }
+        ids.insert(id);
     }
 
     /// A local failure of the tier's own work (logged, counted).
@@ -524,7 +536,7 @@ impl RemoteTier {
                 self.add_summary(&summary);
                 match result? {
                     Pulled::Stored(_) => {
-                        lock(&self.arrived_ids).insert(id.clone());
+                        self.arrived(id.clone());
                         let mut c = lock(&self.counters);
                         c.pulled += 1;
                         c.summary.pulled += 1;
@@ -718,5 +730,68 @@ impl Pusher {
         // Flyte 2 rows (infinite time) are kept: the rowid scan never
         // offers them again, but a drop sets it back.
         self.handled.retain(|(_, bits)| f64::from_bits(*bits) >= below);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Value;
+    use crate::remote::share::Selection;
+
+    fn opts() -> SyncOptions {
+        SyncOptions {
+            mode: Mode::ReadWrite,
+            namespace: "default".into(),
+            signing_key: None,
+            selection: Selection { tags: vec![], prefixes: vec!["p/".into()] },
+        }
+    }
+
+    fn set(cache: &Cache, key: &str) {
+        cache.set(&Key::Str(key.into()), &Value::Bytes(b"v".to_vec()), None, None).unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_queues_the_entry_again_once_it_drains() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let mut pusher = Pusher::new(&cache, 0.0, 2);
+        for k in ["p/1", "p/2", "p/3", "other", "p/4"] {
+            set(&cache, k);
+        }
+        pusher.scan(&cache, &opts()).unwrap();
+        let keys = |p: &Pusher| p.queue.iter().map(|q| q.key.clone()).collect::<Vec<_>>();
+        let k = |s: &str| Key::Str(s.into());
+        assert_eq!(keys(&pusher), [k("p/1"), k("p/2")]);
+        assert_eq!(pusher.dropped, 2, "p/3 and p/4 found the queue full; `other` is not shared");
+        let watermark = pusher.watermark();
+        assert!(watermark <= pusher.queue[0].store_time, "the cursor never passes a queued entry");
+        // Nothing is queued twice while it waits.
+        pusher.scan(&cache, &opts()).unwrap();
+        assert_eq!(keys(&pusher), [k("p/1"), k("p/2")]);
+        // Uploaded (handled): the next scan after the queue drained finds
+        // the dropped ones again, and only them.
+        while let Some(q) = pusher.queue.pop_front() {
+            pusher.handled.insert((q.rowid, q.store_time.to_bits()));
+        }
+        pusher.scan(&cache, &opts()).unwrap();
+        assert_eq!(keys(&pusher), [k("p/3"), k("p/4")]);
+    }
+
+    #[test]
+    fn a_set_that_committed_late_is_found_by_its_rowid() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        set(&cache, "p/early");
+        let mut pusher = Pusher::new(&cache, 0.0, 10);
+        pusher.scan(&cache, &opts()).unwrap();
+        assert_eq!(pusher.queue.len(), 1);
+        // A new key whose store_time is older than what was scanned (its
+        // `set` took the time, then waited for the write lock).
+        set(&cache, "p/late");
+        cache.set_times(&Key::Str("p/late".into()), Some(1.0), None).unwrap();
+        pusher.scan(&cache, &opts()).unwrap();
+        assert_eq!(pusher.queue.back().map(|q| q.key.clone()), Some(Key::Str("p/late".into())));
     }
 }
