@@ -230,7 +230,8 @@ fn push(
         let Some(&(last, _, _)) = rows.last() else { return Ok(()) };
         after = last;
         for (_, key, outputs) in rows {
-            if let Some(id) = push_flyte2_row(store, opts, &key, &outputs, summary)? {
+            let Some(upload) = prepare_flyte2_row(&key, &outputs, summary) else { continue };
+            if let Some(id) = upload.push(store, opts, summary)? {
                 pushed.insert(id);
             }
         }
@@ -249,98 +250,121 @@ pub(super) fn push_entry(
     kind: ShareKind,
     summary: &mut Summary,
 ) -> Result<Option<String>, SyncError> {
+    match prepare_entry(cache, key, kind, summary) {
+        Some(upload) => upload.push(store, opts, summary),
+        None => Ok(None),
+    }
+}
+
+/// One entry ready to be written to the store: read from the cache and
+/// found shareable, so that the writing needs no cache handle (the
+/// mount's pusher writes several at once).
+#[derive(Debug)]
+pub(super) struct Upload {
+    key: Key,
+    value: Value,
+    expire_time: Option<f64>,
+    tag: Option<crate::cache::Scalar>,
+    kind: ShareKind,
+}
+
+/// Reads a local entry selected as `kind`: `None` when it is gone,
+/// unreadable (counted as an error) or unshareable (counted).
+pub(super) fn prepare_entry(cache: &Cache, key: &Key, kind: ShareKind, summary: &mut Summary) -> Option<Upload> {
     let entry = match cache.get_entry(key) {
         Ok(Some(e)) => e,
-        Ok(None) => return Ok(None), // deleted or expired since it was listed
+        Ok(None) => return None, // deleted or expired since it was listed
         Err(e) => {
             log::warn!("{key}: not pushed: {e}");
             summary.errors += 1;
-            return Ok(None);
+            return None;
         }
     };
     if kind == ShareKind::Flyte {
-        let Value::Bytes(outputs) = &entry.value else { return Ok(None) };
+        let Value::Bytes(outputs) = &entry.value else { return None };
         match local_uri(outputs) {
             Ok(None) => {}
             Ok(Some(uri)) => {
                 log::info!("{key}: not shared: its outputs name the local file {uri}");
                 summary.skipped_unshareable += 1;
-                return Ok(None);
+                return None;
             }
             // Not flytekit's outputs after all: not a task cache entry.
-            Err(_) => return Ok(None),
+            Err(_) => return None,
         }
     }
-    push_value(store, opts, key, &entry.value, entry.expire_time, entry.tag.as_ref(), kind, summary)
+    Some(Upload { key: key.clone(), value: entry.value, expire_time: entry.expire_time, tag: entry.tag, kind })
 }
 
-/// Pushes one Flyte 2 `task_cache` row (its outputs checked for local
-/// files first), as [`push_entry`] pushes an entry.
-pub(super) fn push_flyte2_row(
-    store: &dyn RemoteStore,
-    opts: &SyncOptions,
-    row_key: &str,
-    outputs: &[u8],
-    summary: &mut Summary,
-) -> Result<Option<String>, SyncError> {
+/// A Flyte 2 `task_cache` row as an upload (its outputs checked for local
+/// files first).
+pub(super) fn prepare_flyte2_row(row_key: &str, outputs: &[u8], summary: &mut Summary) -> Option<Upload> {
     match flyte2_local_uri(outputs) {
         Ok(None) => {}
         Ok(Some(uri)) => {
             log::info!("Flyte 2 entry {row_key}: not shared: its outputs name the local file {uri}");
             summary.skipped_unshareable += 1;
-            return Ok(None);
+            return None;
         }
         Err(e) => {
             log::warn!("Flyte 2 entry {row_key}: not shared: its value is not Outputs ({e})");
-            return Ok(None);
+            return None;
         }
     }
-    let key = Key::Str(format!("{FLYTE2_KEY_PREFIX}{row_key}"));
-    push_value(store, opts, &key, &Value::Bytes(outputs.to_vec()), None, None, ShareKind::Flyte2, summary)
+    Some(Upload {
+        key: Key::Str(format!("{FLYTE2_KEY_PREFIX}{row_key}")),
+        value: Value::Bytes(outputs.to_vec()),
+        expire_time: None,
+        tag: None,
+        kind: ShareKind::Flyte2,
+    })
 }
 
-/// Writes a value, its record and its log entry unless the record exists.
-#[allow(clippy::too_many_arguments)]
-fn push_value(
-    store: &dyn RemoteStore,
-    opts: &SyncOptions,
-    key: &Key,
-    value: &Value,
-    expire_time: Option<f64>,
-    tag: Option<&crate::cache::Scalar>,
-    kind: ShareKind,
-    summary: &mut Summary,
-) -> Result<Option<String>, SyncError> {
-    let ns = &opts.namespace;
-    let id = key_id(key);
-    let rname = record_name(ns, &id);
-    if store.exists(&rname)? {
-        summary.already_remote += 1;
-        return Ok(None);
+impl Upload {
+    /// The key id of the record it makes.
+    pub(super) fn key_id(&self) -> String {
+        key_id(&self.key)
     }
-    let bytes = value_bytes(value);
-    let digest = sha256_hex(&bytes);
-    store.put_if_absent(&value_name(ns, &digest), &bytes)?;
-    let created = now_secs();
-    let record = Record {
-        namespace: ns.clone(),
-        key: key.clone(),
-        value_type: value.type_name(),
-        size: bytes.len() as u64,
-        digest,
-        expire_time,
-        tag: tag.cloned(),
-        kind,
-        created,
-    };
-    if !store.put_if_absent(&rname, &envelope(&record, opts.signing_key.as_deref()))? {
-        summary.already_remote += 1;
-        return Ok(None);
+
+    /// Writes the value, the record and its log entry unless the record
+    /// exists: the key id when this call created the record.
+    pub(super) fn push(
+        &self,
+        store: &dyn RemoteStore,
+        opts: &SyncOptions,
+        summary: &mut Summary,
+    ) -> Result<Option<String>, SyncError> {
+        let ns = &opts.namespace;
+        let id = self.key_id();
+        let rname = record_name(ns, &id);
+        if store.exists(&rname)? {
+            summary.already_remote += 1;
+            return Ok(None);
+        }
+        let bytes = value_bytes(&self.value);
+        let digest = sha256_hex(&bytes);
+        store.put_if_absent(&value_name(ns, &digest), &bytes)?;
+        let created = now_secs();
+        let record = Record {
+            namespace: ns.clone(),
+            key: self.key.clone(),
+            value_type: self.value.type_name(),
+            size: bytes.len() as u64,
+            digest,
+            expire_time: self.expire_time,
+            tag: self.tag.clone(),
+            kind: self.kind,
+            created,
+        };
+        if !store.put_if_absent(&rname, &envelope(&record, opts.signing_key.as_deref()))? {
+            summary.already_remote += 1;
+            return Ok(None);
+        }
+        let micros = (created * 1e6) as u64;
+        store.put_if_absent(&log_name(ns, micros, &id), format!("{id}\n").as_bytes())?;
+        summary.pushed += 1;
+        Ok(Some(id))
     }
-    let micros = (created * 1e6) as u64;
-    store.put_if_absent(&log_name(ns, micros, &id), format!("{id}\n").as_bytes())?;
-    summary.pushed += 1;
-    Ok(Some(id))
 }
 
 fn pull(

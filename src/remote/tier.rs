@@ -39,8 +39,8 @@ use super::layout::{FLYTE2_KEY_PREFIX, ShareKind, key_id, log_prefix, parse_log_
 use super::share::{is_flyte_key, select};
 use super::store::{self, RemoteError, RemoteStore, StoreOptions};
 use super::sync::{
-    CLOCK_SKEW_MICROS, Cursor, CursorFile, Mode, Pulled, Summary, SyncError, SyncOptions, pull_record, push_entry,
-    push_flyte2_row,
+    CLOCK_SKEW_MICROS, Cursor, CursorFile, Mode, Pulled, Summary, SyncError, SyncOptions, Upload, prepare_entry,
+    prepare_flyte2_row, pull_record,
 };
 use crate::flyte::flyte2::Flyte2Cache;
 
@@ -49,6 +49,8 @@ pub const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 /// The default interval of the background pull (one LIST per interval on
 /// S3: about 17,000 a day per machine).
 pub const DEFAULT_PULL_INTERVAL: Duration = Duration::from_secs(5);
+/// Uploads written to the store at once (each a thread for its calls).
+pub const UPLOADS_AT_ONCE: usize = 8;
 /// The default capacity of the upload queue.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1000;
 /// The first pause after a failed call; doubled per failure in a row.
@@ -404,33 +406,8 @@ impl RemoteTier {
             }
             lock(&self.counters).dropped += std::mem::take(&mut pusher.dropped);
             let until = Instant::now() + SCAN_INTERVAL;
-            while Instant::now() < until && !self.stopped() && self.allows_call() {
-                let Some(item) = pusher.queue.pop_front() else { break };
-                if lock(&self.arrived_ids).remove(&key_id(&item.key)) {
-                    pusher.handled.insert((item.rowid, item.store_time.to_bits()));
-                    continue;
-                }
-                let mut summary = Summary::default();
-                let result = self.push_one(&cache, &item, &mut summary);
-                self.add_summary(&summary);
-                match result {
-                    Ok(pushed) => {
-                        self.succeeded();
-                        lock(&self.counters).last_push = Some(wall());
-                        if let Some(id) = pushed {
-                            lock(&self.pushed_ids).insert(id);
-                        }
-                        pusher.handled.insert((item.rowid, item.store_time.to_bits()));
-                    }
-                    Err(SyncError::Remote(e)) => {
-                        self.failed(&e);
-                        pusher.queue.push_front(item);
-                    }
-                    Err(e) => {
-                        self.local_failure(&format!("{}: pushing", item.key), &e);
-                        pusher.handled.insert((item.rowid, item.store_time.to_bits()));
-                    }
-                }
+            while Instant::now() < until && !self.stopped() && self.allows_call() && !pusher.queue.is_empty() {
+                self.upload_some(&cache, &mut pusher);
             }
             lock(&self.counters).queue_depth = pusher.queue.len();
             let stopping = self.stopped();
@@ -458,19 +435,99 @@ impl RemoteTier {
         }
     }
 
-    /// Uploads one queued entry (a Flyte 2 row is read from its table).
-    fn push_one(&self, cache: &Cache, item: &Queued, summary: &mut Summary) -> Result<Option<String>, SyncError> {
+    /// Uploads up to [`UPLOADS_AT_ONCE`] entries from the front of the
+    /// queue, at once: each is read here (the cache handle is this
+    /// thread's), then written to the store by a thread of its own. What
+    /// failed goes back to the front of the queue, in order.
+    fn upload_some(&self, cache: &Cache, pusher: &mut Pusher) {
+        let mut summary = Summary::default();
+        let mut work = Vec::new();
+        while work.len() < UPLOADS_AT_ONCE {
+            let Some(item) = pusher.queue.pop_front() else { break };
+            let done = (item.rowid, item.store_time.to_bits());
+            if lock(&self.arrived_ids).remove(&key_id(&item.key)) {
+                pusher.handled.insert(done);
+                continue;
+            }
+            match self.prepare(cache, &item, &mut summary) {
+                Ok(Some(upload)) => work.push((item, upload)),
+                Ok(None) => {
+                    pusher.handled.insert(done);
+                }
+                Err(e) => {
+                    self.local_failure(&format!("{}: reading it to push", item.key), &e);
+                    pusher.handled.insert(done);
+                }
+            }
+        }
+        self.add_summary(&summary);
         let (store, opts) = (self.background.as_ref(), &self.config.sync);
-        match (&item.key, item.kind) {
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let running: Vec<_> = work
+                .into_iter()
+                .map(|(item, upload)| {
+                    scope.spawn(move || {
+                        let mut summary = Summary::default();
+                        let result = upload.push(store, opts, &mut summary);
+                        (item, summary, result)
+                    })
+                })
+                .collect();
+            running.into_iter().filter_map(|t| t.join().ok()).collect()
+        });
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        let mut answered = false;
+        for (item, summary, result) in results {
+            self.add_summary(&summary);
+            match result {
+                Ok(pushed) => {
+                    answered = true;
+                    lock(&self.counters).last_push = Some(wall());
+                    if let Some(id) = pushed {
+                        lock(&self.pushed_ids).insert(id);
+                    }
+                    pusher.handled.insert((item.rowid, item.store_time.to_bits()));
+                }
+                Err(SyncError::Remote(e)) => {
+                    if first_error.is_none() {
+                        first_error = Some(e);
+                    } else {
+                        // Counted, but one back-off step per round.
+                        let mut c = lock(&self.counters);
+                        c.errors += 1;
+                        c.timeouts += u64::from(matches!(e, RemoteError::Timeout { .. }));
+                    }
+                    failed.push(item);
+                }
+                Err(e) => {
+                    self.local_failure(&format!("{}: pushing", item.key), &e);
+                    pusher.handled.insert((item.rowid, item.store_time.to_bits()));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => self.failed(&e),
+            None if answered => self.succeeded(),
+            None => {}
+        }
+        for item in failed.into_iter().rev() {
+            pusher.queue.push_front(item);
+        }
+    }
+
+    /// Reads a queued entry for upload (a Flyte 2 row from its table).
+    fn prepare(&self, cache: &Cache, item: &Queued, summary: &mut Summary) -> Result<Option<Upload>, SyncError> {
+        Ok(match (&item.key, item.kind) {
             (Key::Str(k), ShareKind::Flyte2) => {
                 let row_key = k.strip_prefix(FLYTE2_KEY_PREFIX).unwrap_or(k);
                 match Flyte2Cache::new(cache).get(row_key)? {
-                    Some(outputs) => push_flyte2_row(store, opts, row_key, &outputs, summary),
-                    None => Ok(None), // deleted since
+                    Some(outputs) => prepare_flyte2_row(row_key, &outputs, summary),
+                    None => None, // deleted since
                 }
             }
-            _ => push_entry(cache, store, opts, &item.key, item.kind, summary),
-        }
+            _ => prepare_entry(cache, &item.key, item.kind, summary),
+        })
     }
 
     // -----------------------------------------------------------------
