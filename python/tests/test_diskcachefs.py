@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -228,6 +229,37 @@ def test_options_become_the_mount_commands_flags(cache_dir: Path, mnt: Path) -> 
             str(mnt),
         ]
         assert (m.mountpoint / "keys" / "report.csv").read_bytes() == b"a,b\n1,2\n"
+
+
+def test_remote_options_reach_the_daemon_and_ops_remote_shows_them(cache_dir: Path, mnt: Path) -> None:
+    # A port nothing listens on: the mount still serves (a remote problem
+    # is a miss), and ops/remote counts the refused calls.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+    with diskcachefs.mount(
+        cache_dir, mnt, remote=url, remote_prefix=["team/", "shared/"], remote_pull_interval=0.2, log_file=None
+    ) as m:
+        argv = Path(f"/proc/{m.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        assert argv[2:7] == [
+            f"--remote={url}",
+            "--remote-prefix=team/",
+            "--remote-prefix=shared/",
+            "--remote-pull-interval=0.2",
+            "--",
+        ]
+        assert (m.mountpoint / "keys" / "report.csv").read_bytes() == b"a,b\n1,2\n"
+        assert not (m.mountpoint / "keys" / "team" / "missing").exists()
+        deadline = time.monotonic() + 10
+        while True:
+            status = json.loads((m.mountpoint / "ops" / "remote").read_text())
+            if status["errors"] >= 1:
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+        assert status["url"] == url
+        assert "cannot reach the server" in status["last_error"]["message"]
 
 
 def test_syslog_sends_the_daemons_log_to_the_socket_given(

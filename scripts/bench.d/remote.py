@@ -9,16 +9,17 @@ so that every remote hit is a miss answered by the store):
   miss asking    the same of a key nobody has, on B (one GET to the store)
   remote hit     the same of a key only the store has (pushed from A): the
                  record and value GETs, the checks and the local write
-  upload         N entries written by python-diskcache into A's cache.db
-                 while A is mounted, until A's pusher has uploaded them all
-                 (entries/s; each is EXISTS/HEAD + 3 creates)
+  upload         UPLOADS entries python-diskcache wrote into A's cache.db,
+                 from mounting A until its pusher has uploaded them all
+                 (entries/s; each is EXISTS/HEAD + 3 creates, 8 at once)
 
 usage: remote.py BIN WORK WEED
 """
 import json, os, socket, statistics, subprocess, sys, time
 
 BIN, WORK, WEED = sys.argv[1], sys.argv[2], sys.argv[3]
-N = 300
+N = 500
+UPLOADS = 2000
 VALUE = b'v' * 1024
 KEY, SECRET = 'benchkey', 'benchsecret'
 
@@ -126,14 +127,14 @@ def bench(name, start):
         remote = ['--remote', url, '--remote-prefix', 'shared/', '--remote-pull-interval', '0']
         # A's entries (uploaded by A's mount); B's own entries.
         ca = diskcache.Cache(a)
-        ma = mount(a, a + '.mnt', env, remote)
-        t = time.perf_counter()
-        for i in range(N):
+        for i in range(UPLOADS):
             ca.set(f'shared/r{i:04d}', VALUE)
         ca.close()
-        while status(ma)['uploads'] < N:
+        t = time.perf_counter()
+        ma = mount(a, a + '.mnt', env, remote)
+        while status(ma)['uploads'] < UPLOADS:
             time.sleep(0.01)
-        upload = N / (time.perf_counter() - t)
+        upload = UPLOADS / (time.perf_counter() - t)
         cb = diskcache.Cache(b)
         for i in range(N):
             cb.set(f'shared/l{i:04d}', VALUE)
@@ -162,7 +163,8 @@ def bench(name, start):
 def main():
     rows = {'Redis 7 (Debian)': bench('redis', start_redis), 'S3 (SeaweedFS 4.48)': bench('s3', start_s3)}
     cols = list(rows)
-    print(f'1 KiB values, {N} keys each, median of one open/read/close per key (us); upload in entries/s.\n')
+    print(f'1 KiB values; reads: {N} keys each, the median of one open/read/close per key (us); '
+          f'upload: {UPLOADS} entries, entries/s.\n')
     print('| operation | ' + ' | '.join(cols) + ' |')
     print('|---|' + '---:|' * len(cols))
     for op in next(iter(rows.values())):
