@@ -54,7 +54,8 @@ def start_s3():
     p = free_ports(10)
     names = ['master.port', 'master.port.grpc', 'volume.port', 'volume.port.grpc', 'filer.port',
              'filer.port.grpc', 's3.port', 's3.port.grpc', 'admin.port', 'admin.port.grpc']
-    args = [WEED, 'mini', f'-dir={d}/data', '-ip=127.0.0.1', '-ip.bind=127.0.0.1', '-master.telemetry=false',
+    # -logdir: weed's log files go with its directory, not into /tmp.
+    args = [WEED, f'-logdir={d}', 'mini', f'-dir={d}/data', '-ip=127.0.0.1', '-ip.bind=127.0.0.1', '-master.telemetry=false',
             '-admin.ui=false', '-webdav=false', f'-s3.config={cfg}', '-bucket=bench',
             '-s3.port.iceberg=0', '-s3.port.lance=0'] + [f'-{n}={port}' for n, port in zip(names, p)]
     proc = subprocess.Popen(args, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -115,7 +115,10 @@ impl Server {
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
         let p = free_ports(10);
-        let mut launch: Vec<std::ffi::OsString> = vec![weed().into(), "mini".into()];
+        // -logdir: weed's own log files (glog) go with the server's
+        // directory, removed with it, instead of piling up in /tmp.
+        let logdir = format!("-logdir={}", dir.path().display());
+        let mut launch: Vec<std::ffi::OsString> = vec![weed().into(), logdir.into(), "mini".into()];
         launch.extend(
             [
                 format!("-dir={}", data.display()),
