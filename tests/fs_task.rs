@@ -8,13 +8,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
 use diskcachefs::flyte::idl::primitive;
-use support::flyte::{lines, map, output, prim, workflow};
+use support::flyte::{ask, lines, map, output, prim, workflow};
 use support::{Mounted, errno_of, python};
 
 /// A str as a directory name in task/ (docs/SEMANTICS.md, "Keys to
@@ -51,16 +50,6 @@ fn resolver(kind: &str, ignore: &[String]) -> String {
         let list: Vec<String> = ignore.iter().map(|v| pct(v.as_bytes(), b",")).collect();
         format!("{kind}.ignore={}", list.join(","))
     }
-}
-
-/// Writes `inputs` to a resolver file and reads its answer on the same
-/// descriptor.
-fn ask(path: &Path, inputs: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
-    f.write_all(inputs)?;
-    let mut out = Vec::new();
-    f.read_to_end(&mut out)?;
-    Ok(out)
 }
 
 #[test]

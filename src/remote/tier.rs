@@ -385,19 +385,25 @@ impl RemoteTier {
         answer
     }
 
+    /// A thread's own cache handle, tried again every 5 s (each failure
+    /// logged and counted) until it opens; `None` when the tier stops first.
+    fn open_cache(&self, to: &str) -> Option<Cache> {
+        loop {
+            match Cache::open(&self.dir) {
+                Ok(c) => return Some(c),
+                Err(e) => self.local_failure(&format!("opening the cache to {to}"), &e),
+            }
+            if self.sleep(Duration::from_secs(5)) {
+                return None;
+            }
+        }
+    }
+
     // -----------------------------------------------------------------
     // Push.
 
     fn push_loop(&self) {
-        let cache = loop {
-            match Cache::open(&self.dir) {
-                Ok(c) => break c,
-                Err(e) => self.local_failure("opening the cache to push", &e),
-            }
-            if self.sleep(Duration::from_secs(5)) {
-                return;
-            }
-        };
+        let Some(cache) = self.open_cache("push") else { return };
         let mut pusher = Pusher::new(&cache, lock(&self.cursor).1.pushed_until, self.config.queue_capacity);
         let mut saved = Instant::now();
         loop {
@@ -534,15 +540,7 @@ impl RemoteTier {
     // Pull.
 
     fn pull_loop(&self, interval: Duration) {
-        let cache = loop {
-            match Cache::open(&self.dir) {
-                Ok(c) => break c,
-                Err(e) => self.local_failure("opening the cache to pull", &e),
-            }
-            if self.sleep(Duration::from_secs(5)) {
-                return;
-            }
-        };
+        let Some(cache) = self.open_cache("pull") else { return };
         // Key ids seen in the log since a skew window before the cursor.
         let mut seen: HashMap<String, u64> = HashMap::new();
         loop {

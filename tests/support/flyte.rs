@@ -69,3 +69,14 @@ pub fn flyte2_square(home: &Path, side: &Path, x: i64) -> serde_json::Value {
     let text = String::from_utf8(out.stdout).unwrap();
     serde_json::from_str(text.lines().last().unwrap()).unwrap()
 }
+
+/// Writes `inputs` to a resolver file (`task/T/V/.resolve`, `.key`) and
+/// reads its answer on the same descriptor.
+pub fn ask(path: &Path, inputs: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    f.write_all(inputs)?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
+}

@@ -620,17 +620,6 @@ fn record_of(key: &str) -> String {
     diskcachefs::remote::layout::key_id(&s(key))
 }
 
-/// Writes `inputs` to a resolver file and reads its answer on the same
-/// descriptor.
-fn ask(path: &Path, inputs: &[u8]) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Write};
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
-    f.write_all(inputs)?;
-    let mut out = Vec::new();
-    f.read_to_end(&mut out)?;
-    Ok(out)
-}
-
 /// Two (three) machines, each a cache directory mounted with `--remote` on
 /// one store: a flytekit run against A's directory (Python writing
 /// `cache.db` directly, A mounted) is pushed by A's mount; C, which never
@@ -659,7 +648,7 @@ pub fn mounts_share_across_machines(server: &Server) {
     // C: the miss in .resolve asks the remote, stores the entry, answers.
     let resolver = mc.mnt.join(format!("task/{SQUARE_TASK}/1/.resolve"));
     let inputs = super::flyte::map(vec![("x", super::flyte::prim(Integer(6)))]);
-    let outputs = ask(&resolver, &inputs).expect("C's .resolve answers from the remote");
+    let outputs = super::flyte::ask(&resolver, &inputs).expect("C's .resolve answers from the remote");
     assert_eq!(super::flyte::output(&outputs), Integer(36));
     let status = remote_status(&mc);
     assert_eq!((n(&status, "hits"), n(&status, "pulled")), (1, 0), "{status}");
@@ -672,7 +661,7 @@ pub fn mounts_share_across_machines(server: &Server) {
     assert!(Cache::open(&c).unwrap().get(&square_key).unwrap().is_some(), "the remote hit is in C's cache.db");
     // write_file's outputs name a local file: not shared, a miss on C.
     let write_resolver = mc.mnt.join("task/tests.py.remote_workflow.remote_workflow.write_file/1/.resolve");
-    assert_eq!(super::errno_of(ask(&write_resolver, &inputs)), libc::ENOENT);
+    assert_eq!(super::errno_of(super::flyte::ask(&write_resolver, &inputs)), libc::ENOENT);
 
     // B: the background pull brings it; flytekit's own lookup hits.
     wait_until(&mb, "B's mount pulls the new entry", Duration::from_secs(15), |s| n(s, "pulled") >= 1);
