@@ -161,6 +161,11 @@ struct MountArgs {
     /// changes within a second.
     #[arg(long)]
     read_only: bool,
+    /// Make a new cache in CACHE_DIR even though it is a directory that
+    /// holds other files (without this, only an empty or missing
+    /// directory becomes a new cache).
+    #[arg(long)]
+    create: bool,
     /// Read every value through the daemon, never through the kernel's
     /// passthrough (which a read-write mount uses for values kept in value
     /// files, as root on Linux 6.9 and later).
@@ -168,7 +173,7 @@ struct MountArgs {
     no_passthrough: bool,
     /// With --read-only: have the kernel send OPEN, FLUSH, RELEASE and
     /// OPENDIR as on a read-write mount (slower; to compare).
-    #[arg(long)]
+    #[arg(long, requires = "read_only")]
     open_requests: bool,
     /// Return once the mount is ready, leaving the daemon in the
     /// background. The daemon logs to --log-file if given, else to syslog
@@ -185,7 +190,7 @@ struct MountArgs {
     allow_other: bool,
     /// Seconds the kernel may trust names and attributes; changes made by
     /// other processes show within this time.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = seconds)]
     attr_timeout: f64,
     /// Most key inodes the daemon keeps, at least 1: past it, it asks the
     /// kernel to forget the oldest unused ones (memory stays bounded
@@ -201,7 +206,7 @@ struct MountArgs {
     timeout: f64,
     /// With --daemon: where the daemon logs, appended (RUST_LOG sets the
     /// level).
-    #[arg(long, conflicts_with = "syslog")]
+    #[arg(long, conflicts_with = "syslog", requires = "daemon")]
     log_file: Option<PathBuf>,
     /// Log to syslog, as datagrams to /dev/log or to the socket given as
     /// --syslog=SOCKET (facility daemon).
@@ -212,11 +217,16 @@ struct MountArgs {
     remote: diskcachefs::remote::cli::MountRemoteArgs,
 }
 
-/// `--timeout`: finite and not negative.
+/// The longest `--timeout` and `--attr-timeout`: a day. Past it a value
+/// is a typo, not a wish (and SQLite's busy timeout, in milliseconds in a
+/// C int, ends at 24.8 days).
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// `--timeout`, `--attr-timeout`: seconds, from 0 to a day.
 fn seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(s) if s.is_finite() && s >= 0.0 => Ok(s),
-        Ok(_) => Err("must be a number of seconds, 0 or more".into()),
+        Ok(s) if s.is_finite() && (0.0..=MAX_SECONDS).contains(&s) => Ok(s),
+        Ok(_) => Err(format!("must be a number of seconds from 0 to {MAX_SECONDS} (a day)")),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -642,6 +652,22 @@ fn value_bytes(value: &Value) -> Vec<u8> {
     }
 }
 
+/// Whether `args` is the form mount.fuse3 runs, and only that:
+/// `diskcachefs SOURCE MOUNTPOINT` followed by nothing but `-o OPTS`
+/// pairs, SOURCE a path (it has a `/`, as an fstab's source has). Any other
+/// first word goes to clap, which answers "unrecognized subcommand" (a
+/// typo such as `diskcachefs mout ~/cache` used to mount a new empty cache
+/// named `mout` over the user's cache).
+fn is_mount_8_form(args: &[OsString]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let [_, source, _mountpoint, rest @ ..] = args else { return false };
+    let source = source.as_bytes();
+    if source.starts_with(b"-") || !source.contains(&b'/') {
+        return false;
+    }
+    rest.len() % 2 == 0 && rest.chunks(2).all(|pair| pair[0] == "-o")
+}
+
 /// `mount -t fuse.diskcachefs CACHE_DIR MOUNTPOINT -o OPTS` (and /etc/fstab)
 /// runs `diskcachefs CACHE_DIR MOUNTPOINT -o OPTS` through mount.fuse3.
 /// That form becomes `mount CACHE_DIR MOUNTPOINT --daemon` plus every
@@ -653,14 +679,10 @@ fn value_bytes(value: &Value) -> Vec<u8> {
 /// nofail, _netdev, x-systemd.*, subtype, ...) concern mount(8) or the
 /// kernel and are ignored.
 fn fstab_arguments(args: Vec<OsString>) -> Vec<OsString> {
-    let cli = Cli::command();
-    let is_command = |a: &OsString| {
-        let s = a.to_string_lossy();
-        s.starts_with('-') || cli.get_subcommands().any(|c| c.get_name() == s)
-    };
-    if args.len() < 3 || is_command(&args[1]) {
+    if !is_mount_8_form(&args) {
         return args;
     }
+    let cli = Cli::command();
     let mount = cli.find_subcommand("mount").expect("the mount subcommand");
     let mut out = vec![args[0].clone(), "mount".into(), args[1].clone(), args[2].clone(), "--daemon".into()];
     let mut rest = args[3..].iter();
@@ -689,9 +711,6 @@ fn fstab_arguments(args: Vec<OsString>) -> Vec<OsString> {
 }
 
 fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
-    if !args.attr_timeout.is_finite() || args.attr_timeout < 0.0 {
-        return Err(Failure(format!("--attr-timeout {}: must be a non-negative number of seconds", args.attr_timeout)));
-    }
     let mut config = diskcachefs::fs::mount::MountConfig {
         cache_dir: args.cache_dir.clone(),
         mountpoint: args.mountpoint.clone(),
@@ -716,6 +735,10 @@ fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     if let Some(socket) = &args.syslog {
         diskcachefs::logging::check_syslog_socket(socket)?;
     }
+    if let Some(log) = &args.log_file {
+        check_log_file(log)?;
+    }
+    diskcachefs::fs::mount::check_places(&config, args.create, args.log_file.as_deref())?;
     // The child that `--daemon` starts has the very same command line (so
     // no option can be lost on the way) and reports readiness on this
     // descriptor, which also tells it that it is the daemon.
@@ -754,6 +777,28 @@ fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     };
     diskcachefs::fs::mount::run(&config, ready)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--log-file`: its directory must be there (a typo would otherwise
+/// make directories nobody asked for, or lose every line), and the file
+/// writable by this user.
+fn check_log_file(log: &Path) -> Result<(), Failure> {
+    let dir = match log.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Failure(format!("--log-file {}: no such directory {}", log.display(), dir.display())));
+    }
+    if log.is_dir() {
+        return Err(Failure(format!("--log-file {}: a directory, not a file", log.display())));
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| Failure(format!("--log-file {}: {e}", log.display())))?;
+    Ok(())
 }
 
 const READY_FD: &str = "DISKCACHEFS_READY_FD";

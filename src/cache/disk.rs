@@ -41,6 +41,11 @@ pub struct Disk {
     /// An `O_PATH` descriptor of the directory: the root every value path is
     /// resolved beneath.
     root: OwnedFd,
+    /// The cache directory's owner, when this process runs as root and the
+    /// owner is someone else: every file and directory made here is given
+    /// to them, so the owner's own Python can still write into the hash
+    /// directories and read the value files root wrote.
+    give_to: Option<(libc::uid_t, libc::gid_t)>,
 }
 
 impl Disk {
@@ -54,11 +59,17 @@ impl Disk {
         }
         // SAFETY: fd is a fresh descriptor we own.
         let root = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Disk { directory: directory.to_path_buf(), root })
+        let give_to = owner_to_give_to(&root)?;
+        Ok(Disk { directory: directory.to_path_buf(), root, give_to })
     }
 
     pub fn directory(&self) -> &Path {
         &self.directory
+    }
+
+    /// A second `Disk` on the same directory descriptor (a `dup`).
+    pub fn try_clone(&self) -> io::Result<Disk> {
+        Ok(Disk { directory: self.directory.clone(), root: self.root.try_clone()?, give_to: self.give_to })
     }
 
     /// The absolute path of a value file (or of any path relative to the
@@ -109,7 +120,10 @@ impl Disk {
                 self.make_dirs(dir);
             }
             match self.open_beneath(filename, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC, 0o666) {
-                Ok(f) => return Ok(f),
+                Ok(f) => {
+                    self.give_away(&f);
+                    return Ok(f);
+                }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => last = e,
                 Err(e) => return Err(e),
             }
@@ -124,7 +138,10 @@ impl Disk {
     /// the caller then falls back to a named file.
     pub fn create_anonymous(&self) -> io::Result<Option<File>> {
         match self.open_beneath(".", libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC, 0o666) {
-            Ok(f) => Ok(Some(f)),
+            Ok(f) => {
+                self.give_away(&f);
+                Ok(Some(f))
+            }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)) => {
                 Ok(None)
             }
@@ -343,7 +360,12 @@ impl Disk {
             prefix.push_str(part);
             if let Ok(c) = CString::new(prefix.as_str()) {
                 // SAFETY: root is open; c is relative and NUL-terminated.
-                unsafe { libc::mkdirat(self.root.as_raw_fd(), c.as_ptr(), 0o777) };
+                let made = unsafe { libc::mkdirat(self.root.as_raw_fd(), c.as_ptr(), 0o777) } == 0;
+                if made && let Some((uid, gid)) = self.give_to {
+                    // SAFETY: as above; AT_SYMLINK_NOFOLLOW: the name we just made
+                    // is a directory, and a swapped-in link is never followed.
+                    unsafe { libc::fchownat(self.root.as_raw_fd(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
+                }
             }
         }
     }
@@ -355,7 +377,10 @@ impl Disk {
         // SAFETY: open_how is a plain C struct; all zeroes is its "no flags" value.
         let mut how: libc::open_how = unsafe { std::mem::zeroed() };
         how.flags = flags as u64;
-        how.mode = if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 };
+        // The mode counts for O_CREAT and for O_TMPFILE alike (an unnamed
+        // file made without one is 0000, and stays so once linked).
+        let creates = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
+        how.mode = if creates { mode as u64 } else { 0 };
         how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
         // SAFETY: arguments are valid for the openat2 syscall.
         let fd = unsafe {
@@ -373,6 +398,74 @@ impl Disk {
         // SAFETY: fd is a fresh descriptor we own.
         Ok(unsafe { File::from_raw_fd(fd as i32) })
     }
+}
+
+impl Disk {
+    /// The modification time of a file named in the cache directory itself
+    /// (`cache.db`, `cache.db-wal`), by the directory's descriptor: never
+    /// by path, which could lead through a mount.
+    pub fn modified(&self, name: &str) -> Option<std::time::SystemTime> {
+        let c = CString::new(name).ok()?;
+        // SAFETY: stat is plain data, written by fstatat; root is open.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatat(self.root.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+            return None;
+        }
+        let since = std::time::Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec.clamp(0, 999_999_999) as u32);
+        Some(std::time::UNIX_EPOCH + since)
+    }
+
+    /// The file system's sizes (`statvfs`) by the directory's descriptor.
+    pub fn statvfs(&self) -> io::Result<libc::statvfs> {
+        // SAFETY: statvfs is plain data, written by fstatvfs; root is open
+        // (fstatvfs takes an O_PATH descriptor).
+        let mut buf: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatvfs(self.root.as_raw_fd(), &mut buf) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(buf)
+    }
+
+    /// [`Disk::give_away`] of a file named in the cache directory itself
+    /// (`cache.db`, which SQLite made by path).
+    pub fn give_away_name(&self, name: &str) {
+        let (Some((uid, gid)), Ok(c)) = (self.give_to, CString::new(name)) else { return };
+        // SAFETY: root is open; c is a plain name; a link is never followed.
+        if unsafe { libc::fchownat(self.root.as_raw_fd(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+            log::warn!("{}/{name}: could not give it to uid {uid}: {}", self.directory.display(), io::Error::last_os_error());
+        }
+    }
+
+    /// Gives a file this process just made to the cache's owner (see
+    /// `give_to`). Best effort: a file system without owners refuses, and
+    /// the file is then as root made it.
+    fn give_away(&self, file: &File) {
+        if let Some((uid, gid)) = self.give_to {
+            // SAFETY: the descriptor is open.
+            if unsafe { libc::fchown(file.as_raw_fd(), uid, gid) } != 0 {
+                log::warn!(
+                    "{}: could not give a new value file to uid {uid}: {}",
+                    self.directory.display(),
+                    io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
+/// Whose a new file in the cache directory `root` should be: `None` unless
+/// this process is root and the directory belongs to another user.
+fn owner_to_give_to(root: &OwnedFd) -> io::Result<Option<(libc::uid_t, libc::gid_t)>> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    // SAFETY: stat is plain data; the descriptor is open (fstat works on O_PATH).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(root.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.st_uid != 0).then_some((st.st_uid, st.st_gid)))
 }
 
 /// How deep [`Disk::walk`] goes below the cache directory. A cache made by

@@ -78,7 +78,13 @@ impl Cache {
         let sqlite_err = |source| OpenError::Sqlite { path: db_path.clone(), source };
         let wal_files_absent = !wal_file(&db_path, "-wal").exists() && !wal_file(&db_path, "-shm").exists();
 
+        let db_existed = db_path.exists();
         let (conn, immutable) = connect_probed(&db_path, options.read_only, options.timeout)?;
+        if !db_existed && !options.read_only {
+            // Made by root in another user's directory: theirs, as the value
+            // files are (SQLite then gives its -wal and -shm the same owner).
+            disk.give_away_name(DBNAME);
+        }
         let has_settings = inspect_tables(&conn, &db_path, options.read_only)?;
         let sets = merged_settings(&conn, &db_path, has_settings, &options.settings)?;
         // Persistent pragmas (journal mode, auto vacuum) only when writing:

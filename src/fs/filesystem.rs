@@ -221,6 +221,11 @@ pub struct DiskCacheFs {
     /// What the mount has served, shown in `stats` once the mount sets it.
     request_stats: std::sync::OnceLock<std::sync::Arc<RequestStats>>,
     directory: PathBuf,
+    /// The cache directory's descriptor: what the tree stats while serving
+    /// goes through it, never by path (a path could lead through a mount).
+    /// (`None` only if no descriptor was left at start: logged; the times
+    /// then stay at the epoch and `statfs` is EIO.)
+    cache_root: Option<crate::cache::disk::Disk>,
     engine: Engine,
     /// Lock order: after a writer's staging lock and SQLite's write lock.
     tables: Mutex<Tables>,
@@ -300,6 +305,7 @@ impl DiskCacheFs {
     /// primary handle; the requests' handles are opened beside it.
     pub fn new(cache: Cache, config: FsConfig) -> DiskCacheFs {
         let directory = cache.directory().to_path_buf();
+        let cache_root = cache.disk().try_clone().map_err(|e| log::error!("{}: {e}", directory.display())).ok();
         // Opened before any request (see `watch::open_watch_state`); a
         // failure is tried again, and logged, by the watcher.
         let watch_state = if config.reads_unopened { Self::open_watch_state(&directory).ok() } else { None };
@@ -307,6 +313,7 @@ impl DiskCacheFs {
             forget_requests: Mutex::new(None),
             request_stats: std::sync::OnceLock::new(),
             directory,
+            cache_root,
             config,
             engine: Engine::new(cache),
             tables: Mutex::new(Tables {
@@ -468,14 +475,8 @@ impl DiskCacheFs {
         {
             return time;
         }
-        let db = self.directory.join(DBNAME);
-        let mut wal = db.clone().into_os_string();
-        wal.push("-wal");
-        let time = [db.as_os_str(), wal.as_os_str()]
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-            .max()
-            .unwrap_or(UNIX_EPOCH);
+        let wal = format!("{DBNAME}-wal");
+        let time = [DBNAME, &wal].iter().filter_map(|name| self.cache_root.as_ref()?.modified(name)).max().unwrap_or(UNIX_EPOCH);
         *cached = Some((Instant::now(), time));
         time
     }
@@ -1406,14 +1407,12 @@ impl DiskCacheFs {
     }
 
     pub fn statfs(&self) -> Result<StatFs, FsError> {
-        let c = std::ffi::CString::new(self.directory.as_os_str().as_bytes())
-            .map_err(|_| FsError::NotFound(self.directory.display().to_string()))?;
-        // SAFETY: statvfs is a plain C struct, written by statvfs below.
-        let mut buf: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: c is NUL-terminated; buf is writable.
-        if unsafe { libc::statvfs(c.as_ptr(), &mut buf) } != 0 {
-            return Err(FsError::io(self.directory.display().to_string(), std::io::Error::last_os_error()));
-        }
+        let no_root = || std::io::Error::from_raw_os_error(libc::EIO);
+        let buf = self
+            .cache_root
+            .as_ref()
+            .map_or_else(|| Err(no_root()), |d| d.statvfs())
+            .map_err(|e| FsError::io(self.directory.display().to_string(), e))?;
         Ok(StatFs {
             blocks: buf.f_blocks,
             bfree: buf.f_bfree,

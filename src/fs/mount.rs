@@ -87,6 +87,20 @@ pub enum MountError {
     NotMounted(PathBuf),
     #[error("--remote: {0}")]
     Remote(String),
+    #[error("{0}: already mounted: diskcachefs umount {0} first")]
+    AlreadyMounted(PathBuf),
+    #[error("{0}: a dead mount is there (its daemon is gone): run diskcachefs umount {0}")]
+    DeadMount(PathBuf),
+    #[error("{cache_dir}: not a directory")]
+    CacheNotADirectory { cache_dir: PathBuf },
+    #[error(
+        "{0}: not a python-diskcache cache (no cache.db) and not empty; give --create to make a new cache in it anyway"
+    )]
+    NotACache(PathBuf),
+    #[error("mount point {mountpoint} {relation} the cache directory {cache_dir}: {why}")]
+    Overlap { mountpoint: PathBuf, cache_dir: PathBuf, relation: &'static str, why: &'static str },
+    #[error("--log-file {0}: inside the mount point, where the daemon would write through its own mount")]
+    LogInsideMount(PathBuf),
 }
 
 /// Mounts and serves until unmounted (by a signal, `diskcachefs umount`,
@@ -227,15 +241,111 @@ fn raise_open_file_limit() {
     }
 }
 
+/// `path` made absolute with its parent's symbolic links resolved, without
+/// looking at `path` itself: a mount point may be a dead mount (ENOTCONN)
+/// or a live one whose daemon would be asked (and might not answer).
+fn resolve_outside(path: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    // The nearest ancestor that exists, resolved, then the rest as given
+    // (a cache directory not made yet).
+    let mut rest = Vec::new();
+    let mut dir = absolute.as_path();
+    loop {
+        let name = dir.file_name()?;
+        rest.push(name.to_os_string());
+        dir = dir.parent()?;
+        if let Ok(resolved) = dir.canonicalize() {
+            return Some(rest.iter().rev().fold(resolved, |p, n| p.join(n)));
+        }
+    }
+}
+
+/// Where the mount goes and what it serves, checked before anything
+/// starts (also by a `--daemon` parent, so that it reports them): the
+/// mount point is a directory with no diskcachefs (or other FUSE) mount on
+/// it, live or dead; it is neither the cache directory, nor holds it, nor
+/// lies in it (the daemon reaches `cache.db` and the value files by path,
+/// and SQLite its `-wal` and `-shm`: through its own mount, it would wait
+/// on itself for good); CACHE_DIR is a directory, and one that is not a
+/// cache is only made one when empty, or with `create`; a log file is not
+/// written through the mount.
+pub fn check_places(config: &MountConfig, create: bool, log_file: Option<&Path>) -> Result<(), MountError> {
+    let mountpoint = &config.mountpoint;
+    let resolved = resolve_outside(mountpoint);
+    if let Some(line) = resolved.as_deref().and_then(mountinfo_line)
+        && mountinfo_is_fuse(&line)
+    {
+        // statfs always asks the daemon (a stat may be answered from the
+        // kernel's cache for a while after the daemon died).
+        let c = CString::new(mountpoint.as_os_str().as_bytes()).unwrap_or_default();
+        // SAFETY: statfs fills a plain struct; the path is NUL-terminated.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        let dead = unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN);
+        return Err(if dead {
+            MountError::DeadMount(mountpoint.clone())
+        } else {
+            MountError::AlreadyMounted(mountpoint.clone())
+        });
+    }
+    match std::fs::metadata(mountpoint) {
+        Ok(meta) if meta.is_dir() => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(MountError::NoMountPoint(mountpoint.clone())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Err(MountError::DeadMount(mountpoint.clone())),
+        _ => return Err(MountError::NotADirectory(mountpoint.clone())),
+    }
+    let cache_dir = &config.cache_dir;
+    match std::fs::metadata(cache_dir) {
+        Ok(meta) if !meta.is_dir() => return Err(MountError::CacheNotADirectory { cache_dir: cache_dir.clone() }),
+        Ok(_) if !create
+            && !config.read_only
+            && !cache_dir.join(crate::cache::settings::DBNAME).exists()
+            && !crate::cache::fanout::is_fanout_directory(cache_dir)
+            && std::fs::read_dir(cache_dir).is_ok_and(|mut d| d.next().is_some()) =>
+        {
+            return Err(MountError::NotACache(cache_dir.clone()));
+        }
+        _ => {}
+    }
+    if let (Some(mnt), Some(cache)) = (resolved, cache_dir.canonicalize().ok().or_else(|| resolve_outside(cache_dir))) {
+        let overlap = |relation, why| MountError::Overlap {
+            mountpoint: mountpoint.clone(),
+            cache_dir: cache_dir.clone(),
+            relation,
+            why,
+        };
+        if mnt == cache {
+            return Err(overlap("is", "the mount would hide the cache it serves"));
+        }
+        if cache.starts_with(&mnt) {
+            return Err(overlap("holds", "the mount would hide the cache it serves"));
+        }
+        if mnt.starts_with(&cache) {
+            return Err(overlap("lies in", "the daemon and python-diskcache's check() walk it"));
+        }
+        if let Some(log) = log_file.and_then(resolve_outside)
+            && log.starts_with(&mnt)
+        {
+            return Err(MountError::LogInsideMount(log_file.unwrap_or(&log).to_path_buf()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a /proc/self/mountinfo line is a FUSE mount's (type `fuse`, or
+/// `fuse.SUBTYPE` as mount.fuse3 and fuser name ours).
+fn mountinfo_is_fuse(line: &[u8]) -> bool {
+    // After the optional fields, " - " and then the file-system type.
+    let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let dash = fields.iter().position(|f| *f == b"-");
+    dash.and_then(|d| fields.get(d + 1)).is_some_and(|ty| *ty == b"fuse" || ty.starts_with(b"fuse."))
+}
+
 /// What is checked before any cache is opened.
 fn prepare(config: &MountConfig) -> Result<(), MountError> {
-    match std::fs::metadata(&config.mountpoint) {
-        Ok(meta) if meta.is_dir() => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(MountError::NoMountPoint(config.mountpoint.clone()));
-        }
-        _ => return Err(MountError::NotADirectory(config.mountpoint.clone())),
-    }
+    // (The CLI has checked the places with the user's --create and
+    // --log-file; here only what a caller of `run` could get wrong.)
+    check_places(config, true, None)?;
     raise_open_file_limit();
     if config.remote.is_some() && config.read_only {
         return Err(MountError::Remote(
@@ -359,11 +469,7 @@ fn mount_device(target: &Path) -> Option<(u32, u32)> {
 pub fn is_mounted_here(path: &Path) -> bool {
     let Ok(target) = path.canonicalize() else { return false };
     let Some(line) = mountinfo_line(&target) else { return false };
-    // After the optional fields, " - " and then the file-system type.
-    let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-    let dash = fields.iter().position(|f| *f == b"-");
-    let fuse = dash.and_then(|d| fields.get(d + 1)).is_some_and(|ty| *ty == b"fuse" || ty.starts_with(b"fuse."));
-    fuse && target.join("stats").is_file() && target.join("keys").is_dir()
+    mountinfo_is_fuse(&line) && target.join("stats").is_file() && target.join("keys").is_dir()
 }
 
 /// The last /proc/self/mountinfo line whose mount point is `target`.
