@@ -55,6 +55,11 @@ fn op() -> impl Strategy<Value = Op> {
 struct Entry {
     content: Vec<u8>,
     tag: Option<usize>,
+    /// A tag was set or removed on its file since it was made (every
+    /// entry here is made through the mount): renamed over another key, it
+    /// then keeps its own attributes; else it takes the replaced entry's
+    /// (SEMANTICS.md, "Edits keep the entry's type, tag and expiry").
+    attrs_set: bool,
 }
 
 /// What the model says an operation returns: Ok(output) or an errno.
@@ -94,7 +99,13 @@ fn model_apply(model: &mut BTreeMap<usize, Entry>, op: &Op) -> Outcome {
             None => missing,
         },
         Op::Rename(a, b) => match model.remove(a) {
-            Some(e) => {
+            Some(mut e) => {
+                if a != b
+                    && !e.attrs_set
+                    && let Some(replaced) = model.get(b)
+                {
+                    e.tag = replaced.tag;
+                }
                 model.insert(*b, e);
                 Ok(vec![])
             }
@@ -104,16 +115,16 @@ fn model_apply(model: &mut BTreeMap<usize, Entry>, op: &Op) -> Outcome {
         Op::SetTag(n, t) => match model.get_mut(n) {
             Some(e) => {
                 e.tag = Some(*t);
+                e.attrs_set = true;
                 Ok(vec![])
             }
             None => missing,
         },
         Op::RemoveTag(n) => match model.get_mut(n) {
-            Some(Entry { tag: Some(_), .. }) => {
-                model.get_mut(n).unwrap().tag = None;
-                Ok(vec![])
+            Some(e) => {
+                e.attrs_set = true;
+                if e.tag.take().is_some() { Ok(vec![]) } else { Err(libc::ENODATA) }
             }
-            Some(_) => Err(libc::ENODATA),
             None => missing,
         },
         Op::Read(n) => match model.get(n) {

@@ -88,9 +88,60 @@ struct Writer {
     pending: bool,
 }
 
+/// What the file system remembers of an inode for the edit rule
+/// (docs/SEMANTICS.md, "Edits keep the entry's type, tag and expiry"),
+/// while the kernel keeps the inode.
+#[derive(Clone, Debug, Default)]
+struct Hint {
+    /// Made by a create through the mount.
+    made: bool,
+    /// One of our attributes was set or removed on it since.
+    attrs_set: bool,
+    /// The type its next commit keeps if the content is valid for it.
+    kept_type: Option<&'static str>,
+    /// The entry version its last commit stored.
+    version: Option<u64>,
+    /// Tag and expiry of the entry it replaced while still being created.
+    pending_attrs: Option<(Option<String>, Option<f64>)>,
+}
+
+/// Content as a value of the type `t` an edit keeps, as Python would
+/// parse it (`int()`: white space around, a sign, digits with single
+/// underscores): the new content and type, or `None` when not valid.
+fn as_type(content: &[u8], t: &'static str) -> Option<(Vec<u8>, &'static str)> {
+    match t {
+        "str" => std::str::from_utf8(content).ok().map(|_| (content.to_vec(), "str")),
+        "int" => {
+            let text = std::str::from_utf8(content).ok()?.trim();
+            let body = text.strip_prefix(['-', '+']).unwrap_or(text);
+            let ok = !body.is_empty()
+                && body.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+                && !body.starts_with('_')
+                && !body.ends_with('_')
+                && !body.contains("__");
+            if !ok {
+                return None;
+            }
+            let digits: String = text.chars().filter(|c| *c != '_' && *c != '+').collect();
+            match digits.parse::<i64>() {
+                Ok(i) => Some((i.to_string().into_bytes(), "int")),
+                // Beyond 64 bits Python pickles an int.
+                Err(_) => Some((diskcachefs::fs::content::pickle_big_int(&digits), "pickle")),
+            }
+        }
+        _ => None,
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Model {
     keys: BTreeMap<usize, Entry>,
+    /// Each entry's version (its store_time changes): a commit or a
+    /// peer's set makes a new one; a rename keeps it.
+    versions: BTreeMap<usize, u64>,
+    next_version: u64,
+    /// By inode number, while the kernel has the inode.
+    hints: HashMap<u64, Hint>,
     /// The queue's items, front first: (number, content).
     queue: VecDeque<(i64, Vec<u8>)>,
     writer: Option<Writer>,
@@ -124,16 +175,63 @@ impl Model {
     /// `k`'s name goes away (unlink, or a rename over it).
     fn unlinked(&mut self, k: usize) {
         self.keys.remove(&k);
+        self.versions.remove(&k);
         if let Some(w) = self.writer.as_mut().filter(|w| !w.unlinked && w.k == k) {
             w.unlinked = true;
             w.pending = false;
         }
     }
 
-    /// Commits `content` to `k` as bytes, keeping its tag and expiry.
-    fn commit(&mut self, k: usize, content: Vec<u8>) {
-        let (tag, expire) = self.keys.get(&k).map_or((None, None), |e| (e.tag.clone(), e.expire));
-        self.keys.insert(k, Entry { content, vtype: "bytes", tag, expire });
+    fn new_version(&mut self, k: usize) -> u64 {
+        self.next_version += 1;
+        self.versions.insert(k, self.next_version);
+        self.next_version
+    }
+
+    /// A create through the mount made inode `ino` for a new key.
+    fn made(&mut self, ino: u64) {
+        self.hints.insert(ino, Hint { made: true, ..Hint::default() });
+    }
+
+    /// Commits `content` to `k` through inode `ino`, keeping its tag and
+    /// expiry, and its type if the content is valid for it (else bytes).
+    fn commit(&mut self, k: usize, content: Vec<u8>, ino: Option<u64>) {
+        let old = self.keys.get(&k).cloned();
+        let creation = old.is_none();
+        let hint = ino.and_then(|i| self.hints.get(&i)).cloned().unwrap_or_default();
+        let now = self.versions.get(&k).copied();
+        let kept = if hint.attrs_set {
+            None
+        } else if let Some(t) = hint.kept_type.filter(|_| creation || now == hint.version) {
+            Some(t)
+        } else if creation {
+            None
+        } else {
+            old.as_ref().map(|o| o.vtype).filter(|t| *t != "bytes")
+        };
+        let mut keep_next = None;
+        let (content, vtype) = match kept {
+            Some(t) => match as_type(&content, t) {
+                Some(converted) => converted,
+                None => {
+                    keep_next = content.is_empty().then_some(t);
+                    (content, "bytes")
+                }
+            },
+            None => (content, "bytes"),
+        };
+        let (tag, expire) = match (&old, hint.pending_attrs) {
+            (Some(e), _) => (e.tag.clone(), e.expire),
+            (None, Some(attrs)) => attrs,
+            (None, None) => (None, None),
+        };
+        self.keys.insert(k, Entry { content, vtype, tag, expire });
+        let version = self.new_version(k);
+        if let Some(h) = ino.and_then(|i| self.hints.get_mut(&i)) {
+            h.version = Some(version);
+            h.kept_type = keep_next;
+            h.pending_attrs = None;
+        }
         self.committed(k);
     }
     /// diskcache's push: the first item is number 500000000000000, the
@@ -502,6 +600,7 @@ impl Harness {
     fn evict_if_unused(&mut self, ino: u64) {
         let in_use = self.dentries.values().any(|i| *i == ino) || self.inodes.get(&ino).is_some_and(|i| i.open > 0);
         if !in_use && let Some(inode) = self.inodes.remove(&ino) {
+            self.model.hints.remove(&ino);
             self.fs.forget(ino, inode.nlookup);
         }
     }
@@ -672,8 +771,18 @@ impl Harness {
         }
         match op {
             Op::Write { k, mode, data, split, cached } => {
-                let want = self.model_write(*k, *mode, data);
+                let creates = !self.model.exists(*k);
                 let got = self.fs_write(*k, *mode, data, *split, *cached);
+                // The inode the write went through (the model's edit rule
+                // is the inode's memory).
+                let ino = self.dentries.get(&name(*k)).copied();
+                if creates
+                    && got.is_ok()
+                    && let Some(ino) = ino
+                {
+                    self.model.made(ino);
+                }
+                let want = self.model_write(*k, *mode, data, ino);
                 prop_assert_eq!(got, want);
             }
             Op::Read { k, cached } => {
@@ -726,15 +835,25 @@ impl Harness {
                 prop_assert_eq!(got, want);
             }
             Op::Rename { from, to, no_replace, cached } => {
+                // A file made through the mount, none of our attributes set,
+                // renamed over an existing entry rewrites it (the source
+                // still the version its commit stored): see after the rename.
+                let source_pending = self.model.named_writer().is_some_and(|w| w.k == *from && w.pending);
+                let source_version = self.model.versions.get(from).copied();
+                let replaced = self.model.keys.get(to).cloned();
                 let want = match (self.model.exists(*from), self.model.exists(*to)) {
                     (false, _) => Err(libc::ENOENT),
                     (true, true) if *no_replace => Err(libc::EEXIST),
                     _ if from == to => Ok(()),
                     _ => {
                         let e = self.model.keys.remove(from);
+                        let version = self.model.versions.remove(from);
                         self.model.unlinked(*to);
                         if let Some(e) = e {
                             self.model.keys.insert(*to, e);
+                        }
+                        if let Some(v) = version {
+                            self.model.versions.insert(*to, v);
                         }
                         // The writer's inode follows its name.
                         if let Some(w) = self.model.writer.as_mut().filter(|w| !w.unlinked && w.k == *from) {
@@ -745,6 +864,25 @@ impl Harness {
                 };
                 let source_cached = *cached && self.dentries.contains_key(&name(*from));
                 let got = self.fs_rename(&name(*from), &name(*to), *no_replace, *cached);
+                let ino = self.dentries.get(&name(*to)).copied();
+                let hint = ino.and_then(|i| self.model.hints.get(&i)).cloned().unwrap_or_default();
+                let rewrite = hint.made
+                    && !hint.attrs_set
+                    && (source_pending || (source_version.is_some() && source_version == hint.version));
+                if let (Ok(()), Some(old), true, false) = (&want, replaced, rewrite, from == to) {
+                    if source_pending {
+                        if let Some(h) = ino.and_then(|i| self.model.hints.get_mut(&i)) {
+                            h.kept_type = Some(old.vtype);
+                            h.pending_attrs = Some((old.tag.clone(), old.expire));
+                        }
+                    } else if let Some(e) = self.model.keys.get_mut(to) {
+                        e.tag = old.tag.clone();
+                        e.expire = old.expire;
+                        if let Some((content, vtype)) = as_type(&e.content, old.vtype) {
+                            (e.content, e.vtype) = (content, vtype);
+                        }
+                    }
+                }
                 // Within the entry timeout the VFS trusts a source dentry
                 // whose entry a peer removed, and refuses RENAME_NOREPLACE
                 // onto an existing target before asking the file system.
@@ -768,6 +906,7 @@ impl Harness {
                     Ok(None) => Err(libc::ENOENT),
                     Err(e) => Err(e),
                 };
+                self.attrs_set(*k);
                 prop_assert_eq!(got, want);
             }
             Op::RemoveTag { k, cached } => {
@@ -784,6 +923,7 @@ impl Harness {
                     Ok(None) => Err(libc::ENOENT),
                     Err(e) => Err(e),
                 };
+                self.attrs_set(*k);
                 prop_assert_eq!(got, want);
             }
             Op::ReadDir { plus } => self.check_listing(*plus)?,
@@ -800,6 +940,9 @@ impl Harness {
                 let got = self.open(&name(*k), Some(*mode), *cached);
                 prop_assert_eq!(got.map(drop), want);
                 if let Ok((ino, fh)) = got {
+                    if !exists {
+                        self.model.made(ino);
+                    }
                     let truncates = matches!(mode, Mode::Create | Mode::Excl | Mode::Trunc);
                     let base = self.model.keys.get(k).map(|e| e.content.clone()).unwrap_or_default();
                     let (copy, dirty) = if truncates || !exists { (Vec::new(), true) } else { (base, false) };
@@ -838,7 +981,7 @@ impl Harness {
                 let (Some((ino, fh)), Some(w)) = (self.writer.take(), self.model.writer.take()) else { return Ok(()) };
                 let still_deleted = w.peer_deleted && !self.model.keys.contains_key(&w.k);
                 if w.dirty && !w.unlinked && !still_deleted {
-                    self.model.commit(w.k, w.copy);
+                    self.model.commit(w.k, w.copy, Some(ino));
                 }
                 prop_assert_eq!(self.close(ino, fh, true), Ok(()));
             }
@@ -892,9 +1035,11 @@ impl Harness {
                 self.peer.set(&key(*k), &value.value(), None, tag.as_ref()).unwrap();
                 let (content, vtype) = content_of(&value.value());
                 self.model.keys.insert(*k, Entry { content, vtype, tag: tag.map(|t| t.to_string()), expire: None });
+                self.model.new_version(*k);
             }
             Op::PeerDelete { k } => {
                 self.model.peer_deleted(*k);
+                self.model.versions.remove(k);
                 let had = self.model.keys.remove(k).is_some();
                 prop_assert_eq!(self.peer.delete(&key(*k)).unwrap(), had);
             }
@@ -909,6 +1054,7 @@ impl Harness {
                 match expiry {
                     Expiry::Past => {
                         drop(self.model.keys.remove(k));
+                        self.model.versions.remove(k);
                     }
                     _ => {
                         if let Some(e) = self.model.keys.get_mut(k) {
@@ -935,7 +1081,21 @@ impl Harness {
 
     // -- Model and fs halves of the compound operations. --------------------
 
-    fn model_write(&mut self, k: usize, mode: Mode, data: &[u8]) -> Result<(), i32> {
+    /// An attribute set or removed on `k`'s file marks a made inode (the
+    /// one its dentry leads to; a lookup would find the same one).
+    fn attrs_set(&mut self, k: usize) {
+        if !self.model.keys.contains_key(&k) {
+            return;
+        }
+        let ino = self.dentries.get(&name(k)).copied();
+        if let Some(h) = ino.and_then(|i| self.model.hints.get_mut(&i))
+            && h.made
+        {
+            h.attrs_set = true;
+        }
+    }
+
+    fn model_write(&mut self, k: usize, mode: Mode, data: &[u8], ino: Option<u64>) -> Result<(), i32> {
         let exists = self.model.exists(k);
         match mode {
             Mode::Excl if exists => return Err(libc::EEXIST),
@@ -965,7 +1125,7 @@ impl Harness {
                 c
             }
         };
-        self.model.commit(k, content);
+        self.model.commit(k, content, ino);
         Ok(())
     }
 

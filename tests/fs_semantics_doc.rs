@@ -379,9 +379,9 @@ fn the_write_rules_hold() {
     drop(OpenOptions::new().append(true).open(k.join("untouched")).unwrap());
     assert_eq!(get(&m, "'untouched'"), "('text', None, None)", "opened for writing, never written");
     assert_eq!(times(&m, "untouched"), before, "... and its store_time is unchanged");
-    // Rewriting keeps tag and expiry, and stores bytes.
+    // Rewriting keeps tag, expiry and type (content valid for it).
     std::fs::write(k.join("kept"), b"new").unwrap();
-    assert_eq!(get(&m, "'kept'"), format!("(b'new', {kept_expire}, 't')"), "rewritten content keeps tag and expiry");
+    assert_eq!(get(&m, "'kept'"), format!("('new', {kept_expire}, 't')"), "rewritten content keeps tag, expiry, type");
 
     // fsync commits; so does each close. (Checked by reading through the
     // mount, in this process: spawning Python while a writer is open would

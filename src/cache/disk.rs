@@ -432,7 +432,11 @@ impl Disk {
         let (Some((uid, gid)), Ok(c)) = (self.give_to, CString::new(name)) else { return };
         // SAFETY: root is open; c is a plain name; a link is never followed.
         if unsafe { libc::fchownat(self.root.as_raw_fd(), c.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
-            log::warn!("{}/{name}: could not give it to uid {uid}: {}", self.directory.display(), io::Error::last_os_error());
+            log::warn!(
+                "{}/{name}: could not give it to uid {uid}: {}",
+                self.directory.display(),
+                io::Error::last_os_error()
+            );
         }
     }
 

@@ -476,7 +476,11 @@ impl DiskCacheFs {
             return time;
         }
         let wal = format!("{DBNAME}-wal");
-        let time = [DBNAME, &wal].iter().filter_map(|name| self.cache_root.as_ref()?.modified(name)).max().unwrap_or(UNIX_EPOCH);
+        let time = [DBNAME, &wal]
+            .iter()
+            .filter_map(|name| self.cache_root.as_ref()?.modified(name))
+            .max()
+            .unwrap_or(UNIX_EPOCH);
         *cached = Some((Instant::now(), time));
         time
     }
@@ -1370,6 +1374,25 @@ impl DiskCacheFs {
         let source_ino = st.inodes.by_name(&old_name);
         let source_pending = source_ino.and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
         let target_pending = st.inodes.is_pending_create(&new_name);
+        // A file made through the mount, with none of our attributes set,
+        // renamed over an existing entry is a rewrite of that entry (how
+        // sed -i and editors save): the entry's type, tag and expiry are
+        // kept (docs/SEMANTICS.md, "Edits keep the entry's type, tag and
+        // expiry").
+        let rewrite = match source_ino.and_then(|i| st.inodes.get(i)) {
+            Some(i) if i.made_here && !i.attrs_set && i.pending_create => true,
+            // Still the version this mount stored (not a peer's since).
+            Some(i) if i.made_here && !i.attrs_set => {
+                let meta = st.cache.entry_meta(&old_key).map_err(|e| FsError::cache(format!("keys/{old_name}"), e))?;
+                meta.map(|m| m.store_time.to_bits()) == i.committed_version
+            }
+            _ => false,
+        };
+        let replaced = if rewrite && !no_replace {
+            st.cache.entry_meta(&new_key).map_err(|e| FsError::cache(format!("keys/{new_name}"), e))?
+        } else {
+            None
+        };
         if source_pending {
             // Not in the cache yet: the rename is the inode's alone (its
             // commit will store under the new key). Replace any target.
@@ -1396,6 +1419,9 @@ impl DiskCacheFs {
         if let Some(ino) = source_ino {
             st.inodes.rename(ino, &new_name, &new_key);
         }
+        if let Some(old) = replaced {
+            self.keep_replaced_attributes(st, source_ino, source_pending, &new_key, &new_name, old)?;
+        }
         if !source_pending {
             Self::apply_pending_tag(st, &new_name, &new_key)?;
         }
@@ -1404,6 +1430,36 @@ impl DiskCacheFs {
             self.key_dir_changed(st, key);
         }
         Ok(())
+    }
+
+    /// After a rewrite by rename (see `rename_key`): the moved entry takes
+    /// the replaced entry's tag, expiry and type (the type if its content
+    /// is valid for it; else it stays bytes). A copy still being written
+    /// gets them at its commit.
+    fn keep_replaced_attributes(
+        &self,
+        st: &mut State,
+        ino: Option<u64>,
+        pending: bool,
+        key: &Key,
+        name: &str,
+        old: EntryMeta,
+    ) -> Result<(), FsError> {
+        let what = format!("keys/{name}");
+        if pending {
+            if let Some(inode) = ino.and_then(|i| st.inodes.get_mut(i)) {
+                inode.pending.tag.get_or_insert(old.tag.clone());
+                inode.pending.expire_time.get_or_insert(old.expire_time);
+                inode.inherited_type = Some(old.value_type());
+            }
+            return Ok(());
+        }
+        st.cache.set_tag(key, old.tag.as_ref()).map_err(|e| FsError::cache(what.clone(), e))?;
+        st.cache.touch_at(key, old.expire_time).map_err(|e| FsError::cache(what.clone(), e))?;
+        match self.convert_stored(st, key, name, old.value_type()) {
+            Err(FsError::InvalidValue { .. }) => Ok(()),
+            other => other,
+        }
     }
 
     pub fn statfs(&self) -> Result<StatFs, FsError> {

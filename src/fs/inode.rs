@@ -164,6 +164,23 @@ pub struct KeyInode {
     pub created_at: Option<f64>,
     /// Removed by unlink or replaced by a rename: commits are dropped.
     pub unlinked: bool,
+    /// Made by a create through the mount (committed or not): renamed over
+    /// an existing key, it is a rewrite of that key (docs/SEMANTICS.md,
+    /// "Edits keep the entry's type, tag and expiry").
+    pub made_here: bool,
+    /// The writer set or removed a `user.diskcache.*` attribute on it
+    /// since it was made: what it set is then the whole truth, and nothing
+    /// is kept from an entry it replaces (an `rsync -aX` restore).
+    pub attrs_set: bool,
+    /// The type the next commit keeps if the content is valid for it: of
+    /// the entry this file replaced by a rename while it was still being
+    /// written, or of the entry an empty commit (the start of `>`) could
+    /// not keep.
+    pub inherited_type: Option<ValueType>,
+    /// The `store_time` (bits) of the version this inode's last commit
+    /// stored: `made_here` and `inherited_type` hold only while the entry
+    /// is still that version (a peer's set since makes them moot).
+    pub committed_version: Option<u64>,
     pub pending: Pending,
     /// A peer stored a new version while readers relied on the kernel's
     /// size and pages of this one: the name now leads to a new inode, and
@@ -242,6 +259,10 @@ impl InodeTable {
                 pending_create: false,
                 created_at: None,
                 unlinked: false,
+                made_here: false,
+                attrs_set: false,
+                inherited_type: None,
+                committed_version: None,
                 pending: Pending::default(),
                 superseded: None,
                 intended_key: None,

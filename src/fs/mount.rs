@@ -297,11 +297,12 @@ pub fn check_places(config: &MountConfig, create: bool, log_file: Option<&Path>)
     let cache_dir = &config.cache_dir;
     match std::fs::metadata(cache_dir) {
         Ok(meta) if !meta.is_dir() => return Err(MountError::CacheNotADirectory { cache_dir: cache_dir.clone() }),
-        Ok(_) if !create
-            && !config.read_only
-            && !cache_dir.join(crate::cache::settings::DBNAME).exists()
-            && !crate::cache::fanout::is_fanout_directory(cache_dir)
-            && std::fs::read_dir(cache_dir).is_ok_and(|mut d| d.next().is_some()) =>
+        Ok(_)
+            if !create
+                && !config.read_only
+                && !cache_dir.join(crate::cache::settings::DBNAME).exists()
+                && !crate::cache::fanout::is_fanout_directory(cache_dir)
+                && std::fs::read_dir(cache_dir).is_ok_and(|mut d| d.next().is_some()) =>
         {
             return Err(MountError::NotACache(cache_dir.clone()));
         }

@@ -26,6 +26,19 @@ enum Target {
     View,
 }
 
+/// The type a commit stores its copy as.
+#[derive(Clone, Copy)]
+enum Chosen {
+    /// Set by the writer (or bytes, the default): content not valid for it
+    /// is refused.
+    Set(ValueType),
+    /// Kept from the entry the copy rewrites: content not valid for it is
+    /// stored as bytes.
+    Kept(ValueType),
+    /// The entry's own type, read once the write lock is held.
+    OfEntry,
+}
+
 fn lock_writer(io: &Mutex<WriteHandle>) -> MutexGuard<'_, WriteHandle> {
     io.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -294,6 +307,9 @@ impl DiskCacheFs {
                 inode.pending_create = true;
                 inode.unlinked = false;
                 inode.created_at = Some(now);
+                inode.made_here = true;
+                inode.attrs_set = false;
+                inode.inherited_type = None;
             }
             if let Some(tag) = &new_tag {
                 inode.pending.tag = Some(Some(tag.clone()));
@@ -531,10 +547,28 @@ impl DiskCacheFs {
     /// converted) before the write lock is asked for, and the tables are
     /// locked only once it is held.
     fn commit(&self, w: &mut WriteHandle) -> Result<(), FsError> {
-        let (name, unlinked, value_type) = {
+        let (name, key, unlinked, chosen, pending_create, committed_version) = {
             let st = self.tables();
             let inode = st.inodes.get(w.ino).ok_or_else(|| FsError::NotFound(format!("inode {}", w.ino)))?;
-            (inode.name.clone(), inode.unlinked, inode.pending.value_type.unwrap_or(ValueType::Bytes))
+            // The type: as the writer set it; else, the writer having set
+            // no attribute, the type of the entry it rewrites (kept if the
+            // content is valid for it, docs/SEMANTICS.md "Edits keep the
+            // entry's type, tag and expiry"); else bytes.
+            let chosen = match (inode.pending.value_type, inode.attrs_set, inode.inherited_type) {
+                (Some(t), _, _) => Chosen::Set(t),
+                (None, true, _) => Chosen::Set(ValueType::Bytes),
+                (None, false, Some(t)) => Chosen::Kept(t),
+                (None, false, None) if inode.pending_create => Chosen::Set(ValueType::Bytes),
+                (None, false, None) => Chosen::OfEntry,
+            };
+            (
+                inode.name.clone(),
+                inode.key.clone(),
+                inode.unlinked,
+                chosen,
+                inode.pending_create,
+                inode.committed_version,
+            )
         };
         if unlinked {
             // Writes to an unlinked file vanish with it.
@@ -543,6 +577,28 @@ impl DiskCacheFs {
         }
         let what = format!("keys/{name}");
         let c = self.writer()?;
+        let of_entry = |meta: Option<&crate::cache::EntryMeta>| match meta {
+            Some(meta) if meta.value_type() != ValueType::Bytes => Chosen::Kept(meta.value_type()),
+            _ => Chosen::Set(ValueType::Bytes),
+        };
+        let chosen = match chosen {
+            Chosen::OfEntry => of_entry(c.entry_meta(&key).map_err(|e| FsError::cache(what.clone(), e))?.as_ref()),
+            // A type kept from this inode's own empty commit holds while
+            // the entry is still that commit's version.
+            Chosen::Kept(t) if !pending_create => {
+                let meta = c.entry_meta(&key).map_err(|e| FsError::cache(what.clone(), e))?;
+                if meta.as_ref().map(|m| m.store_time.to_bits()) == committed_version {
+                    Chosen::Kept(t)
+                } else {
+                    of_entry(meta.as_ref())
+                }
+            }
+            other => other,
+        };
+        let value_type = match chosen {
+            Chosen::Set(t) | Chosen::Kept(t) => t,
+            Chosen::OfEntry => ValueType::Bytes,
+        };
         Self::materialize(&c, w).map_err(|e| FsError::io(what.clone(), e))?;
         let spill = Self::spill_size(&c);
         let staging = w.staging.as_mut().expect("materialized");
@@ -551,6 +607,15 @@ impl DiskCacheFs {
         staging.detach(c.disk()).map_err(|e| FsError::io(what.clone(), e))?;
         let invalid =
             |reason: String| FsError::InvalidValue { what: format!("{what} as {}", value_type.name()), reason };
+        let mut keep_for_next = None;
+        // A large copy kept as a pickle must be one; else it is bytes.
+        let value_type = match (chosen, &*staging) {
+            (Chosen::Kept(ValueType::Pickle), Staging::File { len, .. }) if *len >= spill => {
+                let data = staging.read_at(0, staging.len() as usize).map_err(|e| FsError::io(what.clone(), e))?;
+                if crate::fs::pickle_check::check_pickle(&data).is_ok() { ValueType::Pickle } else { ValueType::Bytes }
+            }
+            _ => value_type,
+        };
         let new_value = match staging {
             Staging::File { len, .. }
                 if *len >= spill && matches!(value_type, ValueType::Bytes | ValueType::Pickle) =>
@@ -565,7 +630,21 @@ impl DiskCacheFs {
             }
             _ => {
                 let data = staging.read_at(0, staging.len() as usize).map_err(|e| FsError::io(what.clone(), e))?;
-                NewValue::Value(convert(data, value_type).map_err(invalid)?)
+                match (convert(data, value_type), chosen) {
+                    (Ok(value), _) => NewValue::Value(value),
+                    // Content not valid for the type it would keep: bytes,
+                    // as any content is.
+                    (Err(_), Chosen::Kept(t)) => {
+                        let data =
+                            staging.read_at(0, staging.len() as usize).map_err(|e| FsError::io(what.clone(), e))?;
+                        // An empty copy is where `>` and O_TRUNC begin (the
+                        // kernel truncates before the write): the type is
+                        // kept for the commit of what is written next.
+                        keep_for_next = data.is_empty().then_some(t);
+                        NewValue::Value(crate::cache::Value::Bytes(data))
+                    }
+                    (Err(reason), _) => return Err(invalid(reason)),
+                }
             }
         };
         let empty = staging.is_empty();
@@ -600,10 +679,14 @@ impl DiskCacheFs {
                 st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(what.clone(), e))?;
             }
             Self::apply_pending_tag(st, &name, &key)?;
+            let version =
+                st.cache.entry_meta(&key).map_err(|e| FsError::cache(what.clone(), e))?.map(|m| m.store_time.to_bits());
             if let Some(inode) = st.inodes.get_mut(ino) {
+                inode.committed_version = version;
                 inode.pending_create = false;
                 inode.created_at = None;
                 inode.pending = Default::default();
+                inode.inherited_type = keep_for_next;
             }
             Ok(())
         });

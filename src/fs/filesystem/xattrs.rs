@@ -121,6 +121,7 @@ impl DiskCacheFs {
     ) -> Result<(), FsError> {
         let (key, fname, pending_create) = self.key_inode(st, ino)?;
         let what = format!("{} on keys/{fname}", name_str(name));
+        Self::note_attrs_set(st, ino);
         let present = self.xattrs(st, ino)?.iter().any(|(n, _)| OsStr::new(n) == name);
         if create && present {
             return Err(FsError::Exists(what));
@@ -185,6 +186,17 @@ impl DiskCacheFs {
         Ok(())
     }
 
+    /// A writer set or removed one of our attributes on a file made
+    /// through the mount: it says the whole truth of its attributes from
+    /// now on (see `KeyInode::attrs_set`).
+    fn note_attrs_set(st: &mut State, ino: u64) {
+        if let Some(inode) = st.inodes.get_mut(ino)
+            && inode.made_here
+        {
+            inode.attrs_set = true;
+        }
+    }
+
     /// Converts a committed value to another type (setting
     /// `user.diskcache.type` on a file nobody is writing).
     pub(super) fn convert_stored(&self, st: &State, key: &Key, name: &str, to: ValueType) -> Result<(), FsError> {
@@ -223,6 +235,7 @@ impl DiskCacheFs {
     fn removexattr_in(&self, st: &mut State, ino: u64, name: &OsStr, attr: XattrName) -> Result<(), FsError> {
         let (key, fname, pending_create) = self.key_inode(st, ino)?;
         let what = format!("{} on keys/{fname}", name_str(name));
+        Self::note_attrs_set(st, ino);
         let present = self.xattrs(st, ino)?.iter().any(|(n, _)| OsStr::new(n) == name);
         if !present {
             return Err(FsError::NoAttribute(what));
