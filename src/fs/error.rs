@@ -120,6 +120,15 @@ impl FsError {
                 cache::Error::Overflow { .. } => libc::EOVERFLOW,
                 cache::Error::KeyNotFound { .. } => libc::ENOENT,
                 cache::Error::ReadOnly => libc::EROFS,
+                // A value file the daemon may not open (made by another
+                // user with a mode that shuts it out): EIO, its path in the
+                // log; EACCES would blame the caller, whom the file's mode
+                // in the mount lets in.
+                cache::Error::Io { source, .. }
+                    if matches!(source.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) =>
+                {
+                    libc::EIO
+                }
                 cache::Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
                 // SQLITE_FULL is the disk filling up; anything else is EIO.
                 cache::Error::Sqlite(rusqlite::Error::SqliteFailure(e, _))

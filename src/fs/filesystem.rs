@@ -1267,6 +1267,15 @@ impl DiskCacheFs {
         if is_view_ino(parent) {
             return self.view_rename(parent, name, new_parent, new_name, no_replace);
         }
+        if Self::is_key_dir(parent) && !Self::is_key_dir(new_parent) && self.is_key_subdir(parent, name)? {
+            // A directory of keys goes nowhere but keys/: refused before
+            // anything happens. (EXDEV would have mv copy it, making tags
+            // or pushing items file by file, then fail half way.)
+            return Err(FsError::NotPermitted(format!(
+                "{}: a directory of keys can only be renamed within keys/",
+                name_str(name)
+            )));
+        }
         if is_view_ino(new_parent) {
             // mv falls back to copy and delete: a copy into queues/P/ pushes.
             return Err(FsError::CrossDevice(name_str(name)));
@@ -1330,6 +1339,14 @@ impl DiskCacheFs {
                 }
             }
         })
+    }
+
+    /// Whether `name` in the key directory `parent` is a directory of keys.
+    fn is_key_subdir(&self, parent: u64, name: &OsStr) -> Result<bool, FsError> {
+        let c = self.reader()?;
+        let mut st = self.state(&c);
+        let prefix = Self::key_dir_prefix(&st, parent)?;
+        Ok(matches!(self.resolve_child(&mut st, &prefix, name), Ok(Resolved::Dir(_))))
     }
 
     /// The key a file renamed to `new_name` in the directory `prefix` gets.

@@ -116,6 +116,15 @@ impl DiskCacheFs {
         }
         let fh = match self.pin(attr.ino) {
             Ok(fh) => fh,
+            Err(super::FsError::ReadOnly(what)) => {
+                // `.pull` on a read-only mount: with size 0 the kernel would
+                // answer a read with end of file, never asking (a `while
+                // item=$(cat .pull)` loop would spin). A size makes the read
+                // reach the daemon, which answers EROFS.
+                log::debug!("{what}: read-only; its reads are refused");
+                attr.size = 1;
+                return attr;
+            }
             Err(e) => {
                 log::debug!("inode {}: not pinned: {e}", attr.ino);
                 return attr;
