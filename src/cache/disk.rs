@@ -406,8 +406,9 @@ impl Disk {
     /// by path, which could lead through a mount.
     pub fn modified(&self, name: &str) -> Option<std::time::SystemTime> {
         let c = CString::new(name).ok()?;
-        // SAFETY: stat is plain data, written by fstatat; root is open.
+        // SAFETY: stat is plain data; all zeroes is a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: root is open, c NUL-terminated, st writable.
         if unsafe { libc::fstatat(self.root.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
             return None;
         }
@@ -417,9 +418,10 @@ impl Disk {
 
     /// The file system's sizes (`statvfs`) by the directory's descriptor.
     pub fn statvfs(&self) -> io::Result<libc::statvfs> {
-        // SAFETY: statvfs is plain data, written by fstatvfs; root is open
-        // (fstatvfs takes an O_PATH descriptor).
+        // SAFETY: statvfs is plain data; all zeroes is a valid value.
         let mut buf: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: root is open (fstatvfs takes an O_PATH descriptor); buf
+        // is writable.
         if unsafe { libc::fstatvfs(self.root.as_raw_fd(), &mut buf) } != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -464,8 +466,9 @@ fn owner_to_give_to(root: &OwnedFd) -> io::Result<Option<(libc::uid_t, libc::gid
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
-    // SAFETY: stat is plain data; the descriptor is open (fstat works on O_PATH).
+    // SAFETY: stat is plain data; all zeroes is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the descriptor is open (fstat works on O_PATH); st is writable.
     if unsafe { libc::fstat(root.as_raw_fd(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }

@@ -278,8 +278,9 @@ pub fn check_places(config: &MountConfig, create: bool, log_file: Option<&Path>)
         // statfs always asks the daemon (a stat may be answered from the
         // kernel's cache for a while after the daemon died).
         let c = CString::new(mountpoint.as_os_str().as_bytes()).unwrap_or_default();
-        // SAFETY: statfs fills a plain struct; the path is NUL-terminated.
+        // SAFETY: statfs is plain data; all zeroes is a valid value.
         let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: the path is NUL-terminated; st is writable.
         let dead = unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0
             && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN);
         return Err(if dead {
