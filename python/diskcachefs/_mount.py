@@ -52,6 +52,8 @@ MOUNT_OPTIONS: Mapping[str, Literal["flag", "flag_or_value", "value", "values"]]
     {
         "no_passthrough": "flag",
         "open_requests": "flag",
+        # A new cache in a directory that holds other files.
+        "create": "flag",
         "allow_other": "flag",
         "attr_timeout": "value",
         "max_inodes": "value",
