@@ -731,6 +731,8 @@ fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
         timeout: std::time::Duration::from_secs_f64(args.timeout),
         notifier: None,
         remote: args.remote.tier_config()?,
+        create: args.create,
+        log_file: args.log_file.clone(),
     };
     if let Some(socket) = &args.syslog {
         diskcachefs::logging::check_syslog_socket(socket)?;
@@ -738,12 +740,14 @@ fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Failure> {
     if let Some(log) = &args.log_file {
         check_log_file(log)?;
     }
-    diskcachefs::fs::mount::check_places(&config, args.create, args.log_file.as_deref())?;
     // The child that `--daemon` starts has the very same command line (so
     // no option can be lost on the way) and reports readiness on this
     // descriptor, which also tells it that it is the daemon.
     let ready_fd = take_ready_fd();
     if args.daemon && ready_fd.is_none() {
+        // The places (mount point, CACHE_DIR) are checked by the daemon in
+        // `run`, which tells this parent, a service manager and its log
+        // why it will not mount.
         return daemonize(&args, argv);
     }
     // A service manager (systemd's Type=notify, or the Python helper)

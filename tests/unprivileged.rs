@@ -721,3 +721,49 @@ fn root_mounting_a_users_empty_directory_makes_cache_db_theirs() {
     assert_eq!(env.python_check(&cache), "[]", "Cache.check() as the owner");
     assert_all_owned_by(&cache, env.uid, env.gid);
 }
+
+/// A value file the daemon may not open (root's Python wrote it into the
+/// user's cache with a private mode): the read is EIO and the daemon's log
+/// names the file, never a silent miss or an EACCES the mount's 0644 would
+/// not explain.
+#[test]
+fn a_value_file_the_daemon_may_not_open_is_eio_named_in_the_log() {
+    let env = Env::new();
+    let cache = env.mkdir_owned("cache");
+    let mnt = env.mkdir_owned("mnt");
+    // Root's Python, with a umask that shuts others out.
+    let out = Command::new(support::python())
+        .args([
+            "-c",
+            "import os, sys, diskcache\nos.umask(0o077)\nc = diskcache.Cache(sys.argv[1])\n\
+             c['private'] = b'p' * 100000\nc['small'] = b'fine'\n\
+             print(c._sql('SELECT filename FROM Cache WHERE filename IS NOT NULL').fetchone()[0])",
+            cache.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let filename = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // The directory and cache.db go back to the user (the value file and
+    // its hash directories stay root's, 0600/0700).
+    let give = |p: &Path| std::os::unix::fs::lchown(p, Some(env.uid), Some(env.gid)).unwrap();
+    for name in ["cache.db", "cache.db-wal", "cache.db-shm"] {
+        if cache.join(name).exists() {
+            give(&cache.join(name));
+        }
+    }
+    give(&cache);
+    std::fs::set_permissions(cache.join(&filename), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut m = env.mount_as_user(&cache, &mnt, &[]);
+    let keys = mnt.join("keys");
+    env.sh_ok(&format!("test \"$(cat {})\" = fine", q(&keys.join("small"))), &m.log());
+    let out = env.sh(&format!("cat {} > /dev/null", q(&keys.join("private"))));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a value the daemon cannot open was read");
+    assert!(err.contains("Input/output error"), "EIO expected: {err}");
+    env.umount_as_user(&mnt, &m.log());
+    let status = m.wait_exit();
+    assert!(status.success(), "the daemon exited {status}:\n{}", m.log());
+    let log = m.log();
+    assert!(log.contains(&filename) && log.contains("ERROR"), "the log names the file:\n{log}");
+}

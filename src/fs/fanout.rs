@@ -297,7 +297,10 @@ impl FanoutFs {
         self.tree(t).set_forget_requests(local_tx);
         let nodes = Arc::clone(&self.nodes);
         let shard = t < self.shard_count;
-        let spawned = std::thread::Builder::new().name(format!("forget-{t}")).spawn(move || {
+        // Without signals: made before the mount blocks SIGTERM, a thread
+        // of its own would take it and end the daemon unmounted (no clean
+        // unmount, no commits finished: the harness saw exit by SIGTERM).
+        let spawned = crate::service::spawn_without_signals(&format!("forget-{t}"), move || {
             let to_union = |local: u64| {
                 if shard {
                     nodes.lock().unwrap_or_else(|e| e.into_inner()).by_local.get(&(t, local)).copied()

@@ -1465,8 +1465,10 @@ impl DiskCacheFs {
         let what = format!("keys/{name}");
         if pending {
             if let Some(inode) = ino.and_then(|i| st.inodes.get_mut(i)) {
-                inode.pending.tag.get_or_insert(old.tag.clone());
-                inode.pending.expire_time.get_or_insert(old.expire_time);
+                // (Over what an earlier rename of this copy kept: it now
+                // rewrites this entry.)
+                inode.pending.tag = Some(old.tag.clone());
+                inode.pending.expire_time = Some(old.expire_time);
                 inode.inherited_type = Some(old.value_type());
             }
             return Ok(());

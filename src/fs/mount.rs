@@ -67,6 +67,10 @@ pub struct MountConfig {
     pub notifier: Option<crate::service::Notifier>,
     /// The remote tier under the cache (`--remote`; docs/REMOTE.md).
     pub remote: Option<crate::remote::TierConfig>,
+    /// Make a cache in a CACHE_DIR that holds other files (`--create`).
+    pub create: bool,
+    /// Where a `--daemon`'s daemon logs, if given (never inside the mount).
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -269,7 +273,8 @@ fn resolve_outside(path: &Path) -> Option<PathBuf> {
 /// on itself for good); CACHE_DIR is a directory, and one that is not a
 /// cache is only made one when empty, or with `create`; a log file is not
 /// written through the mount.
-pub fn check_places(config: &MountConfig, create: bool, log_file: Option<&Path>) -> Result<(), MountError> {
+pub fn check_places(config: &MountConfig) -> Result<(), MountError> {
+    let (create, log_file) = (config.create, config.log_file.as_deref());
     let mountpoint = &config.mountpoint;
     let resolved = resolve_outside(mountpoint);
     if let Some(line) = resolved.as_deref().and_then(mountinfo_line)
@@ -345,9 +350,7 @@ fn mountinfo_is_fuse(line: &[u8]) -> bool {
 
 /// What is checked before any cache is opened.
 fn prepare(config: &MountConfig) -> Result<(), MountError> {
-    // (The CLI has checked the places with the user's --create and
-    // --log-file; here only what a caller of `run` could get wrong.)
-    check_places(config, true, None)?;
+    check_places(config)?;
     raise_open_file_limit();
     if config.remote.is_some() && config.read_only {
         return Err(MountError::Remote(

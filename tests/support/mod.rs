@@ -119,6 +119,17 @@ pub struct Mounted {
     log: PathBuf,
     /// Environment variables the daemon gets beyond the test's.
     pub env: Vec<(String, String)>,
+    /// What went wrong in the daemons this mount ran (a panic, an internal
+    /// error in its log, an exit status other than 0): the test fails at
+    /// drop, unless it said it expects it ([`Mounted::expect_faults`]).
+    faults: Vec<String>,
+    faults_expected: bool,
+}
+
+/// The lines of a daemon's log that say it failed inside: a panic (the
+/// panic hook's line, and the request guard's "internal error").
+pub fn daemon_faults(log: &str) -> Vec<String> {
+    log.lines().filter(|l| l.contains("panicked at") || l.contains("internal error")).map(str::to_string).collect()
 }
 
 impl Mounted {
@@ -135,7 +146,8 @@ impl Mounted {
         std::fs::create_dir_all(&mnt).unwrap();
         prepare(&cache);
         let log = root.path().join("daemon.log");
-        let mut m = Mounted { root, cache, mnt, child: None, log, env: Vec::new() };
+        let mut m =
+            Mounted { root, cache, mnt, child: None, log, env: Vec::new(), faults: Vec::new(), faults_expected: false };
         m.start(args);
         m
     }
@@ -152,7 +164,16 @@ impl Mounted {
         let mnt = root.path().join("mnt");
         std::fs::create_dir_all(&mnt).unwrap();
         let log = root.path().join("daemon.log");
-        let mut m = Mounted { root, cache: cache.to_path_buf(), mnt, child: None, log, env: env.to_vec() };
+        let mut m = Mounted {
+            root,
+            cache: cache.to_path_buf(),
+            mnt,
+            child: None,
+            log,
+            env: env.to_vec(),
+            faults: Vec::new(),
+            faults_expected: false,
+        };
         m.start(args);
         m
     }
@@ -162,6 +183,9 @@ impl Mounted {
     }
 
     pub fn start(&mut self, args: &[&str]) {
+        // The log of a daemon the test stopped itself (killed by pid, its
+        // child taken) is read before the new daemon's replaces it.
+        self.note_log_faults();
         let child = Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
             .arg("mount")
             .arg(&self.cache)
@@ -211,20 +235,42 @@ impl Mounted {
         requests_in_log(&self.log())
     }
 
-    /// SIGTERM and wait (bounded); returns the exit status.
+    /// SIGTERM and wait (bounded); returns the exit status. A status
+    /// other than 0 is a fault (see `faults`), as is a daemon that had to
+    /// be killed.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let start = Instant::now();
-        loop {
+        let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
+                break Some(status);
             }
             if start.elapsed() > Duration::from_secs(10) {
+                self.faults.push("the daemon did not exit within 10 s of SIGTERM: killed".into());
                 let _ = child.kill();
-                return child.wait().ok();
+                break child.wait().ok();
             }
             std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(status) = status.filter(|s| !s.success()) {
+            self.faults.push(format!("the daemon exited with {status}"));
+        }
+        self.note_log_faults();
+        status
+    }
+
+    /// This test provokes daemon faults on purpose (a planted panic): they
+    /// do not fail it at drop.
+    pub fn expect_faults(&mut self) {
+        self.faults_expected = true;
+    }
+
+    fn note_log_faults(&mut self) {
+        for line in daemon_faults(&self.log()) {
+            if !self.faults.contains(&line) {
+                self.faults.push(line);
+            }
         }
     }
 }
@@ -234,6 +280,11 @@ impl Drop for Mounted {
         self.stop();
         if is_mounted(&self.mnt) {
             let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+        self.note_log_faults();
+        // (Not while the test is failing already: a second panic aborts.)
+        if !self.faults.is_empty() && !self.faults_expected && !std::thread::panicking() {
+            panic!("the daemon failed while the test passed:\n{}\n\nits log:\n{}", self.faults.join("\n"), self.log());
         }
     }
 }
