@@ -7,6 +7,12 @@
 //! `check(fix=True)` removes, leaving a clean check; and every entry
 //! holds one whole value a client wrote. The same for Rust engine processes
 //! killed mid-`set`. The seed is printed; `DISKCACHEFS_SEED` replays it.
+//!
+//! Every writer acknowledges each write that returned (a `close()` through
+//! the mount that returned 0, an engine `set` that returned) on its standard
+//! output; a kill comes only once every writer has acknowledged one (so no
+//! round passes on nothing), and after it every acknowledged value is there,
+//! whole, or superseded by a later version of the same writer.
 
 mod support;
 
@@ -33,6 +39,8 @@ while True:
                 f.write(body[i:i + 65536])
     except OSError:
         break
+    # close() returned 0: committed, and must survive the kill.
+    print(f'ack {key} {v}', flush=True)
 "#;
 
 /// The checks after a crash, as JSON.
@@ -66,8 +74,14 @@ for k in c.iterkeys():
         ok = False
     if not ok:
         bad.append(k)
+versions = {}
+for k in c.iterkeys():
+    try:
+        versions[k] = int(c.get(k).split(b'|', 3)[1])
+    except Exception:
+        pass
 print(json.dumps({'integrity': integrity, 'orphans': len(orphans), 'other': other, 'after': after,
-                  'bad': bad, 'count': count}))
+                  'bad': bad, 'count': count, 'versions': versions}))
 "#;
 
 fn verify(cache: &std::path::Path) -> serde_json::Value {
@@ -92,21 +106,119 @@ fn seed() -> u64 {
     })
 }
 
+/// A writer process and the acknowledgements it printed (`ack KEY
+/// VERSION`), read by a thread of its own until its output closes.
+struct Writer {
+    child: Child,
+    acks: std::sync::Arc<std::sync::Mutex<Vec<(String, u64)>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn spawn(mut command: Command) -> Writer {
+        use std::io::BufRead;
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        let acks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = acks.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let mut parts = line.split(' ');
+                if let (Some("ack"), Some(key), Some(Ok(version))) =
+                    (parts.next(), parts.next(), parts.next().map(str::parse))
+                {
+                    seen.lock().unwrap().push((key.to_string(), version));
+                }
+            }
+        });
+        Writer { child, acks, reader: Some(reader) }
+    }
+
+    fn acked(&self) -> usize {
+        self.acks.lock().unwrap().len()
+    }
+
+    /// Every acknowledgement, once the process's output has closed.
+    fn all_acks(&mut self) -> Vec<(String, u64)> {
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.acks.lock().unwrap().clone()
+    }
+}
+
+/// Waits (bounded: a writer that cannot write in 60 s is a failure) until
+/// every writer has acknowledged at least one write, so that no round is
+/// killed before anything was written.
+fn wait_for_first_acks(writers: &mut [Writer], context: &str) {
+    let start = Instant::now();
+    while writers.iter().any(|w| w.acked() == 0) {
+        for w in writers.iter_mut() {
+            if w.acked() == 0
+                && let Some(status) = w.child.try_wait().unwrap()
+            {
+                panic!("{context}: a writer exited ({status}) before acknowledging a write");
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{context}: a writer acknowledged nothing in 60 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Every acknowledged write is in the cache (verified whole by VERIFY) at
+/// its version or a later one of the same writer; returns the count.
+fn check_acks(context: &str, writers: &mut [Writer], v: &serde_json::Value) -> usize {
+    let mut acked = 0;
+    for w in writers.iter_mut() {
+        let acks = w.all_acks();
+        assert!(!acks.is_empty(), "{context}: a writer acknowledged nothing");
+        let mut last: std::collections::HashMap<String, u64> = Default::default();
+        for (key, version) in acks {
+            acked += 1;
+            let top = last.entry(key).or_default();
+            *top = (*top).max(version);
+        }
+        for (key, version) in last {
+            let stored = v["versions"][&key].as_u64();
+            assert!(
+                stored.is_some_and(|s| s >= version),
+                "{context}: {key} version {version} was acknowledged, the cache has {stored:?}: {v}"
+            );
+        }
+    }
+    acked
+}
+
 fn kill9(child: &mut Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
 }
 
-fn wait_all(children: &mut [Child]) {
+/// Waits for every child (killing any still there after 30 s, which then
+/// shows as killed); their exit statuses.
+fn wait_all(children: &mut [Child]) -> Vec<std::process::ExitStatus> {
     let start = Instant::now();
-    for c in children.iter_mut() {
-        while c.try_wait().unwrap().is_none() {
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = c.kill();
+    children
+        .iter_mut()
+        .map(|c| {
+            loop {
+                if let Some(status) = c.try_wait().unwrap() {
+                    break status;
+                }
+                if start.elapsed() > Duration::from_secs(30) {
+                    let _ = c.kill();
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+        })
+        .collect()
+}
+
+/// A finished process to leave in a `Writer` whose child was taken.
+fn dummy() -> Child {
+    let mut child = Command::new("true").spawn().unwrap();
+    let _ = child.wait();
+    child
 }
 
 fn check_round(what: &str, round: usize, seed: u64, v: &serde_json::Value) -> u64 {
@@ -125,38 +237,45 @@ fn killing_the_daemon_mid_write_twenty_times_loses_nothing_committed() {
     let mut m = Mounted::new();
     let mut orphans = 0;
     let mut max_count = 0;
+    let mut acked = 0;
     for round in 0..20 {
         if round > 0 {
             m.start(&[]);
         }
-        let mut clients: Vec<Child> = (0..8)
+        let context = format!("daemon killed, round {round}, seed {seed} (DISKCACHEFS_SEED={seed})");
+        let mut clients: Vec<Writer> = (0..8)
             .map(|cid| {
-                Command::new(python())
+                let mut command = Command::new(python());
+                command
                     .arg("-c")
                     .arg(CLIENT)
                     .arg(&m.mnt)
                     .arg(cid.to_string())
-                    .arg((seed ^ (round * 8 + cid) as u64).to_string())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap()
+                    .arg((seed ^ (round * 8 + cid) as u64).to_string());
+                Writer::spawn(command)
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(150 + rng.below(600)));
+        // The kill comes at a random moment after every client wrote once.
+        wait_for_first_acks(&mut clients, &context);
+        std::thread::sleep(Duration::from_millis(rng.below(600)));
         let mut daemon = m.child.take().unwrap();
         kill9(&mut daemon);
-        wait_all(&mut clients);
+        let mut children: Vec<Child> = clients.iter_mut().map(|w| std::mem::replace(&mut w.child, dummy())).collect();
+        for (cid, status) in wait_all(&mut children).into_iter().enumerate() {
+            // A client ends at its first failed write: a clean exit.
+            assert!(status.success(), "{context}: client {cid} exited {status}");
+        }
         let out = Command::new(env!("CARGO_BIN_EXE_diskcachefs")).arg("umount").arg(&m.mnt).output().unwrap();
         assert!(out.status.success(), "umount after kill: {}", String::from_utf8_lossy(&out.stderr));
         assert!(!is_mounted(&m.mnt));
         let v = verify(&m.cache);
         orphans += check_round("daemon killed", round, seed, &v);
+        acked += check_acks(&context, &mut clients, &v);
         max_count = max_count.max(v["count"].as_u64().unwrap());
     }
-    assert!(max_count >= 40, "the clients wrote too little to mean anything ({max_count} entries)");
     eprintln!(
-        "20 kills: entries up to {max_count}, leftovers (orphaned files, empty directories) found and fixed: {orphans}"
+        "20 kills: {acked} acknowledged writes all there, entries up to {max_count}, leftovers (orphaned files, \
+         empty directories) found and fixed: {orphans}"
     );
     // And the mount still works on the repaired cache.
     m.start(&[]);
@@ -171,22 +290,30 @@ fn killing_rust_engine_processes_mid_set_twenty_times_loses_nothing_committed() 
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let mut orphans = 0;
+    let mut acked = 0;
     for round in 0..20 {
-        let mut workers: Vec<Child> = (0..4)
+        let context = format!("engine killed, round {round}, seed {seed} (DISKCACHEFS_SEED={seed})");
+        let mut workers: Vec<Writer> = (0..4)
             .map(|w| {
-                Command::new(env!("CARGO_BIN_EXE_diskcachefs-stress"))
-                    .arg(&cache)
-                    .args(["--name", &format!("r{w}"), "--verifiable", "1000000"])
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap()
+                let mut command = Command::new(env!("CARGO_BIN_EXE_diskcachefs-stress"));
+                command.arg(&cache).args(["--name", &format!("r{w}"), "--verifiable", "1000000"]);
+                Writer::spawn(command)
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
-        for w in workers.iter_mut() {
-            kill9(w);
+        wait_for_first_acks(&mut workers, &context);
+        std::thread::sleep(Duration::from_millis(rng.below(400)));
+        for (i, w) in workers.iter_mut().enumerate() {
+            // Still writing when killed (a million sets take minutes): a
+            // worker that stopped early would prove nothing.
+            let status = w.child.try_wait().unwrap();
+            assert!(status.is_none(), "{context}: worker {i} had exited ({status:?}) before the kill");
+            kill9(&mut w.child);
         }
-        orphans += check_round("engine killed", round, seed, &verify(&cache));
+        let v = verify(&cache);
+        orphans += check_round("engine killed", round, seed, &v);
+        acked += check_acks(&context, &mut workers, &v);
     }
-    eprintln!("20 kills of 4 engine processes: leftovers found and fixed: {orphans}");
+    eprintln!(
+        "20 kills of 4 engine processes: {acked} acknowledged sets all there; leftovers found and fixed: {orphans}"
+    );
 }

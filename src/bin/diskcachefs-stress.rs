@@ -8,9 +8,14 @@
 //! `--verifiable N` instead sets N self-verifying values of mixed sizes
 //! (inline and file-backed) on the keys `NAME-0` .. `NAME-9`, for the crash
 //! tests: `KEY|VERSION|LENGTH|` then filler bytes `VERSION % 251` up to LENGTH.
+//! Each set that returned is acknowledged on standard output, `ack KEY
+//! VERSION` a line, flushed, so that a test that kills the process knows
+//! which values must survive.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use std::io::Write;
 
 use clap::Parser;
 use diskcachefs::cache::{Cache, Key, Value};
@@ -69,10 +74,13 @@ fn main() -> ExitCode {
         let key = format!("{}-{}", args.name, next() % 10);
         let len = if next() % 2 == 0 { 40 + (next() % 300) as usize } else { 40_000 + (next() % 260_000) as usize };
         let value = Value::Bytes(verifiable_value(&key, version, len));
-        if let Err(e) = cache.set(&Key::Str(key), &value, None, None) {
+        if let Err(e) = cache.set(&Key::Str(key.clone()), &value, None, None) {
             eprintln!("{}: set #{version}: {e}", args.name);
             return ExitCode::from(1);
         }
+        let mut out = std::io::stdout().lock();
+        // A reader gone (the test stopped listening) changes nothing here.
+        let _ = writeln!(out, "ack {key} {version}").and_then(|()| out.flush());
     }
     let counter = Key::Str(args.incr_key.clone());
     let steps = args.incrs.max(args.sets);
