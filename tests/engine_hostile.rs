@@ -74,6 +74,9 @@ fn file_names_outside_the_directory_are_never_read_written_or_deleted() {
     assert_eq!(std::fs::read(outside_dir.join("ab/victim.val")).unwrap(), b"victim");
     // check(fix) removes the remaining bad rows (none left after clear) and
     // the cache is usable.
+    let fixed = cache.check(true).unwrap();
+    assert!(fixed.iter().all(|w| w.kind != CheckKind::UnsafeFilename), "bad rows left after clear: {fixed:?}");
+    assert_eq!(cache.check(false).unwrap().len(), 0, "check(fix) left problems");
     cache.set(&key("fine"), &Value::Bytes(vec![1; 40_000]), None, None).unwrap();
     assert_eq!(cache.get(&key("fine")).unwrap(), Some(Value::Bytes(vec![1; 40_000])));
     assert_eq!(std::fs::read(&outside).unwrap(), b"do not touch");

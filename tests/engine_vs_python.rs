@@ -334,6 +334,8 @@ fn differential(policy: &str, statistics: bool) {
     let actual = run_rust(&rs_dir, &settings, &ops);
 
     let context = format!("policy {policy}, statistics {statistics}, seed {seed} (rerun with DISKCACHEFS_SEED={seed})");
+    assert_eq!(expected.len(), ops.len(), "python answered {} of {} operations; {context}", expected.len(), ops.len());
+    assert_eq!(actual.len(), ops.len(), "the engine answered {} of {} operations; {context}", actual.len(), ops.len());
     for (i, (want, got)) in expected.iter().zip(&actual).enumerate() {
         if got != want {
             let state = explain_divergence(&settings, &settings_json, &ops[..i]);

@@ -13,8 +13,17 @@ use proptest::prelude::*;
 fn inputs(target: &str) -> Vec<Vec<u8>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut out = Vec::new();
+    // The corpus of every target must be there; crash regressions only
+    // where a crash was found (but `fuzz/regressions/` itself must be: a
+    // moved directory would otherwise drop them all without a word).
+    assert!(root.join("regressions").is_dir(), "fuzz/regressions/ is missing");
     for dir in ["corpus", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else { continue };
+        let path = root.join(dir).join(target);
+        let entries = match std::fs::read_dir(&path) {
+            Ok(entries) => entries,
+            Err(e) if dir == "regressions" && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("{}: {e}", path.display()),
+        };
         for e in entries.flatten() {
             // (A fuzzer running beside the tests may replace files.)
             if let Ok(data) = std::fs::read(e.path()) {

@@ -15,13 +15,17 @@ use std::time::{Duration, Instant};
 
 use support::{Mounted, py, python};
 
+/// The daemon's resident set; a /proc that cannot be read fails the test
+/// (a 0 would make any growth look flat).
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the daemon's /proc status");
+    let kib = status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+        .expect("VmRSS in /proc/PID/status");
+    assert!(kib > 0, "an RSS of 0 KiB is no reading");
+    kib
 }
 
 #[test]

@@ -211,6 +211,21 @@ impl Mounted {
             assert!(start.elapsed() < Duration::from_secs(10), "mount not ready in 10 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
+        // The pass without passthrough (scripts/test) must be one: the
+        // daemon says its mode at INIT.
+        if std::env::var("DISKCACHEFS_TEST_MOUNT_ARGS")
+            .is_ok_and(|a| a.split_whitespace().any(|a| a == "--no-passthrough"))
+        {
+            let start = Instant::now();
+            let mode = loop {
+                if let Some(line) = self.log().lines().find(|l| l.contains("passthrough: ")) {
+                    break line.to_string();
+                }
+                assert!(start.elapsed() < Duration::from_secs(10), "no passthrough mode logged:\n{}", self.log());
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            assert!(mode.contains("passthrough: off (not asked for)"), "--no-passthrough not in effect: {mode}");
+        }
     }
 
     pub fn pid(&self) -> u32 {
