@@ -317,3 +317,188 @@ fn killing_rust_engine_processes_mid_set_twenty_times_loses_nothing_committed() 
         "20 kills of 4 engine processes: {acked} acknowledged sets all there; leftovers found and fixed: {orphans}"
     );
 }
+
+/// A Python peer holding SQLite's write lock (`BEGIN IMMEDIATE`) until
+/// it is let go (its standard input closed): a commit through the mount
+/// waits for it.
+struct LockHolder(Child);
+
+impl LockHolder {
+    fn hold(cache: &std::path::Path) -> LockHolder {
+        use std::io::BufRead;
+        let mut child = Command::new(python())
+            .arg("-c")
+            .arg(
+                "import sqlite3, sys\ncon = sqlite3.connect(sys.argv[1] + '/cache.db', isolation_level=None)\n\
+                 con.execute('BEGIN IMMEDIATE')\nprint('held', flush=True)\nsys.stdin.read()\ncon.execute('COMMIT')",
+            )
+            .arg(cache)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "held", "the peer did not take the write lock");
+        LockHolder(child)
+    }
+
+    fn release(mut self) {
+        drop(self.0.stdin.take());
+        assert!(self.0.wait().unwrap().success());
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The value files under the cache directory (`XX/YY/*.val`).
+fn value_files(cache: &std::path::Path) -> usize {
+    let out = Command::new("find").arg(cache).args(["-name", "*.val"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Writes `data` to `path` on a thread of its own, closing it with
+/// close(2); the thread's result is close's errno, or 0.
+fn write_in_background(path: std::path::PathBuf, data: Vec<u8>) -> std::thread::JoinHandle<i32> {
+    std::thread::spawn(move || {
+        use std::io::Write;
+        use std::os::fd::IntoRawFd;
+        let mut f = match std::fs::File::create(&path) {
+            Ok(f) => f,
+            Err(e) => return e.raw_os_error().unwrap_or(-1),
+        };
+        if let Err(e) = f.write_all(&data) {
+            return e.raw_os_error().unwrap_or(-1);
+        }
+        // SAFETY: our descriptor, closed once.
+        if unsafe { libc::close(f.into_raw_fd()) } != 0 {
+            return std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+        }
+        0
+    })
+}
+
+/// Waits (bounded: a hang guard) until a commit through the mount has made
+/// its value file and so waits for the peer's lock: the event the kills
+/// below are aimed at.
+fn wait_for_value_files(cache: &std::path::Path, n: usize) {
+    let start = Instant::now();
+    while value_files(cache) < n {
+        assert!(start.elapsed() < Duration::from_secs(30), "no new value file in 30 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The daemon killed after a commit wrote its value file and before its
+/// COMMIT (it waits for a peer's write lock): the old value stays whole,
+/// the writer's close() did not succeed, and the new value file is an
+/// orphan that python-diskcache's check(fix=True) removes.
+#[test]
+fn killing_the_daemon_between_the_value_file_and_the_commit_keeps_the_old_value() {
+    let mut m = Mounted::with(
+        |c| {
+            drop(support::py(
+                "import sys, diskcache\ndiskcache.Cache(sys.argv[1])['big'] = b'o' * 100000",
+                &[c.to_str().unwrap()],
+            ))
+        },
+        &[],
+    );
+    assert_eq!(value_files(&m.cache), 1);
+    let peer = LockHolder::hold(&m.cache);
+    let writer = write_in_background(m.keys().join("big"), vec![b'n'; 200_000]);
+    wait_for_value_files(&m.cache, 2);
+    let mut daemon = m.child.take().unwrap();
+    kill9(&mut daemon);
+    let close = writer.join().unwrap();
+    assert_ne!(close, 0, "close() succeeded though its commit never happened");
+    peer.release();
+    let out = Command::new(env!("CARGO_BIN_EXE_diskcachefs")).arg("umount").arg(&m.mnt).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = verify(&m.cache);
+    assert_eq!(v["integrity"], "ok", "{v}");
+    assert_eq!(v["other"], serde_json::json!([]), "{v}");
+    assert_eq!(v["orphans"], 1, "the new value file, never committed: {v}");
+    assert_eq!(v["after"], serde_json::json!([]), "{v}");
+    let old = support::py(
+        "import sys, diskcache\nprint(diskcache.Cache(sys.argv[1])['big'] == b'o' * 100000)",
+        &[m.cache.to_str().unwrap()],
+    );
+    assert_eq!(old.trim(), "True", "the old value stays whole");
+}
+
+/// SIGTERM while a file is open for writing: the mount is detached, the
+/// writer goes on writing, its close() commits, and then the daemon exits 0.
+#[test]
+fn sigterm_while_a_writer_is_open_lets_it_finish_and_commit() {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    let mut m = Mounted::new();
+    let mut f = std::fs::File::create(m.keys().join("w")).unwrap();
+    f.write_all(b"first half, ").unwrap();
+    let mut daemon = m.child.take().unwrap();
+    // SAFETY: a signal to the daemon this test started.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    // Detached (the open file keeps the session): no new path reaches it.
+    let start = Instant::now();
+    while is_mounted(&m.mnt) {
+        assert!(start.elapsed() < Duration::from_secs(10), "SIGTERM did not detach the mount");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f.write_all(b"second half").unwrap();
+    // SAFETY: our descriptor, closed once.
+    let closed = unsafe { libc::close(f.into_raw_fd()) };
+    assert_eq!(closed, 0, "close(): {}", std::io::Error::last_os_error());
+    let status = wait_bounded(&mut daemon);
+    assert!(status.success(), "the daemon exited {status}:\n{}", m.log());
+    let got =
+        support::py("import sys, diskcache\nprint(diskcache.Cache(sys.argv[1])['w'])", &[m.cache.to_str().unwrap()]);
+    assert_eq!(got.trim(), "b'first half, second half'");
+}
+
+/// SIGTERM while a close() waits in FLUSH for a peer's write lock: once the
+/// peer lets go, the commit happens, close() returns 0, the daemon exits 0.
+#[test]
+fn sigterm_while_a_flush_waits_for_the_lock_commits_and_exits_cleanly() {
+    let mut m = Mounted::new();
+    let peer = LockHolder::hold(&m.cache);
+    let writer = write_in_background(m.keys().join("v"), vec![b'v'; 100_000]);
+    wait_for_value_files(&m.cache, 1);
+    let mut daemon = m.child.take().unwrap();
+    // SAFETY: a signal to the daemon this test started.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    // The daemon is still there, its close() still waiting: the order of
+    // events the test is about.
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon ended with a commit waiting");
+    assert!(!writer.is_finished(), "close() returned before the lock was free");
+    peer.release();
+    assert_eq!(writer.join().unwrap(), 0, "close() after the lock was free");
+    let status = wait_bounded(&mut daemon);
+    assert!(status.success(), "the daemon exited {status}:\n{}", m.log());
+    let got = support::py(
+        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nprint(c['v'] == b'v' * 100000, c.check())",
+        &[m.cache.to_str().unwrap()],
+    );
+    assert_eq!(got.trim(), "True []");
+}
+
+/// Waits for a daemon's exit; a daemon still there after 30 s is killed
+/// and fails the test (a hang guard, not a measure).
+fn wait_bounded(daemon: &mut Child) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            kill9(daemon);
+            panic!("the daemon did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
