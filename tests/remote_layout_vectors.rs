@@ -491,6 +491,7 @@ fn value_objects() {
 #[test]
 fn records_and_envelopes_byte_for_byte() {
     let py = python(&[]);
+    assert_eq!(FORMAT, "diskcachefs-remote/1");
     for p in pinned() {
         assert_eq!(py["records"][p.py], p.text, "Python's record text of {}", p.py);
         assert_eq!(py["hmacs"][p.py], serde_json::json!(p.hmac), "Python's HMAC of {}", p.py);
@@ -501,7 +502,6 @@ fn records_and_envelopes_byte_for_byte() {
         }
         assert_eq!(String::from_utf8(envelope(&p.record, p.signing_key())).unwrap(), p.envelope, "{}", p.py);
         assert_eq!(key_id(&p.record.key), p.id);
-        assert_eq!(FORMAT, "diskcachefs-remote/1");
     }
 }
 
