@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use diskcachefs::cache::fanout::disk_hash;
-use diskcachefs::fs::names::key_to_name;
-use support::{Mounted, dec_key, getxattr, python, sh, unhex};
+use support::{Mounted, errno_of, getxattr, python, sh, unhex};
 
 const SHARDS: u64 = 16;
 
@@ -60,12 +59,64 @@ fn ls(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Percent-encoding as docs/SEMANTICS.md ("Keys to names") says: bytes
+/// 0x21 to 0x7E but `%` and `/` as they are, every other byte `%XX`.
+fn percent(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| {
+            if (0x21..=0x7e).contains(&b) && b != b'%' && b != b'/' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A key's path below `keys/`, from its encoding by the Python peer
+/// (`[type, data]`), by the rule of docs/SEMANTICS.md ("Keys to names",
+/// "Keys as paths"), not by the code under test: each part of a str key
+/// that is a usable file name is itself, any other part `%str:` and its
+/// percent-encoding; bytes `%bytes:`, an int `%int:`, a float `%float:`
+/// and its repr, a pickled key `%pickle:` and its pickle, percent-encoded.
+fn doc_name(enc: &serde_json::Value) -> String {
+    let data = &enc[1];
+    match enc[0].as_str().unwrap() {
+        "str" => data
+            .as_str()
+            .unwrap()
+            .split('/')
+            .map(|part| {
+                assert!(part.len() <= 200, "no %sha256: names written out here: {part}");
+                if part.is_empty() || part == "." || part == ".." || part.starts_with('%') || part.contains('\0') {
+                    format!("%str:{}", percent(part.as_bytes()))
+                } else {
+                    part.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/"),
+        "bytes" => format!("%bytes:{}", percent(&unhex(data.as_str().unwrap()))),
+        "int" => format!("%int:{}", data.as_i64().unwrap()),
+        // Python's repr of the floats these tests use (1.5): Rust's
+        // shortest round trip, where it needs no exponent.
+        "float" => {
+            let repr = format!("{:?}", data.as_f64().unwrap());
+            assert!(!repr.contains('e'), "no float repr with an exponent written out here: {repr}");
+            format!("%float:{repr}")
+        }
+        "pickle" => format!("%pickle:{}", percent(&unhex(data.as_str().unwrap()))),
+        other => panic!("no {other} keys in these tests"),
+    }
+}
+
 /// Every entry of every shard, as (shard, name, value, tag, expire).
 fn entries(d: &serde_json::Value) -> Vec<(u64, String, serde_json::Value, serde_json::Value, serde_json::Value)> {
     let mut out = Vec::new();
     for (s, shard) in d["shards"].as_array().unwrap().iter().enumerate() {
         for e in shard.as_array().unwrap() {
-            out.push((s as u64, key_to_name(&dec_key(&e[0])), e[1].clone(), e[3].clone(), e[2].clone()));
+            out.push((s as u64, doc_name(&e[0]), e[1].clone(), e[3].clone(), e[2].clone()));
         }
     }
     out
@@ -78,6 +129,11 @@ fn python_s_fanout_cache_reads_through_the_mount_and_reads_what_the_mount_writes
     let before = dump(&dir);
     let all = entries(&before);
     assert!(all.len() > 130);
+    // The names written out for the keys of every other type fill() stores.
+    for name in ["%bytes:%00raw", "%int:0", "%int:7", "%int:-5", "%int:1099511627776", "%float:1.5", "ünïcode"] {
+        assert!(all.iter().any(|e| e.1 == name), "no {name} among {:?}", all.iter().map(|e| &e.1).collect::<Vec<_>>());
+    }
+    assert_eq!(all.iter().filter(|e| e.1.starts_with("%pickle:")).count(), 1, "the tuple key");
     let m = Mounted::on(&dir, &[]);
     let keys = m.keys();
 
@@ -247,26 +303,71 @@ fn random_operations_end_the_same_through_the_mount_and_through_fanout_cache() {
     let ops_file = root.path().join("ops.json");
     std::fs::write(&ops_file, serde_json::to_vec(&ops).unwrap()).unwrap();
     peer(&["apply", through_python.to_str().unwrap(), ops_file.to_str().unwrap()]);
+    // Which keys FanoutCache holds before each operation (the peer's apply
+    // acts only on a key `in fc`: nothing expires or is culled here), so
+    // each operation's outcome through the mount is known: a set always
+    // succeeds; rm, mv and a tag of a missing key are ENOENT
+    // (docs/SEMANTICS.md: "Deleting an expired or missing entry: ENOENT");
+    // of a present one they succeed, mv onto itself too.
+    let mut present = std::collections::BTreeSet::new();
+    let mut wrong = Vec::new();
     {
         let m = Mounted::on(&through_mount, &[]);
         let keys = m.keys();
-        let path = |k: &serde_json::Value| keys.join(diskcachefs::fs::paths::key_path(&dec_key(k)));
-        for op in &ops {
-            match op[0].as_str().unwrap() {
-                "set" => std::fs::write(path(&op[1]), unhex(op[2].as_str().unwrap())).unwrap(),
-                "delete" => drop(std::fs::remove_file(path(&op[1]))),
-                "rename" => drop(std::fs::rename(path(&op[1]), path(&op[2]))),
-                _ => {
-                    let _ = support::setxattr(&path(&op[1]), "user.diskcache.tag", op[2].as_str().unwrap().as_bytes());
+        let path = |k: &serde_json::Value| keys.join(doc_name(k));
+        for (i, op) in ops.iter().enumerate() {
+            let key = op[1].to_string();
+            let (errno, want) = match op[0].as_str().unwrap() {
+                "set" => {
+                    present.insert(key);
+                    (errno_of(std::fs::write(path(&op[1]), unhex(op[2].as_str().unwrap()))), 0)
                 }
+                "delete" => {
+                    let want = if present.remove(&key) { 0 } else { libc::ENOENT };
+                    (errno_of(std::fs::remove_file(path(&op[1]))), want)
+                }
+                "rename" => {
+                    let want = if present.remove(&key) {
+                        present.insert(op[2].to_string());
+                        0
+                    } else {
+                        libc::ENOENT
+                    };
+                    (errno_of(std::fs::rename(path(&op[1]), path(&op[2]))), want)
+                }
+                _ => {
+                    let got =
+                        support::setxattr(&path(&op[1]), "user.diskcache.tag", op[2].as_str().unwrap().as_bytes());
+                    (got.err().unwrap_or(0), if present.contains(&key) { 0 } else { libc::ENOENT })
+                }
+            };
+            if errno != want {
+                wrong.push(format!("op {i} {op}: errno {errno}, wanted {want}"));
             }
         }
+        assert!(
+            wrong.is_empty(),
+            "seed {seed}: {} operations gave another outcome:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
         let listed = ls(&keys);
         let mut unique = listed.clone();
         unique.dedup();
         assert_eq!(listed, unique);
+        let mut names: Vec<String> = present.iter().map(|k| doc_name(&serde_json::from_str(k).unwrap())).collect();
+        names.sort();
+        assert_eq!(listed, names, "keys/ after the operations, seed {seed}");
     }
     let (a, b) = (dump(&through_mount), dump(&through_python));
+    // The model of which keys are there is FanoutCache's.
+    let held: std::collections::BTreeSet<String> = b["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s.as_array().unwrap().iter().map(|e| e[0].to_string()))
+        .collect();
+    assert_eq!(held, present, "the keys FanoutCache holds after the operations, seed {seed}");
     assert_eq!(a["misplaced"], serde_json::json!([]));
     assert_eq!(a["check"], serde_json::json!([]));
     for (s, (x, y)) in a["shards"].as_array().unwrap().iter().zip(b["shards"].as_array().unwrap()).enumerate() {

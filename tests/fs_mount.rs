@@ -588,6 +588,28 @@ fn daemon_pid(cache: &Path) -> u32 {
     pids[0]
 }
 
+/// The LOOKUP and GETATTR requests the daemon serving `mnt` has counted
+/// (`requests` in its `stats`).
+fn names_and_attributes_asked(mnt: &Path) -> (u64, u64) {
+    let stats: serde_json::Value = serde_json::from_slice(&read(&mnt.join("stats"))).unwrap();
+    let count = |op: &str| stats["requests"]["operations"][op]["count"].as_u64().unwrap_or(0);
+    (count("lookup"), count("getattr"))
+}
+
+/// What the kernel asks the daemon serving `mnt` for a second `stat` of
+/// the key `k0` made 1.5 s after the first, past the default
+/// `--attr-timeout` (1 s): (LOOKUPs, GETATTRs), the second `stats` read
+/// that counts them included.
+fn asked_again_after_a_second_and_a_half(mnt: &Path) -> (u64, u64) {
+    let key = mnt.join("keys/k0");
+    std::fs::metadata(&key).unwrap();
+    let before = names_and_attributes_asked(mnt);
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::metadata(&key).unwrap();
+    let after = names_and_attributes_asked(mnt);
+    (after.0 - before.0, after.1 - before.1)
+}
+
 /// `--daemon` (which mount(8) and fstab lines always go through) used to
 /// rebuild the daemon's command line by hand and dropped `--max-inodes`:
 /// the daemon must run with every option given. Checked by what the
@@ -595,8 +617,10 @@ fn daemon_pid(cache: &Path) -> u32 {
 /// (before, the option fell back to its default of 100,000 and all 3,000
 /// stayed; and a foreground `--max-inodes 500` was raised to 1,000). Fewer
 /// than 500 may stay: the daemon asks the kernel to forget names faster
-/// than the kernel's FORGETs come back. `--attr-timeout` and `--log-file`
-/// ride along.
+/// than the kernel's FORGETs come back. `--attr-timeout 30`: a key stat'ed
+/// again 1.5 s later costs no request (with the default of 1 s the kernel
+/// asks again; the daemon does not log its timeout). `--log-file`: the
+/// daemon logs there.
 #[test]
 fn daemon_mode_runs_the_daemon_with_every_option() {
     let root = tempfile::tempdir().unwrap();
@@ -606,11 +630,13 @@ fn daemon_mode_runs_the_daemon_with_every_option() {
     let log_arg = log.to_str().unwrap();
     mount_daemon(&cache, &mnt, &["--max-inodes", "500", "--attr-timeout", "30", "--log-file", log_arg]);
     let guard = UnmountOnDrop(mnt.clone());
+    let asked = asked_again_after_a_second_and_a_half(&mnt);
     let kept = key_inodes_kept(&mnt.join("keys"), 3000);
     drop(guard);
     wait_for_daemon_exit(&cache);
     eprintln!("--daemon --max-inodes 500: {kept} key inodes kept of 3000");
     assert!(kept <= 600, "--max-inodes 500 did not reach the daemon: {kept} key inodes kept");
+    assert_eq!(asked, (0, 0), "--attr-timeout 30 did not reach the daemon: (LOOKUP, GETATTR) after 1.5 s");
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(log.contains("serving"), "--log-file did not reach the daemon: {log:?}");
 }
@@ -641,8 +667,9 @@ fn threads_sets_the_dispatch_threads_in_the_foreground_and_as_a_daemon() {
 }
 
 /// Every mount option can be given as a mount(8) / fstab `-o` option, its
-/// name with `_` for `-`: `max_inodes=500,threads=3` take effect; a bad
-/// value is refused with the option's own message and mounts nothing.
+/// name with `_` for `-`: `max_inodes=500,threads=3,attr_timeout=30` take
+/// effect (the timeout told as in the test above); a bad value is refused
+/// with the option's own message and mounts nothing.
 #[test]
 fn mount_8_passes_every_mount_option() {
     let root = tempfile::tempdir().unwrap();
@@ -668,12 +695,14 @@ fn mount_8_passes_every_mount_option() {
     assert!(out.status.success(), "mount(8): {}", String::from_utf8_lossy(&out.stderr));
     let guard = UnmountOnDrop(mnt.clone());
     let threads = fuse_threads(daemon_pid(&cache), 3);
+    let asked = asked_again_after_a_second_and_a_half(&mnt);
     let kept = key_inodes_kept(&mnt.join("keys"), 3000);
     drop(guard);
     wait_for_daemon_exit(&cache);
     eprintln!("-o max_inodes=500: {kept} key inodes kept of 3000");
     assert_eq!(threads, 3, "-o threads=3 did not reach the daemon");
     assert!(kept <= 600, "-o max_inodes=500 did not reach the daemon: {kept} key inodes kept");
+    assert_eq!(asked, (0, 0), "-o attr_timeout=30 did not reach the daemon: (LOOKUP, GETATTR) after 1.5 s");
 }
 
 /// The read modes' options (`--no-passthrough`, `--open-requests` with

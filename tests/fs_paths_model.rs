@@ -4,9 +4,11 @@
 //! directories), plus keys of other types and directories made by mkdir,
 //! then walks `keys/` through `DiskCacheFs` with replies of random sizes,
 //! resuming at every offset. The walk must reach every key exactly once
-//! at the path `paths.rs` gives it (with `%self` where the key is also a
-//! directory), each listing in the database's key order, and renaming a
-//! random directory must move exactly the keys under it.
+//! at the path docs/SEMANTICS.md gives it (written out here, not taken
+//! from `paths.rs`; with `%self` where the key is also a directory), find
+//! exactly the directories the keys and the mkdirs make, each listing in
+//! the database's key order, and renaming a random directory must move
+//! exactly the keys under it.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -15,7 +17,6 @@ use std::time::Duration;
 use diskcachefs::cache::{Cache, Key, Value};
 use diskcachefs::fs::filesystem::{Attr, DirReplier, DiskCacheFs, FsConfig, Kind};
 use diskcachefs::fs::inode::KEYS_DIR;
-use diskcachefs::fs::paths::{SELF_NAME, key_path};
 use proptest::prelude::*;
 
 struct Page {
@@ -46,40 +47,100 @@ fn list(fs: &DiskCacheFs, dir: u64, plus: bool, cap: usize) -> Vec<(u64, Kind, S
     }
 }
 
-/// Every file below `dir`: path, and the directories in listing order.
-fn walk(fs: &DiskCacheFs, dir: u64, at: &str, cap: usize, files: &mut Vec<String>, order: &mut Vec<Vec<String>>) {
+/// What one walk of `keys/` found.
+#[derive(Default)]
+struct Walk {
+    /// Every file's path.
+    files: Vec<String>,
+    /// Every directory's path.
+    dirs: Vec<String>,
+    /// Each directory's listing, in listing order (`keys/` first).
+    order: Vec<Vec<String>>,
+}
+
+/// Every file and directory below `dir`, and the listings in order.
+fn walk(fs: &DiskCacheFs, dir: u64, at: &str, cap: usize, out: &mut Walk) {
     let entries = list(fs, dir, cap.is_multiple_of(2), cap);
-    order.push(entries.iter().map(|e| e.2.clone()).collect());
+    out.order.push(entries.iter().map(|e| e.2.clone()).collect());
     for (_, kind, name) in entries {
         let path = if at.is_empty() { name.clone() } else { format!("{at}/{name}") };
         let attr = fs.lookup(dir, OsStr::new(&name)).unwrap_or_else(|e| panic!("lookup {path}: {e}"));
         match kind {
             Kind::Directory => {
                 assert_eq!(attr.kind, Kind::Directory, "{path}");
-                walk(fs, attr.ino, &path, cap, files, order);
+                out.dirs.push(path.clone());
+                walk(fs, attr.ino, &path, cap, out);
             }
-            _ => files.push(path),
+            _ => {
+                assert_ne!(attr.kind, Kind::Directory, "{path}");
+                out.files.push(path);
+            }
         }
         fs.forget(attr.ino, 1);
     }
 }
 
-/// The documented path of each key, given all the keys.
-fn expected_paths(keys: &[Key]) -> BTreeSet<String> {
-    let dirs: BTreeSet<String> = keys
-        .iter()
+/// A part's name, written out from docs/SEMANTICS.md ("Keys to names",
+/// "Keys as paths") for every part `part()` draws (and "renamed"): a
+/// usable file name is itself; empty, `.` and a part starting with `%` are
+/// `%str:` and the part percent-encoded (`%` is `%25`).
+fn doc_part(part: &str) -> &'static str {
+    match part {
+        "" => "%str:",
+        "." => "%str:.",
+        "%p" => "%str:%25p",
+        "a" => "a",
+        "a.c" => "a.c",
+        "a-" => "a-",
+        "b" => "b",
+        "ü" => "ü",
+        "renamed" => "renamed",
+        other => panic!("no documented name written out for the part {other:?}"),
+    }
+}
+
+/// A key's path below `keys/` as docs/SEMANTICS.md gives it (not counting
+/// `%self`): each part of a str key named, other keys one escaped name.
+fn doc_path(key: &Key) -> String {
+    match key {
+        Key::Str(s) => s.split('/').map(doc_part).collect::<Vec<_>>().join("/"),
+        Key::Int(i) => format!("%int:{i}"),
+        Key::Bytes(b) if b == b"by/tes" => "%bytes:by%2Ftes".to_string(),
+        other => panic!("no documented name written out for {other:?}"),
+    }
+}
+
+/// The str keys' directory prefixes (`a/b/c` has `a/` and `a/b/`).
+fn dir_prefixes(keys: &[Key]) -> BTreeSet<String> {
+    keys.iter()
         .filter_map(|k| match k {
             Key::Str(s) => Some(s),
             _ => None,
         })
         .flat_map(|s| s.match_indices('/').map(|(i, _)| s[..=i].to_string()).collect::<Vec<_>>())
-        .collect();
+        .collect()
+}
+
+/// The documented path of each key, given all the keys: a key that is
+/// also a directory is `%self` in it.
+fn expected_paths(keys: &[Key]) -> BTreeSet<String> {
+    let dirs = dir_prefixes(keys);
     keys.iter()
         .map(|k| match k {
-            Key::Str(s) if dirs.contains(&format!("{s}/")) => format!("{}/{SELF_NAME}", key_path(k)),
-            _ => key_path(k),
+            Key::Str(s) if dirs.contains(&format!("{s}/")) => format!("{}/%self", doc_path(k)),
+            _ => doc_path(k),
         })
         .collect()
+}
+
+/// The documented directories: one for each directory prefix of a key
+/// (named part by part), and each one mkdir made (which lasts, holding no
+/// key, in the daemon's memory).
+fn expected_dirs(keys: &[Key], made: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut dirs: BTreeSet<String> =
+        dir_prefixes(keys).iter().map(|p| doc_path(&Key::Str(p[..p.len() - 1].to_string()))).collect();
+    dirs.extend(made.iter().cloned());
+    dirs
 }
 
 fn part() -> impl Strategy<Value = String> {
@@ -136,7 +197,9 @@ proptest! {
             peer.set(k, &Value::Bytes(format!("{k}").into_bytes()), None, None).unwrap();
         }
         let fs = fs_over(dir.path());
-        // Directories made by mkdir, named m0/m1/... beside the keys.
+        // Directories made by mkdir, named m0/m1/... beside the keys (no key
+        // part starts with m): mkdir makes each new one, and a name made
+        // before (an earlier chain's) is EEXIST.
         let mut made_paths = BTreeSet::new();
         for chain in &made {
             let mut parent = KEYS_DIR;
@@ -145,20 +208,31 @@ proptest! {
                 let name = format!("m{i}");
                 path = if path.is_empty() { name.clone() } else { format!("{path}/{name}") };
                 let attr = match fs.mkdir(parent, OsStr::new(&name)) {
-                    Ok(a) => a,
-                    Err(_) => fs.lookup(parent, OsStr::new(&name)).unwrap(),
+                    Ok(a) => {
+                        prop_assert!(!made_paths.contains(&path), "mkdir {} made it a second time", path);
+                        a
+                    }
+                    Err(e) => {
+                        prop_assert!(made_paths.contains(&path), "mkdir {}: {}", path, e);
+                        prop_assert_eq!(e.errno(), libc::EEXIST, "mkdir {} again: {}", path, e);
+                        fs.lookup(parent, OsStr::new(&name)).unwrap()
+                    }
                 };
+                prop_assert_eq!(attr.kind, Kind::Directory, "mkdir {}", path);
                 parent = attr.ino;
                 made_paths.insert(path.clone());
             }
         }
 
-        let mut files = Vec::new();
-        let mut order = Vec::new();
-        walk(&fs, KEYS_DIR, "", cap, &mut files, &mut order);
+        let mut seen = Walk::default();
+        walk(&fs, KEYS_DIR, "", cap, &mut seen);
+        let Walk { files, dirs: found_dirs, order } = seen;
         let found: BTreeSet<String> = files.iter().cloned().collect();
         prop_assert_eq!(files.len(), found.len(), "a file listed twice: {:?}", files);
         prop_assert_eq!(&found, &expected_paths(&all), "the files under keys/");
+        let found_dir_set: BTreeSet<String> = found_dirs.iter().cloned().collect();
+        prop_assert_eq!(found_dirs.len(), found_dir_set.len(), "a directory listed twice: {:?}", found_dirs);
+        prop_assert_eq!(&found_dir_set, &expected_dirs(&all, &made_paths), "the directories under keys/");
         for listing in &order {
             let unique: BTreeSet<&String> = listing.iter().collect();
             prop_assert_eq!(unique.len(), listing.len(), "a name listed twice in one directory: {:?}", listing);
@@ -175,15 +249,19 @@ proptest! {
             {
                 continue;
             }
-            let p = key_path(&k);
+            let p = doc_path(&k);
             let first = p.split('/').next().unwrap().to_string();
             if !firsts.contains(&first) {
                 firsts.push(first);
             }
         }
+        // (The made directories hold no key, so iterkeys() places them
+        // nowhere: the order is the keys', and the made ones are there.)
         let top: Vec<String> = order[0].iter().filter(|n| !n.starts_with('m')).cloned().collect();
-        let firsts: Vec<String> = firsts.into_iter().filter(|n| !n.starts_with('m')).collect();
         prop_assert_eq!(top, firsts, "keys/ in iterkeys() order");
+        let made_top: BTreeSet<String> = made_paths.iter().filter(|p| !p.contains('/')).cloned().collect();
+        let listed_made: BTreeSet<String> = order[0].iter().filter(|n| n.starts_with('m')).cloned().collect();
+        prop_assert_eq!(listed_made, made_top, "the directories mkdir made in keys/");
 
         // Rename a random top-level directory to a fresh name: exactly the
         // keys under it (and its own key) move.
@@ -195,10 +273,12 @@ proptest! {
         if !dirs.is_empty() {
             let name = rename_pick.get(&dirs).clone();
             let attr = fs.lookup(KEYS_DIR, OsStr::new(&name)).unwrap();
-            let old_prefix = match diskcachefs::fs::paths::parse_child(name.as_bytes(), "").unwrap() {
-                diskcachefs::fs::paths::ChildName::Part(p) => p,
-                other => panic!("{other:?}"),
-            };
+            // The part this name stands for (doc_part, backwards).
+            let old_prefix = ["", ".", "%p", "a", "a.c", "a-", "b", "ü"]
+                .into_iter()
+                .find(|p| doc_part(p) == name)
+                .unwrap_or_else(|| panic!("{name} names no part"))
+                .to_string();
             fs.rename(KEYS_DIR, OsStr::new(&name), KEYS_DIR, OsStr::new("renamed"), true).unwrap();
             fs.forget(attr.ino, 1);
             let before: BTreeSet<String> = all
@@ -219,8 +299,18 @@ proptest! {
                 .iterkeys(false)
                 .filter_map(|k| match k.unwrap() { Key::Str(s) => Some(s), _ => None })
                 .collect();
-            prop_assert_eq!(now, want, "keys after renaming {}", name);
+            prop_assert_eq!(&now, &want, "keys after renaming {}", name);
             prop_assert!(peer.check(false).unwrap().is_empty());
+            // And the tree shows them so: the files at their new paths, the
+            // directories of the new keys, the made ones still there.
+            let mut renamed: Vec<Key> = want.into_iter().map(Key::Str).collect();
+            renamed.extend(all.iter().filter(|k| !matches!(k, Key::Str(_))).cloned());
+            let mut after = Walk::default();
+            walk(&fs, KEYS_DIR, "", cap, &mut after);
+            let files: BTreeSet<String> = after.files.into_iter().collect();
+            prop_assert_eq!(&files, &expected_paths(&renamed), "the files after renaming {}", name);
+            let dirs: BTreeSet<String> = after.dirs.into_iter().collect();
+            prop_assert_eq!(&dirs, &expected_dirs(&renamed, &made_paths), "the directories after renaming {}", name);
         }
     }
 }

@@ -9,6 +9,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
@@ -24,6 +25,9 @@ for k in ('absolute', 'dotdot', 'file-link', 'dir-link', 'huge', 'negative', 'te
 c['fine'] = b'ok'
 c['fine-big'] = b'F' * 50000
 S = c._sql
+# The value files diskcache wrote, before the edits below orphan some.
+import json
+print(json.dumps(dict(S("SELECT key, filename FROM Cache WHERE filename IS NOT NULL").fetchall())))
 S("UPDATE Cache SET filename = ? WHERE key = 'absolute'", (sys.argv[2],))
 S("UPDATE Cache SET filename = '../secret.txt' WHERE key = 'dotdot'")
 S("UPDATE Cache SET filename = 'zz/link.val' WHERE key = 'file-link'")
@@ -43,12 +47,14 @@ S("INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_cou
   "SELECT key, raw, store_time, expire_time, access_time, access_count, tag, 2, 1, NULL, X'6475' FROM Cache WHERE key = 'dup'")
 "#;
 
-fn craft(cache: &Path, outside: &Path) {
+/// Crafts the cache; returns each key's value file as diskcache wrote it
+/// (relative to the cache directory), before the edits.
+fn craft(cache: &Path, outside: &Path) -> HashMap<String, String> {
     std::fs::create_dir_all(cache.join("zz")).unwrap();
     let root = cache.parent().unwrap();
     symlink(outside, cache.join("zz/link.val")).unwrap();
     symlink(root.join("elsewhere"), cache.join("yy")).unwrap();
-    py(CRAFT, &[cache.to_str().unwrap(), outside.to_str().unwrap()]);
+    serde_json::from_str(&py(CRAFT, &[cache.to_str().unwrap(), outside.to_str().unwrap()])).unwrap()
 }
 
 fn outside_files(root: &Path) -> Vec<(String, Vec<u8>)> {
@@ -58,15 +64,32 @@ fn outside_files(root: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// `ops/check`'s report (`{"fixed": false, "warnings": [{"kind", "message"}]}`):
+/// each warning's kind and message.
+fn check_report(mnt: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(mnt.join("ops/check")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("ops/check: {e}: {text}"));
+    assert_eq!(doc["fixed"], serde_json::json!(false), "{text}");
+    let warnings = doc["warnings"].as_array().unwrap_or_else(|| panic!("no warnings list: {text}"));
+    warnings
+        .iter()
+        .map(|w| match (w["kind"].as_str(), w["message"].as_str()) {
+            (Some(kind), Some(message)) => (kind.to_string(), message.to_string()),
+            _ => panic!("a warning without kind and message: {w}"),
+        })
+        .collect()
+}
+
 #[test]
 fn a_crafted_cache_never_reaches_outside_and_stays_usable() {
+    let mut written = HashMap::new();
     let m = Mounted::with(
         |cache| {
             let root = cache.parent().unwrap();
             std::fs::write(root.join("secret.txt"), b"do not touch").unwrap();
             std::fs::create_dir_all(root.join("elsewhere/ab")).unwrap();
             std::fs::write(root.join("elsewhere/ab/victim.val"), b"victim").unwrap();
-            craft(cache, &root.join("secret.txt"));
+            written = craft(cache, &root.join("secret.txt"));
         },
         &[],
     );
@@ -100,22 +123,27 @@ fn a_crafted_cache_never_reaches_outside_and_stays_usable() {
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
-    // Sizes the file does not have: the read gives what the file holds or an
-    // error, and stat never claims an absurd size.
+    // Sizes the file does not have (RELIABILITY.md: "stat shows the value
+    // file's own length; the read returns the file").
+    let big = vec![b'v'; 50000];
     for name in ["huge", "negative"] {
-        let md = std::fs::metadata(k.join(name));
-        if let Ok(md) = &md {
-            assert!(md.len() < 1 << 40, "{name}: stat size {}", md.len());
+        let md = std::fs::metadata(k.join(name)).unwrap_or_else(|e| panic!("stat {name}: {e}"));
+        assert_eq!(md.len(), 50000, "{name}: stat size");
+        let got = std::fs::read(k.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"));
+        assert!(got == big, "{name}: read {} bytes, not the file's 50000 v", got.len());
+    }
+    // A malformed time and a duplicate key: readable (one row's value,
+    // whole), or EIO.
+    let dup_values = [big.clone(), b"du".to_vec()];
+    for (name, values) in [("texttime", &[big.clone()][..]), ("dup", &dup_values[..])] {
+        match std::fs::read(k.join(name)) {
+            Ok(c) => assert!(values.contains(&c), "{name}: read {} bytes, no row's value", c.len()),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{name}: {e}"),
         }
-        let got = std::fs::read(k.join(name));
-        assert!(got.as_ref().map_or(true, |c| c.iter().all(|b| *b == b'v')), "{name}: {:?}", got.map(|c| c.len()));
     }
-    // A malformed time and a duplicate key: readable, or a clear error.
-    for name in ["texttime", "dup"] {
-        let e = errno_of(std::fs::read(k.join(name)));
-        assert!(e == 0 || e == libc::EIO, "{name}: errno {e}");
-    }
-    let _ = getxattr(&k.join("absolute"), "user.diskcache.type");
+    // The xattrs come from the row alone: the value file outside is never
+    // opened for them, and the type is the row's (a bytes value in a file).
+    assert_eq!(getxattr(&k.join("absolute"), "user.diskcache.type"), Ok(b"bytes".to_vec()), "{}", m.log());
 
     // Writes, renames and deletes of the bad entries replace or remove the
     // rows, never the files they name.
@@ -124,16 +152,51 @@ fn a_crafted_cache_never_reaches_outside_and_stays_usable() {
     std::fs::remove_file(k.join("dotdot")).unwrap();
     std::fs::rename(k.join("file-link"), k.join("renamed-link")).unwrap();
     std::fs::remove_file(k.join("renamed-link")).unwrap();
-    let _ = std::fs::remove_file(k.join("dir-link"));
-    let _ = std::fs::remove_file(k.join("dup"));
-    let _ = std::fs::remove_file(k.join("badmode"));
+    // rm removes the row (a row through a linked directory too, and a row
+    // whose value cannot be read: deleting needs no value), never a file
+    // outside; the name is gone after.
+    for name in ["dir-link", "dup", "badmode"] {
+        std::fs::remove_file(k.join(name)).unwrap_or_else(|e| panic!("rm {name}: {e}\n{}", m.log()));
+    }
+    for name in ["dotdot", "file-link", "renamed-link", "dir-link", "badmode"] {
+        assert_eq!(errno_of(std::fs::metadata(k.join(name))), libc::ENOENT, "{name} is still there");
+    }
+    // (rm of the duplicated key removes one of its rows: the other one,
+    // the copy, stays and reads whole, as before: readable, or EIO.)
+    match std::fs::read(k.join("dup")) {
+        Ok(c) => assert!(dup_values.contains(&c), "dup after rm: {} bytes, no row's value", c.len()),
+        Err(e) => assert!(matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EIO)), "dup after rm: {e}"),
+    }
     assert_eq!(outside_files(&root), before, "something outside CACHE_DIR changed");
 
-    // check through the mount reports, fix repairs; outside files stay.
-    let report = std::fs::read_to_string(m.mnt.join("ops/check")).unwrap();
-    assert!(report.contains("warnings"), "{report}");
+    // check through the mount reports, as diskcache's check would: the two
+    // rows whose size is not their file's, the value files the edits
+    // orphaned (the rows now name another file or none), the linked
+    // directory as a file of its own (never followed), and Settings.size
+    // against the (saturated) sum; nothing outside CACHE_DIR. fix repairs
+    // all of it; outside files stay.
+    let full = |rel: &str| m.cache.join(rel).display().to_string();
+    let mut want: Vec<(String, String)> = vec![
+        ("WrongFileSize".into(), format!("wrong file size: {}, 50000 != 9223372036854775807", full(&written["huge"]))),
+        ("WrongFileSize".into(), format!("wrong file size: {}, 50000 != -5", full(&written["negative"]))),
+        ("UnknownFile".into(), format!("unknown file: {}", full("yy"))),
+    ];
+    for orphan in ["absolute", "dotdot", "file-link", "dir-link", "textvalue", "realvalue"] {
+        want.push(("UnknownFile".into(), format!("unknown file: {}", full(&written[orphan]))));
+    }
+    let mut report = check_report(&m.mnt);
+    let size = report.iter().position(|w| w.0 == "SizeMismatch");
+    let size = size.map(|i| report.remove(i)).unwrap_or_else(|| panic!("no SizeMismatch: {report:#?}"));
+    assert!(
+        size.1.starts_with("Settings.size != SUM(Cache.size); ") && size.1.ends_with(" != 9223372036854775807"),
+        "{size:?}"
+    );
+    report.sort();
+    want.sort();
+    assert_eq!(report, want, "ops/check's warnings");
     std::fs::write(m.mnt.join("ops/check"), b"fix\n").unwrap();
     assert_eq!(outside_files(&root), before);
+    assert_eq!(check_report(&m.mnt), [], "ops/check after fix");
 
     // The rest is usable: the good entries, new ones, python-diskcache.
     assert_eq!(std::fs::read(k.join("fine")).unwrap(), b"ok");
@@ -166,8 +229,8 @@ fn a_cache_without_its_settings_table_mounts_with_the_defaults() {
     std::fs::write(m.keys().join("k2"), b"v2").unwrap();
     // As with python-diskcache, the recreated Settings start counting from
     // zero: check reports the count until fixed.
-    let report = std::fs::read_to_string(m.mnt.join("ops/check")).unwrap();
-    assert!(report.contains("Settings.count"), "{report}");
+    let want = [("CountMismatch".to_string(), "Settings.count != COUNT(Cache.key); 1 != 2".to_string())];
+    assert_eq!(check_report(&m.mnt), want);
     std::fs::write(m.mnt.join("ops/check"), b"fix\n").unwrap();
     let out = py(
         "import sys, diskcache; c = diskcache.Cache(sys.argv[1]); print(c['k'], c['k2'], c.check())",

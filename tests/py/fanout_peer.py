@@ -97,27 +97,58 @@ def dump(d):
 
 def apply(d, ops):
     fc = diskcache.FanoutCache(d, shards=SHARDS)
+    shard = lambda k: fc._hash(k) % SHARDS
+    # The edit rule (docs/SEMANTICS.md, "Write"): a file made through the
+    # mount, with none of our attributes set on it since, renamed over an
+    # existing key of the same shard rewrites it, keeping its tag. (Across
+    # shards a rename is a copy that sets the source's attributes on the
+    # target: docs/SEMANTICS.md, "FanoutCache directories".) What each
+    # key's file was: made here, and whether an attribute was set on it.
+    made, attrs = set(), set()
     for op in ops:
         kind = op[0]
         if kind == 'set':
             _, k, v = op
             k = dec(k)
+            if k not in fc:
+                made.add(k)
+                attrs.discard(k)
             # A write through the mount keeps the entry's tag.
             _, tag = fc.get(k, tag=True)
             fc.set(k, bytes.fromhex(v), tag=tag)
         elif kind == 'delete':
             fc.delete(dec(op[1]))
+            made.discard(dec(op[1]))
+            attrs.discard(dec(op[1]))
         elif kind == 'rename':
             a, b = dec(op[1]), dec(op[2])
             got = fc.get(a, expire_time=True, tag=True)
             if a in fc and a != b:
-                fc.set(b, got[0], tag=got[2])
+                same = shard(a) == shard(b)
+                tag = got[2]
+                if same and a in made and a not in attrs and b in fc:
+                    tag = fc.get(b, tag=True)[1]
+                fc.set(b, got[0], tag=tag)
                 fc.delete(a)
+                was_made, had_attrs = a in made, a in attrs
+                made.discard(a)
+                attrs.discard(a)
+                if not same:
+                    # The copy is a new file with the attributes set on it.
+                    was_made, had_attrs = True, True
+                made.discard(b)
+                attrs.discard(b)
+                if was_made:
+                    made.add(b)
+                if had_attrs:
+                    attrs.add(b)
         elif kind == 'tag':
             k = dec(op[1])
             if k in fc:
                 v, e, _ = fc.get(k, expire_time=True, tag=True)
                 fc.set(k, v, tag=op[2])
+                if k in made:
+                    attrs.add(k)
     fc.close()
 
 
