@@ -11,8 +11,10 @@ use support::python;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
-use diskcachefs::cache::{Cache, Key, Value};
+use diskcachefs::cache::{Cache, CacheOptions, Key, Value, system_clock};
 
 /// A python-diskcache process taking one command a line and answering
 /// "ok" once it has committed.
@@ -26,7 +28,7 @@ for line in sys.stdin:
         c.set(key, value.encode())
     elif op == 'setexp':
         key, _, value = arg.partition('=')
-        c.set(key, value.encode(), expire=1.0)
+        c.set(key, value.encode(), expire=3600)
     elif op == 'delete':
         c.delete(arg)
     elif op == 'checkpoint':
@@ -107,12 +109,29 @@ fn a_python_peers_every_commit_is_seen_by_the_next_get() {
 
 #[test]
 fn expiry_is_checked_on_every_get_even_when_cached() {
+    // The handle reads the time from a clock the test moves: the entry
+    // expires when the test says, not after a sleep a loaded machine could
+    // stretch past the first get.
     let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::open(dir.path()).unwrap();
+    let now = Arc::new(AtomicU64::new(system_clock()().to_bits()));
+    let clock = now.clone();
+    let options = CacheOptions { clock: Arc::new(move || f64::from_bits(clock.load(SeqCst))), ..Default::default() };
+    let cache = Cache::open_with(dir.path(), options).unwrap();
     let mut peer = Peer::start(dir.path());
-    peer.send("setexp e=soon");
+    peer.send("setexp e=soon"); // expires an hour after python's now
+    let key = Key::Str("e".into());
+    let expire = cache.get_entry(&key).unwrap().unwrap().expire_time.expect("an expiry time");
+    // Nobody commits from here on: every get below may come from the value
+    // cache. Just before the expiry time it is served (from the cache) ...
+    now.store((expire - 0.001).to_bits(), SeqCst);
+    let hits = cache.value_cache_hits();
     assert_eq!(get(&cache, "e"), Some(b"soon".to_vec()));
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(cache.value_cache_hits(), hits + 1, "the get before the expiry came from the value cache");
+    // ... and at it (python-diskcache: live while expire_time > now) it is
+    // gone, though still in the value cache.
+    now.store(expire.to_bits(), SeqCst);
+    assert_eq!(get(&cache, "e"), None, "an expired entry was served from the cache");
+    now.store((expire + 3600.0).to_bits(), SeqCst);
     assert_eq!(get(&cache, "e"), None, "an expired entry was served from the cache");
 }
 

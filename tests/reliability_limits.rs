@@ -93,7 +93,19 @@ fn a_thousand_files_open_at_once() {
     assert_eq!(out.trim(), "True b'new' 50000 []");
     let peak = vm_hwm_kib(m.pid());
     eprintln!("daemon peak RSS with 1,200 files open: {peak} KiB");
-    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
+    // The values open at once: 500 readers of 50,000 bytes and 500 of 100
+    // (25.05 MB), 200 writers of 1,000 + 300 i bytes (6.17 MB): 29.8 MiB.
+    // Measured peak (13 runs, with and without passthrough): 20.8 to 21.3
+    // MiB, of which the daemon itself is 13.1 MiB just mounted and 14.7
+    // MiB after listing keys/ and reading two values. 32 MiB is that peak
+    // plus half again. Only the values below diskcache's 32 KiB
+    // `disk_min_file_size` are the daemon's to hold (the inline readers'
+    // snapshots and the writers' copies below it: 1.8 MB); the rest are
+    // value files. A daemon holding every value in memory would need at
+    // least 14.7 + 29.8 = 44.5 MiB (a planted fault holding each open
+    // value peaked at 51 MiB); holding only the readers' file-backed
+    // values (23.8 MiB), 38.5 MiB.
+    assert!(peak < 32 * 1024, "peak RSS {peak} KiB with 29.8 MiB of values open: values held in memory?");
 }
 
 #[test]

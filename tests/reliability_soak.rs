@@ -3,8 +3,10 @@
 //! I/O (and rsync), 2 Rust engine processes, mixing set, get, delete,
 //! rename, incr, push/pull. No client sees an error, no update is lost (the
 //! shared counter is exact, every pushed item is pulled once or still
-//! queued) and the daemon's RSS stays flat. `DISKCACHEFS_SOAK_SECONDS`
-//! sets the length (20 s here; `scripts/reliability soak` runs 300).
+//! queued) and the daemon's RSS stays flat (its second half within 12 MiB
+//! of its first: less than the values written through the mount
+//! meanwhile). `DISKCACHEFS_SOAK_SECONDS` sets the length (20 s here;
+//! `scripts/reliability soak` runs 300).
 
 mod support;
 
@@ -26,6 +28,15 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/PID/status");
     assert!(kib > 0, "an RSS of 0 KiB is no reading");
     kib
+}
+
+/// Bytes a single-threaded process has written itself with write(2) and
+/// friends (`wchar` of its thread: /proc/PID/io would add its reaped
+/// children's, `rsync`'s): for a mount client, what it wrote through the
+/// mount, and its report at the end. 0 once it is gone.
+fn written_bytes(pid: u32) -> u64 {
+    let Ok(io) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/io")) else { return 0 };
+    io.lines().find_map(|l| l.strip_prefix("wchar: ")?.trim().parse().ok()).unwrap_or(0)
 }
 
 #[test]
@@ -68,8 +79,19 @@ fn eight_mixed_clients_soak_without_errors_or_lost_updates() {
     let start = Instant::now();
     let mut samples = Vec::new();
     let mut failed = Vec::new();
+    // The most each mount client had written by the half and by the end.
+    let mut through_mount: HashMap<String, (u64, u64)> = HashMap::new();
     while !children.is_empty() {
-        samples.push((start.elapsed().as_secs_f64(), rss_kib(m.pid())));
+        let t = start.elapsed().as_secs_f64();
+        samples.push((t, rss_kib(m.pid())));
+        for (name, child) in children.iter().filter(|(name, _)| name.starts_with("mount")) {
+            let w = written_bytes(child.id());
+            let (half, end) = through_mount.entry(name.clone()).or_default();
+            if t <= seconds / 2.0 {
+                *half = (*half).max(w);
+            }
+            *end = (*end).max(w);
+        }
         children.retain_mut(|(name, child)| match child.try_wait().unwrap() {
             Some(status) => {
                 if !status.success() {
@@ -117,7 +139,6 @@ fn eight_mixed_clients_soak_without_errors_or_lost_updates() {
     assert!(lost.is_empty(), "pushed items never pulled nor queued: {lost:?}");
     assert_eq!(pulled.len(), pushed.len(), "items pulled that nobody pushed");
     assert_eq!(remaining[2], serde_json::json!([]), "check() after the soak");
-    // RSS flat: the second half grows no more than a few MiB over the first.
     let half: Vec<u64> = samples.iter().filter(|(t, _)| *t > seconds / 2.0).map(|(_, r)| *r).collect();
     let first: u64 = samples.iter().filter(|(t, _)| *t <= seconds / 2.0).map(|(_, r)| *r).max().unwrap_or(0);
     let last = half.iter().copied().max().unwrap_or(0);
@@ -128,8 +149,31 @@ fn eight_mixed_clients_soak_without_errors_or_lost_updates() {
     );
     let trace: Vec<String> = samples.iter().step_by(8).map(|(t, r)| format!("{t:.0}s:{}M", r / 1024)).collect();
     eprintln!("daemon RSS over time: {}", trace.join(" "));
-    // SQLite's page cache (sqlite_cache_size, 32 MiB by default) and its
-    // mmap of cache.db fill in steps as the database grows; anything that
-    // grew with the number of operations would show as more.
-    assert!(last <= first + 32 * 1024, "daemon RSS grew from {first} KiB to {last} KiB");
+    let second_half: u64 = through_mount.values().map(|(half, end)| end - half).sum();
+    eprintln!(
+        "written through the mount: {} KiB in the first half, {} KiB in the second; RSS grew {} KiB",
+        through_mount.values().map(|(half, _)| half).sum::<u64>() / 1024,
+        second_half / 1024,
+        last as i64 - first as i64
+    );
+    // RSS flat: the second half's most is within the allowance of the
+    // first's. Measured on 2 vCPUs shared with builds (24 runs, 3 with a
+    // CPU hog on the other vCPU): the second half grew 0.7 to 2.3 MiB,
+    // except 7.8 MiB once, when the daemon's one-time heap step (one
+    // anonymous mapping growing by 5 to 7 MiB, seen between 4 s and 10 s)
+    // fell just after the half. 12 MiB is that worst case plus half again.
+    // A daemon that kept the values written through it would grow by what
+    // the mount clients wrote in the second half: 17.2 to 25.4 MiB in the
+    // 12 of those runs that measured it (printed above), past 12 MiB in
+    // each (a planted fault keeping every written value grew 20.7 MiB);
+    // the old 32 MiB let all of it through.
+    const ALLOWANCE_KIB: u64 = 12 * 1024;
+    if second_half / 1024 <= ALLOWANCE_KIB {
+        eprintln!("note: the second half wrote no more than the allowance: a daemon keeping values would pass");
+    }
+    assert!(
+        last <= first + ALLOWANCE_KIB,
+        "daemon RSS grew from {first} KiB to {last} KiB in the second half, with {} KiB written through the mount",
+        second_half / 1024
+    );
 }
