@@ -110,18 +110,8 @@ fn a_thousand_files_open_at_once() {
 
 #[test]
 fn a_full_disk_is_enospc_for_the_writer_and_the_cache_survives() {
-    let root = tempfile::tempdir().unwrap();
-    let small = root.path().join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let status = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"]).arg(&small).status().unwrap();
-    assert!(status.success(), "mounting a small tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(small.clone());
+    let tmpfs = support::SmallTmpfs::mount("8m");
+    let small = tmpfs.path.clone();
     let cache = small.join("cache");
     py(
         "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nc['kept'] = b'k' * 100_000",

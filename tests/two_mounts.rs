@@ -11,7 +11,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{Mounted, errno_of, py, sh};
@@ -232,18 +231,8 @@ fn sync_beside_a_mount_shares_what_the_mount_wrote_and_brings_what_it_serves() {
 /// python-diskcache checks the cache clean.
 #[test]
 fn a_disk_too_full_for_the_wal_is_enospc_for_inline_values_incr_and_rename() {
-    let root = tempfile::tempdir().unwrap();
-    let small = root.path().join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let status = Command::new("mount").args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"]).arg(&small).status().unwrap();
-    assert!(status.success(), "mounting a small tmpfs");
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(small.clone());
+    let tmpfs = support::SmallTmpfs::mount("4m");
+    let small = tmpfs.path.clone();
     let cache = small.join("cache");
     py(
         "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nc['kept'] = b'k' * 100\nc['n'] = 5",

@@ -354,6 +354,35 @@ pub fn setxattr(path: &Path, name: &str, value: &[u8]) -> Result<(), i32> {
     if r < 0 { Err(std::io::Error::last_os_error().raw_os_error().unwrap()) } else { Ok(()) }
 }
 
+/// A small tmpfs of its own (a full disk on demand), in a temporary
+/// directory; unmounted (lazily) and removed on drop.
+pub struct SmallTmpfs {
+    pub path: PathBuf,
+    _root: tempfile::TempDir,
+}
+
+impl SmallTmpfs {
+    /// `size`: as mount(8)'s tmpfs takes it (`4m`).
+    pub fn mount(size: &str) -> SmallTmpfs {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("small");
+        std::fs::create_dir_all(&path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a {size} tmpfs");
+        SmallTmpfs { path, _root: root }
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
 /// Unmounts the path (lazily) on drop if it is still mounted: for mounts
 /// made by `--daemon` or mount(8), whose daemon then exits by itself, so
 /// that a failing test leaves no mount behind.
