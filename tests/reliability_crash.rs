@@ -365,22 +365,7 @@ fn value_files(cache: &std::path::Path) -> usize {
 /// Writes `data` to `path` on a thread of its own, closing it with
 /// close(2); the thread's result is close's errno, or 0.
 fn write_in_background(path: std::path::PathBuf, data: Vec<u8>) -> std::thread::JoinHandle<i32> {
-    std::thread::spawn(move || {
-        use std::io::Write;
-        use std::os::fd::IntoRawFd;
-        let mut f = match std::fs::File::create(&path) {
-            Ok(f) => f,
-            Err(e) => return e.raw_os_error().unwrap_or(-1),
-        };
-        if let Err(e) = f.write_all(&data) {
-            return e.raw_os_error().unwrap_or(-1);
-        }
-        // SAFETY: our descriptor, closed once.
-        if unsafe { libc::close(f.into_raw_fd()) } != 0 {
-            return std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
-        }
-        0
-    })
+    std::thread::spawn(move || support::write_closed(&path, &data).err().unwrap_or(0))
 }
 
 /// Waits (bounded: a hang guard) until a commit through the mount has made

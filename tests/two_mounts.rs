@@ -13,7 +13,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::{Mounted, errno_of, py, sh};
+use support::{Mounted, errno_of, py, sh, write_closed};
 
 fn q(p: &Path) -> String {
     format!("'{}'", p.display())
@@ -37,21 +37,6 @@ fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
         assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Writes `data` to `path` and closes it with close(2), returning its
-/// errno: a commit happens at close, and `std::fs::write` (like a shell's
-/// `>`) drops what close says.
-fn write_closed(path: &Path, data: &[u8]) -> Result<(), i32> {
-    use std::io::Write;
-    use std::os::fd::IntoRawFd;
-    let mut f = std::fs::File::create(path).map_err(|e| e.raw_os_error().unwrap_or(-1))?;
-    f.write_all(data).map_err(|e| e.raw_os_error().unwrap_or(-1))?;
-    // SAFETY: the descriptor is ours, closed once.
-    if unsafe { libc::close(f.into_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1));
-    }
-    Ok(())
 }
 
 #[test]

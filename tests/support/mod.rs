@@ -354,6 +354,21 @@ pub fn setxattr(path: &Path, name: &str, value: &[u8]) -> Result<(), i32> {
     if r < 0 { Err(std::io::Error::last_os_error().raw_os_error().unwrap()) } else { Ok(()) }
 }
 
+/// Writes `data` to `path` and closes it with close(2), returning its
+/// errno: a commit happens at close, and `std::fs::write` (like a shell's
+/// `>`) drops what close says.
+pub fn write_closed(path: &Path, data: &[u8]) -> Result<(), i32> {
+    use std::io::Write;
+    use std::os::fd::IntoRawFd;
+    let mut f = std::fs::File::create(path).map_err(|e| e.raw_os_error().unwrap_or(-1))?;
+    f.write_all(data).map_err(|e| e.raw_os_error().unwrap_or(-1))?;
+    // SAFETY: the descriptor is ours, closed once.
+    if unsafe { libc::close(f.into_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1));
+    }
+    Ok(())
+}
+
 /// A small tmpfs of its own (a full disk on demand), in a temporary
 /// directory; unmounted (lazily) and removed on drop.
 pub struct SmallTmpfs {
