@@ -450,14 +450,16 @@ impl Cache {
     }
 
     /// Replaces `key`'s value (creating the entry if needed), with each of
-    /// expiry and tag either given or kept from the live entry.
+    /// expiry and tag either given or kept from the live entry. Returns the
+    /// `store_time` it wrote (the version a caller may remember without
+    /// reading the row again).
     pub fn replace_value(
         &self,
         key: &Key,
         value: NewValue,
         expire_time: Attr<Option<f64>>,
         tag: Attr<Option<Scalar>>,
-    ) -> Result<bool> {
+    ) -> Result<f64> {
         let stored = match value {
             NewValue::Value(v) => self.store(&v)?,
             NewValue::File { filename, size, value_type } => {
@@ -469,7 +471,9 @@ impl Cache {
                 Stored { size: size as i64, mode, filename: Some(filename), inline: None }
             }
         };
-        self.set_stored_with(key, self.now(), expire_time, tag, stored)
+        let now = self.now();
+        self.set_stored_with(key, now, expire_time, tag, stored)?;
+        Ok(now)
     }
 
     /// Renames a live entry in place, keeping its value, tag, expiry, times

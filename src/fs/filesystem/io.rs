@@ -671,18 +671,19 @@ impl DiskCacheFs {
             let expire = pending.expire_time.map_or(Keep::Keep, Keep::Set);
             let tag = pending.tag.clone().map_or(Keep::Keep, Keep::Set);
             let what = format!("keys/{name}");
-            st.cache.replace_value(&key, new_value, expire, tag).map_err(|e| FsError::cache(what.clone(), e))?;
+            let mut store_time =
+                st.cache.replace_value(&key, new_value, expire, tag).map_err(|e| FsError::cache(what.clone(), e))?;
             // A file created and closed unwritten keeps the times it was
             // shown with since the create.
             let created = inode.created_at.filter(|_| inode.pending_create && empty);
             if let Some((store, access)) = pending.times.or(created.map(|t| (Some(t), Some(t)))) {
                 st.cache.set_times(&key, store, access).map_err(|e| FsError::cache(what.clone(), e))?;
+                store_time = store.unwrap_or(store_time);
             }
             Self::apply_pending_tag(st, &name, &key)?;
-            let version =
-                st.cache.entry_meta(&key).map_err(|e| FsError::cache(what.clone(), e))?.map(|m| m.store_time.to_bits());
             if let Some(inode) = st.inodes.get_mut(ino) {
-                inode.committed_version = version;
+                // The version just stored (its store_time as written).
+                inode.committed_version = Some(store_time.to_bits());
                 inode.pending_create = false;
                 inode.created_at = None;
                 inode.pending = Default::default();
