@@ -175,6 +175,7 @@ fn fs_over(dir: &std::path::Path) -> DiskCacheFs {
             watched_ttl: Duration::ZERO,
         },
     )
+    .unwrap()
 }
 
 proptest! {

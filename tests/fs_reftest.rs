@@ -561,7 +561,8 @@ impl Harness {
                 passthrough: false,
                 watched_ttl: Duration::ZERO,
             },
-        );
+        )
+        .unwrap();
         // The stored settings win over the defaults: the peer sees 16 too.
         let peer = Cache::open(dir.path()).unwrap();
         Harness {

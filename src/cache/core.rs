@@ -241,6 +241,50 @@ impl Cache {
         }
     }
 
+    /// Begins a transaction that [`Cache::end`] ends: for a caller that
+    /// holds several caches' transactions at once and chooses the order of
+    /// their COMMITs (a FanoutCache's moves across shards commit the
+    /// target first). Operations inside nest in it as in [`Cache::transact`].
+    pub fn begin(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        if self.txn_depth.get() > 0 {
+            return Err(Error::CorruptRow { rowid: 0, reason: "begin inside a transaction".into() });
+        }
+        if let Err(e) = self.begin_immediate() {
+            self.discard_written();
+            return Err(e);
+        }
+        self.txn_depth.set(1);
+        Ok(())
+    }
+
+    /// Ends the transaction [`Cache::begin`] began: COMMIT (then removes
+    /// the value files it replaced) when `commit`, else ROLLBACK (and
+    /// removes the value files it wrote).
+    pub fn end(&self, commit: bool) -> Result<()> {
+        self.txn_depth.set(0);
+        if !commit {
+            self.rollback();
+            return Ok(());
+        }
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                self.written.borrow_mut().clear();
+                let names = std::mem::take(&mut *self.cleanup.borrow_mut());
+                for name in names {
+                    self.disk.remove(&name);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e.into())
+            }
+        }
+    }
+
     fn begin_immediate(&self) -> Result<()> {
         loop {
             match self.conn.execute_batch("BEGIN IMMEDIATE") {

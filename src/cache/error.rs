@@ -64,6 +64,15 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A handle on one of a FanoutCache's shards could not be opened for
+    /// the operation (the file system's sharded store opens them lazily).
+    #[error("{0}")]
+    Shard(Box<OpenError>),
+    /// A change of a FanoutCache tried to write a shard it had not locked
+    /// (its key moved to another shard since the change began); nothing
+    /// was written, and trying again locks the right one.
+    #[error("key {key} moved to another shard during the change; try again")]
+    ShardNotLocked { key: String },
 }
 
 impl Error {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::core::{Cache, CacheOptions, CheckWarning};
 use super::error::{OpenError, Result};
+use super::meta::RenameOutcome;
 use super::settings::DBNAME;
 use super::types::{Key, Scalar, Value};
 
@@ -137,6 +138,102 @@ impl FanoutCache {
         }
         Ok(out)
     }
+}
+
+/// Moves a live entry from one shard to another (a rename whose new key
+/// hashes to another shard): the row is copied into `to` under `new`, its
+/// value file copied into `to`'s directory, then the row is deleted from
+/// `from`. Both transactions nest here, `to`'s inside `from`'s, so the
+/// target commits first: a crash between the two COMMITs leaves the entry
+/// under both keys, never under neither. A live `new` is replaced unless
+/// `replace` is false. Times, tag, expiry, access count and type are kept;
+/// the rowid is `to`'s next.
+pub fn move_entry(from: &Cache, to: &Cache, old: &Key, new: &Key, replace: bool) -> Result<RenameOutcome> {
+    use rusqlite::OptionalExtension;
+    use rusqlite::params;
+    use rusqlite::types::Value as SqlValue;
+    let now = from.now();
+    from.in_transaction(|| {
+        to.in_transaction(|| {
+            type Row = (i64, f64, Option<f64>, f64, i64, SqlValue, i64, i64, Option<String>, SqlValue);
+            let row: Option<Row> = from
+                .conn()
+                .prepare_cached(
+                    "SELECT rowid, store_time, expire_time, access_time, access_count, tag, size, mode, filename, \
+                     value FROM Cache WHERE key = ? AND raw = ? AND (expire_time IS NULL OR expire_time > ?)",
+                )?
+                .query_row(params![old, old.raw(), now], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get::<_, Option<f64>>(1)?.unwrap_or(0.0),
+                        r.get(2)?,
+                        r.get::<_, Option<f64>>(3)?.unwrap_or(0.0),
+                        r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                        r.get(5)?,
+                        r.get::<_, Option<i64>>(6)?.unwrap_or(0),
+                        r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+                        r.get(8)?,
+                        r.get(9)?,
+                    ))
+                })
+                .optional()?;
+            let Some((rowid, store_time, expire_time, access_time, access_count, tag, size, mode, filename, value)) =
+                row
+            else {
+                return Ok(RenameOutcome::SourceMissing);
+            };
+            let target: Option<(i64, Option<String>, Option<f64>)> = to
+                .conn()
+                .prepare_cached("SELECT rowid, filename, expire_time FROM Cache WHERE key = ? AND raw = ?")?
+                .query_row(params![new, new.raw()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            if let Some((target_rowid, target_file, target_expire)) = target {
+                if !replace && target_expire.is_none_or(|t| t > now) {
+                    return Ok(RenameOutcome::TargetExists);
+                }
+                to.conn().prepare_cached("DELETE FROM Cache WHERE rowid = ?")?.execute([target_rowid])?;
+                to.cleanup_later(target_file);
+            }
+            let new_file = match &filename {
+                Some(name) => {
+                    let mut source = match from.disk().open_value(name) {
+                        Ok(f) => f,
+                        Err(super::disk::FetchError::Missing) => return Ok(RenameOutcome::SourceMissing),
+                        Err(super::disk::FetchError::Unsafe) => return Err(from.unsafe_filename(rowid, name)),
+                        Err(super::disk::FetchError::Io(e)) => return Err(from.io_err(name, e)),
+                    };
+                    let (made, _) = to
+                        .disk()
+                        .write_new(|f| std::io::copy(&mut source, f))
+                        .map_err(|e| to.io_err("a moved value file", e))?;
+                    to.written.borrow_mut().push(made.clone());
+                    Some(made)
+                }
+                None => None,
+            };
+            to.conn()
+                .prepare_cached(
+                    "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size, \
+                     mode, filename, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )?
+                .execute(params![
+                    new,
+                    new.raw(),
+                    store_time,
+                    expire_time,
+                    access_time,
+                    access_count,
+                    tag,
+                    size,
+                    mode,
+                    new_file,
+                    value
+                ])?;
+            from.conn().prepare_cached("DELETE FROM Cache WHERE rowid = ?")?.execute([rowid])?;
+            from.cleanup_later(filename);
+            Ok(RenameOutcome::Renamed)
+        })
+    })
 }
 
 #[cfg(test)]

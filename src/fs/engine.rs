@@ -94,21 +94,21 @@ pub struct Engine {
 }
 
 /// A checked-out handle; goes back to its pool when dropped.
-pub struct Conn<'a> {
-    engine: &'a Engine,
+pub struct Conn {
+    engine: Arc<Engine>,
     cache: Option<Cache>,
     writer: bool,
     generation: u64,
 }
 
-impl Deref for Conn<'_> {
+impl Deref for Conn {
     type Target = Cache;
     fn deref(&self) -> &Cache {
         self.cache.as_ref().expect("a checked-out handle is present until dropped")
     }
 }
 
-impl Drop for Conn<'_> {
+impl Drop for Conn {
     fn drop(&mut self) {
         if let Some(cache) = self.cache.take() {
             let pool = if self.writer { &self.engine.writers } else { &self.engine.readers };
@@ -153,16 +153,16 @@ impl Engine {
     }
 
     /// A read-only handle (for a read-only mount, the only kind there is).
-    pub fn reader(&self) -> Result<Conn<'_>, OpenError> {
+    pub fn reader(self: &Arc<Self>) -> Result<Conn, OpenError> {
         self.checkout(false)
     }
 
     /// A read-write handle, for a request that changes the cache.
-    pub fn writer(&self) -> Result<Conn<'_>, OpenError> {
+    pub fn writer(self: &Arc<Self>) -> Result<Conn, OpenError> {
         self.checkout(!self.read_only)
     }
 
-    fn checkout(&self, writer: bool) -> Result<Conn<'_>, OpenError> {
+    fn checkout(self: &Arc<Self>, writer: bool) -> Result<Conn, OpenError> {
         let generation = self.settings_generation.load(Ordering::Acquire);
         let pool = if writer { &self.writers } else { &self.readers };
         let idle = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -182,7 +182,7 @@ impl Engine {
         if writer {
             LOCK_WAIT.with(|wait| wait.set((self.timeout, None)));
         }
-        Ok(Conn { engine: self, cache: Some(cache), writer, generation })
+        Ok(Conn { engine: self.clone(), cache: Some(cache), writer, generation })
     }
 
     fn open_handle(&self, writer: bool) -> Result<Cache, OpenError> {

@@ -137,6 +137,11 @@ impl FsError {
                     libc::ENOSPC
                 }
                 cache::Error::Sqlite(_) => libc::EIO,
+                cache::Error::ShardNotLocked { .. } => libc::EAGAIN,
+                cache::Error::Shard(source) => match **source {
+                    cache::OpenError::Timeout { .. } => libc::EBUSY,
+                    _ => libc::EIO,
+                },
             },
         }
     }

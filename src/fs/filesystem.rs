@@ -28,8 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::cache::settings::{DBNAME, MODE_RAW};
 use crate::cache::{self, Cache, EntryMeta, Key, RenameOutcome, Scalar};
 use crate::fs::content::content_len;
-use crate::fs::control::{is_metadata, parse_setting, setting_text, stats_json, stats_text};
-use crate::fs::engine::{Conn, Engine};
+use crate::fs::control::{is_metadata, parse_setting, setting_text, stats_text};
 use crate::fs::error::FsError;
 use crate::fs::handle::{Handle, ReadView, WriterSlot};
 use crate::fs::inode::FLYTE2_DIR;
@@ -40,6 +39,7 @@ use crate::fs::inode::{
 use crate::fs::intern::Interner;
 use crate::fs::names::{HASHED_PREFIX, NAME_MAX, NameError, ParsedName, key_to_name, matches_hash, name_to_key};
 use crate::fs::request_stats::RequestStats;
+use crate::fs::store::{Store, StoreConn};
 
 /// Names in the root reserved for views (docs/SEMANTICS.md, "The tree").
 pub const RESERVED_ROOT_NAMES: [&str; 7] = ["tags", "queues", "task", "flyte2", "settings", "stats", "ops"];
@@ -195,9 +195,10 @@ struct Tables {
     passthrough_fhs: std::collections::HashSet<u64>,
 }
 
-/// What a request works with: its engine handle and the locked tables.
+/// What a request works with: its handles on the store and the locked
+/// tables.
 struct State<'c, 't> {
-    cache: &'c Cache,
+    cache: &'c StoreConn<'c>,
     tables: MutexGuard<'t, Tables>,
 }
 
@@ -221,12 +222,11 @@ pub struct DiskCacheFs {
     /// What the mount has served, shown in `stats` once the mount sets it.
     request_stats: std::sync::OnceLock<std::sync::Arc<RequestStats>>,
     directory: PathBuf,
-    /// The cache directory's descriptor: what the tree stats while serving
-    /// goes through it, never by path (a path could lead through a mount).
-    /// (`None` only if no descriptor was left at start: logged; the times
-    /// then stay at the epoch and `statfs` is EIO.)
-    cache_root: Option<crate::cache::disk::Disk>,
-    engine: Engine,
+    /// The cache (one, or a FanoutCache's shards): the tree's only door to
+    /// the engine. What the tree stats while serving goes through the
+    /// shards' directory descriptors it holds, never by path (a path could
+    /// lead through a mount).
+    store: Store,
     /// Lock order: after a writer's staging lock and SQLite's write lock.
     tables: Mutex<Tables>,
     /// The directories' and links' time, read at most every 100 ms.
@@ -303,19 +303,22 @@ fn name_str(name: &OsStr) -> String {
 impl DiskCacheFs {
     /// The tree over `cache`'s directory. `cache` becomes the engine's
     /// primary handle; the requests' handles are opened beside it.
-    pub fn new(cache: Cache, config: FsConfig) -> DiskCacheFs {
-        let directory = cache.directory().to_path_buf();
-        let cache_root = cache.disk().try_clone().map_err(|e| log::error!("{}: {e}", directory.display())).ok();
+    pub fn new(cache: Cache, config: FsConfig) -> std::io::Result<DiskCacheFs> {
+        Ok(Self::over(Store::one(cache)?, config))
+    }
+
+    /// The tree over `store` (one cache, or a FanoutCache's shards).
+    pub fn over(store: Store, config: FsConfig) -> DiskCacheFs {
+        let directory = store.directory().to_path_buf();
         // Opened before any request (see `watch::open_watch_state`); a
         // failure is tried again, and logged, by the watcher.
-        let watch_state = if config.reads_unopened { Self::open_watch_state(&directory).ok() } else { None };
+        let watch_state = if config.reads_unopened { Self::open_watch_state(&store).ok() } else { None };
         DiskCacheFs {
             forget_requests: Mutex::new(None),
             request_stats: std::sync::OnceLock::new(),
             directory,
-            cache_root,
             config,
-            engine: Engine::new(cache),
+            store,
             tables: Mutex::new(Tables {
                 inodes: InodeTable::new(),
                 settings: Interner::default(),
@@ -399,45 +402,54 @@ impl DiskCacheFs {
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A read-only engine handle for this request.
-    fn reader(&self) -> Result<Conn<'_>, FsError> {
-        self.engine.reader().map_err(|e| FsError::open(self.directory.display().to_string(), e))
+    /// Read-only handles for this request (each shard's checked out when
+    /// first used).
+    fn reader(&self) -> Result<StoreConn<'_>, FsError> {
+        Ok(self.store.reader())
     }
 
-    /// A read-write engine handle for this request. (Never called with
-    /// the tables locked.) A change may change the tags in use: the set
-    /// kept for `tag_in_use` is made again at the next miss.
-    fn writer(&self) -> Result<Conn<'_>, FsError> {
+    /// Read-write handles for this request. (Never called with the tables
+    /// locked.) A change may change the tags in use: the set kept for
+    /// `tag_in_use` is made again at the next miss.
+    fn writer(&self) -> Result<StoreConn<'_>, FsError> {
         self.tables().tags_in_use = None;
         self.note_local_change();
-        self.engine.writer().map_err(|e| FsError::open(self.directory.display().to_string(), e))
+        Ok(self.store.writer())
     }
 
-    /// The request's handle with the tables locked.
-    fn state<'c>(&self, cache: &'c Cache) -> State<'c, '_> {
+    /// The request's handles with the tables locked.
+    fn state<'c>(&self, cache: &'c StoreConn<'c>) -> State<'c, '_> {
         State { cache, tables: self.tables() }
     }
 
-    /// Runs a change of the cache as one transaction on a writer handle:
-    /// SQLite's write lock is waited for first, with nothing else held,
-    /// then `f` runs with the tables locked until after the COMMIT. A
-    /// lock not had within the cache's timeout is `EBUSY`
-    /// (`cache::Error::Timeout`); an error from `f` rolls back.
-    fn change<T>(&self, what: &str, f: impl FnOnce(&mut State) -> Result<T, FsError>) -> Result<T, FsError> {
+    /// Runs a change of the cache as one transaction on writer handles:
+    /// SQLite's write lock on the shards of `keys` (every shard when
+    /// `None`, for a change whose keys are found inside it) is waited for
+    /// first, with nothing else held, then `f` runs with the tables locked
+    /// until after the COMMIT. A lock not had within the cache's timeout
+    /// is `EBUSY` (`cache::Error::Timeout`); an error from `f` rolls back.
+    /// `f` changes entries of those keys only (store.rs).
+    fn change<T>(
+        &self,
+        what: &str,
+        keys: Option<&[&Key]>,
+        f: impl FnOnce(&mut State) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
         let c = self.writer()?;
-        self.change_with(&c, what, f)
+        self.change_with(&c, what, keys, f)
     }
 
-    /// [`Self::change`] on a writer handle the caller already has.
+    /// [`Self::change`] on writer handles the caller already has.
     fn change_with<T>(
         &self,
-        c: &Cache,
+        c: &StoreConn,
         what: &str,
+        keys: Option<&[&Key]>,
         f: impl FnOnce(&mut State) -> Result<T, FsError>,
     ) -> Result<T, FsError> {
         let mut failure = None;
-        let outcome = c.transact(|cache| {
-            let mut st = self.state(cache);
+        let outcome = c.transact_on(keys, || {
+            let mut st = self.state(c);
             match f(&mut st) {
                 // The tables stay locked through the COMMIT, so nobody sees
                 // the change in them before it is in the cache.
@@ -476,9 +488,9 @@ impl DiskCacheFs {
             return time;
         }
         let wal = format!("{DBNAME}-wal");
-        let time = [DBNAME, &wal]
-            .iter()
-            .filter_map(|name| self.cache_root.as_ref()?.modified(name))
+        let time = (0..self.store.shard_count())
+            .flat_map(|s| [DBNAME, &wal].map(|name| self.store.disk(s).modified(name)))
+            .flatten()
             .max()
             .unwrap_or(UNIX_EPOCH);
         *cached = Some((Instant::now(), time));
@@ -556,6 +568,18 @@ impl DiskCacheFs {
         }
     }
 
+    /// Whether the root shows `name`: a FanoutCache has no queues (no
+    /// push or pull), no Flyte task cache and no Flyte 2 tables, so its
+    /// root has no `queues/`, `task/` or `flyte2/`.
+    fn in_root(&self, name: &OsStr) -> bool {
+        !(self.store.is_sharded() && [&"queues", &"task", &"flyte2"].iter().any(|n| name == **n))
+    }
+
+    /// The one cache of a plain store (see [`StoreConn::single`]).
+    fn single<'c>(cache: &'c StoreConn) -> Result<&'c Cache, FsError> {
+        cache.single().map_err(|e| FsError::cache("the cache", e))
+    }
+
     fn check_writable(&self, what: &str) -> Result<(), FsError> {
         if self.config.read_only { Err(FsError::ReadOnly(what.to_string())) } else { Ok(()) }
     }
@@ -572,7 +596,7 @@ impl DiskCacheFs {
     }
 
     fn stats_bytes(&self, st: &State) -> Result<Vec<u8>, FsError> {
-        let mut stats = stats_json(st.cache).map_err(|e| FsError::cache("stats", e))?;
+        let mut stats = st.cache.stats_json(&self.directory).map_err(|e| FsError::cache("stats", e))?;
         if let Some(requests) = self.request_stats.get() {
             stats["requests"] = requests.to_json();
         }
@@ -635,7 +659,7 @@ impl DiskCacheFs {
             _ => c.reset(name, Some(value.clone())).map(drop),
         }
         .map_err(|e| FsError::cache(what, e))?;
-        self.engine.settings_changed();
+        self.store.settings_changed();
         Ok(())
     }
 
@@ -668,8 +692,8 @@ impl DiskCacheFs {
                 loop {
                     let batch = st.cache.list_meta(after, 1000).map_err(|e| FsError::cache("listing keys", e))?;
                     let Some(last) = batch.last() else { break };
-                    after = last.rowid;
-                    if let Some(m) = batch.iter().find(|m| matches_hash(&m.key, &digest)) {
+                    after = last.0;
+                    if let Some((_, m)) = batch.iter().find(|(_, m)| matches_hash(&m.key, &digest)) {
                         st.hashed_names.insert(digest, m.key.clone());
                         return Ok(m.key.clone());
                     }
@@ -781,9 +805,11 @@ impl DiskCacheFs {
     /// An entry's content length: a value file's own length (the `size`
     /// column may be wrong in a damaged or crafted cache; an unreadable or
     /// vanished file counts as empty, and reading it gives the error).
-    fn entry_len(cache: &Cache, meta: &EntryMeta) -> u64 {
+    fn entry_len(cache: &StoreConn, meta: &EntryMeta) -> u64 {
         match (&meta.filename, meta.mode) {
-            (Some(name), m) if m != MODE_RAW => cache.disk().file_size(name).ok().flatten().unwrap_or(0),
+            (Some(name), m) if m != MODE_RAW => {
+                cache.disk_of(&meta.key).ok().and_then(|d| d.file_size(name).ok().flatten()).unwrap_or(0)
+            }
             _ => content_len(meta),
         }
     }
@@ -818,6 +844,9 @@ impl DiskCacheFs {
         }
         if classify(parent) == Node::Flyte2 {
             return self.flyte2_lookup(parent, name);
+        }
+        if parent == ROOT && !self.in_root(name) {
+            return Err(FsError::NotFound(name_str(name)));
         }
         if parent == ROOT && Self::is_flyte2_name(name) {
             return Ok(self.dir_attr(FLYTE2_DIR));
@@ -977,9 +1006,10 @@ impl DiskCacheFs {
             }
             return self.control_getattr(&st, ino);
         }
-        let name = {
+        let (name, key) = {
             let st = self.tables();
-            st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?.name.clone()
+            let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
+            (inode.name.clone(), inode.key.clone())
         };
         if let Some(size) = size {
             self.check_writable(&format!("keys/{name}"))?;
@@ -989,7 +1019,7 @@ impl DiskCacheFs {
             self.check_writable(&format!("keys/{name}"))?;
             let store = mtime.map(unix_seconds);
             let access = atime.map(unix_seconds);
-            self.change(&format!("keys/{name}"), |st| {
+            self.change(&format!("keys/{name}"), Some(&[&key]), |st| {
                 let key = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?.key.clone();
                 let pending = st.inodes.get(ino).is_some_and(|i| i.pending_create) || Self::has_dirty_writer(st, ino);
                 if pending && let Some(inode) = st.inodes.get_mut(ino) {
@@ -1064,6 +1094,9 @@ impl DiskCacheFs {
                     (6, TASK_DIR, "task"),
                     (7, FLYTE2_DIR, "flyte2"),
                 ] {
+                    if !self.in_root(OsStr::new(name)) {
+                        continue;
+                    }
                     let attr = self.dir_attr(ino);
                     if offset < next && out.add(ino, next, Kind::Directory, OsStr::new(name), plus.then_some(&attr)) {
                         return Ok(());
@@ -1091,7 +1124,8 @@ impl DiskCacheFs {
                 let c = self.reader()?;
                 let mut st = self.state(&c);
                 let tag = Self::tag_of_dir(&st, ino).ok_or_else(|| FsError::NotDirectory(format!("inode {ino}")))?;
-                let mut after = offset.saturating_sub(2) as i64;
+                // Offsets are the store's cursors plus 2.
+                let mut after = offset.saturating_sub(2);
                 let mut batches = ListingBatches::new();
                 loop {
                     let batch =
@@ -1099,16 +1133,15 @@ impl DiskCacheFs {
                     if batch.is_empty() {
                         return Ok(());
                     }
-                    for meta in &batch {
+                    for (cursor, meta) in &batch {
                         let name = key_to_name(&meta.key);
                         Self::remember_hashed(&mut st, &name, &meta.key);
                         let link = Self::tag_link_ino(&mut st, &tag, &name);
                         let attr = self.link_attr(&st, link, &name, Some(meta.store_time));
-                        if out.add(link, meta.rowid as u64 + 2, Kind::Symlink, OsStr::new(&name), plus.then_some(&attr))
-                        {
+                        if out.add(link, cursor + 2, Kind::Symlink, OsStr::new(&name), plus.then_some(&attr)) {
                             return Ok(());
                         }
-                        after = meta.rowid;
+                        after = *cursor;
                     }
                 }
             }
@@ -1241,7 +1274,7 @@ impl DiskCacheFs {
 
     /// Removes a key's entry (rm of its file), keeping its directory.
     fn unlink_key(&self, key: &Key) -> Result<(), FsError> {
-        self.change(&format!("keys/{}", crate::fs::paths::key_path(key)), |st| {
+        self.change(&format!("keys/{}", crate::fs::paths::key_path(key)), Some(&[key]), |st| {
             let name = key_to_name(key);
             let deleted = st.cache.delete(key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
             let pending = st.inodes.is_pending_create(&name);
@@ -1289,7 +1322,7 @@ impl DiskCacheFs {
                 Self::tag_of_dir(&st, new_parent).ok_or_else(|| FsError::NotDirectory(format!("inode {new_parent}")))?
             };
             let what = format!("keys/{}", name_str(new_name));
-            return self.change(&what, |st| {
+            return self.change(&what, None, |st| {
                 let prefix = Self::key_dir_prefix(st, parent)?;
                 let mut key = match self.resolve_child(st, &prefix, name)? {
                     Resolved::Key(k) => k,
@@ -1314,7 +1347,7 @@ impl DiskCacheFs {
             }
             return Err(FsError::NotPermitted(format!("rename {}", name_str(name))));
         }
-        self.change(&format!("keys/{}", name_str(name)), |st| {
+        self.change(&format!("keys/{}", name_str(name)), None, |st| {
             let old_prefix = Self::key_dir_prefix(st, parent)?;
             let new_prefix = Self::key_dir_prefix(st, new_parent)?;
             match self.resolve_child(st, &old_prefix, name) {
@@ -1482,12 +1515,7 @@ impl DiskCacheFs {
     }
 
     pub fn statfs(&self) -> Result<StatFs, FsError> {
-        let no_root = || std::io::Error::from_raw_os_error(libc::EIO);
-        let buf = self
-            .cache_root
-            .as_ref()
-            .map_or_else(|| Err(no_root()), |d| d.statvfs())
-            .map_err(|e| FsError::io(self.directory.display().to_string(), e))?;
+        let buf = self.store.disk(0).statvfs().map_err(|e| FsError::io(self.directory.display().to_string(), e))?;
         Ok(StatFs {
             blocks: buf.f_blocks,
             bfree: buf.f_bfree,

@@ -346,6 +346,10 @@ impl WriterSlot {
 
 pub struct WriteHandle {
     pub ino: u64,
+    /// The shard whose value-file directory holds the staging copy (the
+    /// key's, as of the open; a commit under a key of another shard
+    /// copies it there first).
+    pub shard: usize,
     pub append: bool,
     /// The content at open, until the first change copies it to `staging`.
     pub base: Option<Snapshot>,

@@ -5,12 +5,14 @@
 //!   attributes as text; [`control`]: `stats` and `settings/` files.
 //! - [`inode`], [`handle`]: inode numbers and open files; [`intern`]:
 //!   the names that get inode numbers of their own.
-//! - [`engine`]: the engine handles requests use (readers, writers,
-//!   deferred bookkeeping), so that no request waits behind another.
+//! - [`store`]: the tree's one door to the engine: one cache, or a
+//!   FanoutCache's shards routed by key and merged in listings;
+//!   [`engine`]: each shard's handles (readers, writers, deferred
+//!   bookkeeping), so that no request waits behind another.
 //! - [`filesystem`]: the semantics, as plain methods returning
 //!   `Result<_, FsError>` ([`error`]).
-//! - [`tree`]: what the adapter asks of a tree; [`fanout`]: the union
-//!   of a FanoutCache's shards' trees.
+//! - [`tree`]: what the adapter asks of a tree; [`substores`]: a
+//!   FanoutCache's tree with its sub-stores (`cache/NAME`, ...) beside it.
 //! - [`fuse`]: the `fuser::Filesystem` adapter, which only translates.
 //! - [`mount`]: mounting, signals, daemonizing, unmounting.
 
@@ -18,7 +20,6 @@ pub mod content;
 pub mod control;
 pub mod engine;
 pub mod error;
-pub mod fanout;
 pub mod filesystem;
 pub mod fuse;
 pub mod grammar;
@@ -31,5 +32,7 @@ pub mod paths;
 pub mod pickle_check;
 pub mod pyrepr;
 pub mod request_stats;
+pub mod store;
+pub mod substores;
 pub mod tree;
 pub mod xattr;

@@ -1,5 +1,6 @@
 //! Mounting and unmounting: the session's life around the tree
-//! ([`DiskCacheFs`], or [`FanoutFs`] for a FanoutCache directory).
+//! ([`DiskCacheFs`] over a [`Store`]; for a FanoutCache directory, with
+//! its sub-stores beside it: [`WithSubStores`]).
 //!
 //! - The daemon blocks SIGINT, SIGTERM and SIGHUP before any thread starts;
 //!   one thread waits for them and detaches the mount (a lazy unmount), so
@@ -15,11 +16,12 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::cache::{Cache, CacheOptions, OpenError};
-use crate::fs::fanout::FanoutFs;
+use crate::cache::{CacheOptions, OpenError};
 use crate::fs::filesystem::{DiskCacheFs, FsConfig, Invalidation};
 use crate::fs::fuse::FuseAdapter;
 use crate::fs::request_stats::RequestStats;
+use crate::fs::store::Store;
+use crate::fs::substores::WithSubStores;
 use crate::fs::tree::Tree;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -135,62 +137,54 @@ pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Resu
     // sent by a thread of its own: a notification from inside a request
     // could wait on a lock the kernel holds for that request.
     let (forget_tx, forget_rx) = std::sync::mpsc::channel::<Invalidation>();
-    // A FanoutCache's shards as one tree: the union over a tree per shard.
-    if crate::cache::fanout::is_fanout_directory(&config.cache_dir) {
-        let opened = FanoutFs::open(&config.cache_dir, options, fs_config).map_err(MountError::from);
-        return match opened {
-            Ok(fs) => {
-                fs.set_forget_requests(forget_tx);
-                run_tree(fs, forget_rx, config, target, ready)
-            }
-            Err(e) => {
-                ready(Err(e.to_string()));
-                Err(e)
-            }
-        };
-    }
-    // A read-only mount of one cache reads without OPEN, its change
-    // watcher telling the kernel of other processes' changes
-    // (filesystem/unopened.rs, watch.rs). (The union over a FanoutCache's
-    // shards keeps OPEN: its `stats` and settings are made at open.)
+    // A read-only mount reads without OPEN, its change watcher telling the
+    // kernel of other processes' changes (filesystem/unopened.rs,
+    // watch.rs).
     fs_config.reads_unopened = config.read_only && !config.open_requests;
     // Readers of value files through passthrough where the kernel takes
-    // it (filesystem/passthrough.rs; said in the log at INIT). Not for the
-    // union, whose handles are its own.
+    // it (filesystem/passthrough.rs; said in the log at INIT).
     fs_config.passthrough = !config.read_only && config.passthrough;
-    match Cache::open_with(&config.cache_dir, options) {
-        Ok(cache) => {
-            let fs = DiskCacheFs::new(cache, fs_config);
-            fs.set_forget_requests(forget_tx);
-            let tier = match &config.remote {
-                None => None,
-                Some(remote) => match crate::remote::RemoteTier::start(&config.cache_dir, remote.clone()) {
-                    Ok(tier) => Some(tier),
-                    Err(e) => {
-                        let e = MountError::Remote(e.to_string());
-                        ready(Err(e.to_string()));
-                        return Err(e);
-                    }
-                },
-            };
-            if let Some(tier) = &tier {
-                fs.set_remote(tier.clone());
-            }
-            let served = run_tree(fs, forget_rx, config, target, ready);
-            if let Some(tier) = tier {
-                // Its threads save the cursor; queued uploads not done are
-                // found again by the next mount's scan.
-                tier.stop();
-                log::info!("remote at the end: {}", tier.status());
-            }
-            served
-        }
+    // One cache, or a FanoutCache's shards (store.rs): one tree either way.
+    let sharded = crate::cache::fanout::is_fanout_directory(&config.cache_dir);
+    let store = match Store::open(&config.cache_dir, options.clone()) {
+        Ok(store) => store,
         Err(e) => {
             let e = MountError::from(e);
             ready(Err(e.to_string()));
-            Err(e)
+            return Err(e);
         }
+    };
+    let fs = DiskCacheFs::over(store, fs_config);
+    let tier = match &config.remote {
+        None => None,
+        Some(remote) => match crate::remote::RemoteTier::start(&config.cache_dir, remote.clone()) {
+            Ok(tier) => Some(tier),
+            Err(e) => {
+                let e = MountError::Remote(e.to_string());
+                ready(Err(e.to_string()));
+                return Err(e);
+            }
+        },
+    };
+    if let Some(tier) = &tier {
+        fs.set_remote(tier.clone());
     }
+    let served = if sharded {
+        // Its sub-stores (cache/NAME, deque/NAME, index/NAME) beside it.
+        let fs = WithSubStores::new(fs, options);
+        fs.set_forget_requests(forget_tx);
+        run_tree(fs, forget_rx, config, target, ready)
+    } else {
+        fs.set_forget_requests(forget_tx);
+        run_tree(fs, forget_rx, config, target, ready)
+    };
+    if let Some(tier) = tier {
+        // Its threads save the cursor; queued uploads not done are found
+        // again by the next mount's scan.
+        tier.stop();
+        log::info!("remote at the end: {}", tier.status());
+    }
+    served
 }
 
 /// Mounts `fs` and serves it until unmounted.

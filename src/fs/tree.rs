@@ -1,7 +1,7 @@
 //! [`Tree`]: what the fuser adapter (`fuse.rs`) asks of a file-system
-//! tree, so that one adapter serves both the tree over one cache
-//! ([`DiskCacheFs`]) and the union over a FanoutCache's shards
-//! ([`crate::fs::fanout::FanoutFs`]). Each method is the request of the
+//! tree, so that one adapter serves both the tree over a store
+//! ([`DiskCacheFs`]) and a FanoutCache's tree with its sub-stores beside
+//! it ([`crate::fs::substores::WithSubStores`]). Each method is the request of the
 //! same name, with the contract documented on `DiskCacheFs`'s method;
 //! inode numbers and file handles are the tree's own.
 

@@ -97,13 +97,11 @@ def dump(d):
 
 def apply(d, ops):
     fc = diskcache.FanoutCache(d, shards=SHARDS)
-    shard = lambda k: fc._hash(k) % SHARDS
     # The edit rule (docs/SEMANTICS.md, "Write"): a file made through the
     # mount, with none of our attributes set on it since, renamed over an
-    # existing key of the same shard rewrites it, keeping its tag. (Across
-    # shards a rename is a copy that sets the source's attributes on the
-    # target: docs/SEMANTICS.md, "FanoutCache directories".) What each
-    # key's file was: made here, and whether an attribute was set on it.
+    # existing key rewrites it, keeping its tag, whichever shards the two
+    # keys are in. What each key's file was: made here, and whether an
+    # attribute was set on it.
     made, attrs = set(), set()
     for op in ops:
         kind = op[0]
@@ -124,18 +122,14 @@ def apply(d, ops):
             a, b = dec(op[1]), dec(op[2])
             got = fc.get(a, expire_time=True, tag=True)
             if a in fc and a != b:
-                same = shard(a) == shard(b)
                 tag = got[2]
-                if same and a in made and a not in attrs and b in fc:
+                if a in made and a not in attrs and b in fc:
                     tag = fc.get(b, tag=True)[1]
                 fc.set(b, got[0], tag=tag)
                 fc.delete(a)
                 was_made, had_attrs = a in made, a in attrs
                 made.discard(a)
                 attrs.discard(a)
-                if not same:
-                    # The copy is a new file with the attributes set on it.
-                    was_made, had_attrs = True, True
                 made.discard(b)
                 attrs.discard(b)
                 if was_made:

@@ -117,7 +117,7 @@ impl DiskCacheFs {
         }
         let node = Self::flyte2_parse(parent, name)?;
         let c = self.reader()?;
-        let content = Self::flyte2_content(&c, &node)?;
+        let content = Self::flyte2_content(Self::single(&c)?, &node)?;
         let ino = Self::flyte2_ino(&mut self.tables(), node.clone());
         Ok(self.flyte2_attr(ino, &node, content.len()))
     }
@@ -127,7 +127,7 @@ impl DiskCacheFs {
             return Ok(self.dir_attr(ino));
         }
         let node = Self::flyte2_node(&self.tables(), ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
-        let content = Self::flyte2_content(&*self.reader()?, &node)?;
+        let content = Self::flyte2_content(Self::single(&self.reader()?)?, &node)?;
         Ok(self.flyte2_attr(ino, &node, content.len()))
     }
 
@@ -141,7 +141,7 @@ impl DiskCacheFs {
         out: &mut dyn DirReplier,
     ) -> Result<(), FsError> {
         let c = self.reader()?;
-        let flyte2 = Flyte2Cache::new(&c);
+        let flyte2 = Flyte2Cache::new(Self::single(&c)?);
         let listing: Vec<(Flyte2Node, String, usize)> = if ino == FLYTE2_DIR {
             let entries = flyte2.entries().map_err(|e| FsError::cache("flyte2/", e))?;
             entries
@@ -188,7 +188,7 @@ impl DiskCacheFs {
             return Err(FsError::AccessDenied("flyte2/: Flyte 2 writes its cache; remove an entry with rm".into()));
         }
         let node = Self::flyte2_node(&self.tables(), ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
-        let content = Self::flyte2_content(&*self.reader()?, &node)?;
+        let content = Self::flyte2_content(Self::single(&self.reader()?)?, &node)?;
         let snapshot = Arc::new(Snapshot::Inline(content));
         let fh = Self::new_handle(&mut self.tables(), Handle::Read { ino, snapshot, view: None });
         Ok((fh, OpenFlags { direct_io: true, no_flush: true, ..OpenFlags::default() }))
@@ -199,7 +199,7 @@ impl DiskCacheFs {
         self.check_writable(&format!("flyte2/{}", name_str(name)))?;
         match (parent, Self::flyte2_parse(parent, name)) {
             (FLYTE2_DIR, Ok(Flyte2Node::Entry(key))) => {
-                let deleted = Flyte2Cache::new(&*self.writer()?)
+                let deleted = Flyte2Cache::new(Self::single(&self.writer()?)?)
                     .delete(&key)
                     .map_err(|e| FsError::cache(format!("flyte2/{}", name_str(name)), e))?;
                 if deleted { Ok(()) } else { Err(FsError::NotFound(format!("flyte2/{}", name_str(name)))) }

@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::passthrough::ReaderPath;
 use super::{Attr, DiskCacheFs, FsError, OpenFlags, State, Tables};
-use crate::cache::{Attr as Keep, Cache, Key, NewValue, RawContent, ValueType};
+use crate::cache::{Attr as Keep, Key, NewValue, RawContent, ValueType};
 use crate::fs::content::{content_len, convert, inline_bytes};
 use crate::fs::handle::{Handle, ReadView, Snapshot, Staging, WriteHandle, WriterSlot};
 use crate::fs::inode::{ContentVersion, Node, ROOT, SETTINGS_DIR, STATS, classify, is_view_ino};
 use crate::fs::names::{ParsedName, key_to_name, name_to_key};
+use crate::fs::store::StoreConn;
 
 /// What a read or write of an open file works on, taken out of the tables.
 enum Target {
@@ -44,7 +45,7 @@ fn lock_writer(io: &Mutex<WriteHandle>) -> MutexGuard<'_, WriteHandle> {
 }
 
 impl DiskCacheFs {
-    pub(super) fn snapshot(cache: &Cache, key: &Key, name: &str) -> Result<Snapshot, FsError> {
+    pub(super) fn snapshot(cache: &StoreConn, key: &Key, name: &str) -> Result<Snapshot, FsError> {
         match cache.open_raw(key).map_err(|e| FsError::cache(format!("keys/{name}"), e))? {
             Some((_, RawContent::File(f))) => Ok(Snapshot::File(f)),
             Some((_, RawContent::Inline(v))) => Ok(Snapshot::Inline(inline_bytes(&v))),
@@ -55,8 +56,10 @@ impl DiskCacheFs {
 
     /// Writers keep their copy in memory below this size (diskcache's
     /// `disk_min_file_size`, below which a bytes value is stored inline).
-    fn spill_size(cache: &Cache) -> u64 {
-        cache.min_file_size().max(1) as u64
+    fn spill_size(cache: &StoreConn) -> u64 {
+        // python-diskcache's default (2**15) if no handle could be had: a
+        // copy spilled early or late is still the same bytes.
+        cache.min_file_size().unwrap_or(1 << 15).max(1) as u64
     }
 
     pub(super) fn new_handle(st: &mut Tables, handle: Handle) -> u64 {
@@ -125,7 +128,7 @@ impl DiskCacheFs {
             // A read-only handle: the get's bookkeeping is noted, not done
             // here (it would wait for a peer's write lock).
             let opened = st.cache.open_raw(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
-            self.engine.note_get(st.cache, opened.as_ref().map(|(meta, _)| meta.rowid));
+            self.store.note_get(st.cache, &key, opened.as_ref().map(|(meta, _)| meta.rowid));
             let (meta, content) = opened.ok_or_else(|| FsError::Stale(format!("keys/{name}")))?;
             let len = match &content {
                 // The file's own length: the size column is not trusted.
@@ -155,7 +158,8 @@ impl DiskCacheFs {
         }
         self.check_writable(&format!("keys/{name}"))?;
         Self::make_way_for_writer(&mut st, ino)?;
-        let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
+        let shard = self.store.shard_of(&key);
+        let mut handle = WriteHandle { ino, shard, append, base: None, staging: None, dirty: false };
         // The entry went away (a peer deleted it) while the kernel still
         // had the name: ESTALE makes it look the name up again, so
         // `open(O_CREAT)` creates the key anew and a plain open is ENOENT
@@ -315,7 +319,8 @@ impl DiskCacheFs {
                 inode.pending.tag = Some(Some(tag.clone()));
             }
         }
-        let mut handle = WriteHandle { ino, append, base: None, staging: None, dirty: false };
+        let shard = self.store.shard_of(&key);
+        let mut handle = WriteHandle { ino, shard, append, base: None, staging: None, dirty: false };
         if exists && !truncate {
             handle.base = Some(Self::snapshot(st.cache, &key, &name)?);
         } else {
@@ -328,15 +333,15 @@ impl DiskCacheFs {
     }
 
     /// Copies a writer's base content into its staging copy (first change).
-    fn materialize(cache: &Cache, w: &mut WriteHandle) -> std::io::Result<()> {
+    fn materialize(&self, spill: u64, w: &mut WriteHandle) -> std::io::Result<()> {
         if w.staging.is_some() {
             return Ok(());
         }
-        let spill = Self::spill_size(cache);
+        let disk = self.store.disk(w.shard);
         let mut staging = Staging::Memory(Vec::new());
         match w.base.take() {
             Some(Snapshot::Inline(data)) if !data.is_empty() => {
-                staging.write_at(cache.disk(), 0, &data, spill)?;
+                staging.write_at(disk, 0, &data, spill)?;
             }
             Some(Snapshot::File(file)) => {
                 // Stream the value file in, chunk by chunk.
@@ -347,7 +352,7 @@ impl DiskCacheFs {
                     if data.is_empty() {
                         break;
                     }
-                    staging.write_at(cache.disk(), offset, &data, spill)?;
+                    staging.write_at(disk, offset, &data, spill)?;
                     offset += data.len() as u64;
                 }
             }
@@ -394,15 +399,15 @@ impl DiskCacheFs {
             Target::Writer(io) => {
                 let what = || format!("inode {ino}");
                 let mut w = lock_writer(&io);
-                // Only the value files' directory and the spill size are
-                // needed: a read-only handle serves.
-                let c = self.reader()?;
-                let spill = Self::spill_size(&c);
-                Self::materialize(&c, &mut w).map_err(|e| FsError::io(what(), e))?;
+                // Only the spill size is read (a read-only handle serves);
+                // the staging copy is in the shard's directory.
+                let spill = Self::spill_size(&self.reader()?);
+                self.materialize(spill, &mut w).map_err(|e| FsError::io(what(), e))?;
                 let append = w.append;
+                let disk = self.store.disk(w.shard);
                 let staging = w.staging.as_mut().expect("materialized");
                 let offset = if append { staging.len() } else { offset };
-                staging.write_at(c.disk(), offset, data, spill).map_err(|e| FsError::io(what(), e))?;
+                staging.write_at(disk, offset, data, spill).map_err(|e| FsError::io(what(), e))?;
                 w.dirty = true;
                 self.mirror(fh, &w);
                 Ok(data.len())
@@ -520,10 +525,7 @@ impl DiskCacheFs {
                 let mut w = lock_writer(&slot.io);
                 let result = if w.dirty { self.commit(&mut w) } else { Ok(()) };
                 if let Some(staging) = w.staging.take() {
-                    match self.reader() {
-                        Ok(c) => staging.discard(c.disk()),
-                        Err(e) => log::error!("inode {}: leaving a staging file: {e}", slot.ino),
-                    }
+                    staging.discard(self.store.disk(w.shard));
                 }
                 (slot.ino, result)
             }
@@ -599,12 +601,29 @@ impl DiskCacheFs {
             Chosen::Set(t) | Chosen::Kept(t) => t,
             Chosen::OfEntry => ValueType::Bytes,
         };
-        Self::materialize(&c, w).map_err(|e| FsError::io(what.clone(), e))?;
         let spill = Self::spill_size(&c);
+        self.materialize(spill, w).map_err(|e| FsError::io(what.clone(), e))?;
+        // The copy becomes a value file of the key's shard: one staged in
+        // another's (the key renamed across shards while open) is copied
+        // over first.
+        let shard = self.store.shard_of(&key);
+        if shard != w.shard {
+            if let Some(Staging::File { filename, committed, .. }) = w.staging.as_mut() {
+                let uncommitted = (!*committed).then(|| filename.clone()).flatten();
+                *committed = true;
+                let staging = w.staging.as_mut().expect("a file");
+                staging.detach(self.store.disk(shard)).map_err(|e| FsError::io(what.clone(), e))?;
+                if let Some(name) = uncommitted {
+                    self.store.disk(w.shard).remove(&name);
+                }
+            }
+            w.shard = shard;
+        }
+        let disk = self.store.disk(shard);
         let staging = w.staging.as_mut().expect("materialized");
         // A previous commit of this copy failed after the engine removed
         // its file: commit a fresh copy, never a row pointing at nothing.
-        staging.detach(c.disk()).map_err(|e| FsError::io(what.clone(), e))?;
+        staging.detach(disk).map_err(|e| FsError::io(what.clone(), e))?;
         let invalid =
             |reason: String| FsError::InvalidValue { what: format!("{what} as {}", value_type.name()), reason };
         let mut keep_for_next = None;
@@ -622,7 +641,7 @@ impl DiskCacheFs {
             {
                 // The staging file becomes the value file: no copy.
                 let size = *len;
-                let filename = staging.link(c.disk()).map_err(|e| FsError::io(what.clone(), e))?;
+                let filename = staging.link(disk).map_err(|e| FsError::io(what.clone(), e))?;
                 if let Staging::File { committed, .. } = staging {
                     *committed = true;
                 }
@@ -649,7 +668,7 @@ impl DiskCacheFs {
         };
         let empty = staging.is_empty();
         let ino = w.ino;
-        let stored = self.change_with(&c, &what, |st| {
+        let stored = self.change_with(&c, &what, Some(&[&key]), |st| {
             let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
             let (key, name, pending) = (inode.key.clone(), inode.name.clone(), inode.pending.clone());
             // Unlinked through the mount while this commit waited, or, for
@@ -661,7 +680,7 @@ impl DiskCacheFs {
                 && st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_none();
             if inode.unlinked || deleted {
                 if let NewValue::File { filename, .. } = &new_value {
-                    st.cache.disk().remove(filename);
+                    disk.remove(filename);
                 }
                 if deleted && !inode.unlinked {
                     log::info!("keys/{name}: deleted while open for writing; the write is dropped");
@@ -720,24 +739,26 @@ impl DiskCacheFs {
         match (writer, fh) {
             (Some(io), Some(fh)) => {
                 let mut w = lock_writer(&io);
-                Self::materialize(&c, &mut w).map_err(|e| FsError::io(what(), e))?;
+                self.materialize(spill, &mut w).map_err(|e| FsError::io(what(), e))?;
+                let disk = self.store.disk(w.shard);
                 let staging = w.staging.as_mut().expect("materialized");
-                staging.truncate(c.disk(), size, spill).map_err(|e| FsError::io(what(), e))?;
+                staging.truncate(disk, size, spill).map_err(|e| FsError::io(what(), e))?;
                 w.dirty = true;
                 self.mirror(fh, &w);
                 Ok(())
             }
             _ => {
                 let base = Self::snapshot(&c, &key, &name)?;
-                let mut w = WriteHandle { ino, append: false, base: Some(base), staging: None, dirty: true };
+                let shard = self.store.shard_of(&key);
+                let mut w = WriteHandle { ino, shard, append: false, base: Some(base), staging: None, dirty: true };
                 let result = (|| {
-                    Self::materialize(&c, &mut w).map_err(|e| FsError::io(what(), e))?;
+                    self.materialize(spill, &mut w).map_err(|e| FsError::io(what(), e))?;
                     let staging = w.staging.as_mut().expect("materialized");
-                    staging.truncate(c.disk(), size, spill).map_err(|e| FsError::io(what(), e))?;
+                    staging.truncate(self.store.disk(shard), size, spill).map_err(|e| FsError::io(what(), e))?;
                     self.commit(&mut w)
                 })();
                 if let Some(staging) = w.staging.take() {
-                    staging.discard(c.disk());
+                    staging.discard(self.store.disk(w.shard));
                 }
                 result
             }

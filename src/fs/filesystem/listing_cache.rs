@@ -46,7 +46,7 @@ impl DiskCacheFs {
         let generation = self.generation.load(Ordering::Relaxed);
         let mut guard = self.watch_state.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            *guard = Self::open_watch_state(&self.directory).map_err(|e| log::debug!("no listing cache: {e}")).ok();
+            *guard = Self::open_watch_state(&self.store).map_err(|e| log::debug!("no listing cache: {e}")).ok();
         }
         let (data_version, next_expiry, now) = guard.as_ref()?.versions()?;
         Some(ListingToken { data_version, generation, next_expiry, now })

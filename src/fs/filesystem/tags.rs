@@ -62,7 +62,7 @@ impl DiskCacheFs {
         let err = |e| FsError::cache(format!("tags/{}", Self::tag_name(tag)), e);
         let name = Self::tag_name(tag);
         let now = self.tree_time();
-        let indexed = st.cache.has_tag_index();
+        let indexed = st.cache.has_tag_index().map_err(err)?;
         if !indexed
             && let Some((at, tags)) = &st.tags_in_use
             && *at == now
@@ -185,8 +185,12 @@ impl DiskCacheFs {
                 reason: format!("a tag link points to {want}"),
             });
         }
-        let ino = self.change(&format!("keys/{name_s}"), |st| {
-            let key = self.resolve_flat(st, name)?;
+        let key = {
+            let c = self.reader()?;
+            let mut st = self.state(&c);
+            self.resolve_flat(&mut st, name)?
+        };
+        let ino = self.change(&format!("keys/{name_s}"), Some(&[&key]), |st| {
             if !st.cache.set_tag(&key, Some(&tag)).map_err(|e| FsError::cache(format!("keys/{name_s}"), e))? {
                 // The key is not there yet: tag it when it arrives.
                 st.pending_tags.insert(name_s.clone(), tag.clone());

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Attr, DirReplier, DiskCacheFs, Kind, OpenFlags, State, Tables, name_str};
-use crate::cache::{Cache, Key, RawContent, Scalar, Side, Value, ValueType};
+use crate::cache::{Key, RawContent, Scalar, Side, Value, ValueType};
 use crate::flyte::key::{cache_key, decode_literal_map};
 use crate::flyte::render::literal_map_to_json;
 use crate::fs::content::value_content;
@@ -36,6 +36,7 @@ use crate::fs::inode::{
 };
 use crate::fs::intern::Interner;
 use crate::fs::names::{NameError, ParsedName, key_to_name, name_to_key};
+use crate::fs::store::StoreConn;
 
 /// The reserved name of the integer queue (`push(prefix=None)`).
 pub const INT_QUEUE: &str = "%int";
@@ -421,8 +422,7 @@ impl DiskCacheFs {
                 Some(ViewDir::Queue(queue)) => {
                     let mut after: Option<Key> = None;
                     loop {
-                        let batch = st
-                            .cache
+                        let batch = Self::single(st.cache)?
                             .queue_keys(queue.as_deref(), after.as_ref(), 1000)
                             .map_err(|e| FsError::cache("queues/", e))?;
                         let Some(last) = batch.last().cloned() else { break };
@@ -518,7 +518,7 @@ impl DiskCacheFs {
             };
             let output = if ino == OPS_CHECK && !write {
                 // A check runs on a handle of its own, the tables unlocked.
-                Self::run_check(&*self.writer()?, false)?
+                Self::run_check(&self.writer()?, false)?
             } else {
                 self.tables().views.last_results.get(&ino).cloned().unwrap_or_default()
             };
@@ -541,8 +541,7 @@ impl DiskCacheFs {
             let what = format!("queues/{}/{name}", queue.as_deref().map_or(INT_QUEUE.to_string(), str_name));
             // A pull is its own transaction: it waits for the write lock
             // with the tables unlocked.
-            let (_, entry) = self
-                .writer()?
+            let (_, entry) = Self::single(&self.writer()?)?
                 .pull(queue.as_deref(), *side)
                 .map_err(|e| FsError::cache(what.clone(), e))?
                 .ok_or_else(|| FsError::NotFound(format!("{what}: the queue is empty")))?;
@@ -647,7 +646,7 @@ impl DiskCacheFs {
                     let request = (r.task.clone(), r.version.clone(), r.input.clone(), r.ignore.clone(), r.want_key);
                     drop(st);
                     let after_miss = |key: &str| self.resolve_after_miss(key);
-                    let result = Self::resolve(&*self.reader()?, &self.engine, request, after_miss);
+                    let result = Self::resolve(&self.reader()?, &self.store, request, after_miss);
                     st = self.tables();
                     let Some(Handle::Resolve(r)) = st.handles.get_mut(&fh) else { return Err(FsError::BadHandle(fh)) };
                     r.output = Some(result?);
@@ -669,8 +668,8 @@ impl DiskCacheFs {
     /// `after_miss`: the outputs of a key the cache lacks, from elsewhere
     /// (the remote tier, filesystem/remote.rs).
     fn resolve(
-        cache: &Cache,
-        engine: &crate::fs::engine::Engine,
+        cache: &StoreConn,
+        store: &crate::fs::store::Store,
         (task, version, input, ignore, want_key): (String, String, Vec<u8>, Vec<String>, bool),
         after_miss: impl FnOnce(&str) -> Option<Vec<u8>>,
     ) -> Result<Vec<u8>, FsError> {
@@ -684,7 +683,7 @@ impl DiskCacheFs {
         }
         // A get, as flytekit's: its bookkeeping is noted for later.
         let opened = cache.open_raw(&Key::Str(key.clone())).map_err(|e| FsError::cache(what.clone(), e))?;
-        engine.note_get(cache, opened.as_ref().map(|(meta, _)| meta.rowid));
+        store.note_get(cache, &Key::Str(key.clone()), opened.as_ref().map(|(meta, _)| meta.rowid));
         let Some((meta, content)) = opened else {
             return after_miss(&key)
                 .ok_or_else(|| FsError::NotFound(format!("{what}: no cached outputs for these inputs ({key})")));
@@ -731,7 +730,7 @@ impl DiskCacheFs {
                 // The operation (a check, a clear, a cull of a large cache)
                 // runs on a writer handle of its own with the tables unlocked.
                 drop(st);
-                let output = Self::run_op(&*self.writer()?, &op, data)?;
+                let output = Self::run_op(&self.writer()?, &op, data)?;
                 let mut st = self.tables();
                 if matches!(op, Op::Expire | Op::Cull | Op::Clear | Op::Check) {
                     st.views.last_results.insert(ino, output.clone());
@@ -745,7 +744,7 @@ impl DiskCacheFs {
         }
     }
 
-    fn run_check(cache: &Cache, fix: bool) -> Result<Vec<u8>, FsError> {
+    fn run_check(cache: &StoreConn, fix: bool) -> Result<Vec<u8>, FsError> {
         let warnings = cache.check(fix).map_err(|e| FsError::cache("ops/check", e))?;
         let list: Vec<serde_json::Value> = warnings
             .iter()
@@ -758,7 +757,7 @@ impl DiskCacheFs {
     }
 
     /// One write to a file in `ops/`: one run of its operation.
-    fn run_op(cache: &Cache, op: &Op, data: &[u8]) -> Result<Vec<u8>, FsError> {
+    fn run_op(cache: &StoreConn, op: &Op, data: &[u8]) -> Result<Vec<u8>, FsError> {
         let text = std::str::from_utf8(data)
             .map_err(|_| FsError::InvalidValue { what: "ops".into(), reason: "not text".into() })?
             .trim();
@@ -818,7 +817,7 @@ impl DiskCacheFs {
         };
         let (queue, side, data) = item;
         let what = format!("queues/{}", queue.as_deref().map_or(INT_QUEUE.to_string(), str_name));
-        self.writer()?
+        Self::single(&self.writer()?)?
             .push(&Value::Bytes(data), queue.as_deref(), side, None, None)
             .map_err(|e| FsError::cache(what, e))?;
         if let Some(Handle::Push { dirty, pushed, .. }) = self.tables().handles.get_mut(&fh) {
@@ -882,7 +881,7 @@ impl DiskCacheFs {
             return Err(FsError::CrossDevice(name_str(name)));
         }
         let what = format!("keys/{}", name_str(new_name));
-        self.change(&what, |st| {
+        self.change(&what, None, |st| {
             let prefix = Self::key_dir_prefix(st, new_parent)?;
             let new_key = self.rename_target(st, &key, &prefix, new_name)?;
             self.rename_key(st, &key, &new_key, no_replace)

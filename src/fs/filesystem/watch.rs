@@ -27,16 +27,18 @@
 use std::time::{Duration, Instant};
 
 use super::{DiskCacheFs, Invalidation, State};
-use crate::cache::{Cache, CacheOptions, Key};
+use crate::cache::Key;
 use crate::fs::inode::{ContentVersion, KEY_DIR_BASE, KEYS_DIR, ROOT, SETTINGS_DIR, STATS, TAG_DIR_BASE, TAGS_DIR};
 use crate::fs::paths::{leaf_of, self_key};
+use crate::fs::store::{Store, StoreConn};
 
 /// How often the watcher looks for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The watcher's own view of the cache.
 pub(super) struct WatchState {
-    cache: Cache,
+    /// Read-only handles of its own, one per shard.
+    cache: StoreConn<'static>,
     data_version: i64,
     /// When the next entry expires (an expiry commits nothing).
     next_expiry: Option<f64>,
@@ -90,7 +92,7 @@ impl DiskCacheFs {
         let mut guard = self.watch_state.lock().unwrap_or_else(|e| e.into_inner());
         let mut opened_late = false;
         if guard.is_none() {
-            match Self::open_watch_state(&self.directory) {
+            match Self::open_watch_state(&self.store) {
                 Ok(state) => *guard = Some(state),
                 Err(e) => {
                     log::warn!("change watcher: {e}; trying again");
@@ -169,9 +171,8 @@ impl DiskCacheFs {
     /// The watcher's handle and the cache's state now. Made before the
     /// first request (`DiskCacheFs::new`), so that every change after
     /// anything the kernel got counts as a change.
-    pub(super) fn open_watch_state(directory: &std::path::Path) -> Result<WatchState, String> {
-        let options = CacheOptions { read_only: true, ..CacheOptions::default() };
-        let cache = Cache::open_with(directory, options).map_err(|e| e.to_string())?;
+    pub(super) fn open_watch_state(store: &Store) -> Result<WatchState, String> {
+        let cache = store.open_watch_handles().map_err(|e| e.to_string())?;
         let data_version = cache.data_version().map_err(|e| e.to_string())?;
         let next_expiry = cache.next_expiry_after(cache.now()).map_err(|e| e.to_string())?;
         Ok(WatchState {
@@ -186,7 +187,7 @@ impl DiskCacheFs {
     }
 
     /// What the kernel caches that the cache no longer says.
-    fn stale_in_kernel(&self, cache: &Cache) -> Vec<Invalidation> {
+    fn stale_in_kernel(&self, cache: &StoreConn) -> Vec<Invalidation> {
         let (keys, dirs, tag_dirs) = {
             let mut st = State { cache, tables: self.tables() };
             let known: Vec<(u64, Key, Option<ContentVersion>)> = st

@@ -102,9 +102,11 @@ impl DiskCacheFs {
         if !is_key_ino(ino) {
             return Err(FsError::AttributeNotSupported(name_str(name)));
         }
-        let fname = self.key_inode(&self.tables(), ino)?.1;
+        let (key, fname, _) = self.key_inode(&self.tables(), ino)?;
         self.check_writable(&format!("{} on keys/{fname}", name_str(name)))?;
-        self.change(&format!("keys/{fname}"), |st| self.setxattr_in(st, ino, name, attr, value, create, replace))
+        self.change(&format!("keys/{fname}"), Some(&[&key]), |st| {
+            self.setxattr_in(st, ino, name, attr, value, create, replace)
+        })
     }
 
     /// `setxattr` in the caller's transaction.
@@ -226,9 +228,9 @@ impl DiskCacheFs {
         if !is_key_ino(ino) {
             return Err(FsError::NoAttribute(name_str(name)));
         }
-        let fname = self.key_inode(&self.tables(), ino)?.1;
+        let (key, fname, _) = self.key_inode(&self.tables(), ino)?;
         self.check_writable(&format!("{} on keys/{fname}", name_str(name)))?;
-        self.change(&format!("keys/{fname}"), |st| self.removexattr_in(st, ino, name, attr))
+        self.change(&format!("keys/{fname}"), Some(&[&key]), |st| self.removexattr_in(st, ino, name, attr))
     }
 
     /// `removexattr` in the caller's transaction.
