@@ -162,3 +162,71 @@ fn a_full_disk_is_enospc_for_the_writer_and_the_cache_survives() {
     );
     assert_eq!(out.trim(), "100000 1048576 []");
 }
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn listing_a_churning_tag_directory_leaves_memory_flat() {
+    // A thousand entries tagged T; a peer then re-tags 100,000 times (each
+    // time a new entry, named anew, takes the tag and the oldest goes)
+    // while `ls -l tags/T` lists it again and again. Each listing shows
+    // the kernel a thousand links it never saw: without a lifetime for
+    // link inodes (src/fs/intern.rs, filesystem/lifetimes.rs) the daemon
+    // keeps every one for good.
+    let m = Mounted::with(
+        |c| {
+            py(
+                "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nwith c.transact():\n    \
+                 for i in range(1000): c.set(f'k{i}', b'v', tag='T')",
+                &[c.to_str().unwrap()],
+            );
+        },
+        &["--max-inodes", "1000"],
+    );
+    let tag_dir = m.mnt.join("tags").join("T");
+    let list = || {
+        let out = Command::new("ls").arg("-l").arg(&tag_dir).output().unwrap();
+        assert!(out.status.success(), "ls -l tags/T: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('l')).count()
+    };
+    const CHURN: &str = r#"
+import subprocess, sys, diskcache
+c = diskcache.Cache(sys.argv[1])
+batch, rounds, n = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+for r in range(rounds):
+    with c.transact():
+        for i in range(batch):
+            # The oldest tagged entry goes, a new one takes its tag (the
+            # table stays at a thousand rows, so SQLite's page caches stay
+            # the size they are).
+            c.delete(f'k{n}' if n < 1000 else f'n{n - 1000}')
+            c.set(f'n{n}', b'v', tag='T')
+            n += 1
+    out = subprocess.run(['ls', '-l', sys.argv[2]], capture_output=True, check=True)
+    links = sum(1 for l in out.stdout.decode().splitlines() if l.startswith('l'))
+    assert links == 1000, links
+print(n)
+"#;
+    let churn = |start: usize, rounds: usize| {
+        let (rounds, start) = (rounds.to_string(), start.to_string());
+        let args = [m.cache.to_str().unwrap(), tag_dir.to_str().unwrap(), "1000", &rounds, &start];
+        py(CHURN, &args).trim().parse::<u64>().unwrap()
+    };
+    assert_eq!(list(), 1000);
+    // Warm up: the daemon's own tables, SQLite's page cache and the
+    // allocator's arenas at their working size.
+    assert_eq!(churn(0, 10), 10_000);
+    let before = vm_rss_kib(m.pid());
+    assert_eq!(churn(10_000, 90), 100_000);
+    assert_eq!(list(), 1000);
+    let after = vm_rss_kib(m.pid());
+    eprintln!("daemon RSS {before} KiB after 10,000 re-tags, {after} KiB after 100,000");
+    assert!(
+        after < before + 4 * 1024,
+        "RSS grew from {before} KiB to {after} KiB over 90,000 re-tags with 90 listings: link inodes kept?"
+    );
+}

@@ -133,23 +133,6 @@ fn mount_remote_options_are_checked_and_pass_through_fstab() {
         assert!(!support::is_mounted(&mnt), "{args:?} mounted");
     }
 
-    // A FanoutCache directory is refused by name.
-    let fanout = tmp.path().join("fanout");
-    support::py(
-        "import sys, diskcache\ndiskcache.FanoutCache(sys.argv[1], shards=2).set('k', 1)",
-        &[fanout.to_str().unwrap()],
-    );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
-        .arg("mount")
-        .arg(&fanout)
-        .arg(&mnt)
-        .args(["--remote", url])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("a FanoutCache directory"), "{stderr}");
-
     let log = tmp.path().join("daemon.log");
     let opts = format!("remote={url},remote_prefix=shared/,remote_pull_interval=0.5,log_file={}", log.display());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs"))

@@ -41,10 +41,32 @@ pub fn disk_hash(key: &Key) -> u64 {
     }
 }
 
+/// The shard a key lives in among `count` (`FanoutCache._hash(key) % count`).
+pub fn shard_of(key: &Key, count: usize) -> usize {
+    (disk_hash(key) % count.max(1) as u64) as usize
+}
+
 /// Whether `directory` is a FanoutCache's: no `cache.db` of its own, and
 /// a shard `000/` that has one.
 pub fn is_fanout_directory(directory: &Path) -> bool {
     !directory.join(DBNAME).exists() && directory.join("000").join(DBNAME).is_file()
+}
+
+/// A FanoutCache directory's shard directories, `000`, `001`, ... as long
+/// as each holds a `cache.db` (how [`FanoutCache::open_existing`] counts
+/// them); `None` when `directory` is not a FanoutCache's.
+pub fn shard_directories(directory: &Path) -> Option<Vec<PathBuf>> {
+    if !is_fanout_directory(directory) {
+        return None;
+    }
+    let mut dirs = Vec::new();
+    loop {
+        let shard = directory.join(format!("{:03}", dirs.len()));
+        if !shard.join(DBNAME).is_file() {
+            return Some(dirs);
+        }
+        dirs.push(shard);
+    }
 }
 
 pub struct FanoutCache {
@@ -97,7 +119,7 @@ impl FanoutCache {
 
     /// The shard `key` lives in (`FanoutCache._hash(key) % count`).
     pub fn shard_index(&self, key: &Key) -> usize {
-        (disk_hash(key) % self.shards.len() as u64) as usize
+        shard_of(key, self.shards.len())
     }
 
     pub fn shard(&self, key: &Key) -> &Cache {

@@ -47,6 +47,7 @@ pub const RESERVED_ROOT_NAMES: [&str; 7] = ["tags", "queues", "task", "flyte2", 
 mod flyte2;
 mod io;
 mod keydirs;
+mod lifetimes;
 mod listing_cache;
 mod passthrough;
 mod remote;
@@ -161,8 +162,9 @@ struct Tables {
     tag_dirs: Interner<String, Scalar>,
     /// Tag directories made by mkdir that no entry carries yet.
     made_tags: Vec<Scalar>,
-    /// (tag index, key name) by `tags/T/NAME` inode (`TAG_LINK_BASE + index`).
-    tag_links: Interner<(usize, String), (usize, String)>,
+    /// (tag, key name) by `tags/T/NAME` inode (`TAG_LINK_BASE + index`),
+    /// by (tag's name, key name).
+    tag_links: Interner<(String, String), (Scalar, String)>,
     /// Tag links made before their key exists (rsync creates links before
     /// files): tag by key name, applied when the key is committed or
     /// renamed into place.
@@ -832,7 +834,9 @@ impl DiskCacheFs {
             }
             other => other,
         };
-        found.map(|a| self.made_content_attr(a))
+        let attr = self.made_content_attr(found?);
+        self.given(&attr);
+        Ok(attr)
     }
 
     fn lookup_attr(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
@@ -892,6 +896,7 @@ impl DiskCacheFs {
         let unpin = {
             let mut st = self.tables();
             st.inodes.forget(ino, nlookup);
+            Self::note_forgotten(&mut st, ino, nlookup);
             let forgotten = match classify(ino) {
                 Node::Key => st.inodes.get(ino).is_none_or(|i| i.nlookup == 0),
                 _ => true,
@@ -1067,6 +1072,24 @@ impl DiskCacheFs {
     /// `.`, 2 after `..`, then each key's rowid + 2, so a listing resumes
     /// where it stopped without holding any state between calls.
     pub fn readdir(&self, ino: u64, offset: u64, plus: bool, out: &mut dyn DirReplier) -> Result<(), FsError> {
+        if !plus {
+            let listed = self.list(ino, offset, plus, out);
+            Self::trim_names(&mut self.tables());
+            return listed;
+        }
+        let mut given = lifetimes::Given { out, given: Vec::new() };
+        let listed = self.list(ino, offset, plus, &mut given);
+        let mut st = self.tables();
+        for ino in given.given {
+            Self::note_given(&mut st, ino);
+        }
+        Self::trim_names(&mut st);
+        self.trim_links(&mut st);
+        listed
+    }
+
+    /// The listing of directory `ino` from `offset` (see [`Self::readdir`]).
+    fn list(&self, ino: u64, offset: u64, plus: bool, out: &mut dyn DirReplier) -> Result<(), FsError> {
         let dots = [(1u64, "."), (2u64, "..")];
         for (next, name) in dots {
             if offset < next && out.add(ino, next, Kind::Directory, OsStr::new(name), None) {
@@ -1172,6 +1195,12 @@ impl DiskCacheFs {
     /// tag directory, kept in memory until an entry gets the tag);
     /// everywhere else the tree is fixed.
     pub fn mkdir(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        let attr = self.make_dir(parent, name)?;
+        self.given(&attr);
+        Ok(attr)
+    }
+
+    fn make_dir(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
         self.check_writable(&name_str(name))?;
         if Self::is_key_dir(parent) {
             return self.mkdir_in_keys(parent, name);

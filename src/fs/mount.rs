@@ -353,12 +353,6 @@ fn prepare(config: &MountConfig) -> Result<(), MountError> {
                 .into(),
         ));
     }
-    if config.remote.is_some() && crate::cache::fanout::is_fanout_directory(&config.cache_dir) {
-        return Err(MountError::Remote(format!(
-            "{}: a FanoutCache directory; the remote tier serves one Cache directory (mount a shard)",
-            config.cache_dir.display()
-        )));
-    }
     if config.read_only
         && !config.cache_dir.join(crate::cache::settings::DBNAME).is_file()
         && !crate::cache::fanout::is_fanout_directory(&config.cache_dir)

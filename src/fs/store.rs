@@ -26,7 +26,6 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use crate::cache::disk::Disk;
-use crate::cache::fanout::disk_hash;
 use crate::cache::{
     self, Cache, CheckWarning, EntryMeta, FanoutCache, Key, KeyFrom, Number, OpenError, RawContent, RenameOutcome,
     Scalar, Settings, Value,
@@ -168,7 +167,7 @@ impl Store {
 }
 
 fn shard_of(count: usize, key: &Key) -> usize {
-    if count <= 1 { 0 } else { (disk_hash(key) % count as u64) as usize }
+    if count <= 1 { 0 } else { cache::fanout::shard_of(key, count) }
 }
 
 enum Handles {

@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value as Json, json};
 use thiserror::Error;
 
+use crate::cache::fanout::shard_of;
 use crate::cache::{Cache, Key, OpenError, Value};
 
 use super::layout::{
@@ -175,27 +176,37 @@ fn run(dir: &Path, store: &dyn RemoteStore, opts: &SyncOptions, summary: &mut Su
     if opts.signing_key.as_ref().is_some_and(Vec::is_empty) {
         return Err(SyncError::Usage("the signing key is empty".into()));
     }
-    if !dir.join(crate::cache::settings::DBNAME).exists()
-        && dir.join("000").join(crate::cache::settings::DBNAME).exists()
-    {
-        return Err(SyncError::Usage(format!(
-            "{}: a FanoutCache directory; sync one shard directory at a time",
-            dir.display()
-        )));
-    }
-    let cache = Cache::open(dir)?;
-    let (mut file, mut cursor) = CursorFile::load(dir, format!("{}#{}", store.url(), opts.namespace))?;
+    // A FanoutCache: each shard pushed with its own `pushed_until` (in the
+    // shard's cursor file), the log pulled once with the cursor file at the
+    // top, each entry into its key's shard.
+    let shards = crate::cache::fanout::shard_directories(dir);
+    let caches = match &shards {
+        None => vec![Cache::open(dir)?],
+        Some(dirs) => dirs.iter().map(|d| Cache::open(d)).collect::<Result<Vec<_>, _>>()?,
+    };
+    let id = format!("{}#{}", store.url(), opts.namespace);
+    let (mut file, mut cursor) = CursorFile::load(dir, id.clone())?;
     // Entries this run pushed are in the log it pulls next; not again.
     let mut pushed = HashSet::new();
     if opts.mode == Mode::ReadWrite {
-        let start = cache.now();
-        push(&cache, store, opts, cursor.pushed_until, &mut pushed, summary)?;
-        // A second of margin: the next run looks again at entries stored
-        // while this one listed (the record check makes that cheap).
-        cursor.pushed_until = start - 1.0;
-        file.save(&cursor)?;
+        for (n, cache) in caches.iter().enumerate() {
+            let mut shard_cursor = match &shards {
+                Some(dirs) => Some(CursorFile::load(&dirs[n], id.clone())?),
+                None => None,
+            };
+            let (file, cursor) = match &mut shard_cursor {
+                Some((f, c)) => (f, c),
+                None => (&mut file, &mut cursor),
+            };
+            let start = cache.now();
+            push(cache, store, opts, cursor.pushed_until, &mut pushed, summary)?;
+            // A second of margin: the next run looks again at entries stored
+            // while this one listed (the record check makes that cheap).
+            cursor.pushed_until = start - 1.0;
+            file.save(cursor)?;
+        }
     }
-    pull(&cache, store, opts, &mut cursor, &mut file, pushed, summary)
+    pull(&caches, store, opts, &mut cursor, &mut file, pushed, summary)
 }
 
 fn push(
@@ -368,7 +379,7 @@ impl Upload {
 }
 
 fn pull(
-    cache: &Cache,
+    caches: &[Cache],
     store: &dyn RemoteStore,
     opts: &SyncOptions,
     cursor: &mut Cursor,
@@ -398,7 +409,7 @@ fn pull(
                 continue;
             }
             let relisted = previous.as_deref().is_some_and(|p| name.as_str() <= p);
-            pull_one(cache, store, opts, name, &id, relisted, summary)?;
+            pull_one(caches, store, opts, name, &id, relisted, summary)?;
         }
         after = Some(last.clone());
         if cursor.log_after.as_deref().is_none_or(|c| last.as_str() > c) {
@@ -412,7 +423,7 @@ fn pull(
 /// Pulls the entry one log name announces. `relisted`: a name at or before
 /// the cursor (the skew window), not counted again when already here.
 fn pull_one(
-    cache: &Cache,
+    caches: &[Cache],
     store: &dyn RemoteStore,
     opts: &SyncOptions,
     log: &str,
@@ -420,7 +431,7 @@ fn pull_one(
     relisted: bool,
     summary: &mut Summary,
 ) -> Result<(), SyncError> {
-    match pull_record(cache, store, opts, id, summary)? {
+    match pull_record(caches, store, opts, id, summary)? {
         Pulled::Stored(_) => summary.pulled += 1,
         Pulled::AlreadyLocal if !relisted => summary.already_local += 1,
         Pulled::Absent => {
@@ -450,10 +461,12 @@ pub(super) enum Pulled {
 
 /// Reads the record of key id `id` and its value, checks them
 /// (docs/REMOTE.md, "Reading new entries") and writes the entry to the
-/// cache unless it has the key. Counts rejections in `summary`; what was
-/// stored is the caller's to count.
+/// cache unless it has the key. `caches` is one cache, or a FanoutCache's
+/// shards: the entry goes to its key's shard, `Disk.hash(key) % shards`,
+/// where python-diskcache's `FanoutCache` looks for it. Counts rejections
+/// in `summary`; what was stored is the caller's to count.
 pub(super) fn pull_record(
-    cache: &Cache,
+    caches: &[Cache],
     store: &dyn RemoteStore,
     opts: &SyncOptions,
     id: &str,
@@ -471,6 +484,7 @@ pub(super) fn pull_record(
         Ok(r) => r,
         Err(why) => return reject(summary, why.to_string()),
     };
+    let cache = &caches[shard_of(&record.key, caches.len())];
     if record.expire_time.is_some_and(|t| t <= cache.now()) {
         return Ok(Pulled::Expired);
     }

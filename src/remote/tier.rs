@@ -33,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value as Json, json};
 
+use crate::cache::fanout::shard_of;
 use crate::cache::{Cache, CacheOptions, Key, Value};
 
 use super::layout::{FLYTE2_KEY_PREFIX, ShareKind, key_id, log_prefix, parse_log_name};
@@ -134,22 +135,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The remote tier of one mounted cache directory.
+/// A cursor file and this store's cursor in it (shared by the threads).
+type SharedCursor = Arc<Mutex<(CursorFile, Cursor)>>;
+
+/// The remote tier of one mounted cache directory: one `Cache`, or a
+/// FanoutCache's shards (`000/`, `001/`, ...). Over a FanoutCache each
+/// shard is scanned for new entries with its own `pushed_until` (kept in
+/// the shard's cursor file, as one cache keeps it), the log is pulled once
+/// (its cursor in the cursor file at the top), and what comes from the
+/// store goes to the shard of its key, `Disk.hash(key) % shards`, where
+/// python-diskcache's `FanoutCache` looks for it. What is stored remotely
+/// does not depend on shards: two FanoutCaches of different shard counts,
+/// and a plain cache, share one store.
 pub struct RemoteTier {
-    dir: PathBuf,
     config: TierConfig,
+    /// The cache directory, or the FanoutCache's shard directories in
+    /// shard order.
+    shards: Vec<PathBuf>,
     /// For misses: calls of 40% of the deadline each.
     foreground: Box<dyn RemoteStore>,
     /// For the threads: the whole deadline per call.
     background: Box<dyn RemoteStore>,
-    /// Cache handles for misses (a short lock wait), reused.
-    writers: Mutex<Vec<Cache>>,
+    /// Cache handles for misses (a short lock wait), reused; per shard.
+    writers: Vec<Mutex<Vec<Cache>>>,
     health: Mutex<Health>,
     counters: Mutex<Counters>,
     /// Key ids the store lacked, and when it said so.
     absent: Mutex<HashMap<String, Instant>>,
-    /// This cache's cursor in the store (shared by the two threads).
-    cursor: Mutex<(CursorFile, Cursor)>,
+    /// This cache's cursor in the store: the puller's `log_after`.
+    cursor: SharedCursor,
+    /// Each shard's `pushed_until`, in its own cursor file. For one cache,
+    /// the one cursor above (the same file).
+    push_cursors: Vec<SharedCursor>,
     /// Key ids this mount pushed: the puller need not read them back.
     pushed_ids: Mutex<HashSet<String>>,
     /// Key ids this mount brought from the remote: the pusher need not
@@ -176,17 +193,28 @@ impl RemoteTier {
         let foreground = store::open(&config.url, &fg)?;
         let background = store::open(&config.url, &config.store)?;
         let id = format!("{}#{}", background.url(), config.sync.namespace);
-        let cursor = CursorFile::load(dir, id)?;
+        let cursor = Arc::new(Mutex::new(CursorFile::load(dir, id.clone())?));
+        let (shards, push_cursors) = match crate::cache::fanout::shard_directories(dir) {
+            None => (vec![dir.to_path_buf()], vec![cursor.clone()]),
+            Some(shards) => {
+                let cursors = shards
+                    .iter()
+                    .map(|shard| Ok(Arc::new(Mutex::new(CursorFile::load(shard, id.clone())?))))
+                    .collect::<Result<Vec<_>, SyncError>>()?;
+                (shards, cursors)
+            }
+        };
         let tier = Arc::new(RemoteTier {
-            dir: dir.to_path_buf(),
             config,
+            writers: shards.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            shards,
             foreground,
             background,
-            writers: Mutex::new(Vec::new()),
             health: Mutex::new(Health::default()),
             counters: Mutex::new(Counters::default()),
             absent: Mutex::new(HashMap::new()),
-            cursor: Mutex::new(cursor),
+            cursor,
+            push_cursors,
             pushed_ids: Mutex::new(HashSet::new()),
             arrived_ids: Mutex::new(HashSet::new()),
             stopping: Mutex::new(false),
@@ -204,10 +232,15 @@ impl RemoteTier {
         }
         *lock(&tier.threads) = threads;
         log::info!(
-            "remote {} (namespace {}, {}): misses ask it within {:?}{}",
+            "remote {} (namespace {}, {}{}): misses ask it within {:?}{}",
             tier.background.url(),
             tier.config.sync.namespace,
             if tier.config.sync.mode == Mode::ReadWrite { "read-write" } else { "read-only" },
+            if Arc::ptr_eq(&tier.cursor, &tier.push_cursors[0]) {
+                String::new()
+            } else {
+                format!(", over a FanoutCache's {} shards", tier.shards.len())
+            },
             tier.config.store.deadline,
             match tier.config.pull_interval {
                 Some(i) => format!(", new entries pulled every {i:?}"),
@@ -311,13 +344,14 @@ impl RemoteTier {
         t.errors += s.errors;
     }
 
-    /// A cache handle for a miss: its lock wait is 20% of the deadline.
-    fn take_writer(&self) -> Option<Cache> {
-        if let Some(c) = lock(&self.writers).pop() {
+    /// A cache handle of `shard` for a miss: its lock wait is 20% of the
+    /// deadline.
+    fn take_writer(&self, shard: usize) -> Option<Cache> {
+        if let Some(c) = lock(&self.writers[shard]).pop() {
             return Some(c);
         }
         let timeout = self.config.store.deadline.mul_f64(0.2);
-        match Cache::open_with(&self.dir, CacheOptions { timeout, ..CacheOptions::default() }) {
+        match Cache::open_with(&self.shards[shard], CacheOptions { timeout, ..CacheOptions::default() }) {
             Ok(c) => Some(c),
             Err(e) => {
                 self.local_failure("opening the cache for a miss", &e);
@@ -346,10 +380,14 @@ impl RemoteTier {
             lock(&self.counters).not_asked += 1;
             return Fetched::Miss;
         }
-        let Some(cache) = self.take_writer() else { return Fetched::Miss };
+        // The shard python-diskcache's FanoutCache keeps `key` in (the
+        // record read is `key`'s: its key id is checked).
+        let shard = shard_of(key, self.shards.len());
+        let Some(cache) = self.take_writer(shard) else { return Fetched::Miss };
         let mut summary = Summary::default();
-        let result = pull_record(&cache, self.foreground.as_ref(), &self.config.sync, &id, &mut summary);
-        lock(&self.writers).push(cache);
+        let result =
+            pull_record(std::slice::from_ref(&cache), self.foreground.as_ref(), &self.config.sync, &id, &mut summary);
+        lock(&self.writers[shard]).push(cache);
         self.add_summary(&summary);
         let answer = match result {
             Ok(Pulled::Stored(value)) => {
@@ -385,11 +423,12 @@ impl RemoteTier {
         answer
     }
 
-    /// A thread's own cache handle, tried again every 5 s (each failure
-    /// logged and counted) until it opens; `None` when the tier stops first.
-    fn open_cache(&self, to: &str) -> Option<Cache> {
+    /// A thread's own cache handles (one per shard), tried again every
+    /// 5 s (each failure logged and counted) until they open; `None` when
+    /// the tier stops first.
+    fn open_caches(&self, to: &str) -> Option<Vec<Cache>> {
         loop {
-            match Cache::open(&self.dir) {
+            match self.shards.iter().map(|d| Cache::open(d)).collect::<Result<Vec<_>, _>>() {
                 Ok(c) => return Some(c),
                 Err(e) => self.local_failure(&format!("opening the cache to {to}"), &e),
             }
@@ -403,37 +442,52 @@ impl RemoteTier {
     // Push.
 
     fn push_loop(&self) {
-        let Some(cache) = self.open_cache("push") else { return };
-        let mut pusher = Pusher::new(&cache, lock(&self.cursor).1.pushed_until, self.config.queue_capacity);
+        let Some(caches) = self.open_caches("push") else { return };
+        // The queue's capacity shared among the shards.
+        let capacity = self.config.queue_capacity.div_ceil(caches.len());
+        let mut shards: Vec<PushShard> = caches
+            .into_iter()
+            .zip(&self.push_cursors)
+            .map(|(cache, cursor)| {
+                let pusher = Pusher::new(&cache, lock(cursor).1.pushed_until, capacity);
+                PushShard { cache, pusher, cursor: cursor.clone() }
+            })
+            .collect();
+        let queued = |shards: &[PushShard]| shards.iter().map(|s| s.pusher.queue.len()).sum::<usize>();
         let mut saved = Instant::now();
         loop {
-            if let Err(e) = pusher.scan(&cache, &self.config.sync) {
-                self.local_failure("looking for new entries to push", &e);
+            for shard in &mut shards {
+                if let Err(e) = shard.pusher.scan(&shard.cache, &self.config.sync) {
+                    self.local_failure("looking for new entries to push", &e);
+                }
+                lock(&self.counters).dropped += std::mem::take(&mut shard.pusher.dropped);
             }
-            lock(&self.counters).dropped += std::mem::take(&mut pusher.dropped);
             let until = Instant::now() + SCAN_INTERVAL;
-            while Instant::now() < until && !self.stopped() && self.allows_call() && !pusher.queue.is_empty() {
-                self.upload_some(&cache, &mut pusher);
+            while Instant::now() < until && !self.stopped() && self.allows_call() && queued(&shards) > 0 {
+                self.upload_some(&mut shards);
             }
-            lock(&self.counters).queue_depth = pusher.queue.len();
+            lock(&self.counters).queue_depth = queued(&shards);
             let stopping = self.stopped();
             if stopping || saved.elapsed() >= Duration::from_secs(2) {
-                let until = pusher.watermark() - STORE_TIME_MARGIN;
-                let mut cur = lock(&self.cursor);
-                let (file, cursor) = &mut *cur;
-                if until > cursor.pushed_until {
-                    cursor.pushed_until = until;
-                    if let Err(e) = file.save(cursor) {
-                        self.local_failure("saving the cursor", &e);
+                for shard in &mut shards {
+                    let until = shard.pusher.watermark() - STORE_TIME_MARGIN;
+                    let mut cur = lock(&shard.cursor);
+                    let (file, cursor) = &mut *cur;
+                    if until > cursor.pushed_until {
+                        cursor.pushed_until = until;
+                        if let Err(e) = file.save(cursor) {
+                            self.local_failure("saving the cursor", &e);
+                        }
                     }
+                    drop(cur);
+                    shard.pusher.prune(until - STORE_TIME_MARGIN);
                 }
                 saved = Instant::now();
-                pusher.prune(until - STORE_TIME_MARGIN);
             }
             if stopping {
                 return;
             }
-            let busy = !pusher.queue.is_empty() && self.allows_call();
+            let busy = queued(&shards) > 0 && self.allows_call();
             if !busy && self.sleep(SCAN_INTERVAL) {
                 // One more pass to save the cursor.
                 continue;
@@ -441,28 +495,37 @@ impl RemoteTier {
         }
     }
 
-    /// Uploads up to [`UPLOADS_AT_ONCE`] entries from the front of the
-    /// queue, at once: each is read here (the cache handle is this
-    /// thread's), then written to the store by a thread of its own. What
-    /// failed goes back to the front of the queue, in order.
-    fn upload_some(&self, cache: &Cache, pusher: &mut Pusher) {
+    /// Uploads up to [`UPLOADS_AT_ONCE`] entries from the fronts of the
+    /// shards' queues (one from each in turn), at once: each is read here
+    /// (the cache handles are this thread's), then written to the store by
+    /// a thread of its own. What failed goes back to the front of its
+    /// queue, in order.
+    fn upload_some(&self, shards: &mut [PushShard]) {
         let mut summary = Summary::default();
         let mut work = Vec::new();
-        while work.len() < UPLOADS_AT_ONCE {
-            let Some(item) = pusher.queue.pop_front() else { break };
-            let done = (item.rowid, item.store_time.to_bits());
-            if lock(&self.arrived_ids).remove(&key_id(&item.key)) {
-                pusher.handled.insert(done);
-                continue;
-            }
-            match self.prepare(cache, &item, &mut summary) {
-                Ok(Some(upload)) => work.push((item, upload)),
-                Ok(None) => {
-                    pusher.handled.insert(done);
+        let mut taking = true;
+        while taking && work.len() < UPLOADS_AT_ONCE {
+            taking = false;
+            for (n, shard) in shards.iter_mut().enumerate() {
+                if work.len() >= UPLOADS_AT_ONCE {
+                    break;
                 }
-                Err(e) => {
-                    self.local_failure(&format!("{}: reading it to push", item.key), &e);
-                    pusher.handled.insert(done);
+                let Some(item) = shard.pusher.queue.pop_front() else { continue };
+                taking = true;
+                let done = (item.rowid, item.store_time.to_bits());
+                if lock(&self.arrived_ids).remove(&key_id(&item.key)) {
+                    shard.pusher.handled.insert(done);
+                    continue;
+                }
+                match self.prepare(&shard.cache, &item, &mut summary) {
+                    Ok(Some(upload)) => work.push((n, item, upload)),
+                    Ok(None) => {
+                        shard.pusher.handled.insert(done);
+                    }
+                    Err(e) => {
+                        self.local_failure(&format!("{}: reading it to push", item.key), &e);
+                        shard.pusher.handled.insert(done);
+                    }
                 }
             }
         }
@@ -471,11 +534,11 @@ impl RemoteTier {
         let results: Vec<_> = std::thread::scope(|scope| {
             let running: Vec<_> = work
                 .into_iter()
-                .map(|(item, upload)| {
+                .map(|(n, item, upload)| {
                     scope.spawn(move || {
                         let mut summary = Summary::default();
                         let result = upload.push(store, opts, &mut summary);
-                        (item, summary, result)
+                        (n, item, summary, result)
                     })
                 })
                 .collect();
@@ -484,8 +547,9 @@ impl RemoteTier {
         let mut failed = Vec::new();
         let mut first_error = None;
         let mut answered = false;
-        for (item, summary, result) in results {
+        for (n, item, summary, result) in results {
             self.add_summary(&summary);
+            let pusher = &mut shards[n].pusher;
             match result {
                 Ok(pushed) => {
                     answered = true;
@@ -504,7 +568,7 @@ impl RemoteTier {
                         c.errors += 1;
                         c.timeouts += u64::from(matches!(e, RemoteError::Timeout { .. }));
                     }
-                    failed.push(item);
+                    failed.push((n, item));
                 }
                 Err(e) => {
                     self.local_failure(&format!("{}: pushing", item.key), &e);
@@ -517,8 +581,8 @@ impl RemoteTier {
             None if answered => self.succeeded(),
             None => {}
         }
-        for item in failed.into_iter().rev() {
-            pusher.queue.push_front(item);
+        for (n, item) in failed.into_iter().rev() {
+            shards[n].pusher.queue.push_front(item);
         }
     }
 
@@ -540,12 +604,12 @@ impl RemoteTier {
     // Pull.
 
     fn pull_loop(&self, interval: Duration) {
-        let Some(cache) = self.open_cache("pull") else { return };
+        let Some(caches) = self.open_caches("pull") else { return };
         // Key ids seen in the log since a skew window before the cursor.
         let mut seen: HashMap<String, u64> = HashMap::new();
         loop {
             if self.allows_call() {
-                match self.pull_new(&cache, &mut seen) {
+                match self.pull_new(&caches, &mut seen) {
                     Ok(()) => {
                         self.succeeded();
                         lock(&self.counters).last_pull = Some(wall());
@@ -560,8 +624,9 @@ impl RemoteTier {
         }
     }
 
-    /// One pass over the log after the cursor (less the skew window).
-    fn pull_new(&self, cache: &Cache, seen: &mut HashMap<String, u64>) -> Result<(), SyncError> {
+    /// One pass over the log after the cursor (less the skew window); each
+    /// entry into its key's shard of `caches` (one cache: itself).
+    fn pull_new(&self, caches: &[Cache], seen: &mut HashMap<String, u64>) -> Result<(), SyncError> {
         let ns = &self.config.sync.namespace;
         let prefix = log_prefix(ns);
         let previous = lock(&self.cursor).1.log_after.clone();
@@ -587,7 +652,7 @@ impl RemoteTier {
                     continue;
                 }
                 let mut summary = Summary::default();
-                let result = pull_record(cache, self.background.as_ref(), &self.config.sync, &id, &mut summary);
+                let result = pull_record(caches, self.background.as_ref(), &self.config.sync, &id, &mut summary);
                 self.add_summary(&summary);
                 match result? {
                     Pulled::Stored(_) => {
@@ -656,6 +721,15 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>
     // Shutdown signals go to the daemon's signal thread, never to these.
     crate::service::spawn_without_signals(name, f)
         .map_err(|e| SyncError::Usage(format!("starting the {name} thread: {e}")))
+}
+
+/// The pusher's state for one shard (one cache: the only one).
+struct PushShard {
+    /// The pusher thread's handle of this shard.
+    cache: Cache,
+    pusher: Pusher,
+    /// Where its `pushed_until` is kept.
+    cursor: SharedCursor,
 }
 
 /// One local entry waiting for upload.

@@ -608,7 +608,7 @@ pub fn remote_status(m: &super::Mounted) -> serde_json::Value {
 
 /// Polls `done` every 50 ms for up to `within`; panics with `what` and
 /// the last status of `m` when it never holds.
-fn wait_until(m: &super::Mounted, what: &str, within: Duration, mut done: impl FnMut(&serde_json::Value) -> bool) {
+pub fn wait_until(m: &super::Mounted, what: &str, within: Duration, mut done: impl FnMut(&serde_json::Value) -> bool) {
     let start = Instant::now();
     loop {
         let status = remote_status(m);
@@ -627,12 +627,12 @@ fn daemon_threads(m: &super::Mounted) -> Vec<String> {
     tasks.map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).unwrap().trim().to_string()).collect()
 }
 
-fn n(status: &serde_json::Value, name: &str) -> u64 {
+pub fn n(status: &serde_json::Value, name: &str) -> u64 {
     status[name].as_u64().unwrap_or_else(|| panic!("no {name} in {status}"))
 }
 
 /// The record names in the store.
-fn record_names(server: &Server) -> Vec<String> {
+pub fn record_names(server: &Server) -> Vec<String> {
     server.all_names().into_iter().filter(|n| n.contains("/records/") && !n.ends_with('/')).collect()
 }
 

@@ -104,14 +104,15 @@ impl DiskCacheFs {
     }
 
     pub(super) fn tag_link_ino(st: &mut Tables, tag: &Scalar, name: &str) -> u64 {
-        let tag_index = (Self::tag_dir_ino(st, tag) - TAG_DIR_BASE) as usize;
-        let id = (tag_index, name.to_string());
-        TAG_LINK_BASE + st.tag_links.intern(id.clone(), || id) as u64
+        let id = (Self::tag_name(tag), name.to_string());
+        TAG_LINK_BASE + st.tag_links.intern(id, || (tag.clone(), name.to_string())) as u64
     }
 
     pub(super) fn link_of(st: &Tables, ino: u64) -> Option<(Scalar, String)> {
-        let (tag_index, name) = st.tag_links.get(ino.checked_sub(TAG_LINK_BASE)? as usize)?;
-        Some((st.tag_dirs.get(*tag_index)?.clone(), name.clone()))
+        if !(TAG_LINK_BASE..crate::fs::inode::VIEW_DIR_BASE).contains(&ino) {
+            return None;
+        }
+        st.tag_links.get((ino - TAG_LINK_BASE) as usize).cloned()
     }
 
     /// The target of the link named `name` (a key's flat name): the
@@ -170,6 +171,12 @@ impl DiskCacheFs {
     /// `ln -s ../../keys/NAME tags/T/NAME` (how rsync restores a tag link):
     /// tags the existing entry NAME with T.
     pub fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError> {
+        let attr = self.make_symlink(parent, name, target)?;
+        self.given(&attr);
+        Ok(attr)
+    }
+
+    fn make_symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Attr, FsError> {
         if is_view_ino(parent) {
             return self.view_symlink(parent, name, target);
         }

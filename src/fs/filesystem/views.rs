@@ -32,7 +32,7 @@ use crate::fs::grammar::{is_md5_hex, item_key, item_name, parse_resolver, split_
 use crate::fs::handle::{Handle, Op, ResolveHandle, Snapshot};
 use crate::fs::inode::{
     DECR_DIR, INCR_DIR, OPS_CHECK, OPS_CLEAR, OPS_CULL, OPS_DIR, OPS_EXPIRE, OPS_REMOTE, QUEUES_DIR, TASK_DIR,
-    VIEW_DIR_BASE, VIEW_NODE_BASE,
+    VIEW_DIR_BASE, VIEW_END, VIEW_NODE_BASE,
 };
 use crate::fs::intern::Interner;
 use crate::fs::names::{NameError, ParsedName, key_to_name, name_to_key};
@@ -104,6 +104,32 @@ pub struct ViewTable {
 }
 
 impl ViewTable {
+    /// The kernel was given view inode `ino` (lifetimes.rs).
+    pub(super) fn looked_up(&mut self, ino: u64) {
+        match ino {
+            VIEW_DIR_BASE..VIEW_NODE_BASE => self.dirs.looked_up((ino - VIEW_DIR_BASE) as usize),
+            VIEW_NODE_BASE..VIEW_END => self.nodes.looked_up((ino - VIEW_NODE_BASE) as usize),
+            _ => {}
+        }
+    }
+
+    pub(super) fn forget(&mut self, ino: u64, n: u64) {
+        match ino {
+            VIEW_DIR_BASE..VIEW_NODE_BASE => self.dirs.forget((ino - VIEW_DIR_BASE) as usize, n),
+            VIEW_NODE_BASE..VIEW_END => self.nodes.forget((ino - VIEW_NODE_BASE) as usize, n),
+            _ => {}
+        }
+    }
+
+    /// Drops the directories and nodes nobody holds past `unheld`; the
+    /// stashed listings go with them (their inode numbers may be reused).
+    pub(super) fn trim(&mut self, unheld: usize) {
+        let dropped = self.nodes.trim(unheld) | self.dirs.trim(unheld);
+        if dropped {
+            self.listings.clear();
+        }
+    }
+
     fn dir_ino(&mut self, dir: ViewDir) -> u64 {
         VIEW_DIR_BASE + self.dirs.intern(dir.clone(), || dir) as u64
     }

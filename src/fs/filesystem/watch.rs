@@ -226,7 +226,7 @@ impl DiskCacheFs {
                     (ino, gone)
                 })
                 .collect();
-            (keys, dirs, st.tag_dirs.len())
+            (keys, dirs, st.tag_dirs.indexes().collect::<Vec<_>>())
         };
         let mut out = Vec::new();
         for known in keys {
@@ -251,7 +251,7 @@ impl DiskCacheFs {
         for ino in [ROOT, KEYS_DIR, TAGS_DIR, SETTINGS_DIR] {
             out.push(Invalidation::Inode(ino));
         }
-        out.extend((0..tag_dirs as u64).map(|i| Invalidation::Inode(TAG_DIR_BASE + i)));
+        out.extend(tag_dirs.into_iter().map(|i| Invalidation::Inode(TAG_DIR_BASE + i as u64)));
         out.extend(self.unpin_made_content().into_iter().map(Invalidation::Inode));
         out
     }
