@@ -41,5 +41,6 @@ pub use self::core::{Attr, Cache, CacheOptions, CheckKind, CheckWarning, Clock, 
 pub use self::error::{Error, OpenError};
 pub use self::fanout::FanoutCache;
 pub use self::meta::{AccessLog, EntryMeta, InlineMeta, KeyFrom, NewValue, RawContent, RenameOutcome, ValueType};
+pub use self::open::statements_run;
 pub use self::settings::{EvictionPolicy, Settings};
 pub use self::types::{Entry, Key, Number, Scalar, Side, Value};

@@ -173,6 +173,35 @@ impl Cache {
     }
 }
 
+/// SQL statements run on the connections this process opened, counted
+/// only when `DISKCACHEFS_COUNT_SQL` is set (the request counts in
+/// docs/PERFORMANCE.md, `scripts/bench counts`): a callback per statement.
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn counting() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("DISKCACHEFS_COUNT_SQL").is_some())
+}
+
+/// The statements run so far, when counted (see [`STATEMENTS`]).
+pub fn statements_run() -> Option<u64> {
+    counting().then(|| STATEMENTS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+fn count_statements(conn: &mut Connection) {
+    if counting() {
+        let counted = conn.trace_v2(
+            rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
+            Some(|_: rusqlite::trace::TraceEvent<'_>| {
+                STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }),
+        );
+        if let Err(e) = counted {
+            log::warn!("statements not counted: {e}");
+        }
+    }
+}
+
 /// The one way a connection to `cache.db` is opened: read-only, or
 /// read-write (`create`: making the file if it is missing), with the busy
 /// timeout and a statement cache for the `prepare_cached` SQL.
@@ -183,9 +212,10 @@ fn connect(db_path: &Path, read_only: bool, create: bool, timeout: Duration) -> 
         (false, false) => OpenFlags::SQLITE_OPEN_READ_WRITE,
         (false, true) => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
     };
-    let conn = Connection::open_with_flags(db_path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(sqlite_err)?;
+    let mut conn = Connection::open_with_flags(db_path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(sqlite_err)?;
     conn.busy_timeout(timeout).map_err(sqlite_err)?;
     conn.set_prepared_statement_cache_capacity(64);
+    count_statements(&mut conn);
     Ok(conn)
 }
 
@@ -235,8 +265,9 @@ fn connect_immutable(db_path: &Path) -> Result<Connection, OpenError> {
     }
     uri.push_str("?immutable=1");
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(&uri, flags).map_err(sqlite_err)?;
+    let mut conn = Connection::open_with_flags(&uri, flags).map_err(sqlite_err)?;
     conn.set_prepared_statement_cache_capacity(64);
+    count_statements(&mut conn);
     Ok(conn)
 }
 

@@ -169,9 +169,9 @@ struct Tables {
     /// files): tag by key name, applied when the key is committed or
     /// renamed into place.
     pending_tags: HashMap<String, Scalar>,
-    /// The names of the tags in use as of the cache's time then (see
-    /// `tag_in_use`).
-    tags_in_use: Option<(SystemTime, std::collections::HashSet<String>)>,
+    /// The names of the tags in use as of the cache's time and the count
+    /// of this daemon's changes then (see `tag_in_use`).
+    tags_in_use: Option<(SystemTime, u64, std::collections::HashSet<String>)>,
     /// Keys of the flat `%sha256:` names (tags/T/) this daemon has shown,
     /// by digest.
     hashed_names: HashMap<[u8; 32], Key>,
@@ -246,6 +246,8 @@ pub struct DiskCacheFs {
     /// The state each directory's last listing began from, by inode
     /// (listing_cache.rs). A leaf lock.
     listed: Mutex<HashMap<u64, listing_cache::ListingToken>>,
+    /// Times the tables lock was taken (`stats`' `internals`).
+    tables_locks: std::sync::atomic::AtomicU64,
     /// Passthrough is on (the kernel took it at INIT).
     passthrough: std::sync::atomic::AtomicBool,
     /// The remote tier misses ask (`mount --remote`; filesystem/remote.rs).
@@ -346,6 +348,7 @@ impl DiskCacheFs {
             watch_state: Mutex::new(watch_state),
             generation: Default::default(),
             listed: Mutex::new(HashMap::new()),
+            tables_locks: Default::default(),
             passthrough: Default::default(),
             remote: std::sync::OnceLock::new(),
         }
@@ -401,6 +404,7 @@ impl DiskCacheFs {
     fn tables(&self) -> MutexGuard<'_, Tables> {
         // A panic while holding the lock is a bug; the tables are still
         // usable (every change is applied before the next may fail).
+        self.tables_locks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -414,7 +418,6 @@ impl DiskCacheFs {
     /// locked.) A change may change the tags in use: the set kept for
     /// `tag_in_use` is made again at the next miss.
     fn writer(&self) -> Result<StoreConn<'_>, FsError> {
-        self.tables().tags_in_use = None;
         self.note_local_change();
         Ok(self.store.writer())
     }
@@ -515,6 +518,22 @@ impl DiskCacheFs {
         attr
     }
 
+    /// A link's attributes at its entry's `store_time` (as
+    /// [`Self::symlink_attr`] makes them, without the tree's time).
+    fn stored_link_attr(&self, ino: u64, target_len: usize, store_time: f64) -> Attr {
+        let t = system_time(store_time);
+        Attr {
+            kind: Kind::Symlink,
+            size: target_len as u64,
+            perm: 0o777,
+            nlink: 1,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            ..self.plain_dir_attr(ino, t)
+        }
+    }
+
     fn dir_attr(&self, ino: u64) -> Attr {
         let now = self.tree_time();
         if let Some(&(atime, mtime)) = self.dir_times.lock().unwrap_or_else(|e| e.into_inner()).get(&ino) {
@@ -604,6 +623,15 @@ impl DiskCacheFs {
         }
         if let Some(tier) = self.remote() {
             stats["remote"] = tier.status();
+        }
+        if let Some(statements) = crate::cache::statements_run() {
+            // Counted with DISKCACHEFS_COUNT_SQL set (scripts/bench counts).
+            let locks = self.tables_locks.load(std::sync::atomic::Ordering::Relaxed);
+            stats["internals"] = serde_json::json!({
+                "sql_statements": statements,
+                "tables_locks": locks,
+                "handle_checkouts": self.store.checkouts(),
+            });
         }
         Ok(stats_text(&stats))
     }
@@ -719,6 +747,12 @@ impl DiskCacheFs {
 
     /// The attributes of a key inode, from the cache or its open writer.
     fn key_attr(&self, st: &mut State, ino: u64) -> Result<Attr, FsError> {
+        self.key_attr_with(st, ino, None)
+    }
+
+    /// [`Self::key_attr`], with the entry's row when the caller has just
+    /// read it under the same lock (`Some(None)`: there is none).
+    fn key_attr_with(&self, st: &mut State, ino: u64, read: Option<Option<EntryMeta>>) -> Result<Attr, FsError> {
         let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
         if let Some(view) = inode.superseded {
             return Ok(self.file_attr(ino, view.len, view.store_time, view.access_time));
@@ -728,10 +762,10 @@ impl DiskCacheFs {
         let pending_create = inode.pending_create;
         let unlinked = inode.unlinked;
         let staged = Self::writer_of(st, ino).and_then(|w| w.staged_len.map(|len| (len, w.dirty)));
-        let meta = if unlinked {
-            None
-        } else {
-            st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?
+        let meta = match read {
+            _ if unlinked => None,
+            Some(meta) => meta,
+            None => st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?,
         };
         let now = st.cache.now();
         let mut attr = match (meta, staged) {
@@ -855,16 +889,18 @@ impl DiskCacheFs {
         if parent == ROOT && Self::is_flyte2_name(name) {
             return Ok(self.dir_attr(FLYTE2_DIR));
         }
+        // The root's directories are constants: no handle, no lock.
+        let fixed = [("keys", KEYS_DIR), ("queues", QUEUES_DIR), ("task", TASK_DIR), ("ops", OPS_DIR)];
+        let fixed = fixed.into_iter().chain([("settings", SETTINGS_DIR), ("tags", TAGS_DIR)]);
+        if parent == ROOT
+            && let Some((_, ino)) = fixed.clone().find(|(n, _)| name == *n)
+        {
+            return Ok(self.dir_attr(ino));
+        }
         let c = self.reader()?;
         let mut st = self.state(&c);
         match parent {
-            ROOT if name == "keys" => Ok(self.dir_attr(KEYS_DIR)),
-            ROOT if name == "queues" => Ok(self.dir_attr(QUEUES_DIR)),
-            ROOT if name == "task" => Ok(self.dir_attr(TASK_DIR)),
-            ROOT if name == "ops" => Ok(self.dir_attr(OPS_DIR)),
-            ROOT if name == "settings" => Ok(self.dir_attr(SETTINGS_DIR)),
             ROOT if name == "stats" => self.control_getattr(&st, STATS),
-            ROOT if name == "tags" => Ok(self.dir_attr(TAGS_DIR)),
             TAGS_DIR => {
                 let tag = self
                     .find_tag(&mut st, name)?
@@ -1144,23 +1180,26 @@ impl DiskCacheFs {
                 Ok(())
             }
             _ if is_tag_ino(ino) => {
+                let tag = Self::tag_of_dir(&self.tables(), ino)
+                    .ok_or_else(|| FsError::NotDirectory(format!("inode {ino}")))?;
                 let c = self.reader()?;
-                let mut st = self.state(&c);
-                let tag = Self::tag_of_dir(&st, ino).ok_or_else(|| FsError::NotDirectory(format!("inode {ino}")))?;
                 // Offsets are the store's cursors plus 2.
                 let mut after = offset.saturating_sub(2);
                 let mut batches = ListingBatches::new();
                 loop {
-                    let batch =
-                        st.cache.list_tagged(&tag, after, batches.next()).map_err(|e| FsError::cache("tags/", e))?;
+                    // Read with the tables unlocked; locked once per batch
+                    // to name its links.
+                    let batch = c.list_tagged(&tag, after, batches.next()).map_err(|e| FsError::cache("tags/", e))?;
                     if batch.is_empty() {
                         return Ok(());
                     }
+                    let mut st = self.tables();
                     for (cursor, meta) in &batch {
                         let name = key_to_name(&meta.key);
                         Self::remember_hashed(&mut st, &name, &meta.key);
                         let link = Self::tag_link_ino(&mut st, &tag, &name);
-                        let attr = self.link_attr(&st, link, &name, Some(meta.store_time));
+                        let target_len = Self::link_target(&st, &name).len();
+                        let attr = self.stored_link_attr(link, target_len, meta.store_time);
                         if out.add(link, cursor + 2, Kind::Symlink, OsStr::new(&name), plus.then_some(&attr)) {
                             return Ok(());
                         }

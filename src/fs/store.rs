@@ -54,6 +54,8 @@ pub struct Store {
     /// Held by a change of several shards while it locks them
     /// ([`StoreConn::transact_on`]).
     several: std::sync::Mutex<()>,
+    /// Handles checked out of the pools so far (`stats`' `internals`).
+    checkouts: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -68,6 +70,7 @@ impl Store {
             disks,
             sharded: false,
             several: Default::default(),
+            checkouts: Default::default(),
         })
     }
 
@@ -84,7 +87,14 @@ impl Store {
         }
         let disks = shards.iter().map(|c| c.disk().try_clone()).collect::<std::io::Result<Vec<_>>>()?;
         let engines = shards.into_iter().map(|c| Arc::new(Engine::new(c))).collect();
-        Ok(Store { directory, engines, disks, sharded: true, several: Default::default() })
+        Ok(Store {
+            directory,
+            engines,
+            disks,
+            sharded: true,
+            several: Default::default(),
+            checkouts: Default::default(),
+        })
     }
 
     /// Opens what `directory` holds: a FanoutCache's shards, or one cache.
@@ -150,6 +160,11 @@ impl Store {
             locked: 0.into(),
             sources: 0.into(),
         })
+    }
+
+    /// Handles checked out of the pools so far.
+    pub fn checkouts(&self) -> u64 {
+        self.checkouts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Call after changing a setting: every pooled handle re-reads them.
@@ -223,6 +238,7 @@ impl<'a> StoreConn<'a> {
                 let engine = &self.store.expect("pooled handles have a store").engines[shard];
                 let conn = if self.writer { engine.writer() } else { engine.reader() };
                 let conn = conn.map_err(|e| cache::Error::Shard(Box::new(e)))?;
+                self.store.expect("pooled").checkouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let _ = cells[shard].set(conn);
                 Ok(cells[shard].get().expect("just set"))
             }

@@ -265,12 +265,15 @@ impl DiskCacheFs {
             return Err(FsError::NotDirectory(format!("inode {parent}")));
         }
         self.check_writable(&format!("keys/{}", super::name_str(name)))?;
-        let key = {
-            let c = self.reader()?;
-            let mut st = self.state(&c);
-            self.new_key_for(&mut st, parent, name)?
-        };
-        self.create_key(&key, None, exclusive, truncate, append)
+        // One set of handles and one lock for resolving the name and
+        // creating the key.
+        let c = self.reader()?;
+        let mut st = self.state(&c);
+        let key = self.new_key_for(&mut st, parent, name)?;
+        let prefix = Self::key_dir_prefix(&st, parent)?;
+        let no_own_dir =
+            matches!(crate::fs::paths::parse_child(name.as_bytes(), &prefix), Ok(crate::fs::paths::ChildName::Part(_)));
+        self.create_key_in(&mut st, &key, None, (exclusive, truncate, append), no_own_dir)
     }
 
     /// Creates (or opens, unless `exclusive`) the file of `key` for
@@ -285,15 +288,30 @@ impl DiskCacheFs {
     ) -> Result<(Attr, u64, OpenFlags), FsError> {
         let c = self.reader()?;
         let mut st = self.state(&c);
+        self.create_key_in(&mut st, key, new_tag, (exclusive, truncate, append), false)
+    }
+
+    /// [`Self::create_key`] with the request's handles and tables the
+    /// caller already has; `no_own_dir`: the caller resolved the name to
+    /// a key, so no directory `key/` exists.
+    fn create_key_in(
+        &self,
+        st: &mut State,
+        key: &Key,
+        new_tag: Option<crate::cache::Scalar>,
+        (exclusive, truncate, append): (bool, bool, bool),
+        no_own_dir: bool,
+    ) -> Result<(Attr, u64, OpenFlags), FsError> {
         let key = key.clone();
         let name = key_to_name(&key);
-        let exists = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_some();
+        let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+        let exists = meta.is_some();
         if let Some(backed) =
             st.inodes.by_name(&name).filter(|&i| st.inodes.get(i).is_some_and(|i| i.backing.is_some()))
         {
             // Its readers read through passthrough: the writer gets an
             // inode of its own (passthrough.rs).
-            Self::supersede_backed(&mut st, backed);
+            Self::supersede_backed(st, backed);
         }
         let known = st.inodes.by_name(&name);
         let pending = known.and_then(|i| st.inodes.get(i)).is_some_and(|i| i.pending_create);
@@ -303,7 +321,7 @@ impl DiskCacheFs {
         let ino = st.inodes.ensure(&name, &key);
         st.inodes.looked_up(ino);
         if !exists {
-            self.key_dir_changed(&mut st, &key);
+            self.key_dir_changed_known(st, &key, no_own_dir);
         }
         let now = st.cache.now();
         if let Some(inode) = st.inodes.get_mut(ino) {
@@ -327,8 +345,9 @@ impl DiskCacheFs {
             handle.staging = Some(Staging::Memory(Vec::new()));
             handle.dirty = true;
         }
-        let fh = Self::new_handle(&mut st, Handle::Write(WriterSlot::new(handle)));
-        let attr = self.key_attr(&mut st, ino)?;
+        let fh = Self::new_handle(st, Handle::Write(WriterSlot::new(handle)));
+        // The row as read above: nothing committed since, the tables held.
+        let attr = self.key_attr_with(st, ino, Some(meta))?;
         Ok((attr, fh, OpenFlags::default()))
     }
 
@@ -498,22 +517,41 @@ impl DiskCacheFs {
         if !w.dirty {
             return Ok(());
         }
-        let result = self.commit(&mut w);
+        let result = self.commit(&mut w, Some(fh));
         if result.is_err() && !keep_on_failure {
             w.dirty = false;
         }
-        self.mirror(fh, &w);
-        result
+        if !matches!(result, Ok(true)) {
+            self.mirror(fh, &w);
+        }
+        result.map(drop)
     }
 
     pub fn release(&self, fh: u64) -> Result<(), FsError> {
-        let is_view = matches!(Self::target(&self.tables(), fh), Ok(Target::View));
-        if is_view {
+        let handle = {
+            let mut st = self.tables();
+            match st.handles.get(&fh) {
+                None => return Ok(()),
+                // A view's handle stays in the tables while it finishes.
+                Some(Handle::Push { .. } | Handle::Resolve(_) | Handle::Op { .. }) => None,
+                Some(Handle::Read { ino, .. }) => {
+                    // Nothing to finish: closed in this one lock.
+                    let ino = *ino;
+                    let handle = st.handles.remove(&fh);
+                    Self::closed(&mut st, ino, fh);
+                    // Its value file is closed with the tables unlocked.
+                    drop(st);
+                    drop(handle);
+                    return Ok(());
+                }
+                Some(_) => st.handles.remove(&fh),
+            }
+        };
+        let Some(handle) = handle else {
             let result = self.view_flush(fh, true);
             self.tables().handles.remove(&fh);
             return result;
-        }
-        let Some(handle) = self.tables().handles.remove(&fh) else { return Ok(()) };
+        };
         let (ino, result) = match handle {
             Handle::Read { ino, .. } => (ino, Ok(())),
             // Handled by the views above.
@@ -523,15 +561,20 @@ impl DiskCacheFs {
             }
             Handle::Write(slot) => {
                 let mut w = lock_writer(&slot.io);
-                let result = if w.dirty { self.commit(&mut w) } else { Ok(()) };
+                let result = if w.dirty { self.commit(&mut w, None).map(drop) } else { Ok(()) };
                 if let Some(staging) = w.staging.take() {
                     staging.discard(self.store.disk(w.shard));
                 }
                 (slot.ino, result)
             }
         };
-        let mut st = self.tables();
-        Self::note_passthrough_closed(&mut st, ino, fh);
+        Self::closed(&mut self.tables(), ino, fh);
+        result
+    }
+
+    /// What closing handle `fh` of inode `ino` changes in the tables.
+    fn closed(st: &mut Tables, ino: u64, fh: u64) {
+        Self::note_passthrough_closed(st, ino, fh);
         if let Some(inode) = st.inodes.get_mut(ino) {
             inode.open_handles = inode.open_handles.saturating_sub(1);
             if inode.open_handles == 0 && inode.pending_create {
@@ -540,15 +583,15 @@ impl DiskCacheFs {
             }
         }
         st.inodes.drop_if_unused(ino);
-        result
     }
 
     /// Commits a writer's copy as the entry's new value, atomically, with
     /// the attributes set while it was open (else the entry's own): value,
     /// times and tag in one transaction. The copy is prepared (linked or
     /// converted) before the write lock is asked for, and the tables are
-    /// locked only once it is held.
-    fn commit(&self, w: &mut WriteHandle) -> Result<(), FsError> {
+    /// locked only once it is held. With `fh`, the open handle's state in
+    /// the tables is updated in the same lock (returns true when it was).
+    fn commit(&self, w: &mut WriteHandle, fh: Option<u64>) -> Result<bool, FsError> {
         let (name, key, unlinked, chosen, pending_create, committed_version) = {
             let st = self.tables();
             let inode = st.inodes.get(w.ino).ok_or_else(|| FsError::NotFound(format!("inode {}", w.ino)))?;
@@ -575,7 +618,7 @@ impl DiskCacheFs {
         if unlinked {
             // Writes to an unlinked file vanish with it.
             w.dirty = false;
-            return Ok(());
+            return Ok(false);
         }
         let what = format!("keys/{name}");
         let c = self.writer()?;
@@ -667,7 +710,16 @@ impl DiskCacheFs {
             }
         };
         let empty = staging.is_empty();
+        let staged_len = Some(staging.len());
         let ino = w.ino;
+        // The open handle as the tables show it (`stat` through the mount):
+        // clean once committed.
+        let mirror_clean = |st: &mut Tables| {
+            if let Some(Handle::Write(slot)) = fh.and_then(|fh| st.handles.get_mut(&fh)) {
+                slot.dirty = false;
+                slot.staged_len = staged_len;
+            }
+        };
         let stored = self.change_with(&c, &what, Some(&[&key]), |st| {
             let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
             let (key, name, pending) = (inode.key.clone(), inode.name.clone(), inode.pending.clone());
@@ -685,6 +737,7 @@ impl DiskCacheFs {
                 if deleted && !inode.unlinked {
                     log::info!("keys/{name}: deleted while open for writing; the write is dropped");
                 }
+                mirror_clean(st);
                 return Ok(());
             }
             let expire = pending.expire_time.map_or(Keep::Keep, Keep::Set);
@@ -708,12 +761,13 @@ impl DiskCacheFs {
                 inode.pending = Default::default();
                 inode.inherited_type = keep_for_next;
             }
+            mirror_clean(st);
             Ok(())
         });
         match stored {
             Ok(()) => {
                 w.dirty = false;
-                Ok(())
+                Ok(fh.is_some())
             }
             // Logged by the adapter with the request, the inode and the
             // errno; said here what it means for the value.
@@ -755,7 +809,7 @@ impl DiskCacheFs {
                     self.materialize(spill, &mut w).map_err(|e| FsError::io(what(), e))?;
                     let staging = w.staging.as_mut().expect("materialized");
                     staging.truncate(self.store.disk(shard), size, spill).map_err(|e| FsError::io(what(), e))?;
-                    self.commit(&mut w)
+                    self.commit(&mut w, None).map(drop)
                 })();
                 if let Some(staging) = w.staging.take() {
                     staging.discard(self.store.disk(w.shard));

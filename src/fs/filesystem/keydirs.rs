@@ -176,8 +176,14 @@ impl DiskCacheFs {
     /// The directory that shows `key`'s file changed (its parent, or the
     /// directory the key itself is, where it is that directory's `%self`).
     pub(super) fn key_dir_changed(&self, st: &mut State, key: &Key) {
+        self.key_dir_changed_known(st, key, false)
+    }
+
+    /// [`Self::key_dir_changed`]; `no_own_dir`: the caller knows there is
+    /// no directory `key/` (its name was just resolved to a key).
+    pub(super) fn key_dir_changed_known(&self, st: &mut State, key: &Key, no_own_dir: bool) {
         let own = match key {
-            Key::Str(s) => Some(format!("{s}/")),
+            Key::Str(s) if !no_own_dir => Some(format!("{s}/")),
             _ => None,
         };
         let prefix = match own {
@@ -466,18 +472,18 @@ impl DiskCacheFs {
             Err(e) => return Err(e),
         };
         let name = key_to_name(&key);
-        let exists = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?.is_some();
+        let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
         let known = st.inodes.by_name(&name);
         let pending = known.and_then(|ino| st.inodes.get(ino)).is_some_and(|i| i.pending_create);
-        if !exists && !pending {
+        if meta.is_none() && !pending {
             return Err(FsError::NotFound(format!("keys/{}", crate::fs::paths::key_path(&key))));
         }
         let mut ino = st.inodes.ensure(&name, &key);
-        let mut attr = self.key_attr(st, ino)?;
+        let mut attr = self.key_attr_with(st, ino, Some(meta.clone()))?;
         if st.inodes.get(ino).is_some_and(|i| i.superseded.is_some()) {
             // Its readers keep the old inode; the name gets a new one.
             ino = st.inodes.ensure(&name, &key);
-            attr = self.key_attr(st, ino)?;
+            attr = self.key_attr_with(st, ino, Some(meta))?;
         }
         st.inodes.looked_up(ino);
         self.trim_inodes(st);

@@ -40,6 +40,11 @@ impl DiskCacheFs {
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Changes through the mount so far (see [`Self::note_local_change`]).
+    pub(super) fn local_changes(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
     /// The cache's state now; `None` when it cannot be told (then no
     /// listing is kept).
     fn listing_token(&self) -> Option<ListingToken> {

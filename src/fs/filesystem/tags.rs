@@ -62,10 +62,11 @@ impl DiskCacheFs {
         let err = |e| FsError::cache(format!("tags/{}", Self::tag_name(tag)), e);
         let name = Self::tag_name(tag);
         let now = self.tree_time();
+        let changes = self.local_changes();
         let indexed = st.cache.has_tag_index().map_err(err)?;
         if !indexed
-            && let Some((at, tags)) = &st.tags_in_use
-            && *at == now
+            && let Some((at, seen, tags)) = &st.tags_in_use
+            && (*at, *seen) == (now, changes)
         {
             return Ok(tags.contains(&name));
         }
@@ -74,7 +75,7 @@ impl DiskCacheFs {
         }
         if !indexed {
             let tags = st.cache.live_tags().map_err(err)?;
-            st.tags_in_use = Some((now, tags.iter().map(Self::tag_name).collect()));
+            st.tags_in_use = Some((now, changes, tags.iter().map(Self::tag_name).collect()));
         }
         Ok(false)
     }
