@@ -252,13 +252,15 @@ fn a_failure_is_logged_with_its_operation_inode_and_errno() {
     assert_eq!(&line, b"locked\n");
     let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(m.keys().join("big")).unwrap();
     std::io::Write::write_all(&mut f, b"new").unwrap();
+    // The inode the FLUSH is for, while the file holds it open (after the
+    // close the kernel may forget it, and a new lookup give another).
+    use std::os::unix::fs::MetadataExt;
+    let ino = f.metadata().unwrap().ino();
     // SAFETY: the descriptor is ours; close reports FLUSH's result.
     let rc = unsafe { libc::close(std::os::fd::IntoRawFd::into_raw_fd(f)) };
     let err = std::io::Error::last_os_error();
     assert_eq!((rc, err.raw_os_error()), (-1, Some(libc::EBUSY)), "close() past the timeout: {err}");
     assert!(peer.wait().unwrap().success());
-    use std::os::unix::fs::MetadataExt;
-    let ino = std::fs::metadata(m.keys().join("big")).unwrap().ino();
     let log = m.log();
     let line = log
         .lines()

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::cache::disk::Disk;
 use crate::cache::{Key, Side};
-use crate::fs::inode::ContentVersion;
+pub use crate::fs::version::ReadView;
 
 /// What a reader reads: the content at open time.
 pub enum Snapshot {
@@ -279,15 +279,6 @@ pub enum Op {
     Decr(Key),
     /// `ops/remote`: read only, the remote tier's state.
     Remote,
-}
-
-/// What a reader's snapshot was when it opened.
-#[derive(Clone, Copy, Debug)]
-pub struct ReadView {
-    pub version: ContentVersion,
-    pub len: u64,
-    pub store_time: f64,
-    pub access_time: f64,
 }
 
 impl Handle {

@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 
-use crate::cache::{EntryMeta, Key, Scalar, ValueType};
-use crate::fs::handle::ReadView;
+use crate::cache::{Key, Scalar, ValueType};
+use crate::fs::version::{Backing, ContentVersion, ReadView};
 
 pub const ROOT: u64 = 1;
 pub const KEYS_DIR: u64 = 2;
@@ -119,22 +119,6 @@ pub fn is_key_ino(ino: u64) -> bool {
     classify(ino) == Node::Key
 }
 
-/// Identifies one stored value of an entry: a new `set` (by anyone) makes
-/// a new version. Used to decide whether the kernel's cached pages and
-/// size of a file are still right.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ContentVersion {
-    rowid: i64,
-    store_time_bits: u64,
-    len: u64,
-}
-
-impl ContentVersion {
-    pub fn of(meta: &EntryMeta, len: u64) -> ContentVersion {
-        ContentVersion { rowid: meta.rowid, store_time_bits: meta.store_time.to_bits(), len }
-    }
-}
-
 /// Attribute changes made while a file is being written, applied when its
 /// content is committed (rsync sets xattrs on its still-open temporary file).
 #[derive(Clone, Debug, Default)]
@@ -191,7 +175,7 @@ pub struct KeyInode {
     pub intended_key: Option<Key>,
     /// The backing file its passthrough opens share
     /// (filesystem/passthrough.rs).
-    pub backing: Option<crate::fs::filesystem::Backing>,
+    pub backing: Option<Backing>,
     /// Holds a pinned read handle (filesystem/unopened.rs): one of its
     /// `open_handles` that does not keep the kernel from forgetting it.
     pub pinned: bool,

@@ -35,4 +35,6 @@ pub mod request_stats;
 pub mod store;
 pub mod substores;
 pub mod tree;
+pub mod types;
+pub mod version;
 pub mod xattr;

@@ -14,12 +14,13 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::{Attr, DirReplier, DiskCacheFs, FsError, Kind, ListingBatches, State, Tables, bad_name, name_str};
 use crate::cache::{EntryMeta, Key, KeyFrom};
-use crate::fs::inode::{ContentVersion, KEY_DIR_BASE, KEYS_DIR, Node, classify};
+use crate::fs::inode::{KEY_DIR_BASE, KEYS_DIR, Node, classify};
 use crate::fs::names::key_to_name;
 use crate::fs::paths::{
     ChildName, DirPrefix, Hashed, SELF_NAME, digest_of, dir_path, leaf_of, parse_child, part_name, prefix_end,
     self_key, unhashed_name,
 };
+use crate::fs::version::ContentVersion;
 
 /// What a name in a directory of `keys/` is.
 #[derive(Clone, Debug, PartialEq)]

@@ -23,16 +23,9 @@
 use std::sync::atomic::Ordering;
 
 use super::{DiskCacheFs, FsError, Tables};
-use crate::fs::handle::{Handle, ReadView, Snapshot};
-use crate::fs::inode::ContentVersion;
-
-/// An inode's backing file as the tree sees it: the version it holds and
-/// how many passthrough opens share it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backing {
-    pub version: ContentVersion,
-    pub opens: u32,
-}
+use crate::fs::handle::{Handle, Snapshot};
+pub use crate::fs::version::Backing;
+use crate::fs::version::{ContentVersion, ReadView};
 
 /// What `open` does for a reader, given the inode's backing file.
 pub(super) enum ReaderPath {

@@ -38,6 +38,9 @@ use crate::fs::intern::Interner;
 use crate::fs::names::{NameError, ParsedName, key_to_name, name_to_key};
 use crate::fs::store::StoreConn;
 
+mod actions;
+mod nodes;
+
 /// The reserved name of the integer queue (`push(prefix=None)`).
 pub const INT_QUEUE: &str = "%int";
 
@@ -161,18 +164,6 @@ fn parse_str_name(name: &OsStr) -> Result<String, FsError> {
 }
 
 impl DiskCacheFs {
-    fn view_dir_attr(&self, ino: u64) -> Attr {
-        self.dir_attr(ino)
-    }
-
-    fn view_link_attr(&self, ino: u64, target: &str, store_time: Option<f64>) -> Attr {
-        self.symlink_attr(ino, target.len(), store_time)
-    }
-
-    fn view_file_attr(&self, ino: u64, len: usize, writable: bool) -> Attr {
-        self.control_attr(ino, len, writable)
-    }
-
     pub(super) fn classify(st: &Tables, parent: u64, name: &str) -> Result<Node, FsError> {
         let invalid = |reason: &str| FsError::InvalidName { name: name.to_string(), reason: reason.to_string() };
         if parent == INCR_DIR || parent == DECR_DIR {
@@ -218,90 +209,6 @@ impl DiskCacheFs {
             None => Err(FsError::NotDirectory(format!("inode {parent}"))),
         }
     }
-
-    fn queue_link_target(key: &Key) -> String {
-        format!("../../keys/{}", crate::fs::paths::key_path(key))
-    }
-
-    fn task_link_target(key: &str) -> String {
-        format!("../../../keys/{}", crate::fs::paths::key_path(&Key::Str(key.to_string())))
-    }
-
-    /// A live entry's store time; `None` when it is not there.
-    fn store_time(st: &State, key: &Key) -> Result<Option<f64>, FsError> {
-        let meta = st.cache.entry_meta(key).map_err(|e| FsError::cache(format!("keys/{}", key_to_name(key)), e))?;
-        Ok(meta.map(|m| m.store_time))
-    }
-
-    /// The JSON rendering of a task entry's outputs (`HASH.json`).
-    fn task_json(st: &State, key: &str) -> Result<Vec<u8>, FsError> {
-        let what = format!("keys/{}", str_name(key));
-        let value = st
-            .cache
-            .get(&Key::Str(key.to_string()))
-            .map_err(|e| FsError::cache(what.clone(), e))?
-            .ok_or_else(|| FsError::NotFound(what.clone()))?;
-        let bytes = match value {
-            Value::Bytes(b) => b,
-            other => {
-                return Err(FsError::InvalidValue {
-                    what,
-                    reason: format!("a {} value, not serialized outputs", other.type_name()),
-                });
-            }
-        };
-        let map = decode_literal_map(&bytes)
-            .map_err(|e| FsError::InvalidValue { what: what.clone(), reason: e.to_string() })?;
-        let mut text = serde_json::to_vec_pretty(&literal_map_to_json(&map)).unwrap_or_default();
-        text.push(b'\n');
-        Ok(text)
-    }
-
-    /// A node's attributes, `ENOENT` when it does not exist (now).
-    fn node_attr(&self, st: &mut State, ino: u64, parent: u64, name: &str) -> Result<Attr, FsError> {
-        let gone = || FsError::NotFound(name.to_string());
-        match Self::classify(st, parent, name)? {
-            Node::QueueItem { key } => match Self::store_time(st, &key)? {
-                Some(t) => Ok(self.view_link_attr(ino, &Self::queue_link_target(&key), Some(t))),
-                None if st.views.restored_links.contains(&ino) => {
-                    Ok(self.view_link_attr(ino, &Self::queue_link_target(&key), None))
-                }
-                None => Err(gone()),
-            },
-            Node::TaskEntry { key } => match Self::store_time(st, &Key::Str(key.clone()))? {
-                Some(t) => Ok(self.view_link_attr(ino, &Self::task_link_target(&key), Some(t))),
-                None if st.views.restored_links.contains(&ino) => {
-                    Ok(self.view_link_attr(ino, &Self::task_link_target(&key), None))
-                }
-                None => Err(gone()),
-            },
-            Node::TaskJson { key } => Ok(self.view_file_attr(ino, Self::task_json(st, &key)?.len(), false)),
-            Node::Pull { .. } => Ok(self.view_file_attr(ino, 0, false)),
-            Node::PushFile { .. } => {
-                let pushing = st.handles.values().any(|h| matches!(h, Handle::Push { ino: i, .. } if *i == ino));
-                if pushing { Ok(self.view_file_attr(ino, 0, true)) } else { Err(gone()) }
-            }
-            Node::Resolver { .. } => Ok(self.view_file_attr(ino, 0, true)),
-            Node::Counter { key, .. } => {
-                let len = match Self::counter_text(st, &key) {
-                    Ok(text) => text.len(),
-                    Err(FsError::NotFound(_)) => 0,
-                    Err(e) => return Err(e),
-                };
-                Ok(self.view_file_attr(ino, len, true))
-            }
-        }
-    }
-
-    /// A counter's value as its key's file shows it.
-    fn counter_text(st: &State, key: &Key) -> Result<Vec<u8>, FsError> {
-        let what = format!("keys/{}", key_to_name(key));
-        let value = st.cache.get(key).map_err(|e| FsError::cache(what.clone(), e))?.ok_or(FsError::NotFound(what))?;
-        Ok(value_content(&value))
-    }
-
-    // -----------------------------------------------------------------------
-    // Entry points, called by filesystem.rs for view inodes.
 
     pub(super) fn view_lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
         let c = self.reader()?;
@@ -689,45 +596,6 @@ impl DiskCacheFs {
         }
     }
 
-    /// Computes a resolver's answer from the inputs written to it: (task,
-    /// version, inputs, ignored names, whether the key is wanted).
-    /// `after_miss`: the outputs of a key the cache lacks, from elsewhere
-    /// (the remote tier, filesystem/remote.rs).
-    fn resolve(
-        cache: &StoreConn,
-        store: &crate::fs::store::Store,
-        (task, version, input, ignore, want_key): (String, String, Vec<u8>, Vec<String>, bool),
-        after_miss: impl FnOnce(&str) -> Option<Vec<u8>>,
-    ) -> Result<Vec<u8>, FsError> {
-        let what = format!("task/{}/{}", str_name(&task), str_name(&version));
-        let key = cache_key(&task, &version, &input, &ignore).map_err(|e| FsError::InvalidValue {
-            what: format!("{what}: the inputs written"),
-            reason: e.to_string(),
-        })?;
-        if want_key {
-            return Ok(format!("{key}\n").into_bytes());
-        }
-        // A get, as flytekit's: its bookkeeping is noted for later.
-        let opened = cache.open_raw(&Key::Str(key.clone())).map_err(|e| FsError::cache(what.clone(), e))?;
-        store.note_get(cache, &Key::Str(key.clone()), opened.as_ref().map(|(meta, _)| meta.rowid));
-        let Some((meta, content)) = opened else {
-            return after_miss(&key)
-                .ok_or_else(|| FsError::NotFound(format!("{what}: no cached outputs for these inputs ({key})")));
-        };
-        let not_outputs = |type_name: &str| FsError::InvalidValue {
-            what: format!("keys/{}", str_name(&key)),
-            reason: format!("a {type_name} value, not serialized outputs"),
-        };
-        if meta.value_type() != ValueType::Bytes {
-            return Err(not_outputs(meta.value_type().name()));
-        }
-        match content {
-            RawContent::Inline(Scalar::Bytes(b)) => Ok(b),
-            RawContent::File(f) => Snapshot::File(f).read_all().map_err(|e| FsError::io(what, e)),
-            _ => Err(not_outputs("non-bytes")),
-        }
-    }
-
     pub(super) fn view_write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError> {
         let write_at = |buf: &mut Vec<u8>, offset: u64, data: &[u8]| -> Result<(), FsError> {
             let end = (offset as usize).checked_add(data.len()).filter(|e| *e <= 1 << 30).ok_or_else(|| {
@@ -767,67 +635,6 @@ impl DiskCacheFs {
                 Ok(data.len())
             }
             _ => Err(FsError::BadHandle(fh)),
-        }
-    }
-
-    fn run_check(cache: &StoreConn, fix: bool) -> Result<Vec<u8>, FsError> {
-        let warnings = cache.check(fix).map_err(|e| FsError::cache("ops/check", e))?;
-        let list: Vec<serde_json::Value> = warnings
-            .iter()
-            .map(|w| serde_json::json!({"kind": format!("{:?}", w.kind), "message": w.message}))
-            .collect();
-        let mut text =
-            serde_json::to_vec_pretty(&serde_json::json!({"fixed": fix, "warnings": list})).unwrap_or_default();
-        text.push(b'\n');
-        Ok(text)
-    }
-
-    /// One write to a file in `ops/`: one run of its operation.
-    fn run_op(cache: &StoreConn, op: &Op, data: &[u8]) -> Result<Vec<u8>, FsError> {
-        let text = std::str::from_utf8(data)
-            .map_err(|_| FsError::InvalidValue { what: "ops".into(), reason: "not text".into() })?
-            .trim();
-        let removed = |what: &str, n: Result<u64, crate::cache::Error>| -> Result<Vec<u8>, FsError> {
-            let n = n.map_err(|e| FsError::cache(format!("ops/{what}"), e))?;
-            Ok(format!("{{\"removed\": {n}}}\n").into_bytes())
-        };
-        match op {
-            Op::Expire => removed("expire", cache.expire(None)),
-            Op::Cull => removed("cull", cache.cull()),
-            Op::Clear => removed("clear", cache.clear()),
-            Op::Check => match text {
-                "" | "check" => Self::run_check(cache, false),
-                "fix" => Self::run_check(cache, true),
-                other => Err(FsError::InvalidValue {
-                    what: "ops/check".into(),
-                    reason: format!("{other:?}: write nothing (or \"check\") to check, \"fix\" to fix"),
-                }),
-            },
-            Op::Remote => Err(FsError::AccessDenied("ops/remote: read only".into())),
-            Op::Incr(key) | Op::Decr(key) => {
-                let what =
-                    format!("ops/{}/{}", if matches!(op, Op::Incr(_)) { "incr" } else { "decr" }, key_to_name(key));
-                let delta: i64 = if text.is_empty() {
-                    1
-                } else {
-                    text.parse().map_err(|_| FsError::InvalidValue {
-                        what: what.clone(),
-                        reason: format!("{text:?} is not an integer delta"),
-                    })?
-                };
-                let result = match op {
-                    Op::Incr(_) => cache.incr(key, delta, Some(0)),
-                    _ => cache.decr(key, delta, Some(0)),
-                }
-                .map_err(|e| FsError::cache(what, e))?;
-                let value = match result {
-                    crate::cache::Number::Int(i) => Value::Int(i),
-                    crate::cache::Number::Float(f) => Value::Float(f),
-                };
-                let mut out = value_content(&value);
-                out.push(b'\n');
-                Ok(out)
-            }
         }
     }
 

@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 
 use super::{DiskCacheFs, Invalidation, State};
 use crate::cache::Key;
-use crate::fs::inode::{ContentVersion, KEY_DIR_BASE, KEYS_DIR, ROOT, SETTINGS_DIR, STATS, TAG_DIR_BASE, TAGS_DIR};
+use crate::fs::inode::{KEY_DIR_BASE, KEYS_DIR, ROOT, SETTINGS_DIR, STATS, TAG_DIR_BASE, TAGS_DIR};
 use crate::fs::paths::{leaf_of, self_key};
 use crate::fs::store::{Store, StoreConn};
+use crate::fs::version::ContentVersion;
 
 /// How often the watcher looks for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_millis(100);
