@@ -31,10 +31,9 @@ use crate::fs::content::content_len;
 use crate::fs::control::{is_metadata, parse_setting, setting_text, stats_text};
 use crate::fs::error::FsError;
 use crate::fs::handle::{Handle, ReadView, WriterSlot};
-use crate::fs::inode::FLYTE2_DIR;
 use crate::fs::inode::{
-    FIRST_KEY_INODE, FIRST_SETTING, InodeTable, KEYS_DIR, Node, OPS_DIR, QUEUES_DIR, ROOT, SETTINGS_DIR, STATS,
-    TAGS_DIR, TASK_DIR, classify, is_tag_ino, is_view_ino,
+    FIRST_KEY_INODE, FIRST_SETTING, InodeTable, Node, ROOT, SETTINGS_DIR, STATS, TAGS_DIR, classify, is_tag_ino,
+    is_view_ino,
 };
 use crate::fs::intern::Interner;
 use crate::fs::names::{HASHED_PREFIX, NAME_MAX, NameError, ParsedName, key_to_name, matches_hash, name_to_key};
@@ -55,6 +54,7 @@ mod namespace;
 mod passthrough;
 mod remote;
 mod requests;
+mod root;
 mod tags;
 mod unopened;
 mod views;
@@ -136,7 +136,7 @@ impl DerefMut for State<'_, '_> {
 pub struct DiskCacheFs {
     config: FsConfig,
     /// Where names to forget go (a thread sends the notifications).
-    forget_requests: Mutex<Option<std::sync::mpsc::Sender<Invalidation>>>,
+    invalidator: crate::fs::invalidator::Invalidator,
     /// What the mount has served, shown in `stats` once the mount sets it.
     request_stats: std::sync::OnceLock<std::sync::Arc<RequestStats>>,
     directory: PathBuf,
@@ -154,8 +154,10 @@ pub struct DiskCacheFs {
     /// added to or removed from the directory through the mount. A leaf
     /// lock: nothing is taken while it is held.
     dir_times: Mutex<HashMap<u64, (SystemTime, SystemTime)>>,
-    /// The change watcher's handle and position (watch.rs); only its
-    /// thread takes this lock.
+    /// The change watcher's handle and position (watch.rs): its thread
+    /// takes this lock, and so do OPENDIR and READDIR of keys/ on a
+    /// read-write mount, for the listing token (listing_cache.rs). A leaf
+    /// lock.
     watch_state: Mutex<Option<watch::WatchState>>,
     /// Bumped by every change through the mount (listing_cache.rs).
     generation: std::sync::atomic::AtomicU64,
@@ -197,7 +199,7 @@ impl DiskCacheFs {
         // failure is tried again, and logged, by the watcher.
         let watch_state = if config.reads_unopened { Self::open_watch_state(&store).ok() } else { None };
         DiskCacheFs {
-            forget_requests: Mutex::new(None),
+            invalidator: Default::default(),
             request_stats: std::sync::OnceLock::new(),
             directory,
             config,
@@ -236,7 +238,7 @@ impl DiskCacheFs {
     /// Where to send the (directory inode, name) pairs the kernel should
     /// forget (`inval_entry`).
     pub fn set_forget_requests(&self, tx: std::sync::mpsc::Sender<Invalidation>) {
-        *self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        self.invalidator.connect(tx);
     }
 
     /// The requests `stats` reports (see [`Tree::set_request_stats`]).
@@ -254,22 +256,25 @@ impl DiskCacheFs {
         if excess == 0 {
             return;
         }
-        let tx = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(tx) = tx else { return };
-        for key in st.inodes.forget_candidates(excess) {
-            let (prefix, leaf) = crate::fs::paths::leaf_of(&key);
-            let dir = Self::key_dir_ino(st, prefix);
-            let _ = tx.send(Invalidation::Entry { parent: dir, name: leaf });
+        if !self.invalidator.is_connected() {
+            return;
         }
+        let requests: Vec<Invalidation> = st
+            .inodes
+            .forget_candidates(excess)
+            .into_iter()
+            .map(|key| {
+                let (prefix, leaf) = crate::fs::paths::leaf_of(&key);
+                Invalidation::Entry { parent: Self::key_dir_ino(st, prefix), name: leaf }
+            })
+            .collect();
+        self.invalidator.send(requests);
     }
 
     /// Asks the kernel to drop what it caches of `ino` (see
     /// [`Invalidation`]).
     fn request_invalidation(&self, ino: u64) {
-        let tx = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(tx) = tx {
-            let _ = tx.send(Invalidation::Inode(ino));
-        }
+        self.invalidator.send([Invalidation::Inode(ino)]);
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -358,13 +363,6 @@ impl DiskCacheFs {
                 Err(FsError::cache(what, e))
             }
         }
-    }
-
-    /// Whether the root shows `name`: a FanoutCache has no queues (no
-    /// push or pull), no Flyte task cache and no Flyte 2 tables, so its
-    /// root has no `queues/`, `task/` or `flyte2/`.
-    fn in_root(&self, name: &OsStr) -> bool {
-        !(self.store.is_sharded() && [&"queues", &"task", &"flyte2"].iter().any(|n| name == **n))
     }
 
     /// The one cache of a plain store (see [`StoreConn::single`]).

@@ -26,6 +26,7 @@ pub mod grammar;
 pub mod handle;
 pub mod inode;
 pub mod intern;
+pub mod invalidator;
 pub mod mount;
 pub mod names;
 pub mod paths;

@@ -14,7 +14,6 @@
 //! (directory, name) for the daemon's life.
 
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 use super::{Attr, DirReplier, DiskCacheFs, Kind, OpenFlags, Tables, name_str};
@@ -207,10 +206,5 @@ impl DiskCacheFs {
             (_, Err(e)) => Err(e),
             _ => Err(FsError::NotPermitted(format!("flyte2/{}: only entries can be removed", name_str(name)))),
         }
-    }
-
-    /// Whether `name` in the root is `flyte2`.
-    pub(super) fn is_flyte2_name(name: &OsStr) -> bool {
-        name.as_bytes() == b"flyte2"
     }
 }

@@ -51,13 +51,15 @@ impl DiskCacheFs {
         if excess == 0 {
             return;
         }
-        let tx = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(tx) = tx else { return };
-        let oldest: Vec<(Scalar, String)> = st.tag_links.oldest_held(excess).into_iter().cloned().collect();
-        for (tag, name) in oldest {
-            let parent = Self::tag_dir_ino(st, &tag);
-            let _ = tx.send(Invalidation::Entry { parent, name });
+        if !self.invalidator.is_connected() {
+            return;
         }
+        let oldest: Vec<(Scalar, String)> = st.tag_links.oldest_held(excess).into_iter().cloned().collect();
+        let requests: Vec<Invalidation> = oldest
+            .into_iter()
+            .map(|(tag, name)| Invalidation::Entry { parent: Self::tag_dir_ino(st, &tag), name })
+            .collect();
+        self.invalidator.send(requests);
     }
 
     /// Drops the names nobody holds, past the bound (see the module doc).

@@ -69,18 +69,13 @@ impl DiskCacheFs {
         }
         match ino {
             ROOT => {
-                for (next, ino, name) in [
-                    (3, KEYS_DIR, "keys"),
-                    (4, TAGS_DIR, "tags"),
-                    (5, QUEUES_DIR, "queues"),
-                    (6, TASK_DIR, "task"),
-                    (7, FLYTE2_DIR, "flyte2"),
-                ] {
-                    if !self.in_root(OsStr::new(name)) {
+                for (i, entry) in root::ROOT_NAMES.iter().enumerate() {
+                    let next = i as u64 + 3;
+                    if !entry.listed || !self.root_has(entry) || offset >= next {
                         continue;
                     }
-                    let attr = self.dir_attr(ino);
-                    if offset < next && out.add(ino, next, Kind::Directory, OsStr::new(name), plus.then_some(&attr)) {
+                    let attr = self.dir_attr(entry.ino);
+                    if out.add(entry.ino, next, Kind::Directory, OsStr::new(entry.name), plus.then_some(&attr)) {
                         return Ok(());
                     }
                 }

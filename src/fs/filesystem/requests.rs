@@ -26,24 +26,19 @@ impl DiskCacheFs {
         if classify(parent) == Node::Flyte2 {
             return self.flyte2_lookup(parent, name);
         }
-        if parent == ROOT && !self.in_root(name) {
-            return Err(FsError::NotFound(name_str(name)));
-        }
-        if parent == ROOT && Self::is_flyte2_name(name) {
-            return Ok(self.dir_attr(FLYTE2_DIR));
-        }
-        // The root's directories are constants: no handle, no lock.
-        let fixed = [("keys", KEYS_DIR), ("queues", QUEUES_DIR), ("task", TASK_DIR), ("ops", OPS_DIR)];
-        let fixed = fixed.into_iter().chain([("settings", SETTINGS_DIR), ("tags", TAGS_DIR)]);
-        if parent == ROOT
-            && let Some((_, ino)) = fixed.clone().find(|(n, _)| name == *n)
-        {
-            return Ok(self.dir_attr(ino));
+        if parent == ROOT {
+            let entry = self.root_name(name).ok_or_else(|| FsError::NotFound(name_str(name)))?;
+            if entry.ino != STATS {
+                // The root's directories are constants: no handle, no lock.
+                return Ok(self.dir_attr(entry.ino));
+            }
+            let c = self.reader()?;
+            let st = self.state(&c);
+            return self.control_getattr(&st, STATS);
         }
         let c = self.reader()?;
         let mut st = self.state(&c);
         match parent {
-            ROOT if name == "stats" => self.control_getattr(&st, STATS),
             TAGS_DIR => {
                 let tag = self
                     .find_tag(&mut st, name)?
@@ -57,7 +52,6 @@ impl DiskCacheFs {
                 let ino = Self::tag_link_ino(&mut st, &tag, &name_str(name));
                 self.tag_getattr(&mut st, ino)
             }
-            ROOT => Err(FsError::NotFound(name_str(name))),
             SETTINGS_DIR => {
                 let text = name.to_str().map(|n| Self::setting_bytes(&st, n)).transpose()?.flatten();
                 let text = text.ok_or_else(|| FsError::NotFound(format!("settings/{}", name_str(name))))?;

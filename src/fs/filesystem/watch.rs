@@ -137,12 +137,7 @@ impl DiskCacheFs {
     }
 
     fn send_invalidations(&self, requests: Vec<Invalidation>) {
-        let tx = self.forget_requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(tx) = tx {
-            for request in requests {
-                let _ = tx.send(request);
-            }
-        }
+        self.invalidator.send(requests);
     }
 
     /// `stats`' pin dropped, and its inode to invalidate, when the kernel's
