@@ -249,9 +249,9 @@ impl Cache {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        if self.txn_depth.get() > 0 {
-            return Err(Error::CorruptRow { rowid: 0, reason: "begin inside a transaction".into() });
-        }
+        // A caller's bug, not the cache's: refused rather than nested,
+        // since `end` could not tell whose transaction it ends.
+        assert_eq!(self.txn_depth.get(), 0, "Cache::begin inside a transaction");
         if let Err(e) = self.begin_immediate() {
             self.discard_written();
             return Err(e);

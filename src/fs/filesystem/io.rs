@@ -350,7 +350,11 @@ impl DiskCacheFs {
         }
         let fh = Self::new_handle(st, Handle::Write(WriterSlot::new(handle)));
         // The row as read above: nothing committed since, the tables held.
-        let attr = self.key_attr_with(st, ino, Some(meta))?;
+        let row = meta.map(|m| {
+            let len = Self::entry_len(st.cache, &m);
+            (m, len)
+        });
+        let attr = self.key_attr_with(st, ino, Some(row))?;
         Ok((attr, fh, OpenFlags::default()))
     }
 

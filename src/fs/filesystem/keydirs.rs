@@ -472,19 +472,72 @@ impl DiskCacheFs {
             }
             Err(e) => return Err(e),
         };
-        let name = key_to_name(&key);
-        let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+        let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{}", key_to_name(&key)), e))?;
+        let row = meta.map(|m| {
+            let len = Self::entry_len(st.cache, &m);
+            (m, len)
+        });
+        self.give_key(st, &key, row)
+    }
+
+    /// LOOKUP in a directory of `keys/`, its SQL and value-file `stat` run
+    /// with the tables unlocked: they are locked to read the directory's
+    /// prefix, and again to give the inode. (A `%sha256:` name, which may
+    /// need a listing to resolve, goes the way of [`Self::lookup_in_keys`].)
+    /// The row read is the entry as of this request, as any LOOKUP's is.
+    pub(super) fn lookup_in_keys_unlocked(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        let c = self.reader()?;
+        let (prefix, child, made) = {
+            let st = self.tables();
+            let prefix = Self::key_dir_prefix(&st, parent)?;
+            let child = parse_child(name.as_bytes(), &prefix);
+            let made = match &child {
+                Ok(ChildName::Part(part)) => Self::made_under(&st, &format!("{prefix}{part}/"), true),
+                _ => false,
+            };
+            (prefix, child, made)
+        };
+        let key = match child {
+            Ok(ChildName::Part(part)) => {
+                let dir = format!("{prefix}{part}/");
+                let what = || format!("keys/{}", dir_path(&dir));
+                if made || c.has_live_str_key_in(&dir, &prefix_end(&dir)).map_err(|e| FsError::cache(what(), e))? {
+                    let ino = Self::key_dir_ino(&mut self.tables(), &dir);
+                    return Ok(self.dir_attr(ino));
+                }
+                Key::Str(format!("{prefix}{part}"))
+            }
+            Ok(ChildName::SelfKey) => self_key(&prefix).unwrap_or(Key::Str(String::new())),
+            Ok(ChildName::Flat(key)) => key,
+            Ok(ChildName::Hashed(_)) | Err(_) => {
+                let mut st = self.state(&c);
+                return self.lookup_in_keys(&mut st, parent, name);
+            }
+        };
+        let meta = c.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{}", key_to_name(&key)), e))?;
+        let row = meta.map(|m| {
+            let len = Self::entry_len(&c, &m);
+            (m, len)
+        });
+        let mut st = self.state(&c);
+        self.give_key(&mut st, &key, row)
+    }
+
+    /// The reply of a LOOKUP that found `key` (its `row` as read): its
+    /// inode, counted as given to the kernel.
+    fn give_key(&self, st: &mut State, key: &Key, row: Option<(EntryMeta, u64)>) -> Result<Attr, FsError> {
+        let name = key_to_name(key);
         let known = st.inodes.by_name(&name);
         let pending = known.and_then(|ino| st.inodes.get(ino)).is_some_and(|i| i.pending_create);
-        if meta.is_none() && !pending {
-            return Err(FsError::NotFound(format!("keys/{}", crate::fs::paths::key_path(&key))));
+        if row.is_none() && !pending {
+            return Err(FsError::NotFound(format!("keys/{}", crate::fs::paths::key_path(key))));
         }
-        let mut ino = st.inodes.ensure(&name, &key);
-        let mut attr = self.key_attr_with(st, ino, Some(meta.clone()))?;
+        let mut ino = st.inodes.ensure(&name, key);
+        let mut attr = self.key_attr_with(st, ino, Some(row.clone()))?;
         if st.inodes.get(ino).is_some_and(|i| i.superseded.is_some()) {
             // Its readers keep the old inode; the name gets a new one.
-            ino = st.inodes.ensure(&name, &key);
-            attr = self.key_attr_with(st, ino, Some(meta))?;
+            ino = st.inodes.ensure(&name, key);
+            attr = self.key_attr_with(st, ino, Some(row))?;
         }
         st.inodes.looked_up(ino);
         self.trim_inodes(st);

@@ -48,13 +48,13 @@ impl DiskCacheFs {
         self.key_attr_with(st, ino, None)
     }
 
-    /// [`Self::key_attr`], with the entry's row when the caller has just
-    /// read it under the same lock (`Some(None)`: there is none).
+    /// [`Self::key_attr`], with the entry's row and content length as the
+    /// caller read them for this request (`Some(None)`: there is none).
     pub(super) fn key_attr_with(
         &self,
         st: &mut State,
         ino: u64,
-        read: Option<Option<EntryMeta>>,
+        read: Option<Option<(EntryMeta, u64)>>,
     ) -> Result<Attr, FsError> {
         let inode = st.inodes.get(ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
         if let Some(view) = inode.superseded {
@@ -65,13 +65,19 @@ impl DiskCacheFs {
         let pending_create = inode.pending_create;
         let unlinked = inode.unlinked;
         let staged = Self::writer_of(st, ino).and_then(|w| w.staged_len.map(|len| (len, w.dirty)));
-        let meta = match read {
+        let row = match read {
             _ if unlinked => None,
-            Some(meta) => meta,
-            None => st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?,
+            Some(row) => row,
+            None => {
+                let meta = st.cache.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{name}"), e))?;
+                meta.map(|m| {
+                    let len = Self::entry_len(st.cache, &m);
+                    (m, len)
+                })
+            }
         };
         let now = st.cache.now();
-        let mut attr = match (meta, staged) {
+        let mut attr = match (row, staged) {
             (_, Some((len, true))) => {
                 // A dirty writer: its copy is what this file is now (a new
                 // file, until written to, has the time of its create).
@@ -80,8 +86,7 @@ impl DiskCacheFs {
                 let base = inode.and_then(|i| i.created_at).filter(|_| len == 0).unwrap_or(now);
                 self.file_attr(ino, len, store.unwrap_or(base), access.unwrap_or(base))
             }
-            (Some(meta), _) => {
-                let len = Self::entry_len(st.cache, &meta);
+            (Some((meta, len)), _) => {
                 if let Some(view) = Self::note_version(st, ino, ContentVersion::of(&meta, len)) {
                     return Ok(self.file_attr(ino, view.len, view.store_time, view.access_time));
                 }

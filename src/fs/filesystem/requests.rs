@@ -36,6 +36,9 @@ impl DiskCacheFs {
             let st = self.state(&c);
             return self.control_getattr(&st, STATS);
         }
+        if Self::is_key_dir(parent) {
+            return self.lookup_in_keys_unlocked(parent, name);
+        }
         let c = self.reader()?;
         let mut st = self.state(&c);
         match parent {
