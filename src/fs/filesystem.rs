@@ -164,6 +164,8 @@ pub struct DiskCacheFs {
     /// The state each directory's last listing began from, by inode
     /// (listing_cache.rs). A leaf lock.
     listed: Mutex<HashMap<u64, listing_cache::ListingToken>>,
+    /// Comparisons the change watcher began (watch.rs).
+    watch_passes: std::sync::atomic::AtomicU64,
     /// Times the tables lock was taken (`stats`' `internals`).
     tables_locks: std::sync::atomic::AtomicU64,
     /// Passthrough is on (the kernel took it at INIT).
@@ -230,6 +232,7 @@ impl DiskCacheFs {
             generation: Default::default(),
             listed: Mutex::new(HashMap::new()),
             tables_locks: Default::default(),
+            watch_passes: Default::default(),
             passthrough: Default::default(),
             remote: std::sync::OnceLock::new(),
         }

@@ -180,12 +180,17 @@ pub enum Hashed {
 }
 
 /// Inode numbers of the directories under `keys/`: an index per prefix,
-/// kept for the daemon's life and moved by directory renames.
+/// moved by directory renames, kept while the kernel holds the inode (as
+/// the interner's names are: src/fs/intern.rs), and reused once freed.
 #[derive(Debug, Default)]
 pub struct DirInodes {
-    /// By index; `None` once replaced by a rename onto it.
+    /// By index; `None` once replaced by a rename onto it, or freed.
     prefixes: Vec<Option<String>>,
     index: HashMap<String, usize>,
+    /// Lookups the kernel holds, by index.
+    lookups: Vec<u64>,
+    /// Indexes free for reuse.
+    free: Vec<usize>,
 }
 
 impl DirInodes {
@@ -199,9 +204,63 @@ impl DirInodes {
         if let Some(&i) = self.index.get(prefix) {
             return i;
         }
-        self.prefixes.push(Some(prefix.to_string()));
-        self.index.insert(prefix.to_string(), self.prefixes.len() - 1);
-        self.prefixes.len() - 1
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.prefixes[i] = Some(prefix.to_string());
+                self.lookups[i] = 0;
+                i
+            }
+            None => {
+                self.prefixes.push(Some(prefix.to_string()));
+                self.lookups.push(0);
+                self.prefixes.len() - 1
+            }
+        };
+        self.index.insert(prefix.to_string(), i);
+        i
+    }
+
+    /// The kernel was given directory `index`'s inode once more.
+    pub fn looked_up(&mut self, index: usize) {
+        if let Some(n) = self.lookups.get_mut(index) {
+            *n += 1;
+        }
+    }
+
+    /// The kernel forgot `n` lookups of directory `index`; its number is
+    /// free once none are left.
+    pub fn forget(&mut self, index: usize, n: u64) {
+        let Some(count) = self.lookups.get_mut(index) else { return };
+        if *count == 0 {
+            return;
+        }
+        *count = count.saturating_sub(n);
+        if *count == 0 {
+            self.release(index);
+        }
+    }
+
+    fn release(&mut self, index: usize) {
+        if let Some(prefix) = self.prefixes[index].take()
+            && self.index.get(&prefix) == Some(&index)
+        {
+            self.index.remove(&prefix);
+        }
+        self.free.push(index);
+    }
+
+    /// Frees every directory the kernel does not hold once more than
+    /// `unheld` gathered (see src/fs/intern.rs).
+    pub fn trim(&mut self, unheld: usize) {
+        let idle: Vec<usize> = (0..self.prefixes.len())
+            .filter(|&i| self.lookups[i] == 0 && (self.prefixes[i].is_some() || !self.free.contains(&i)))
+            .collect();
+        if idle.len() <= unheld {
+            return;
+        }
+        for i in idle {
+            self.release(i);
+        }
     }
 
     pub fn prefix(&self, index: usize) -> Option<&str> {

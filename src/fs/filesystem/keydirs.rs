@@ -487,6 +487,7 @@ impl DiskCacheFs {
     /// The row read is the entry as of this request, as any LOOKUP's is.
     pub(super) fn lookup_in_keys_unlocked(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
         let c = self.reader()?;
+        let pass = self.watch_passes.load(std::sync::atomic::Ordering::Acquire);
         let (prefix, child, made) = {
             let st = self.tables();
             let prefix = Self::key_dir_prefix(&st, parent)?;
@@ -501,9 +502,16 @@ impl DiskCacheFs {
             Ok(ChildName::Part(part)) => {
                 let dir = format!("{prefix}{part}/");
                 let what = || format!("keys/{}", dir_path(&dir));
-                if made || c.has_live_str_key_in(&dir, &prefix_end(&dir)).map_err(|e| FsError::cache(what(), e))? {
-                    let ino = Self::key_dir_ino(&mut self.tables(), &dir);
-                    return Ok(self.dir_attr(ino));
+                let live = || c.has_live_str_key_in(&dir, &prefix_end(&dir)).map_err(|e| FsError::cache(what(), e));
+                if made || live()? {
+                    let mut st = self.tables();
+                    // As for a key below: a watcher pass since, re-read.
+                    let passed = self.watch_passes.load(std::sync::atomic::Ordering::Acquire) != pass;
+                    if !passed || made || live()? {
+                        let ino = Self::key_dir_ino(&mut st, &dir);
+                        drop(st);
+                        return Ok(self.dir_attr(ino));
+                    }
                 }
                 Key::Str(format!("{prefix}{part}"))
             }
@@ -514,12 +522,21 @@ impl DiskCacheFs {
                 return self.lookup_in_keys(&mut st, parent, name);
             }
         };
-        let meta = c.entry_meta(&key).map_err(|e| FsError::cache(format!("keys/{}", key_to_name(&key)), e))?;
-        let row = meta.map(|m| {
+        let what = || format!("keys/{}", key_to_name(&key));
+        let meta = c.entry_meta(&key).map_err(|e| FsError::cache(what(), e))?;
+        let mut row = meta.map(|m| {
             let len = Self::entry_len(&c, &m);
             (m, len)
         });
         let mut st = self.state(&c);
+        if self.watch_passes.load(std::sync::atomic::Ordering::Acquire) != pass {
+            // The change watcher compared the kernel's keys meanwhile,
+            // without this one: the row read may be older than its pass.
+            row = st.cache.entry_meta(&key).map_err(|e| FsError::cache(what(), e))?.map(|m| {
+                let len = Self::entry_len(st.cache, &m);
+                (m, len)
+            });
+        }
         self.give_key(&mut st, &key, row)
     }
 

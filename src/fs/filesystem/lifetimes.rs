@@ -1,6 +1,6 @@
 //! How long the inodes of names other than keys live (intern.rs): tag
 //! directories and links, settings, view directories and nodes, flyte2
-//! files. Each counts the lookups the kernel was given of it and goes when
+//! files, directories of keys/ (`paths::DirInodes`). Each counts the lookups the kernel was given of it and goes when
 //! the kernel forgets them all; names shown but never given (a plain
 //! READDIR) are dropped in bulk past [`UNHELD_NAMES`]. Key inodes have a
 //! policy of their own (`InodeTable`, with `--max-inodes`).
@@ -9,7 +9,9 @@ use std::ffi::OsStr;
 
 use super::{Attr, DirReplier, DiskCacheFs, Invalidation, Kind, Tables};
 use crate::cache::Scalar;
-use crate::fs::inode::{FIRST_SETTING, FLYTE2_NODE_BASE, Node, TAG_DIR_BASE, TAG_LINK_BASE, VIEW_DIR_BASE, classify};
+use crate::fs::inode::{
+    FIRST_SETTING, FLYTE2_NODE_BASE, KEY_DIR_BASE, Node, TAG_DIR_BASE, TAG_LINK_BASE, VIEW_DIR_BASE, classify,
+};
 
 /// Names of each kind kept while the kernel holds none of them, before
 /// they are dropped together.
@@ -25,6 +27,7 @@ impl DiskCacheFs {
             Node::Setting => st.settings.looked_up((ino - FIRST_SETTING) as usize),
             Node::Flyte2 if ino >= FLYTE2_NODE_BASE => st.flyte2.looked_up((ino - FLYTE2_NODE_BASE) as usize),
             Node::View if ino >= VIEW_DIR_BASE => st.views.looked_up(ino),
+            Node::KeyDir => st.key_dirs.looked_up((ino - KEY_DIR_BASE) as usize),
             _ => {}
         }
     }
@@ -37,6 +40,7 @@ impl DiskCacheFs {
             Node::Setting => st.settings.forget((ino - FIRST_SETTING) as usize, n),
             Node::Flyte2 if ino >= FLYTE2_NODE_BASE => st.flyte2.forget((ino - FLYTE2_NODE_BASE) as usize, n),
             Node::View if ino >= VIEW_DIR_BASE => st.views.forget(ino, n),
+            Node::KeyDir => st.key_dirs.forget((ino - KEY_DIR_BASE) as usize, n),
             _ => {}
         }
     }
@@ -69,11 +73,21 @@ impl DiskCacheFs {
         st.settings.trim(UNHELD_NAMES);
         st.flyte2.trim(UNHELD_NAMES);
         st.views.trim(UNHELD_NAMES);
+        st.key_dirs.trim(UNHELD_NAMES);
+        // What `%sha256:` names stand for, learnt from listings: a cache,
+        // found again by a search when dropped.
+        if st.hashed_names.len() + st.hashed_parts.len() > 16 * UNHELD_NAMES {
+            st.hashed_names.clear();
+            st.hashed_parts.clear();
+        }
     }
 
     /// Notes what a reply gave the kernel (see [`Self::note_given`]).
     pub(super) fn given(&self, attr: &Attr) {
-        if matches!(classify(attr.ino), Node::TagDir | Node::TagLink | Node::Setting | Node::Flyte2 | Node::View) {
+        if matches!(
+            classify(attr.ino),
+            Node::TagDir | Node::TagLink | Node::Setting | Node::Flyte2 | Node::View | Node::KeyDir
+        ) {
             let mut st = self.tables();
             Self::note_given(&mut st, attr.ino);
             self.trim_links(&mut st);

@@ -186,6 +186,10 @@ impl DiskCacheFs {
     fn stale_in_kernel(&self, cache: &StoreConn) -> Vec<Invalidation> {
         let (keys, dirs, tag_dirs) = {
             let mut st = State { cache, tables: self.tables() };
+            // Counted with the tables held: a LOOKUP that read its row
+            // before this pass and gives its inode after it reads the row
+            // again (keydirs.rs, `lookup_in_keys_unlocked`).
+            self.watch_passes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             let known: Vec<(u64, Key, Option<ContentVersion>)> = st
                 .inodes
                 .iter()
