@@ -252,6 +252,10 @@ impl DirInodes {
     /// Frees every directory the kernel does not hold once more than
     /// `unheld` gathered (see src/fs/intern.rs).
     pub fn trim(&mut self, unheld: usize) {
+        // Every idle index is one not free: none to look for below that.
+        if self.prefixes.len() - self.free.len() <= unheld {
+            return;
+        }
         let idle: Vec<usize> = (0..self.prefixes.len())
             .filter(|&i| self.lookups[i] == 0 && (self.prefixes[i].is_some() || !self.free.contains(&i)))
             .collect();

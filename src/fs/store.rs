@@ -31,7 +31,6 @@ use crate::cache::{
     Scalar, Settings, Value,
 };
 use crate::fs::engine::{Conn, Engine};
-use crate::fs::pyrepr::python_float_repr;
 
 /// A rowid listing's cursor: the shard above this bit, the rowid below.
 pub const CURSOR_SHIFT: u32 = 56;
@@ -181,6 +180,7 @@ impl Store {
     }
 }
 
+/// A plain cache's one shard costs no hash.
 fn shard_of(count: usize, key: &Key) -> usize {
     if count <= 1 { 0 } else { cache::fanout::shard_of(key, count) }
 }
@@ -656,11 +656,6 @@ impl<'a> StoreConn<'a> {
             "misses": sum("misses"),
             "settings": settings,
         }))
-    }
-
-    /// What `size_limit` text a shard stores for the whole's `text`.
-    pub fn size_limit_share(&self, total: f64) -> String {
-        python_float_repr(total / self.count() as f64)
     }
 }
 
