@@ -4,12 +4,13 @@
 //! This file parses the command line and dispatches; the subcommands live in
 //! `src/cli/`: their definition in `args.rs`; `mount` and `umount` in
 //! `mount.rs`, with the mount(8)/fstab form in `fstab.rs`; `keys`, `get`,
-//! `set`, `delete`, `stats` and `check` in `cache_commands.rs`; `flyte2`,
+//! `set`, `delete`, `stats` and `check` in `cache_commands.rs`; `show` and
+//! `audit` in `readable.rs`; `flyte2`,
 //! `flyte-key` and `literals` in `flyte.rs`; `completions` and `manpage` in
 //! `generated_docs.rs`; `sync` in the library's `remote::cli`.
 //!
-//! Exit status: 0 success; 1 a miss (`get`, `delete`) or problems found
-//! (`check`); 2 an error (bad arguments, unreadable cache, bad input).
+//! Exit status: 0 success; 1 a miss (`get`, `delete`, `show`) or problems
+//! found (`check`, `audit`); 2 an error (bad arguments, unreadable cache, bad input).
 
 mod cli;
 
@@ -22,7 +23,7 @@ use cli::args::{Cli, Command};
 use cli::exit::Failure;
 use cli::fstab::fstab_arguments;
 use cli::mount::log_destination;
-use cli::{cache_commands, flyte, generated_docs, mount};
+use cli::{cache_commands, flyte, generated_docs, mount, readable};
 
 fn main() -> ExitCode {
     let argv = fstab_arguments(std::env::args_os().collect());
@@ -54,5 +55,7 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
         Command::Manpage { subcommand } => generated_docs::manpage(subcommand),
         Command::Sync(args) => Ok(diskcachefs::remote::cli::run(args)),
         Command::Check { dir, fix } => cache_commands::check(dir, fix),
+        Command::Show { dir, name } => readable::show(dir, name),
+        Command::Audit { dir, allow } => readable::audit(dir, allow),
     }
 }

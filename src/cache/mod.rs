@@ -8,7 +8,8 @@
 //! names), whose operations are spread over private modules by concern
 //! (opening, a row's value, reads, writes, queues, bulk removal, check,
 //! settings, iteration: see [`core`]'s table), then [`meta`] (what file
-//! views need beyond core.py).
+//! views need beyond core.py), [`pickle`] (pickles read as data, never
+//! run) and [`render`] (any value as a JSON document for a person).
 //!
 //! ```no_run
 //! use diskcachefs::cache::{Cache, Key, Value};
@@ -27,9 +28,12 @@ pub mod fanout;
 mod iter;
 pub mod meta;
 mod open;
+pub mod pickle;
+pub mod pyrepr;
 mod queue;
 mod read;
 mod read_cache;
+pub mod render;
 mod row;
 pub mod settings;
 #[cfg(test)]

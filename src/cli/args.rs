@@ -123,6 +123,23 @@ pub(crate) enum Command {
     Literals { file: Option<PathBuf> },
     /// Share entries through S3 or Redis: push what the remote lacks, pull what is new (docs/REMOTE.md).
     Sync(diskcachefs::remote::cli::SyncArgs),
+    /// Print a value as readable JSON, pickles decoded as data without
+    /// running them (what MOUNT/json/NAME shows); exit 1 on a miss.
+    Show {
+        dir: PathBuf,
+        /// The key's name as in the mount's keys/ (`a/b`, `%int:3`).
+        name: String,
+    },
+    /// Report, as JSON, every entry whose pickle would import something
+    /// outside the allow-list (a planted pickle runs code when Python
+    /// reads it); exit 1 when there is one.
+    Audit {
+        dir: PathBuf,
+        /// Also allow MODULE.NAME, or every name of MODULE with MODULE.*
+        /// (repeatable).
+        #[arg(long, value_name = "MODULE.NAME")]
+        allow: Vec<String>,
+    },
     /// diskcache's consistency check; exit 1 when it finds problems.
     Check {
         dir: PathBuf,

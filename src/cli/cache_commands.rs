@@ -4,9 +4,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use diskcachefs::cache::pyrepr::python_float_repr;
 use diskcachefs::cache::{Cache, Key, ReadHandle, Scalar, Value};
 use diskcachefs::fs::names::{ParsedName, key_to_name, name_to_key};
-use diskcachefs::fs::pyrepr::python_float_repr;
 
 use super::exit::{Failure, miss};
 use super::open::{may_write, open_existing, open_existing_rw, shard_dirs};
@@ -190,7 +190,7 @@ fn parse_key(text: &str, as_name: bool) -> Result<ParsedName, Failure> {
 /// the shard python-diskcache's `FanoutCache` uses for it (a `%sha256:`
 /// name is looked for in every shard). `None`: a long key's name no shard
 /// has.
-fn target(dir: &Path, parsed: ParsedName) -> Result<Option<(PathBuf, ParsedName)>, Failure> {
+pub(crate) fn target(dir: &Path, parsed: ParsedName) -> Result<Option<(PathBuf, ParsedName)>, Failure> {
     let Some(dirs) = shard_dirs(dir) else { return Ok(Some((dir.to_path_buf(), parsed))) };
     match parsed {
         ParsedName::Key(key) => {

@@ -8,3 +8,4 @@ pub(crate) mod fstab;
 pub(crate) mod generated_docs;
 pub(crate) mod mount;
 pub(crate) mod open;
+pub(crate) mod readable;

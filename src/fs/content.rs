@@ -3,7 +3,7 @@
 
 use crate::cache::{EntryMeta, InlineMeta, Scalar, Value, ValueType};
 use crate::fs::pickle_check::check_pickle;
-use crate::fs::pyrepr::python_float_repr;
+use crate::cache::pyrepr::python_float_repr;
 
 /// The bytes of an inline value: bytes and pickles as they are, str as
 /// UTF-8, numbers as Python's `str()`.

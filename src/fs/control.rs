@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 
 use crate::cache::{self, Cache, Scalar, settings::METADATA};
 use crate::fs::names::percent_encode;
-use crate::fs::pyrepr::python_float_repr;
+use crate::cache::pyrepr::python_float_repr;
 
 /// Counters, not settings: shown in `stats`, not under `settings/`.
 pub fn is_metadata(name: &str) -> bool {

@@ -1,7 +1,7 @@
 //! The file-system tree over the engine (docs/SEMANTICS.md).
 //!
 //! - [`names`]: keys to file names and back (pure, property-tested).
-//! - [`pyrepr`], [`content`], [`xattr`]: values as file content and
+//! - [`content`], [`xattr`]: values as file content and
 //!   attributes as text; [`control`]: `stats` and `settings/` files.
 //! - [`inode`], [`handle`]: inode numbers and open files; [`intern`]:
 //!   the names that get inode numbers of their own.
@@ -31,7 +31,6 @@ pub mod mount;
 pub mod names;
 pub mod paths;
 pub mod pickle_check;
-pub mod pyrepr;
 pub mod request_stats;
 pub mod store;
 pub mod substores;

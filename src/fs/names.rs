@@ -24,7 +24,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::cache::Key;
-use crate::fs::pyrepr::python_float_repr;
+use crate::cache::pyrepr::python_float_repr;
 
 /// Longest file name the kernel passes (NAME_MAX).
 pub const NAME_MAX: usize = 255;

@@ -163,6 +163,56 @@ pub fn parse_child(name: &[u8], prefix: &DirPrefix) -> Result<ChildName, NameErr
     }
 }
 
+/// A path below `keys/` as the key it names (for the command line, which
+/// takes keys by their path): `a/b/c` is the str key `a/b/c`, `a/%self` the
+/// key `a`, `%int:3` the int key 3. A `%sha256:` last part is returned as
+/// its directory and digest, for the caller to look up
+/// ([`hashed_leaf_matches`]).
+pub fn path_to_key(path: &str) -> Result<PathKey, NameError> {
+    let mut prefix = String::new();
+    let mut parts = path.split('/').peekable();
+    while let Some(part) = parts.next() {
+        let last = parts.peek().is_none();
+        match (parse_child(part.as_bytes(), &prefix)?, last) {
+            (ChildName::Part(p), false) => {
+                prefix.push_str(&p);
+                prefix.push('/');
+            }
+            (ChildName::Part(p), true) => return Ok(PathKey::Key(Key::Str(format!("{prefix}{p}")))),
+            (ChildName::SelfKey, true) => return Ok(PathKey::Key(self_key(&prefix).expect("not keys/ itself"))),
+            (ChildName::Flat(key), true) => return Ok(PathKey::Key(key)),
+            (ChildName::Hashed(digest), true) => return Ok(PathKey::Hashed { prefix, digest }),
+            (_, false) => return Err(NameError::Invalid(format!("{part:?} is not a directory name"))),
+        }
+    }
+    Err(NameError::Invalid("empty path".into()))
+}
+
+/// What [`path_to_key`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PathKey {
+    Key(Key),
+    /// A `%sha256:` name in the directory `prefix`.
+    Hashed {
+        prefix: String,
+        digest: [u8; 32],
+    },
+}
+
+/// Whether `key` is the one a `%sha256:` name with `digest` in the
+/// directory `prefix` stands for.
+pub fn hashed_leaf_matches(key: &Key, prefix: &DirPrefix, digest: &[u8; 32]) -> bool {
+    if prefix.is_empty() && crate::fs::names::matches_hash(key, digest) {
+        return true;
+    }
+    match key {
+        Key::Str(s) => s
+            .strip_prefix(prefix)
+            .is_some_and(|leaf| !leaf.contains('/') && digest_of(&full_part_name(leaf)) == *digest),
+        _ => false,
+    }
+}
+
 /// The unhashed name of what a `%sha256:` name may stand for in a
 /// listing: a part's name, or a flat key's name.
 pub fn unhashed_name(child: &Hashed) -> String {
