@@ -1,9 +1,9 @@
 //! A value as file content, and file content as a value of a given type.
 //! (docs/SEMANTICS.md, "Content".)
 
+use crate::cache::pyrepr::python_float_repr;
 use crate::cache::{EntryMeta, InlineMeta, Scalar, Value, ValueType};
 use crate::fs::pickle_check::check_pickle;
-use crate::cache::pyrepr::python_float_repr;
 
 /// The bytes of an inline value: bytes and pickles as they are, str as
 /// UTF-8, numbers as Python's `str()`.

@@ -5,9 +5,9 @@
 
 use serde_json::{Value as Json, json};
 
+use crate::cache::pyrepr::python_float_repr;
 use crate::cache::{self, Cache, Scalar, settings::METADATA};
 use crate::fs::names::percent_encode;
-use crate::cache::pyrepr::python_float_repr;
 
 /// Counters, not settings: shown in `stats`, not under `settings/`.
 pub fn is_metadata(name: &str) -> bool {

@@ -17,6 +17,7 @@ use fuser::{
 
 use crate::fs::error::{FsError, errno_name};
 use crate::fs::filesystem::{Attr, DirReplier, Kind, OpenFlags};
+use crate::fs::pickle_writers::PickleWriters;
 use crate::fs::request_stats::{Operation, RequestStats};
 use crate::fs::tree::Tree;
 
@@ -24,11 +25,18 @@ pub struct FuseAdapter<T: Tree> {
     fs: std::sync::Arc<T>,
     requests: std::sync::Arc<RequestStats>,
     backings: std::sync::Mutex<Backings>,
+    /// Who may store pickles (pickle_writers.rs): the one policy that
+    /// needs the request's uid.
+    pickle_writers: PickleWriters,
 }
 
 impl<T: Tree> FuseAdapter<T> {
-    pub fn new(fs: std::sync::Arc<T>, requests: std::sync::Arc<RequestStats>) -> FuseAdapter<T> {
-        FuseAdapter { fs, requests, backings: Default::default() }
+    pub fn new(
+        fs: std::sync::Arc<T>,
+        requests: std::sync::Arc<RequestStats>,
+        pickle_writers: PickleWriters,
+    ) -> FuseAdapter<T> {
+        FuseAdapter { fs, requests, backings: Default::default(), pickle_writers }
     }
 }
 
@@ -374,7 +382,11 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
     ) {
         self.guarded(Operation::Setattr, || {
             log::debug!("setattr ino={} size={size:?} pid={}", ino.0, req.pid());
-            match self.fs.setattr(ino.0, fh.map(|f| f.0), size, time_of(atime), time_of(mtime)) {
+            let allowed = match size {
+                Some(_) => self.pickle_writers.check_write(req.uid(), &*self.fs, ino.0),
+                None => Ok(()),
+            };
+            match allowed.and_then(|()| self.fs.setattr(ino.0, fh.map(|f| f.0), size, time_of(atime), time_of(mtime))) {
                 Ok(attr) => reply.attr(&self.fs.ttl_for(attr.ino), &file_attr(&attr)),
                 Err(e) => reply.error(self.fail(Operation::Setattr, ino.0, req, &e)),
             }
@@ -465,7 +477,8 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
                 reply.error(self.fail(Operation::Rename, parent.0, req, &e));
                 return;
             }
-            match self.fs.rename(parent.0, name, newparent.0, newname, no_replace) {
+            let allowed = self.pickle_writers.check_rename(req.uid(), &*self.fs, newparent.0, newname);
+            match allowed.and_then(|()| self.fs.rename(parent.0, name, newparent.0, newname, no_replace)) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(self.fail(Operation::Rename, parent.0, req, &e)),
             }
@@ -490,6 +503,10 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
             let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
             let truncate = flags.0 & libc::O_TRUNC != 0;
             let append = flags.0 & libc::O_APPEND != 0;
+            if write && let Err(e) = self.pickle_writers.check_write(req.uid(), &*self.fs, ino.0) {
+                reply.error(self.fail(Operation::Open, ino.0, req, &e));
+                return;
+            }
             match self.fs.open(ino.0, write, truncate, append) {
                 Ok((fh, f)) if f.passthrough => match self.backing_for(&reply, ino.0, fh) {
                     Some(id) => reply.opened_passthrough(FileHandle(fh), fopen_flags(f), &id),
@@ -640,7 +657,8 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
             log::debug!("setxattr ino={} name={name:?} pid={}", ino.0, req.pid());
             let create = flags & libc::XATTR_CREATE != 0;
             let replace = flags & libc::XATTR_REPLACE != 0;
-            match self.fs.setxattr(ino.0, name, value, create, replace) {
+            let allowed = self.pickle_writers.check_setxattr(req.uid(), name, value);
+            match allowed.and_then(|()| self.fs.setxattr(ino.0, name, value, create, replace)) {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(self.fail(Operation::Setxattr, ino.0, req, &e)),
             }

@@ -13,7 +13,10 @@
 //!   `Result<_, FsError>` ([`error`]).
 //! - [`tree`]: what the adapter asks of a tree; [`substores`]: a
 //!   FanoutCache's tree with its sub-stores (`cache/NAME`, ...) beside it.
-//! - [`fuse`]: the `fuser::Filesystem` adapter, which only translates.
+//! - [`readable`]: `json/` (each value as JSON, pickles read as data) and
+//!   the `user.diskcache.imports` attribute, over any tree.
+//! - [`fuse`]: the `fuser::Filesystem` adapter, which only translates
+//!   (and asks [`pickle_writers`] whether a request may store a pickle).
 //! - [`mount`]: mounting, signals, daemonizing, unmounting.
 
 pub mod content;
@@ -31,6 +34,8 @@ pub mod mount;
 pub mod names;
 pub mod paths;
 pub mod pickle_check;
+pub mod pickle_writers;
+pub mod readable;
 pub mod request_stats;
 pub mod store;
 pub mod substores;

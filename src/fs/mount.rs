@@ -19,6 +19,8 @@ use thiserror::Error;
 use crate::cache::{CacheOptions, OpenError};
 use crate::fs::filesystem::{DiskCacheFs, FsConfig, Invalidation};
 use crate::fs::fuse::FuseAdapter;
+use crate::fs::pickle_writers::PickleWriters;
+use crate::fs::readable::Readable;
 use crate::fs::request_stats::RequestStats;
 use crate::fs::store::Store;
 use crate::fs::substores::WithSubStores;
@@ -173,10 +175,10 @@ pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Resu
         // Its sub-stores (cache/NAME, deque/NAME, index/NAME) beside it.
         let fs = WithSubStores::new(fs, options);
         fs.set_forget_requests(forget_tx);
-        run_tree(fs, forget_rx, config, target, ready)
+        run_tree(Readable::new(fs), forget_rx, config, target, ready)
     } else {
         fs.set_forget_requests(forget_tx);
-        run_tree(fs, forget_rx, config, target, ready)
+        run_tree(Readable::new(fs), forget_rx, config, target, ready)
     };
     if let Some(tier) = tier {
         // Its threads save the cursor; queued uploads not done are found
@@ -392,7 +394,10 @@ fn mount<T: Tree>(
     fuse_config.clone_fd = true;
 
     block_shutdown_signals();
-    let session = fuser::Session::new(FuseAdapter::new(fs, requests), &config.mountpoint, &fuse_config)
+    // SAFETY: getuid has no preconditions.
+    let mounter = unsafe { libc::getuid() };
+    let pickle_writers = PickleWriters::new(config.allow_other, mounter, fs.config().uid);
+    let session = fuser::Session::new(FuseAdapter::new(fs, requests, pickle_writers), &config.mountpoint, &fuse_config)
         .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })?;
     let notifier = session.notifier();
     std::thread::Builder::new()

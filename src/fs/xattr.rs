@@ -3,9 +3,9 @@
 
 use std::ffi::OsStr;
 
+use crate::cache::pyrepr::python_float_repr;
 use crate::cache::{Key, Scalar};
 use crate::fs::names::{ParsedName, full_name, parse_unbounded};
-use crate::cache::pyrepr::python_float_repr;
 
 pub const EXPIRE_TIME: &str = "user.diskcache.expire_time";
 pub const TAG: &str = "user.diskcache.tag";
