@@ -4,7 +4,9 @@
 //! takes arbitrary bytes and panics only when an invariant breaks: no input
 //! may panic the code under test, and every round trip must hold.
 
-use crate::cache::ValueType;
+use crate::cache::pickle::{self, AllowList};
+use crate::cache::render::render_value;
+use crate::cache::{Value, ValueType};
 use crate::cache::{Key, Scalar};
 use crate::flyte::{cache_key, decode_literal_map, render::literal_map_to_json};
 use crate::fs::content::{convert, pickle_big_int};
@@ -108,9 +110,36 @@ pub fn view_names(data: &[u8]) {
     }
 }
 
+/// Pickles (src/cache/pickle/): reading never panics and stays within its
+/// bounds; what it reads renders as one valid JSON document; the names it
+/// records are distinct, and the audit judges exactly those.
+pub fn pickles(data: &[u8]) {
+    let reading = pickle::read(data);
+    let mut seen = std::collections::HashSet::new();
+    assert!(reading.imports.iter().all(|n| seen.insert(n.as_str())), "a name recorded twice: {:?}", reading.imports);
+    let not_allowed = AllowList::standard().not_allowed(&reading);
+    assert!(not_allowed.iter().all(|n| reading.imports.contains(n)));
+    if let Ok(p) = &reading.result {
+        assert!(p.nodes.len() <= pickle::Limits::default().max_nodes);
+    }
+    let doc = render_value(&Value::Pickle(data.to_vec()));
+    assert!(doc.ends_with('\n'), "{doc:?}");
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&doc) {
+        panic!("not JSON ({e}): {doc}");
+    }
+    if reading.result.is_err() {
+        assert!(doc.contains("\"__error__\""), "{doc}");
+    }
+}
+
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
 
 /// The targets by name, for the corpus replay.
-pub const TARGETS: [(&str, Target); 4] =
-    [("literal_map", literal_map), ("names", names), ("xattr_values", xattr_values), ("view_names", view_names)];
+pub const TARGETS: [(&str, Target); 5] = [
+    ("literal_map", literal_map),
+    ("names", names),
+    ("xattr_values", xattr_values),
+    ("view_names", view_names),
+    ("pickles", pickles),
+];

@@ -55,7 +55,7 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
         Command::Manpage { subcommand } => generated_docs::manpage(subcommand),
         Command::Sync(args) => Ok(diskcachefs::remote::cli::run(args)),
         Command::Check { dir, fix } => cache_commands::check(dir, fix),
-        Command::Show { dir, name } => readable::show(dir, name),
+        Command::Show { dir, path } => readable::show(dir, path),
         Command::Audit { dir, allow } => readable::audit(dir, allow),
     }
 }

@@ -127,8 +127,8 @@ pub(crate) enum Command {
     /// running them (what MOUNT/json/NAME shows); exit 1 on a miss.
     Show {
         dir: PathBuf,
-        /// The key's name as in the mount's keys/ (`a/b`, `%int:3`).
-        name: String,
+        /// The key's path in the mount's keys/ (`a/b`, `%int:3`).
+        path: String,
     },
     /// Report, as JSON, every entry whose pickle would import something
     /// outside the allow-list (a planted pickle runs code when Python
