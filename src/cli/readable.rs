@@ -62,8 +62,17 @@ pub(crate) fn audit(dir: PathBuf, allow: Vec<String>) -> Result<ExitCode, Failur
         list.add(entry).map_err(|e| Failure(format!("--allow {e}")))?;
     }
     let mut report = Report::default();
-    for shard in shard_dirs(&dir).unwrap_or_else(|| vec![dir.clone()]) {
-        audit_cache(&open_existing(&shard)?, &list, &mut report)?;
+    let shards = shard_dirs(&dir);
+    let sharded = shards.is_some();
+    for shard in shards.unwrap_or_else(|| vec![dir.clone()]) {
+        audit_cache(&open_existing(&shard)?, "", &list, &mut report)?;
+    }
+    if sharded {
+        // A FanoutCache's sub-stores (cache/NAME, deque/NAME, index/NAME),
+        // at their paths in the mount.
+        for (path, sub) in sub_stores(&dir) {
+            audit_cache(&open_existing(&sub)?, &format!("{path}/"), &list, &mut report)?;
+        }
     }
     let found = !report.findings.is_empty();
     let doc = Json::object(vec![
@@ -84,8 +93,32 @@ struct Report {
     findings: Vec<Json>,
 }
 
+/// A FanoutCache's sub-store directories, with their paths in the mount
+/// (`cache/NAME`): every directory holding a `cache.db` below `cache/`,
+/// `deque/` and `index/`.
+fn sub_stores(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    let mut todo: Vec<(String, PathBuf)> =
+        ["cache", "deque", "index"].iter().map(|k| (k.to_string(), dir.join(k))).collect();
+    while let Some((path, d)) = todo.pop() {
+        if d.join(diskcachefs::cache::settings::DBNAME).is_file() {
+            found.push((path, d));
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push((format!("{path}/{}", e.file_name().to_string_lossy()), e.path()));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Every live entry of one cache: its key if pickled, its value if pickled.
-fn audit_cache(cache: &Cache, list: &AllowList, report: &mut Report) -> Result<(), Failure> {
+/// `at`: where the cache's keys are in the mount (empty for keys/).
+fn audit_cache(cache: &Cache, at: &str, list: &AllowList, report: &mut Report) -> Result<(), Failure> {
     let mut after = 0;
     loop {
         let page = cache.list_meta(after, 1000)?;
@@ -95,7 +128,7 @@ fn audit_cache(cache: &Cache, list: &AllowList, report: &mut Report) -> Result<(
             report.entries += 1;
             if let Key::Pickled(data) = &meta.key {
                 report.pickles += 1;
-                judge(&meta.key, "key", data, list, report);
+                judge(at, &meta.key, "key", data, list, report);
             }
             if meta.value_type() != ValueType::Pickle {
                 continue;
@@ -103,18 +136,21 @@ fn audit_cache(cache: &Cache, list: &AllowList, report: &mut Report) -> Result<(
             // Gone since the listing (a peer deleted it): nothing to judge.
             if let Some(Value::Pickle(data)) = cache.get(&meta.key)? {
                 report.pickles += 1;
-                judge(&meta.key, "value", &data, list, report);
+                judge(at, &meta.key, "value", &data, list, report);
             }
         }
     }
 }
 
-fn judge(key: &Key, part: &str, data: &[u8], list: &AllowList, report: &mut Report) {
+fn judge(at: &str, key: &Key, part: &str, data: &[u8], list: &AllowList, report: &mut Report) {
     let reading = pickle::read(data);
     let not_allowed = list.not_allowed(&reading);
     let names = |v: &[String]| Json::Array(v.iter().map(|n| Json::str(n.clone())).collect());
-    let mut fields =
-        vec![("key", Json::Str(key_path(key))), ("in", Json::str(part)), ("imports", names(&reading.imports))];
+    let mut fields = vec![
+        ("key", Json::Str(format!("{at}{}", key_path(key)))),
+        ("in", Json::str(part)),
+        ("imports", names(&reading.imports)),
+    ];
     match (&reading.result, not_allowed.is_empty()) {
         (Ok(_), true) => return,
         (Ok(_), false) => fields.push(("not_allowed", names(&not_allowed))),
