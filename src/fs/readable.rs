@@ -41,8 +41,9 @@ const _: () = assert!(KEY_DIR_END <= JSON_BASE && 2 * JSON_BASE <= 1 << 48);
 pub const JSON_NAME: &str = "json";
 /// The attribute naming what a pickle would import.
 pub const IMPORTS_XATTR: &str = "user.diskcache.imports";
-/// Handles of `json/` files carry this bit (the trees below use far less).
-const JSON_FH: u64 = 1 << 62;
+/// Handles of `json/` files carry this bit (the trees below count far
+/// less; a FanoutCache's sub-store handles are tagged from 2^52 up).
+const JSON_FH: u64 = 1 << 50;
 /// Values larger than this are not read for `json/` (their document says
 /// so instead).
 pub const MAX_RENDERED_VALUE: u64 = 64 << 20;
@@ -64,6 +65,12 @@ pub struct Readable<T: Tree> {
 struct Rendered {
     by_ino: HashMap<u64, (Stamp, Arc<Vec<u8>>)>,
     bytes: usize,
+}
+
+/// A handle of this layer's (a FanoutCache's sub-store handles, tagged
+/// above 2^52, may carry the sub-store's own JSON_FH bit).
+fn is_json_fh(fh: u64) -> bool {
+    fh >> 50 == 1
 }
 
 /// The `keys/` inode a `json/` inode mirrors.
@@ -227,9 +234,9 @@ impl<T: Tree> Readable<T> {
         parent == ROOT && name == JSON_NAME
     }
 
-    /// A key's file (of the tree below or of one of its sub-stores).
+    /// A key's file of this tree (a sub-store's tree answers for its own).
     fn is_key_file(ino: u64) -> bool {
-        classify(ino & ((1 << 48) - 1)) == Node::Key
+        classify(ino) == Node::Key
     }
 }
 
@@ -414,7 +421,7 @@ impl<T: Tree> Tree for Readable<T> {
     }
 
     fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
-        let doc = if fh & JSON_FH != 0 {
+        let doc = if is_json_fh(fh) {
             self.handles().get(&fh).cloned().ok_or(FsError::BadHandle(fh))?
         } else if let (0, Some(x)) = (fh, mirrored(ino)) {
             // A read-only mount's READ without OPEN (filesystem/unopened.rs).
@@ -428,22 +435,22 @@ impl<T: Tree> Tree for Readable<T> {
     }
 
     fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<usize, FsError> {
-        if fh & JSON_FH != 0 || mirrored(ino).is_some() {
+        if is_json_fh(fh) || mirrored(ino).is_some() {
             return Err(FsError::AccessDenied("json/ is read-only".into()));
         }
         self.inner.write(ino, fh, offset, data)
     }
 
     fn flush(&self, fh: u64) -> Result<(), FsError> {
-        if fh & JSON_FH != 0 { Ok(()) } else { self.inner.flush(fh) }
+        if is_json_fh(fh) { Ok(()) } else { self.inner.flush(fh) }
     }
 
     fn fsync(&self, fh: u64) -> Result<(), FsError> {
-        if fh & JSON_FH != 0 { Ok(()) } else { self.inner.fsync(fh) }
+        if is_json_fh(fh) { Ok(()) } else { self.inner.fsync(fh) }
     }
 
     fn release(&self, fh: u64) -> Result<(), FsError> {
-        if fh & JSON_FH != 0 {
+        if is_json_fh(fh) {
             self.handles().remove(&fh);
             return Ok(());
         }
@@ -503,11 +510,11 @@ impl<T: Tree> Tree for Readable<T> {
     }
 
     fn backing_file(&self, fh: u64) -> Option<std::fs::File> {
-        if fh & JSON_FH != 0 { None } else { self.inner.backing_file(fh) }
+        if is_json_fh(fh) { None } else { self.inner.backing_file(fh) }
     }
 
     fn passthrough_refused(&self, fh: u64) {
-        if fh & JSON_FH == 0 {
+        if !is_json_fh(fh) {
             self.inner.passthrough_refused(fh)
         }
     }

@@ -26,8 +26,12 @@ use crate::cache::settings::DBNAME;
 use crate::cache::{Cache, CacheOptions};
 use crate::fs::error::FsError;
 use crate::fs::filesystem::{Attr, DirReplier, DiskCacheFs, FsConfig, Invalidation, Kind, OpenFlags, StatFs};
+use crate::fs::readable::Readable;
 use crate::fs::request_stats::RequestStats;
 use crate::fs::tree::Tree;
+
+/// A sub-store's tree: one cache, with its own `json/` (readable.rs).
+type SubTree = Readable<DiskCacheFs>;
 
 /// A sub-store tree's inodes and handles carry its number (1 up) here.
 const TREE_SHIFT: u32 = 52;
@@ -55,7 +59,7 @@ pub struct WithSubStores {
     directory: PathBuf,
     options: CacheOptions,
     /// Sub-store trees; tree `t` (1 up) is `subs[t - 1]`.
-    subs: RwLock<Vec<Arc<DiskCacheFs>>>,
+    subs: RwLock<Vec<Arc<SubTree>>>,
     /// Sub-store trees by directory relative to the cache directory.
     opened: Mutex<HashMap<PathBuf, usize>>,
     dirs: Mutex<StoreDirs>,
@@ -67,7 +71,7 @@ pub struct WithSubStores {
 /// Where an inode (or handle) of the mount lives.
 enum Route {
     Main(u64),
-    Sub(Arc<DiskCacheFs>, usize, u64),
+    Sub(Arc<SubTree>, usize, u64),
     StoreDir(PathBuf),
 }
 
@@ -128,7 +132,7 @@ impl WithSubStores {
     }
 
     /// The tree a handle belongs to, and its own handle.
-    fn route_fh(&self, fh: u64) -> Result<(Option<Arc<DiskCacheFs>>, u64), FsError> {
+    fn route_fh(&self, fh: u64) -> Result<(Option<Arc<SubTree>>, u64), FsError> {
         let tree = (fh >> TREE_SHIFT) as usize;
         if tree == 0 {
             return Ok((None, fh));
@@ -182,7 +186,7 @@ impl WithSubStores {
 
     /// The tree of the sub-store in `rel` (a plain Cache), opened now if
     /// it is not open yet.
-    fn open_sub(&self, rel: &Path) -> Result<(Arc<DiskCacheFs>, usize), FsError> {
+    fn open_sub(&self, rel: &Path) -> Result<(Arc<SubTree>, usize), FsError> {
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(&t) = opened.get(rel) {
             let sub = self.subs.read().unwrap_or_else(|e| e.into_inner())[t - 1].clone();
@@ -191,7 +195,9 @@ impl WithSubStores {
         let path = self.directory.join(rel);
         let what = || path.display().to_string();
         let cache = Cache::open_with(&path, self.options.clone()).map_err(|e| FsError::open(what(), e))?;
-        let sub = Arc::new(DiskCacheFs::new(cache, self.main.config().clone()).map_err(|e| FsError::io(what(), e))?);
+        let sub = Arc::new(Readable::new(
+            DiskCacheFs::new(cache, self.main.config().clone()).map_err(|e| FsError::io(what(), e))?,
+        ));
         if let Some(stats) = self.request_stats.get() {
             sub.set_request_stats(stats.clone());
         }
@@ -202,7 +208,7 @@ impl WithSubStores {
             subs.len()
         };
         opened.insert(rel.to_path_buf(), t);
-        self.connect_forgets(&sub, t);
+        self.connect_forgets(sub.inner(), t);
         Ok((sub, t))
     }
 
@@ -581,7 +587,7 @@ impl Tree for WithSubStores {
     }
 
     fn watch(&self) -> bool {
-        let subs: Vec<Arc<DiskCacheFs>> = self.subs.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let subs: Vec<Arc<SubTree>> = self.subs.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut watched = self.main.watch();
         for sub in subs {
             watched |= sub.watch();

@@ -6,7 +6,7 @@
 
 use super::json::Json;
 use super::{MAX_DEPTH, MAX_OUTPUT, bytes, float, stdlib, text};
-use crate::cache::pickle::read::BigInt;
+use crate::cache::pickle::read::{BigInt, folded_getattr};
 use crate::cache::pickle::{Call, CallKind, Id, Node, Pickle};
 
 pub(super) fn render(p: &Pickle) -> Result<Json, String> {
@@ -28,10 +28,16 @@ impl Renderer<'_> {
         self.p.node(id)
     }
 
-    /// `module.qualname` when `id` is a global.
+    /// `module.qualname` when `id` is a global, or `getattr` of one
+    /// (`module.qualname.attr`).
     pub fn global_name(&self, id: Id) -> Option<String> {
         match self.node(id) {
             Node::Global(g) => Some(format!("{}.{}", g.0, g.1)),
+            Node::Call(c)
+                if c.kind == CallKind::Reduce && c.state.is_none() && c.items.is_empty() && c.entries.is_empty() =>
+            {
+                folded_getattr(&self.p.nodes, c.callable, c.args)
+            }
             _ => None,
         }
     }

@@ -23,6 +23,10 @@ pub(super) fn decode(r: &mut Renderer, c: &Call, name: &str) -> Option<Result<Js
         return Some(Ok(Json::Str(uuid(r, int)?)));
     }
     match (c.kind, name) {
+        (CallKind::Reduce, "builtins.getattr") if plain => {
+            let fetched = crate::cache::pickle::read::folded_getattr(&r.p.nodes, c.callable, c.args)?;
+            Some(Ok(Json::object(vec![("__global__", Json::Str(fetched))])))
+        }
         (CallKind::Reduce, "datetime.datetime" | "datetime.date" | "datetime.time") if plain => {
             let packed = r.bytes_of(*args.first()?)?;
             let tz = args.get(1).copied();
