@@ -25,6 +25,21 @@ impl Json {
         Json::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
     }
 
+    /// How deep arrays and objects nest (a scalar is 0).
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut todo = vec![(self, 0)];
+        while let Some((j, d)) = todo.pop() {
+            deepest = deepest.max(d);
+            match j {
+                Json::Array(items) => todo.extend(items.iter().map(|i| (i, d + 1))),
+                Json::Object(fields) => todo.extend(fields.iter().map(|(_, v)| (v, d + 1))),
+                _ => {}
+            }
+        }
+        deepest
+    }
+
     /// The document, indented by two spaces, without a final newline.
     pub fn pretty(&self) -> String {
         let mut out = String::new();

@@ -19,9 +19,12 @@ use crate::cache::pickle;
 use crate::cache::pyrepr::python_float_repr;
 use crate::cache::types::Value;
 
-/// JSON texts inside strings are parsed to this depth, pickles rendered to
-/// this depth; deeper is an error, never a stack overflow.
-pub const MAX_DEPTH: usize = 200;
+/// A document nests at most this deep (below serde_json's 128, so any
+/// JSON reader takes it): a pickle nested deeper renders as an error, a
+/// str holding deeper JSON stays a string. The pickle renderer and the
+/// JSON-in-str parser are bounded by it too, so nothing recurses without
+/// bound.
+pub const MAX_DEPTH: usize = 100;
 /// A rendering larger than this is refused (a pickle can reference one
 /// object many times: a few kilobytes can describe gigabytes of text).
 pub const MAX_OUTPUT: usize = 64 << 20;
@@ -44,7 +47,16 @@ pub fn render_value(value: &Value) -> String {
 /// A pickle's document: the object, or `{"__error__": why,
 /// "__pickle_bytes__": n}` when the reader refuses it.
 pub fn render_pickle(data: &[u8]) -> Json {
-    let rendered = pickle::read(data).result.map_err(|e| e.to_string()).and_then(|p| pickled::render(&p));
+    let rendered = pickle::read(data).result.map_err(|e| e.to_string()).and_then(|p| {
+        // JSON parsed out of strings may nest the document too deep: then
+        // they stay strings.
+        let doc = pickled::render(&p, true)?;
+        if doc.depth() <= MAX_DEPTH {
+            return Ok(doc);
+        }
+        let doc = pickled::render(&p, false)?;
+        if doc.depth() <= MAX_DEPTH { Ok(doc) } else { Err(format!("nested deeper than {MAX_DEPTH}")) }
+    });
     rendered.unwrap_or_else(|why| {
         Json::object(vec![("__error__", Json::Str(why)), ("__pickle_bytes__", Json::Number(data.len().to_string()))])
     })
@@ -60,7 +72,10 @@ pub fn float(f: f64) -> Json {
 /// strings inside that do.
 pub fn text(s: &str) -> Json {
     match parse_container(s, MAX_DEPTH) {
-        Some(doc) => expand_strings(doc, 0),
+        Some(doc) => match expand_strings(doc, 0) {
+            doc if doc.depth() <= MAX_DEPTH => doc,
+            _ => Json::str(s),
+        },
         None => Json::str(s),
     }
 }
@@ -111,5 +126,19 @@ mod tests {
         let out = render_value(&Value::Pickle(b"\x80\x05\x97.".to_vec()));
         assert!(out.contains("\"__error__\": \"byte 2: out-of-band buffers"), "{out}");
         assert!(out.contains("\"__pickle_bytes__\": 4"), "{out}");
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        // 137 nested one-tuples (a fuzzer's find: deeper than serde_json reads).
+        let mut deep = b"\x80\x04\x8c\x02o`".to_vec();
+        deep.extend(std::iter::repeat_n(0x85, 137));
+        deep.push(b'.');
+        let out = render_value(&Value::Pickle(deep));
+        assert!(out.contains("nested deeper than 100"), "{out}");
+        let nested = format!("{}{}", "[".repeat(99), "]".repeat(99));
+        assert!(serde_json::from_str::<serde_json::Value>(&render_value(&Value::Str(nested.clone()))).is_ok());
+        let too_deep = format!("{}{}", "[".repeat(150), "]".repeat(150));
+        assert_eq!(render_value(&Value::Str(too_deep.clone())), format!("\"{too_deep}\"\n"));
     }
 }

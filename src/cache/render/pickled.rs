@@ -9,8 +9,9 @@ use super::{MAX_DEPTH, MAX_OUTPUT, bytes, float, stdlib, text};
 use crate::cache::pickle::read::{BigInt, folded_getattr};
 use crate::cache::pickle::{Call, CallKind, Id, Node, Pickle};
 
-pub(super) fn render(p: &Pickle) -> Result<Json, String> {
-    let mut r = Renderer { p, path: Vec::new(), output: 0 };
+/// `parse_strings`: strs holding JSON shown parsed (`super::text`).
+pub(super) fn render(p: &Pickle, parse_strings: bool) -> Result<Json, String> {
+    let mut r = Renderer { p, path: Vec::new(), output: 0, parse_strings };
     r.render(p.root)
 }
 
@@ -21,6 +22,7 @@ pub(super) struct Renderer<'a> {
     path: Vec<Id>,
     /// An estimate of the document's length so far.
     output: usize,
+    parse_strings: bool,
 }
 
 impl Renderer<'_> {
@@ -137,7 +139,7 @@ impl Renderer<'_> {
             Node::Float(f) => float(*f),
             Node::Str(s) => {
                 self.charge(s.len())?;
-                text(s)
+                if self.parse_strings { text(s) } else { Json::str(s.clone()) }
             }
             Node::Bytes(b) => {
                 self.charge(b.len() * 2)?;
