@@ -70,16 +70,26 @@ impl Renderer<'_> {
     /// 0 to 2 write for them (`_codecs.encode(text, "latin1")`,
     /// `builtins.bytes()`, `builtins.bytearray(...)`).
     pub fn bytes_of(&self, id: Id) -> Option<Vec<u8>> {
-        match self.node(id) {
-            Node::Bytes(b) | Node::ByteArray(b) => Some(b.clone()),
-            Node::Call(c) => self.call_bytes(c),
-            _ => None,
-        }
+        self.bytes_within(id, 4)
     }
 
     /// The bytes a `REDUCE` of `_codecs.encode`, `builtins.bytes` or
     /// `builtins.bytearray` makes.
     pub fn call_bytes(&self, c: &Call) -> Option<Vec<u8>> {
+        self.call_bytes_within(c, 4)
+    }
+
+    /// `bytes_of`, following at most `hops` calls (a call can hold itself
+    /// among its arguments: a list appended to after the call was made).
+    fn bytes_within(&self, id: Id, hops: usize) -> Option<Vec<u8>> {
+        match self.node(id) {
+            Node::Bytes(b) | Node::ByteArray(b) => Some(b.clone()),
+            Node::Call(c) if hops > 0 => self.call_bytes_within(c, hops - 1),
+            _ => None,
+        }
+    }
+
+    fn call_bytes_within(&self, c: &Call, hops: usize) -> Option<Vec<u8>> {
         if c.kind != CallKind::Reduce {
             return None;
         }
@@ -92,7 +102,7 @@ impl Renderer<'_> {
             }
             "builtins.bytes" | "builtins.bytearray" => match args {
                 [] => Some(Vec::new()),
-                [b] => self.bytes_of(*b),
+                [b] => self.bytes_within(*b, hops),
                 [s, e] => latin1_or_utf8(self.str(*s)?, self.str(*e)?),
                 _ => None,
             },

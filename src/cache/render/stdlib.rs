@@ -366,8 +366,16 @@ fn dtype(r: &Renderer, id: Id) -> Option<Dtype> {
     Some(Dtype { kind, size, big_endian: order == ">", name })
 }
 
+/// numpy's most dimensions (`NPY_MAXDIMS`): a longer shape is not an
+/// array numpy made (and would nest the values past any bound).
+const MAX_DIMS: usize = 64;
+
 fn shape(r: &Renderer, id: Id) -> Option<Vec<usize>> {
-    r.tuple(id)?.iter().map(|d| r.int(*d).and_then(|d| usize::try_from(d).ok())).collect()
+    let dims = r.tuple(id)?;
+    if dims.len() > MAX_DIMS {
+        return None;
+    }
+    dims.iter().map(|d| r.int(*d).and_then(|d| usize::try_from(d).ok())).collect()
 }
 
 /// Arrays of at most this many numbers show their values.
