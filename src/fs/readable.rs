@@ -4,9 +4,10 @@
 //! - `json/`, hidden in the root, mirrors `keys/`: inode `JSON_BASE + x`
 //!   is key file or directory `x` of `keys/` (names, directories and
 //!   lookups counted by the tree below), each file its value rendered by
-//!   [`crate::cache::render`]. Read-only; attributes and names are never
-//!   cached by the kernel (TTL 0), so the view is current without
-//!   invalidations of its own.
+//!   [`crate::cache::render`]. Read-only; the attributes of its files are
+//!   never cached by the kernel (TTL 0) and their content is read with
+//!   direct I/O, so the view is current without invalidations of its own;
+//!   its directories have the mount's TTL, as `keys/`'s do.
 //! - `user.diskcache.imports` on a `keys/` file of a pickled value: what
 //!   the pickle would import ([`crate::cache::pickle`]).
 //!
@@ -131,8 +132,8 @@ impl<T: Tree> Readable<T> {
         if attr.kind != Kind::File {
             return Ok(mirror_attr(attr, attr.size));
         }
-        let doc = self.rendering(x)?;
-        Ok(mirror_attr(self.inner.getattr(x).unwrap_or(attr), doc.len() as u64))
+        let doc = self.rendering(x, &attr)?;
+        Ok(mirror_attr(attr, doc.len() as u64))
     }
 
     /// The value of key file `x`, read as a reader reads it, with the
@@ -186,12 +187,12 @@ impl<T: Tree> Readable<T> {
     }
 
     /// Key file `x`'s document: kept while its stamp holds.
-    fn rendering(&self, x: u64) -> Result<Arc<Vec<u8>>, FsError> {
-        let now = self.inner.getattr(x)?;
+    /// `now`: `x`'s attributes, just asked for.
+    fn rendering(&self, x: u64, now: &Attr) -> Result<Arc<Vec<u8>>, FsError> {
         {
             let kept = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((s, doc)) = kept.by_ino.get(&x)
-                && *s == stamp(&now)
+                && *s == stamp(now)
             {
                 return Ok(doc.clone());
             }
@@ -200,7 +201,7 @@ impl<T: Tree> Readable<T> {
             Ok((value, at)) => (Arc::new(render_value(&value).into_bytes()), at),
             Err(FsError::InvalidValue { reason, .. }) => {
                 let doc = Json::object(vec![("__error__", Json::Str(reason))]);
-                (Arc::new(format!("{}\n", doc.pretty()).into_bytes()), stamp(&now))
+                (Arc::new(format!("{}\n", doc.pretty()).into_bytes()), stamp(now))
             }
             Err(e) => return Err(e),
         };
@@ -413,7 +414,7 @@ impl<T: Tree> Tree for Readable<T> {
         if write {
             return Err(FsError::AccessDenied("json/ is read-only".into()));
         }
-        let doc = self.rendering(x)?;
+        let doc = self.rendering(x, &attr)?;
         let fh = JSON_FH | self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles().insert(fh, doc);
         // The size the kernel has may be of an older rendering.
@@ -425,7 +426,7 @@ impl<T: Tree> Tree for Readable<T> {
             self.handles().get(&fh).cloned().ok_or(FsError::BadHandle(fh))?
         } else if let (0, Some(x)) = (fh, mirrored(ino)) {
             // A read-only mount's READ without OPEN (filesystem/unopened.rs).
-            self.rendering(x)?
+            self.rendering(x, &self.inner.getattr(x)?)?
         } else {
             return self.inner.read(ino, fh, offset, size);
         };
@@ -498,7 +499,15 @@ impl<T: Tree> Tree for Readable<T> {
     }
 
     fn ttl_for(&self, ino: u64) -> Duration {
-        if mirrored(ino).is_some() { Duration::ZERO } else { self.inner.ttl_for(ino) }
+        match mirrored(ino) {
+            // A file's size is its rendering's, which any change of the
+            // value changes: asked for at each use. A directory changes as
+            // keys/'s do, within the mount's TTL (not the watcher's longer
+            // one: it invalidates keys/ names, not these).
+            Some(x) if x == KEYS_DIR || classify(x) == Node::KeyDir => self.inner.config().ttl,
+            Some(_) => Duration::ZERO,
+            None => self.inner.ttl_for(ino),
+        }
     }
 
     fn listing_cache(&self, ino: u64) -> (bool, bool) {
