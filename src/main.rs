@@ -2,7 +2,7 @@
 //! not want to mount, the Flyte key tools, and mount/umount.
 //!
 //! This file parses the command line and dispatches; the subcommands live in
-//! `src/cli/`: their definition in `args.rs`; `mount` and `umount` in
+//! `src/cli/`: their definition in `args.rs`; `mount`, `umount` and `serve` in
 //! `mount.rs`, with the mount(8)/fstab form in `fstab.rs`; `keys`, `get`,
 //! `set`, `delete`, `stats` and `check` in `cache_commands.rs`; `show` and
 //! `audit` in `readable.rs`; `flyte2`,
@@ -43,6 +43,7 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
     match command {
         Command::Mount(args) => mount::mount(args, argv),
         Command::Umount { mountpoint, if_mounted } => mount::umount(&mountpoint, if_mounted),
+        Command::Serve { cache_dir, listen, read_only, timeout } => mount::serve(cache_dir, listen, read_only, timeout),
         Command::Keys { dir, reverse } => cache_commands::keys(dir, reverse),
         Command::Get { dir, key, name } => cache_commands::get(dir, key, name),
         Command::Set { dir, key, file, expire, tag, name } => cache_commands::set(dir, key, file, expire, tag, name),

@@ -93,7 +93,7 @@ fn a_word_that_is_not_a_command_mounts_and_creates_nothing() {
     let (root, cache, mnt) = workspace();
     let before = entries(root.path());
     let (c, m) = (cache.to_str().unwrap(), mnt.to_str().unwrap());
-    for args in [vec!["mout", c], vec!["mout", c, m], vec!["statz", c], vec!["serve", c, "--listen", "127.0.0.1:1"]] {
+    for args in [vec!["mout", c], vec!["mout", c, m], vec!["statz", c], vec!["srve", c, "--listen", "127.0.0.1:1"]] {
         let (out, took) = run_in(root.path(), &args);
         assert_refused(&out, took, "unrecognized subcommand", &[&cache, &mnt]);
         assert_eq!(entries(root.path()), before, "{args:?} created something");

@@ -46,6 +46,24 @@ pub(crate) enum Command {
     /// Mount CACHE_DIR (created with diskcache's defaults if empty) on MOUNTPOINT.
     #[command(next_help_heading = MOUNT_HEADING)]
     Mount(MountArgs),
+    /// Serve CACHE_DIR over HTTP and WebDAV (for systems without FUSE: a
+    /// browser, macOS Finder, Windows Explorer, davfs2): the tree a mount
+    /// shows. Prints its URL once listening; SIGINT/SIGTERM stop it.
+    #[command(next_help_heading = MOUNT_HEADING)]
+    Serve {
+        cache_dir: PathBuf,
+        /// Address and port to listen on (port 0: a free one). Loopback
+        /// only: another address would need authentication, not built yet.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Refuse every request that writes (403), and never write to
+        /// CACHE_DIR.
+        #[arg(long)]
+        read_only: bool,
+        /// Seconds a change waits for another process's write lock.
+        #[arg(long, default_value_t = 60.0, value_parser = seconds)]
+        timeout: f64,
+    },
     /// Unmount MOUNTPOINT, also a stale mount left by a killed daemon.
     Umount {
         mountpoint: PathBuf,

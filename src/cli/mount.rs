@@ -95,6 +95,28 @@ pub(crate) fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Fail
     Ok(ExitCode::SUCCESS)
 }
 
+/// `diskcachefs serve`: prints the URL once listening, serves until a
+/// signal.
+pub(crate) fn serve(
+    cache_dir: std::path::PathBuf,
+    listen: std::net::SocketAddr,
+    read_only: bool,
+    timeout: f64,
+) -> Result<ExitCode, Failure> {
+    let config = diskcachefs::fs::serve::ServeConfig {
+        cache_dir,
+        listen,
+        read_only,
+        timeout: std::time::Duration::from_secs_f64(timeout),
+    };
+    diskcachefs::fs::serve::run(&config, |url| {
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "{url}");
+        let _ = out.flush();
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn umount(mountpoint: &Path, if_mounted: bool) -> Result<ExitCode, Failure> {
     match diskcachefs::fs::mount::unmount(mountpoint, false) {
         Err(diskcachefs::fs::mount::MountError::NotMounted(_)) if if_mounted => Ok(ExitCode::SUCCESS),

@@ -18,9 +18,12 @@
 //! - [`fuse`]: the `fuser::Filesystem` adapter, which only translates
 //!   (and asks [`pickle_writers`] whether a request may store a pickle).
 //! - [`mount`]: mounting, signals, daemonizing, unmounting.
+//! - [`dav`]: the WebDAV front end over a tree (translates, as `fuse`
+//!   does); [`serve`]: `diskcachefs serve`, it on an HTTP server.
 
 pub mod content;
 pub mod control;
+pub mod dav;
 pub mod engine;
 pub mod error;
 pub mod filesystem;
@@ -37,6 +40,7 @@ pub mod pickle_check;
 pub mod pickle_writers;
 pub mod readable;
 pub mod request_stats;
+pub mod serve;
 pub mod store;
 pub mod substores;
 pub mod tree;

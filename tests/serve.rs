@@ -1,0 +1,256 @@
+//! `diskcachefs serve` (issue 24, first part): the tree over HTTP and
+//! WebDAV, driven by a plain HTTP/1.1 client written here (no curl on a
+//! fresh machine), with python-diskcache as the peer on the same
+//! directory: what a PUT stores Python reads, what Python stores a GET
+//! reads, a PUT cut off mid-body stores nothing, `--read-only` refuses
+//! every write with 403, desktop junk never becomes a key, and SIGTERM
+//! stops the server with status 0.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::py;
+
+struct Server {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    addr: String,
+}
+
+impl Server {
+    fn start(cache: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
+            .arg("serve")
+            .arg(cache)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start diskcachefs serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("http://").and_then(|a| a.strip_suffix('/')).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("serve printed {line:?}, not its URL")
+        });
+        Server { addr: addr.to_string(), child }
+    }
+
+    /// One request on a connection of its own: (status, body).
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+        let head = String::from_utf8_lossy(&out[..split]).to_string();
+        let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{head}"));
+        let mut body = out[split + 4..].to_vec();
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        (status, body)
+    }
+
+    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        self.request("GET", path, &[], b"")
+    }
+
+    fn put(&self, path: &str, body: &[u8]) -> u16 {
+        self.request("PUT", path, &[], body).0
+    }
+
+    /// SIGTERM; the exit status.
+    fn stop(mut self) -> i32 {
+        // SAFETY: the child's pid, signalled once.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "serve did not stop within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
+        data = &data[line_end + 2 + size + 2..];
+    }
+}
+
+fn pyc(cache: &Path, code: &str) -> String {
+    py(&format!("import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\n{code}"), &[cache.to_str().unwrap()])
+        .trim()
+        .to_string()
+}
+
+fn new_cache(dir: &Path) -> std::path::PathBuf {
+    let cache = dir.join("cache");
+    pyc(
+        &cache,
+        "c['from/python'] = b'written by python'\nc['n'] = 42\nc.set('t', b'tagged', tag='grp')\nc['obj'] = {'when': __import__('datetime').date(2026, 1, 2)}",
+    );
+    cache
+}
+
+#[test]
+fn keys_over_webdav_are_the_cache_python_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = new_cache(dir.path());
+    let s = Server::start(&cache, &[]);
+    // What Python stored, read over HTTP: bytes, an int as its text, a
+    // pickle through json/.
+    assert_eq!(s.get("/keys/from/python"), (200, b"written by python".to_vec()));
+    assert_eq!(s.get("/keys/n"), (200, b"42".to_vec()));
+    let (status, json) = s.get("/json/obj");
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8_lossy(&json), "{\n  \"when\": \"2026-01-02\"\n}\n");
+    // A range.
+    let (status, part) = s.request("GET", "/keys/from/python", &[("Range", "bytes=0-6")], b"");
+    assert_eq!((status, part.as_slice()), (206, &b"written"[..]));
+    // PUT stores a bytes value; into a directory MKCOL made; over a key.
+    assert_eq!(s.put("/keys/hello", b"hi there"), 201);
+    assert_eq!(s.request("MKCOL", "/keys/dir", &[], b"").0, 201);
+    assert_eq!(s.put("/keys/dir/inner", b"nested"), 201);
+    assert_eq!(s.put("/keys/from/python", b"replaced"), 204);
+    assert_eq!(
+        pyc(&cache, "print(c['hello'], c['dir/inner'], c['from/python'], c.check())"),
+        "b'hi there' b'nested' b'replaced' []"
+    );
+    // A PUT into a directory that does not exist is 409 (RFC 4918), and
+    // stores nothing.
+    assert_eq!(s.put("/keys/nodir/x", b"x"), 409);
+    // PROPFIND lists keys/ with its children.
+    let (status, listing) = s.request("PROPFIND", "/keys/", &[("Depth", "1")], b"");
+    assert_eq!(status, 207);
+    let listing = String::from_utf8_lossy(&listing);
+    for href in ["/keys/hello", "/keys/dir/", "/keys/from/", "/keys/n"] {
+        assert!(listing.contains(&format!("<D:href>{href}</D:href>")), "{href} not in {listing}");
+    }
+    // MOVE renames the key, DELETE deletes it.
+    let dest = format!("http://{}/keys/moved", s.addr);
+    assert_eq!(s.request("MOVE", "/keys/hello", &[("Destination", &dest)], b"").0, 201);
+    assert_eq!(pyc(&cache, "print(c.get('hello'), c['moved'])"), "None b'hi there'");
+    assert_eq!(s.request("DELETE", "/keys/moved", &[], b"").0, 204);
+    assert_eq!(s.get("/keys/moved").0, 404);
+    assert_eq!(pyc(&cache, "print(c.get('moved'), len(c), c.check())"), "None 5 []");
+    // Desktop junk is never a key.
+    for junk in ["/keys/.DS_Store", "/keys/._hello", "/keys/dir/Thumbs.db"] {
+        assert_eq!(s.put(junk, b"junk"), 403, "{junk}");
+    }
+    assert_eq!(
+        pyc(&cache, "print(sorted(k for k in c if 'DS_Store' in k or k.startswith('._') or 'Thumbs' in k))"),
+        "[]"
+    );
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn a_put_cut_off_mid_body_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = new_cache(dir.path());
+    let s = Server::start(&cache, &[]);
+    for path in ["/keys/cut", "/keys/from/python"] {
+        let mut c = TcpStream::connect(&s.addr).unwrap();
+        let head = format!("PUT {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 100000\r\n\r\n", s.addr);
+        c.write_all(head.as_bytes()).unwrap();
+        c.write_all(&[b'a'; 5000]).unwrap();
+        drop(c);
+    }
+    // The server is still up, and neither key changed.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.get("/keys/from/python"), (200, b"written by python".to_vec()));
+    assert_eq!(pyc(&cache, "print(c.get('cut'), c['from/python'], c.check())"), "None b'written by python' []");
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn read_only_refuses_every_write_with_403() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = new_cache(dir.path());
+    let before = pyc(&cache, "print(sorted((k, c[k]) for k in c if k != 'obj'))");
+    let s = Server::start(&cache, &["--read-only"]);
+    assert_eq!(s.get("/keys/from/python"), (200, b"written by python".to_vec()));
+    let dest = format!("http://{}/keys/elsewhere", s.addr);
+    for (method, path, headers) in [
+        ("PUT", "/keys/new", vec![]),
+        ("PUT", "/keys/n", vec![]),
+        ("DELETE", "/keys/n", vec![]),
+        ("MKCOL", "/keys/d", vec![]),
+        ("MOVE", "/keys/n", vec![("Destination", dest.as_str())]),
+    ] {
+        let body: &[u8] = if method == "PUT" { b"x" } else { b"" };
+        let (status, _) = s.request(method, path, &headers, body);
+        assert_eq!(status, 403, "{method} {path}");
+    }
+    assert_eq!(pyc(&cache, "print(sorted((k, c[k]) for k in c if k != 'obj'))"), before);
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn a_fanout_cache_is_served_as_one_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("fanout");
+    py(
+        "import sys, diskcache\nc = diskcache.FanoutCache(sys.argv[1], shards=4)\nfor i in range(20): c[f'k{i}'] = f'v{i}'.encode()",
+        &[cache.to_str().unwrap()],
+    );
+    let s = Server::start(&cache, &[]);
+    for i in 0..20 {
+        assert_eq!(s.get(&format!("/keys/k{i}")), (200, format!("v{i}").into_bytes()));
+        assert_eq!(s.put(&format!("/keys/w{i}"), format!("w{i}").as_bytes()), 201);
+    }
+    let out = py(
+        "import sys, diskcache\nc = diskcache.FanoutCache(sys.argv[1], shards=4)\nprint(all(c[f'w{i}'] == f'w{i}'.encode() for i in range(20)), len(c), c.check())",
+        &[cache.to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), "True 40 []");
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn refusals_come_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = new_cache(dir.path());
+    let bin = env!("CARGO_BIN_EXE_diskcachefs");
+    let run = |args: &[&str]| Command::new(bin).arg("serve").args(args).output().unwrap();
+    // Another address would need authentication.
+    let out = run(&[cache.to_str().unwrap(), "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only a loopback address"), "{out:?}");
+    // No cache: nothing created.
+    let missing = dir.path().join("missing");
+    let out = run(&[missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no python-diskcache cache here"), "{out:?}");
+    assert!(!missing.exists());
+}
