@@ -254,3 +254,43 @@ fn refusals_come_before_anything_starts() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no python-diskcache cache here"), "{out:?}");
     assert!(!missing.exists());
 }
+
+/// A PROPPATCH of one property in our namespace: `set` or `remove`.
+fn proppatch(s: &Server, path: &str, op: &str, prop: &str) -> String {
+    let body = format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><D:propertyupdate xmlns:D="DAV:" xmlns:dc="urn:diskcachefs:"><D:{op}><D:prop>{prop}</D:prop></D:{op}></D:propertyupdate>"#
+    );
+    let (status, out) = s.request("PROPPATCH", path, &[("Content-Type", "application/xml")], body.as_bytes());
+    assert_eq!(status, 207, "PROPPATCH {path} {prop}: {}", String::from_utf8_lossy(&out));
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[test]
+fn tag_expiry_and_type_are_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = new_cache(dir.path());
+    let s = Server::start(&cache, &[]);
+    // PROPFIND shows the attributes a mount shows as xattrs.
+    let (status, found) = s.request("PROPFIND", "/keys/t", &[("Depth", "0")], b"");
+    assert_eq!(status, 207);
+    let found = String::from_utf8_lossy(&found);
+    assert!(found.contains(">grp</") && found.contains("urn:diskcachefs:"), "{found}");
+    assert!(found.contains(">bytes</"), "the type: {found}");
+    // PROPPATCH sets the tag and the expiry as python-diskcache sees them.
+    let out = proppatch(&s, "/keys/n", "set", "<dc:tag>grp2</dc:tag>");
+    assert!(out.contains("200 OK"), "{out}");
+    proppatch(&s, "/keys/n", "set", "<dc:expire_time>4102444800</dc:expire_time>");
+    assert_eq!(pyc(&cache, "print(c.get('n', tag=True, expire_time=True))"), "(42, 4102444800.0, 'grp2')");
+    // Removing the tag untags; removing the expiry makes it never expire.
+    proppatch(&s, "/keys/n", "remove", "<dc:tag/>");
+    proppatch(&s, "/keys/n", "remove", "<dc:expire_time/>");
+    assert_eq!(pyc(&cache, "print(c.get('n', tag=True, expire_time=True), c.check())"), "(42, None, None) []");
+    // A value the cache cannot take is 409, a property not ours 403:
+    // nothing changes.
+    let out = proppatch(&s, "/keys/from/python", "set", "<dc:type>int</dc:type>");
+    assert!(out.contains("409"), "{out}");
+    let out = proppatch(&s, "/keys/n", "set", "<D:displayname>x</D:displayname>");
+    assert!(out.contains("403"), "{out}");
+    assert_eq!(pyc(&cache, "print(repr(c['from/python']), c['n'])"), "b'written by python' 42");
+    assert_eq!(s.stop(), 0);
+}

@@ -23,14 +23,61 @@ use std::time::SystemTime;
 use bytes::{Buf, Bytes};
 use dav_server::davpath::DavPath;
 use dav_server::fs::{
-    DavDirEntry, DavFile, DavFileSystem, DavMetaData, FsError as DavError, FsFuture, FsResult, FsStream, OpenOptions,
-    ReadDirMeta,
+    DavDirEntry, DavFile, DavFileSystem, DavMetaData, DavProp, FsError as DavError, FsFuture, FsResult, FsStream,
+    OpenOptions, ReadDirMeta,
 };
+use http::StatusCode;
 
 use crate::fs::error::FsError;
 use crate::fs::filesystem::{Attr, DirReplier, Kind};
 use crate::fs::inode::ROOT;
 use crate::fs::tree::Tree;
+
+/// Our WebDAV properties' namespace: the attribute `user.diskcache.NAME`
+/// is the property `NAME` in it (docs/SEMANTICS.md, "Over HTTP and
+/// WebDAV").
+pub const PROP_NAMESPACE: &str = "urn:diskcachefs:";
+/// The attributes shown as properties, and settable by PROPPATCH.
+const PROPS: [&str; 3] = ["tag", "expire_time", "type"];
+
+fn xattr_of(prop: &DavProp) -> Option<String> {
+    (prop.namespace.as_deref() == Some(PROP_NAMESPACE) && PROPS.contains(&prop.name.as_str()))
+        .then(|| format!("user.diskcache.{}", prop.name))
+}
+
+fn prop_with(name: &str, value: &[u8]) -> DavProp {
+    let text = String::from_utf8_lossy(value);
+    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    DavProp::new(name.to_string(), "dc".into(), PROP_NAMESPACE.into(), escaped)
+}
+
+/// The text inside a PROPPATCH's property element (`<dc:tag ...>grp</dc:tag>`,
+/// or empty for `<dc:tag/>`); `None` when it holds elements.
+fn prop_text(xml: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(xml).ok()?.trim_start();
+    // dav-server writes the element as a document, declaration first.
+    let s = match s.strip_prefix("<?") {
+        Some(rest) => rest.split_once("?>")?.1.trim_start(),
+        None => s,
+    };
+    let open_end = s.find('>')?;
+    if s[..open_end].ends_with('/') {
+        return Some(String::new());
+    }
+    let close = s.rfind("</")?;
+    let inner = s.get(open_end + 1..close)?;
+    if inner.contains('<') {
+        return None;
+    }
+    Some(
+        inner
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
 
 /// Names desktop systems write beside files (Finder's AppleDouble `._*`
 /// and `.DS_Store`, Explorer's `Thumbs.db` and `desktop.ini`): never keys.
@@ -493,6 +540,93 @@ impl<T: Tree> DavFileSystem for DavTree<T> {
         self.remove(path, false)
     }
 
+    fn have_props<'a>(
+        &'a self,
+        _path: &'a DavPath,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+        Box::pin(std::future::ready(true))
+    }
+
+    fn get_props<'a>(&'a self, path: &'a DavPath, do_content: bool) -> FsFuture<'a, Vec<DavProp>> {
+        let path = path.clone();
+        self.blocking(move |tree| {
+            // The walk holds the lookups until the attributes are read.
+            let mut walk = Walk::new(tree);
+            let attr = walk.resolve(&path).map_err(dav_error)?;
+            let mut props = Vec::new();
+            for name in PROPS {
+                if let Ok(value) = tree.getxattr(attr.ino, OsStr::new(&format!("user.diskcache.{name}"))) {
+                    let mut prop = prop_with(name, &value);
+                    if !do_content {
+                        prop.xml = None;
+                    }
+                    props.push(prop);
+                }
+            }
+            Ok(props)
+        })
+    }
+
+    fn get_prop<'a>(&'a self, path: &'a DavPath, prop: DavProp) -> FsFuture<'a, Vec<u8>> {
+        let path = path.clone();
+        self.blocking(move |tree| {
+            let xattr = xattr_of(&prop).ok_or(DavError::NotFound)?;
+            let mut walk = Walk::new(tree);
+            let attr = walk.resolve(&path).map_err(dav_error)?;
+            let value = tree.getxattr(attr.ino, OsStr::new(&xattr)).map_err(|_| DavError::NotFound)?;
+            prop_with(&prop.name, &value).xml.ok_or(DavError::NotFound)
+        })
+    }
+
+    /// PROPPATCH: our properties set and removed as the attributes are
+    /// (a malformed value is 409, as RFC 4918 has it for a value the server
+    /// cannot take); other properties are not kept (403). Each is applied
+    /// in turn, not as one transaction.
+    fn patch_props<'a>(
+        &'a self,
+        path: &'a DavPath,
+        patch: Vec<(bool, DavProp)>,
+    ) -> FsFuture<'a, Vec<(StatusCode, DavProp)>> {
+        let path = path.clone();
+        let writable = self.writable();
+        self.blocking(move |tree| {
+            writable?;
+            let mut walk = Walk::new(tree);
+            let attr = walk.resolve(&path).map_err(dav_error)?;
+            let mut out = Vec::new();
+            for (set, prop) in patch {
+                let status = match xattr_of(&prop) {
+                    None => StatusCode::FORBIDDEN,
+                    Some(xattr) => {
+                        let name = OsStr::new(&xattr);
+                        let done = if set {
+                            match prop.xml.as_deref().and_then(prop_text) {
+                                Some(value) => tree.setxattr(attr.ino, name, value.as_bytes(), false, false),
+                                None => Err(FsError::InvalidValue { what: xattr.clone(), reason: "not text".into() }),
+                            }
+                        } else {
+                            match tree.removexattr(attr.ino, name) {
+                                Err(FsError::NoAttribute(_)) => Ok(()),
+                                other => other,
+                            }
+                        };
+                        match done {
+                            Ok(()) => StatusCode::OK,
+                            Err(e) if e.errno() == libc::EINVAL || e.errno() == libc::ERANGE => StatusCode::CONFLICT,
+                            Err(e) => match dav_error(e) {
+                                DavError::NotFound => StatusCode::NOT_FOUND,
+                                DavError::Forbidden => StatusCode::FORBIDDEN,
+                                _ => StatusCode::INTERNAL_SERVER_ERROR,
+                            },
+                        }
+                    }
+                };
+                out.push((status, DavProp { xml: None, ..prop }));
+            }
+            Ok(out)
+        })
+    }
+
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         let (from, to) = (from.clone(), to.clone());
         let writable = self.writable();
@@ -525,6 +659,16 @@ impl<T: Tree> DavTree<T> {
 #[cfg(test)]
 mod tests {
     use super::is_desktop_junk;
+
+    #[test]
+    fn property_text() {
+        use super::prop_text;
+        assert_eq!(prop_text(br#"<dc:tag xmlns:dc="urn:diskcachefs:">a &amp; b</dc:tag>"#).as_deref(), Some("a & b"));
+        assert_eq!(prop_text(br#"<dc:tag xmlns:dc="urn:diskcachefs:"/>"#).as_deref(), Some(""));
+        let doc = br#"<?xml version="1.0" encoding="utf-8"?><dc:tag xmlns:dc="urn:diskcachefs:">grp</dc:tag>"#;
+        assert_eq!(prop_text(doc).as_deref(), Some("grp"));
+        assert_eq!(prop_text(br#"<dc:tag xmlns:dc="urn:diskcachefs:"><x/></dc:tag>"#), None);
+    }
 
     #[test]
     fn desktop_junk() {
