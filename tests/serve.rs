@@ -243,10 +243,15 @@ fn refusals_come_before_anything_starts() {
     let cache = new_cache(dir.path());
     let bin = env!("CARGO_BIN_EXE_diskcachefs");
     let run = |args: &[&str]| Command::new(bin).arg("serve").args(args).output().unwrap();
-    // Another address would need authentication.
+    // Another address than loopback needs a token; a token must be long.
     let out = run(&[cache.to_str().unwrap(), "--listen", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only a loopback address"), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give --token-file"), "{out:?}");
+    let short = dir.path().join("short");
+    std::fs::write(&short, "abc\n").unwrap();
+    let out = run(&[cache.to_str().unwrap(), "--token-file", short.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"), "{out:?}");
     // No cache: nothing created.
     let missing = dir.path().join("missing");
     let out = run(&[missing.to_str().unwrap()]);
@@ -292,5 +297,26 @@ fn tag_expiry_and_type_are_properties() {
     let out = proppatch(&s, "/keys/n", "set", "<D:displayname>x</D:displayname>");
     assert!(out.contains("403"), "{out}");
     assert_eq!(pyc(&cache, "print(repr(c['from/python']), c['n'])"), "b'written by python' 42");
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn with_a_token_every_request_must_carry_it() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = new_cache(dir.path());
+    let token = "0123456789abcdef-token";
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let s = Server::start(&cache, &["--token-file", file.to_str().unwrap()]);
+    let bearer = format!("Bearer {token}");
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("me:{token}")));
+    let wrong = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("me:guess"));
+    assert_eq!(s.get("/keys/n").0, 401);
+    assert_eq!(s.request("GET", "/keys/n", &[("Authorization", &wrong)], b"").0, 401);
+    assert_eq!(s.request("PUT", "/keys/sneaky", &[], b"x").0, 401);
+    assert_eq!(s.request("GET", "/keys/n", &[("Authorization", &bearer)], b""), (200, b"42".to_vec()));
+    assert_eq!(s.request("PUT", "/keys/allowed", &[("Authorization", &basic)], b"ok").0, 201);
+    assert_eq!(pyc(&cache, "print(c.get('sneaky'), c['allowed'])"), "None b'ok'");
     assert_eq!(s.stop(), 0);
 }

@@ -52,10 +52,15 @@ pub(crate) enum Command {
     #[command(next_help_heading = MOUNT_HEADING)]
     Serve {
         cache_dir: PathBuf,
-        /// Address and port to listen on (port 0: a free one). Loopback
-        /// only: another address would need authentication, not built yet.
+        /// Address and port to listen on (port 0: a free one). Another
+        /// address than loopback requires --token-file.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
+        /// A file holding the token every request must carry (as
+        /// `Authorization: Bearer TOKEN`, or as the password of HTTP basic
+        /// authentication); white space around it is ignored.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
         /// Refuse every request that writes (403), and never write to
         /// CACHE_DIR.
         #[arg(long)]

@@ -100,14 +100,31 @@ pub(crate) fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Fail
 pub(crate) fn serve(
     cache_dir: std::path::PathBuf,
     listen: std::net::SocketAddr,
+    token_file: Option<std::path::PathBuf>,
     read_only: bool,
     timeout: f64,
 ) -> Result<ExitCode, Failure> {
+    let token = match token_file {
+        None => None,
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| Failure(format!("--token-file {}: {e}", path.display())))?;
+            let token = text.trim().to_string();
+            if token.len() < 16 || token.contains(char::is_whitespace) {
+                return Err(Failure(format!(
+                    "--token-file {}: the token must be at least 16 characters, without white space inside",
+                    path.display()
+                )));
+            }
+            Some(token)
+        }
+    };
     let config = diskcachefs::fs::serve::ServeConfig {
         cache_dir,
         listen,
         read_only,
         timeout: std::time::Duration::from_secs_f64(timeout),
+        token,
     };
     diskcachefs::fs::serve::run(&config, |url| {
         let mut out = io::stdout().lock();

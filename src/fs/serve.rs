@@ -2,8 +2,12 @@
 //! "Over HTTP and WebDAV"), for systems without FUSE: the same tree a
 //! mount serves ([`DiskCacheFs`], [`WithSubStores`] for a FanoutCache,
 //! [`Readable`] for `json/`), behind [`DavTree`] and dav-server's
-//! handler, on hyper. Loopback only for now: another address would need
-//! authentication, which is not built yet, so it is refused.
+//! handler, on hyper. On a loopback address no authentication is asked
+//! by default (every user of the machine can connect: on a shared machine
+//! give a token too); on any other address a token is required
+//! (`--token-file`), sent as `Authorization: Bearer TOKEN` or as the
+//! password of HTTP basic authentication (what Finder and Explorer send),
+//! or the server refuses to start.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,11 +32,14 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub read_only: bool,
     pub timeout: Duration,
+    /// What every request must carry (`--token-file`); required off
+    /// loopback.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("--listen {0}: only a loopback address for now (another would need authentication, not built yet)")]
+    #[error("--listen {0}: not a loopback address, so every request must authenticate: give --token-file FILE")]
     NotLoopback(SocketAddr),
     #[error("{0}: no python-diskcache cache here (no cache.db)")]
     NoCache(PathBuf),
@@ -45,7 +52,7 @@ pub enum ServeError {
 /// Serves until SIGINT or SIGTERM; `ready` gets the URL once the socket
 /// listens.
 pub fn run(config: &ServeConfig, ready: impl FnOnce(&str)) -> Result<(), ServeError> {
-    if !config.listen.ip().is_loopback() {
+    if !config.listen.ip().is_loopback() && config.token.is_none() {
         return Err(ServeError::NotLoopback(config.listen));
     }
     let sharded = crate::cache::fanout::is_fanout_directory(&config.cache_dir);
@@ -82,6 +89,7 @@ fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) 
         .locksystem(FakeLs::new())
         .autoindex(true)
         .build_handler();
+    let token: Option<Arc<str>> = config.token.as_deref().map(Arc::from);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| ServeError::Open(e.to_string()))?;
     runtime.block_on(async move {
         let listener =
@@ -95,10 +103,17 @@ fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) 
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let dav = dav.clone();
+                    let token = token.clone();
                     tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
+                        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                             let dav = dav.clone();
-                            async move { Ok::<_, std::convert::Infallible>(dav.handle(req).await) }
+                            let allowed = token.as_deref().is_none_or(|t| authorized(req.headers(), t));
+                            async move {
+                                if !allowed {
+                                    return Ok::<_, std::convert::Infallible>(unauthorized());
+                                }
+                                Ok(dav.handle(req).await)
+                            }
                         });
                         if let Err(e) = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
@@ -115,4 +130,55 @@ fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) 
         log::info!("serve: stopping");
         Ok(())
     })
+}
+
+/// Whether `headers` carry `token`: `Bearer TOKEN`, or basic
+/// authentication with it as the password (any user name). Compared in
+/// constant time.
+fn authorized(headers: &hyper::HeaderMap, token: &str) -> bool {
+    use base64::Engine as _;
+    let Some(value) = headers.get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let given = if let Some(bearer) = value.strip_prefix("Bearer ") {
+        bearer.trim().as_bytes().to_vec()
+    } else if let Some(basic) = value.strip_prefix("Basic ") {
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim()) else { return false };
+        match decoded.iter().position(|b| *b == b':') {
+            Some(i) => decoded[i + 1..].to_vec(),
+            None => return false,
+        }
+    } else {
+        return false;
+    };
+    let want = token.as_bytes();
+    given.len() == want.len() && given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+fn unauthorized() -> hyper::Response<dav_server::body::Body> {
+    let mut response = hyper::Response::new(dav_server::body::Body::from("a token is required\n"));
+    *response.status_mut() = hyper::StatusCode::UNAUTHORIZED;
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Basic realm=\"diskcachefs\", charset=\"UTF-8\""),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authorized;
+
+    #[test]
+    fn bearer_and_basic() {
+        let mut h = hyper::HeaderMap::new();
+        assert!(!authorized(&h, "s3cret"));
+        h.insert("authorization", "Bearer s3cret".parse().unwrap());
+        assert!(authorized(&h, "s3cret"));
+        h.insert("authorization", "Bearer s3cre".parse().unwrap());
+        assert!(!authorized(&h, "s3cret"));
+        // user:s3cret
+        h.insert("authorization", "Basic dXNlcjpzM2NyZXQ=".parse().unwrap());
+        assert!(authorized(&h, "s3cret"));
+        h.insert("authorization", "Basic dXNlcjp3cm9uZw==".parse().unwrap());
+        assert!(!authorized(&h, "s3cret"));
+    }
 }
