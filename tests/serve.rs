@@ -64,6 +64,28 @@ impl Server {
         (status, body)
     }
 
+    /// A request whose body is sent chunked (no Content-Length).
+    fn request_chunked(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+            self.addr
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        for chunk in body.chunks(4) {
+            s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
+            s.write_all(chunk).unwrap();
+            s.write_all(b"\r\n").unwrap();
+        }
+        s.write_all(b"0\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let head = String::from_utf8_lossy(&out).to_string();
+        let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{head}"));
+        (status, out)
+    }
+
     fn get(&self, path: &str) -> (u16, Vec<u8>) {
         self.request("GET", path, &[], b"")
     }
@@ -318,5 +340,23 @@ fn with_a_token_every_request_must_carry_it() {
     assert_eq!(s.request("GET", "/keys/n", &[("Authorization", &bearer)], b""), (200, b"42".to_vec()));
     assert_eq!(s.request("PUT", "/keys/allowed", &[("Authorization", &basic)], b"ok").0, 201);
     assert_eq!(pyc(&cache, "print(c.get('sneaky'), c['allowed'])"), "None b'ok'");
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn a_body_over_max_body_is_413_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = new_cache(dir.path());
+    let s = Server::start(&cache, &["--max-body", "10"]);
+    assert_eq!(s.put("/keys/big", b"01234567890"), 413);
+    assert_eq!(s.put("/keys/from/python", b"0123456789ab"), 413);
+    // Without a length (chunked), counted as it comes.
+    let (status, _) = s.request_chunked("PUT", "/keys/chunked", b"0123456789abcdef");
+    assert_eq!(status, 413);
+    assert_eq!(s.put("/keys/fits", b"0123456789"), 201);
+    assert_eq!(
+        pyc(&cache, "print(c.get('big'), c.get('chunked'), c['from/python'], c['fits'])"),
+        "None None b'written by python' b'0123456789'"
+    );
     assert_eq!(s.stop(), 0);
 }

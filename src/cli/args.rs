@@ -61,6 +61,9 @@ pub(crate) enum Command {
         /// authentication); white space around it is ignored.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
+        /// The largest PUT body taken, in bytes (413 past it).
+        #[arg(long, value_name = "BYTES", default_value_t = 1 << 34)]
+        max_body: u64,
         /// Refuse every request that writes (403), and never write to
         /// CACHE_DIR.
         #[arg(long)]

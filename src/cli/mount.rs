@@ -101,6 +101,7 @@ pub(crate) fn serve(
     cache_dir: std::path::PathBuf,
     listen: std::net::SocketAddr,
     token_file: Option<std::path::PathBuf>,
+    max_body: u64,
     read_only: bool,
     timeout: f64,
 ) -> Result<ExitCode, Failure> {
@@ -125,6 +126,7 @@ pub(crate) fn serve(
         read_only,
         timeout: std::time::Duration::from_secs_f64(timeout),
         token,
+        max_body,
     };
     diskcachefs::fs::serve::run(&config, |url| {
         let mut out = io::stdout().lock();

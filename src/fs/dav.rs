@@ -89,6 +89,8 @@ pub fn is_desktop_junk(name: &[u8]) -> bool {
 pub struct DavTree<T: Tree> {
     tree: Arc<T>,
     read_only: bool,
+    /// The largest PUT body taken (`413` past it).
+    max_body: u64,
     /// Directories made by MKCOL, whose lookup is kept: an empty directory
     /// in `keys/` lives while it is looked up (as it does in a mount while
     /// the kernel holds it), and a client PUTs into it in a later request.
@@ -100,7 +102,7 @@ const MAX_MADE: usize = 10_000;
 
 impl<T: Tree> Clone for DavTree<T> {
     fn clone(&self) -> Self {
-        DavTree { tree: self.tree.clone(), read_only: self.read_only, made: self.made.clone() }
+        DavTree { tree: self.tree.clone(), read_only: self.read_only, max_body: self.max_body, made: self.made.clone() }
     }
 }
 
@@ -168,8 +170,8 @@ impl<T: Tree> Drop for Walk<T> {
 }
 
 impl<T: Tree> DavTree<T> {
-    pub fn new(tree: Arc<T>, read_only: bool) -> DavTree<T> {
-        DavTree { tree, read_only, made: Default::default() }
+    pub fn new(tree: Arc<T>, read_only: bool, max_body: u64) -> DavTree<T> {
+        DavTree { tree, read_only, max_body, made: Default::default() }
     }
 
     /// Runs `f` on the blocking pool.
@@ -253,7 +255,7 @@ impl DirReplier for Listing {
 #[derive(Debug)]
 enum Open {
     Read { ino: u64, fh: u64, pos: u64, attr: Attr },
-    Put { parent: u64, name: Vec<u8>, body: std::fs::File, len: u64, attr: Attr, expected: Option<u64> },
+    Put { parent: u64, name: Vec<u8>, body: std::fs::File, len: u64, attr: Attr, expected: Option<u64>, max: u64 },
 }
 
 struct TreeFile<T: Tree> {
@@ -377,7 +379,10 @@ impl<T: Tree> DavFile for TreeFile<T> {
 
     fn write_bytes(&mut self, data: Bytes) -> FsFuture<'_, ()> {
         self.blocking(move |_, open| match open {
-            Open::Put { body, len, .. } => {
+            Open::Put { body, len, max, .. } => {
+                if *len + data.len() as u64 > *max {
+                    return Err(DavError::TooLarge);
+                }
                 body.write_all(&data).map_err(|e| dav_error(FsError::io("a PUT body", e)))?;
                 *len += data.len() as u64;
                 Ok(())
@@ -415,7 +420,7 @@ impl<T: Tree> DavFile for TreeFile<T> {
     fn flush(&mut self) -> FsFuture<'_, ()> {
         self.blocking(move |tree, open| match open {
             // The body is complete: now it becomes the value.
-            Open::Put { parent, name, body, attr, len, expected } => {
+            Open::Put { parent, name, body, attr, len, expected, .. } => {
                 if expected.is_some_and(|n| n != *len) {
                     // A body shorter or longer than its Content-Length: not
                     // the value the client meant.
@@ -432,7 +437,7 @@ impl<T: Tree> DavFile for TreeFile<T> {
 impl<T: Tree> DavFileSystem for DavTree<T> {
     fn open<'a>(&'a self, path: &'a DavPath, options: OpenOptions) -> FsFuture<'a, Box<dyn DavFile>> {
         let path = path.clone();
-        let read_only = self.read_only;
+        let (read_only, max_body) = (self.read_only, self.max_body);
         self.blocking(move |tree| {
             let mut walk = Walk::new(tree);
             if options.write || options.append || options.truncate || options.create || options.create_new {
@@ -441,6 +446,9 @@ impl<T: Tree> DavFileSystem for DavTree<T> {
                 }
                 if options.append {
                     return Err(DavError::NotImplemented);
+                }
+                if options.size.is_some_and(|n| n > max_body) {
+                    return Err(DavError::TooLarge);
                 }
                 let (parent, name) = walk.parent_of(&path).map_err(dav_error)?;
                 let name = name.ok_or(DavError::Forbidden)?.to_vec();
@@ -459,7 +467,7 @@ impl<T: Tree> DavFileSystem for DavTree<T> {
                 };
                 let body = body_file().map_err(|e| dav_error(FsError::io("a PUT body", e)))?;
                 let attr = Attr { kind: Kind::File, size: 0, ..attr };
-                let open = Open::Put { parent, name, body, len: 0, attr, expected: options.size };
+                let open = Open::Put { parent, name, body, len: 0, attr, expected: options.size, max: max_body };
                 return Ok(
                     Box::new(TreeFile { tree: tree.clone(), open: Some(open), _held: Some(walk) }) as Box<dyn DavFile>
                 );

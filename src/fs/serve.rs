@@ -35,6 +35,8 @@ pub struct ServeConfig {
     /// What every request must carry (`--token-file`); required off
     /// loopback.
     pub token: Option<String>,
+    /// The largest PUT body taken (`--max-body`).
+    pub max_body: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +85,7 @@ pub fn run(config: &ServeConfig, ready: impl FnOnce(&str)) -> Result<(), ServeEr
 
 fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) -> Result<(), ServeError> {
     let dav: DavHandler = DavHandler::builder()
-        .filesystem(Box::new(DavTree::new(Arc::new(tree), config.read_only)))
+        .filesystem(Box::new(DavTree::new(Arc::new(tree), config.read_only, config.max_body)))
         // LOCK is answered (clients such as Finder and Explorer need it)
         // but holds nothing: the cache has no locks of its own to map to.
         .locksystem(FakeLs::new())
