@@ -6,7 +6,8 @@
 //! had not thought of. A name is allowed when it is in the list exactly, or
 //! its module is under a `MODULE.*` entry.
 
-use super::read::{Id, Node, Pickle, Reading, folded_getattr};
+use super::read::Reading;
+use super::tree::{Id, Node, Pickle, folded_getattr};
 
 /// Whether every reference to `builtins.getattr` in `p` is the callable
 /// of a call `getattr(GLOBAL, "name")` (and nothing hands it to anything

@@ -10,14 +10,19 @@
 //! stays a node holding its callable and arguments. Nothing is imported,
 //! nothing is called.
 //!
-//! - [`read`]: bytes to a [`Pickle`] (an arena of [`Node`]s) and the names
-//!   the pickle would import, within [`Limits`] whatever the input.
+//! - [`tree`]: what a pickle builds ([`Pickle`], an arena of [`Node`]s).
+//! - [`read`]: bytes to a [`Pickle`] and the names the pickle would
+//!   import, within [`Limits`] whatever the input; `text`: protocol 0's
+//!   text arguments as Python decodes them.
 //! - [`audit`]: those names against an allow-list.
 //! - `compat`: Python 2's names, mapped as Python 3 maps them.
 
 pub mod audit;
 mod compat;
 pub mod read;
+mod text;
+pub mod tree;
 
 pub use self::audit::{AllowList, DEFAULT_ALLOWED};
-pub use self::read::{Call, CallKind, Id, Limits, Node, Pickle, PickleError, Reading, read, read_with};
+pub use self::read::{Limits, PickleError, Reading, read, read_with};
+pub use self::tree::{Call, CallKind, Id, Node, Pickle};

@@ -18,82 +18,9 @@
 use std::collections::HashMap;
 
 use super::compat::fix_import;
-
-/// A node's index in [`Pickle::nodes`].
-pub type Id = u32;
-
-/// What a pickle builds, as data.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Node {
-    None,
-    Bool(bool),
-    Int(i64),
-    /// An int beyond 64 bits: little-endian two's complement (`LONG1`,
-    /// `LONG4`), or its decimal text (`INT`, `LONG` of protocol 0).
-    BigInt(BigInt),
-    Float(f64),
-    /// Text (invalid UTF-8, as Python's `surrogatepass` could hold,
-    /// replaced by U+FFFD).
-    Str(String),
-    Bytes(Vec<u8>),
-    ByteArray(Vec<u8>),
-    List(Vec<Id>),
-    Tuple(Vec<Id>),
-    Dict(Vec<(Id, Id)>),
-    Set(Vec<Id>),
-    FrozenSet(Vec<Id>),
-    /// A class or function Python would import: `(module, qualname)`.
-    Global(Box<(String, String)>),
-    /// What Python would get by calling something.
-    Call(Box<Call>),
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum BigInt {
-    Le(Vec<u8>),
-    Decimal(String),
-}
-
-/// How a [`Call`] came about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallKind {
-    /// `REDUCE`: `callable(*args)`.
-    Reduce,
-    /// `NEWOBJ`, `NEWOBJ_EX`, `OBJ`, `INST`: an instance of the class
-    /// `callable`, made with `args` (and `kwargs`).
-    New,
-}
-
-/// A call Python would make, and what the pickle did to its result after.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Call {
-    pub kind: CallKind,
-    pub callable: Id,
-    /// Usually a [`Node::Tuple`]; whatever the pickle put there.
-    pub args: Id,
-    pub kwargs: Option<Id>,
-    /// `BUILD`'s argument (the last one, when several).
-    pub state: Option<Id>,
-    /// Added by `APPEND`, `APPENDS`, `ADDITEMS`.
-    pub items: Vec<Id>,
-    /// Added by `SETITEM`, `SETITEMS`.
-    pub entries: Vec<(Id, Id)>,
-}
-
-/// A pickle read as data: its nodes, the one `STOP` returned, and what it
-/// would import.
-#[derive(Clone, Debug)]
-pub struct Pickle {
-    pub nodes: Vec<Node>,
-    pub root: Id,
-    pub protocol: u8,
-}
-
-impl Pickle {
-    pub fn node(&self, id: Id) -> &Node {
-        &self.nodes[id as usize]
-    }
-}
+use super::text::{escape_decode, parse_python_float, raw_unicode_escape_decode};
+use super::tree::{BigInt, Call, CallKind, Id, Node, Pickle};
+use super::tree::{folded_getattr, kind_name};
 
 /// Why a pickle could not be read, and where.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -764,24 +691,6 @@ impl Machine<'_> {
     }
 }
 
-/// `module.qualname.attr` when `callable(*args)` is `builtins.getattr`
-/// of a global and a constant name (how Python 3.12+ pickles an Enum
-/// member, and `zoneinfo` its zones).
-pub fn folded_getattr(nodes: &[Node], callable: Id, args: Id) -> Option<String> {
-    let Node::Global(g) = &nodes[callable as usize] else { return None };
-    if g.0 != "builtins" || g.1 != "getattr" {
-        return None;
-    }
-    let Node::Tuple(a) = &nodes[args as usize] else { return None };
-    match a.as_slice() {
-        [target, attr] => match (&nodes[*target as usize], &nodes[*attr as usize]) {
-            (Node::Global(t), Node::Str(attr)) => Some(format!("{}.{}.{attr}", t.0, t.1)),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 /// `LONG1`/`LONG4` bytes: an `Int` when they fit in 64 bits.
 fn long_node(bytes: Vec<u8>) -> Node {
     if bytes.is_empty() {
@@ -794,124 +703,6 @@ fn long_node(bytes: Vec<u8>) -> Node {
         return Node::Int(i64::from_le_bytes(b));
     }
     Node::BigInt(BigInt::Le(bytes))
-}
-
-fn kind_name(node: &Node) -> &'static str {
-    match node {
-        Node::None => "None",
-        Node::Bool(_) => "a bool",
-        Node::Int(_) | Node::BigInt(_) => "an int",
-        Node::Float(_) => "a float",
-        Node::Str(_) => "a str",
-        Node::Bytes(_) => "bytes",
-        Node::ByteArray(_) => "a bytearray",
-        Node::List(_) => "a list",
-        Node::Tuple(_) => "a tuple",
-        Node::Dict(_) => "a dict",
-        Node::Set(_) => "a set",
-        Node::FrozenSet(_) => "a frozenset",
-        Node::Global(_) => "a class",
-        Node::Call(_) => "an object",
-    }
-}
-
-/// Python's `float(text)` for what pickle's `FLOAT` holds (`repr` of a
-/// float, or `inf`/`nan` spelled as Python 2 did).
-fn parse_python_float(text: &str) -> Option<f64> {
-    let t = text.trim().to_ascii_lowercase().replace('_', "");
-    let t = t.replace("infinity", "inf");
-    match t.trim_start_matches(['+', '-']) {
-        "inf" | "nan" => {}
-        rest if rest.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e') => return None,
-        _ => {}
-    }
-    t.parse().ok()
-}
-
-/// `codecs.escape_decode`: Python's bytes-literal escapes.
-fn escape_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        let b = s[i];
-        i += 1;
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        let e = *s.get(i)?;
-        i += 1;
-        match e {
-            b'\n' => {}
-            b'\\' => out.push(b'\\'),
-            b'\'' => out.push(b'\''),
-            b'"' => out.push(b'"'),
-            b'a' => out.push(7),
-            b'b' => out.push(8),
-            b'f' => out.push(12),
-            b'n' => out.push(b'\n'),
-            b'r' => out.push(b'\r'),
-            b't' => out.push(b'\t'),
-            b'v' => out.push(11),
-            b'0'..=b'7' => {
-                let mut v = u32::from(e - b'0');
-                for _ in 0..2 {
-                    match s.get(i) {
-                        Some(d @ b'0'..=b'7') => {
-                            v = v * 8 + u32::from(d - b'0');
-                            i += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                out.push(v as u8);
-            }
-            b'x' => {
-                let hex = std::str::from_utf8(s.get(i..i + 2)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            other => {
-                out.push(b'\\');
-                out.push(other);
-            }
-        }
-    }
-    Some(out)
-}
-
-/// `raw-unicode-escape` decoding (protocol 0's `UNICODE`): `\uXXXX` and
-/// `\UXXXXXXXX` escapes, every other byte a Latin-1 character.
-fn raw_unicode_escape_decode(s: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        let b = s[i];
-        let width = match (b, s.get(i + 1)) {
-            (b'\\', Some(b'u')) => 4,
-            (b'\\', Some(b'U')) => 8,
-            _ => 0,
-        };
-        // An odd run of backslashes before the u: Python's rule is that
-        // the escape counts only after an even number of backslashes; a
-        // pickle writer never doubles them, so the simple rule holds.
-        let code = (width > 0)
-            .then(|| s.get(i + 2..i + 2 + width))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u32::from_str_radix(h, 16).ok());
-        match code {
-            Some(c) => {
-                out.push(char::from_u32(c).unwrap_or('\u{fffd}'));
-                i += 2 + width;
-            }
-            None => {
-                out.push(char::from(b));
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

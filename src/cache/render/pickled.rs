@@ -6,7 +6,7 @@
 
 use super::json::Json;
 use super::{MAX_DEPTH, MAX_OUTPUT, bytes, float, stdlib, text};
-use crate::cache::pickle::read::{BigInt, folded_getattr};
+use crate::cache::pickle::tree::{BigInt, folded_getattr};
 use crate::cache::pickle::{Call, CallKind, Id, Node, Pickle};
 
 /// `parse_strings`: strs holding JSON shown parsed (`super::text`).

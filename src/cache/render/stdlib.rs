@@ -24,7 +24,7 @@ pub(super) fn decode(r: &mut Renderer, c: &Call, name: &str) -> Option<Result<Js
     }
     match (c.kind, name) {
         (CallKind::Reduce, "builtins.getattr") if plain => {
-            let fetched = crate::cache::pickle::read::folded_getattr(&r.p.nodes, c.callable, c.args)?;
+            let fetched = crate::cache::pickle::tree::folded_getattr(&r.p.nodes, c.callable, c.args)?;
             Some(Ok(Json::object(vec![("__global__", Json::Str(fetched))])))
         }
         (CallKind::Reduce, "datetime.datetime" | "datetime.date" | "datetime.time") if plain => {
@@ -288,8 +288,8 @@ fn uuid(r: &Renderer, int: Id) -> Option<String> {
     let mut be = [0u8; 16];
     match r.node(int) {
         Node::Int(i) if *i >= 0 => be[8..].copy_from_slice(&i.to_be_bytes()),
-        Node::BigInt(crate::cache::pickle::read::BigInt::Decimal(d)) => be = d.parse::<u128>().ok()?.to_be_bytes(),
-        Node::BigInt(crate::cache::pickle::read::BigInt::Le(le)) => {
+        Node::BigInt(crate::cache::pickle::tree::BigInt::Decimal(d)) => be = d.parse::<u128>().ok()?.to_be_bytes(),
+        Node::BigInt(crate::cache::pickle::tree::BigInt::Le(le)) => {
             let significant = le.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
             if significant > 16 || le.last().is_some_and(|b| b & 0x80 != 0) {
                 return None;
