@@ -1,6 +1,6 @@
 //! `diskcachefs serve` (issue 24, first part): the tree over HTTP and
-//! WebDAV, driven by a plain HTTP/1.1 client written here (no curl on a
-//! fresh machine), with python-diskcache as the peer on the same
+//! WebDAV, driven by a plain HTTP/1.1 client (tests/support/serve.rs; no
+//! curl on a fresh machine), with python-diskcache as the peer on the same
 //! directory: what a PUT stores Python reads, what Python stores a GET
 //! reads, a PUT cut off mid-body stores nothing, `--read-only` refuses
 //! every write with 403, desktop junk never becomes a key, and SIGTERM
@@ -8,126 +8,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use support::py;
-
-struct Server {
-    child: Child,
-    /// `127.0.0.1:PORT`.
-    addr: String,
-}
-
-impl Server {
-    fn start(cache: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
-            .arg("serve")
-            .arg(cache)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start diskcachefs serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("http://").and_then(|a| a.strip_suffix('/')).unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!("serve printed {line:?}, not its URL")
-        });
-        Server { addr: addr.to_string(), child }
-    }
-
-    /// One request on a connection of its own: (status, body).
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-        s.write_all(head.as_bytes()).unwrap();
-        s.write_all(body).unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
-        let split = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
-        let head = String::from_utf8_lossy(&out[..split]).to_string();
-        let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{head}"));
-        let mut body = out[split + 4..].to_vec();
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            body = dechunk(&body);
-        }
-        (status, body)
-    }
-
-    /// A request whose body is sent chunked (no Content-Length).
-    fn request_chunked(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
-            self.addr
-        );
-        s.write_all(head.as_bytes()).unwrap();
-        for chunk in body.chunks(4) {
-            s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
-            s.write_all(chunk).unwrap();
-            s.write_all(b"\r\n").unwrap();
-        }
-        s.write_all(b"0\r\n\r\n").unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let head = String::from_utf8_lossy(&out).to_string();
-        let status: u16 = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("{head}"));
-        (status, out)
-    }
-
-    fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        self.request("GET", path, &[], b"")
-    }
-
-    fn put(&self, path: &str, body: &[u8]) -> u16 {
-        self.request("PUT", path, &[], body).0
-    }
-
-    /// SIGTERM; the exit status.
-    fn stop(mut self) -> i32 {
-        // SAFETY: the child's pid, signalled once.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "serve did not stop within 10 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
-        data = &data[line_end + 2 + size + 2..];
-    }
-}
+use support::serve::Server;
 
 fn pyc(cache: &Path, code: &str) -> String {
     py(&format!("import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\n{code}"), &[cache.to_str().unwrap()])
@@ -312,13 +200,64 @@ fn tag_expiry_and_type_are_properties() {
     proppatch(&s, "/keys/n", "remove", "<dc:tag/>");
     proppatch(&s, "/keys/n", "remove", "<dc:expire_time/>");
     assert_eq!(pyc(&cache, "print(c.get('n', tag=True, expire_time=True), c.check())"), "(42, None, None) []");
-    // A value the cache cannot take is 409, a property not ours 403:
-    // nothing changes.
+    // A value the cache cannot take is 409, a name of our namespace that
+    // is no attribute 403: nothing changes.
     let out = proppatch(&s, "/keys/from/python", "set", "<dc:type>int</dc:type>");
     assert!(out.contains("409"), "{out}");
-    let out = proppatch(&s, "/keys/n", "set", "<D:displayname>x</D:displayname>");
+    let out = proppatch(&s, "/keys/n", "set", "<dc:owner>x</dc:owner>");
     assert!(out.contains("403"), "{out}");
     assert_eq!(pyc(&cache, "print(repr(c['from/python']), c['n'])"), "b'written by python' 42");
+    // All or nothing: a tag set beside a type the value cannot take is
+    // undone (424 Failed Dependency), and so is a dead property.
+    let out = proppatch(
+        &s,
+        "/keys/from/python",
+        "set",
+        "<dc:tag>never</dc:tag><D:displayname>never</D:displayname><dc:type>int</dc:type>",
+    );
+    assert!(out.contains("409") && out.contains("424"), "{out}");
+    assert_eq!(pyc(&cache, "print(c.get('from/python', tag=True))"), "(b'written by python', None)");
+    let (_, found) = s.request("PROPFIND", "/keys/from/python", &[("Depth", "0")], b"");
+    assert!(!String::from_utf8_lossy(&found).contains("never"), "{}", String::from_utf8_lossy(&found));
+    // Another namespace's property (Windows sets Win32 times) is kept by
+    // the server, not the cache: PROPFIND shows it, MOVE carries it.
+    let out = proppatch(&s, "/keys/n", "set", "<D:displayname>the answer</D:displayname>");
+    assert!(out.contains("200 OK"), "{out}");
+    let (status, _) = s.request("MOVE", "/keys/n", &[("Destination", &format!("http://{}/keys/m", s.addr))], b"");
+    assert_eq!(status, 201);
+    let (_, found) = s.request("PROPFIND", "/keys/m", &[("Depth", "0")], b"");
+    assert!(String::from_utf8_lossy(&found).contains("the answer"), "{}", String::from_utf8_lossy(&found));
+    assert_eq!(s.stop(), 0);
+}
+
+#[test]
+fn copy_carries_type_tag_and_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    pyc(
+        &cache,
+        "c.set('src/obj', {'a': [1, 2]}, tag='t1', expire=10**6)\nc.set('src/n', 7)\nc.set('src/s', 'text')\nc.set('src/big', b'z' * 100000)",
+    );
+    let s = Server::start(&cache, &[]);
+    let dest = |p: &str| format!("http://{}/keys/{p}", s.addr);
+    for (from, to) in [("/keys/src/obj", "obj2"), ("/keys/src/n", "n2")] {
+        let (status, body) = s.request("COPY", from, &[("Destination", &dest(to))], b"");
+        assert_eq!(status, 201, "COPY {from}: {}", String::from_utf8_lossy(&body));
+    }
+    // Into a directory that does not exist: 409, as RFC 4918 has it.
+    let (status, _) = s.request("COPY", "/keys/src/n", &[("Destination", &dest("nowhere/n"))], b"");
+    assert_eq!(status, 409);
+    // A collection: its keys copied one by one.
+    let (status, _) = s.request("COPY", "/keys/src/", &[("Destination", &dest("all/"))], b"");
+    assert_eq!(status, 201);
+    // Overwrite: F onto an existing key is 412 and changes nothing.
+    let (status, _) = s.request("COPY", "/keys/src/s", &[("Destination", &dest("n2")), ("Overwrite", "F")], b"");
+    assert_eq!(status, 412);
+    let out = pyc(
+        &cache,
+        "import time\nv, e, t = c.get('obj2', tag=True, expire_time=True)\n_, e0 = c.get('src/obj', expire_time=True)\nprint(v, t, e == e0, c['n2'], c['all/s'], len(c['all/big']), c.get('all/obj', tag=True), c.check())",
+    );
+    assert_eq!(out, "{'a': [1, 2]} t1 True 7 text 100000 ({'a': [1, 2]}, 't1') []");
     assert_eq!(s.stop(), 0);
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dav_server::DavHandler;
-use dav_server::fakels::FakeLs;
+use dav_server::memls::MemLs;
 use hyper_util::rt::TokioIo;
 
 use crate::cache::CacheOptions;
@@ -86,9 +86,11 @@ pub fn run(config: &ServeConfig, ready: impl FnOnce(&str)) -> Result<(), ServeEr
 fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) -> Result<(), ServeError> {
     let dav: DavHandler = DavHandler::builder()
         .filesystem(Box::new(DavTree::new(Arc::new(tree), config.read_only, config.max_body)))
-        // LOCK is answered (clients such as Finder and Explorer need it)
-        // but holds nothing: the cache has no locks of its own to map to.
-        .locksystem(FakeLs::new())
+        // WebDAV's locks, held by this server in memory (Finder and
+        // Explorer lock before they write): they stop other WebDAV
+        // clients (423), not python-diskcache, which has no locks to map
+        // them to; a server's restart drops them.
+        .locksystem(MemLs::new())
         .autoindex(true)
         .build_handler();
     let token: Option<Arc<str>> = config.token.as_deref().map(Arc::from);

@@ -8,6 +8,7 @@
 
 pub mod flyte;
 pub mod remote;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
