@@ -114,7 +114,7 @@ fn value_json(v: &idl::StructValue) -> Json {
 }
 
 /// Seconds and nanoseconds since 1970 as RFC 3339 UTC.
-fn rfc3339(seconds: i64, nanos: i32) -> String {
+pub fn rfc3339(seconds: i64, nanos: i32) -> String {
     let days = seconds.div_euclid(86_400);
     let secs = seconds.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.

@@ -19,7 +19,7 @@ use dav_server::memls::MemLs;
 use hyper_util::rt::TokioIo;
 
 use crate::cache::CacheOptions;
-use crate::fs::dav::DavTree;
+use crate::fs::dav::{Answer, DavTree, Page};
 use crate::fs::filesystem::{DiskCacheFs, FsConfig};
 use crate::fs::readable::Readable;
 use crate::fs::store::Store;
@@ -84,14 +84,15 @@ pub fn run(config: &ServeConfig, ready: impl FnOnce(&str)) -> Result<(), ServeEr
 }
 
 fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) -> Result<(), ServeError> {
+    let tree = Arc::new(tree);
+    let page = Arc::new(Page::new(tree.clone(), config.read_only));
     let dav: DavHandler = DavHandler::builder()
-        .filesystem(Box::new(DavTree::new(Arc::new(tree), config.read_only, config.max_body)))
+        .filesystem(Box::new(DavTree::new(tree, config.read_only, config.max_body)))
         // WebDAV's locks, held by this server in memory (Finder and
         // Explorer lock before they write): they stop other WebDAV
         // clients (423), not python-diskcache, which has no locks to map
         // them to; a server's restart drops them.
         .locksystem(MemLs::new())
-        .autoindex(true)
         .build_handler();
     let token: Option<Arc<str>> = config.token.as_deref().map(Arc::from);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| ServeError::Open(e.to_string()))?;
@@ -106,15 +107,25 @@ fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) 
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
-                    let dav = dav.clone();
-                    let token = token.clone();
+                    let (dav, page, token) = (dav.clone(), page.clone(), token.clone());
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                            let dav = dav.clone();
+                            let (dav, page) = (dav.clone(), page.clone());
                             let allowed = token.as_deref().is_none_or(|t| authorized(req.headers(), t));
                             async move {
                                 if !allowed {
                                     return Ok::<_, std::convert::Infallible>(unauthorized());
+                                }
+                                if Page::<T>::wants(req.method(), req.uri().query(), req.headers()) {
+                                    let (method, uri, headers) =
+                                        (req.method().clone(), req.uri().clone(), req.headers().clone());
+                                    let answer = tokio::task::spawn_blocking(move || page.answer(&method, &uri, &headers))
+                                        .await
+                                        .ok()
+                                        .flatten();
+                                    if let Some(answer) = answer {
+                                        return Ok(page_response(answer));
+                                    }
                                 }
                                 Ok(dav.handle(req).await)
                             }
@@ -134,6 +145,20 @@ fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) 
         log::info!("serve: stopping");
         Ok(())
     })
+}
+
+fn page_response(answer: Answer) -> hyper::Response<dav_server::body::Body> {
+    let mut response = hyper::Response::new(dav_server::body::Body::from(answer.body));
+    *response.status_mut() = answer.status;
+    let headers = response.headers_mut();
+    headers.insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(answer.content_type));
+    // The page is never framed by another site, nor cached.
+    headers.insert("x-frame-options", hyper::header::HeaderValue::from_static("DENY"));
+    headers.insert(hyper::header::CACHE_CONTROL, hyper::header::HeaderValue::from_static("no-store"));
+    if let Some(location) = answer.location.and_then(|l| hyper::header::HeaderValue::from_str(&l).ok()) {
+        headers.insert(hyper::header::LOCATION, location);
+    }
+    response
 }
 
 /// Whether `headers` carry `token`: `Bearer TOKEN`, or basic

@@ -15,6 +15,8 @@
 //! tokio's blocking pool, never on the threads that serve connections.
 
 mod file;
+mod listing;
+mod page;
 mod props;
 mod walk;
 
@@ -31,9 +33,10 @@ use dav_server::fs::{
 use http::StatusCode;
 
 use crate::fs::error::FsError;
-use crate::fs::filesystem::{Attr, DirReplier, Kind};
+use crate::fs::filesystem::{Attr, Kind};
 use crate::fs::tree::Tree;
 use file::{Open, TreeFile, body_file};
+pub use page::{Answer, Page};
 pub use props::PROP_NAMESPACE;
 use props::{DeadProps, xattr_of};
 use walk::Walk;
@@ -167,33 +170,6 @@ impl DavDirEntry for Entry {
     }
 }
 
-/// A listing's entries, collected (READDIRPLUS's: each comes with its
-/// attributes and counts as a lookup).
-#[derive(Default)]
-struct Listing {
-    /// Names, with their attributes where the tree gave them (then they
-    /// count as lookups).
-    entries: Vec<(Vec<u8>, Option<Attr>)>,
-    next: u64,
-}
-
-/// Entries read from the tree at a time for a listing.
-const LISTING_BATCH: usize = 1024;
-
-impl DirReplier for Listing {
-    fn add(&mut self, _ino: u64, next_offset: u64, _kind: Kind, name: &OsStr, attr: Option<&Attr>) -> bool {
-        if self.entries.len() >= LISTING_BATCH {
-            // Full, as a kernel's buffer is: this entry is not taken.
-            return true;
-        }
-        self.next = next_offset;
-        if name != "." && name != ".." {
-            self.entries.push((name.as_bytes().to_vec(), attr.copied()));
-        }
-        false
-    }
-}
-
 impl<T: Tree> DavFileSystem for DavTree<T> {
     fn open<'a>(&'a self, path: &'a DavPath, options: OpenOptions) -> FsFuture<'a, Box<dyn DavFile>> {
         let path = path.clone();
@@ -267,10 +243,18 @@ impl<T: Tree> DavFileSystem for DavTree<T> {
                     if done {
                         return None;
                     }
-                    let batch = tokio::task::spawn_blocking(move || list_batch(&tree, dir.ino, &parts, offset)).await;
+                    let batch = tokio::task::spawn_blocking(move || {
+                        listing::list_batch(&mut Walk::new(&tree), dir.ino, &parts, offset)
+                    })
+                    .await;
                     Some(match batch {
                         Ok(Ok((entries, next))) => {
-                            let entries: Vec<FsResult<Box<dyn DavDirEntry>>> = entries.into_iter().map(Ok).collect();
+                            let entries: Vec<FsResult<Box<dyn DavDirEntry>>> = entries
+                                .into_iter()
+                                .map(|(name, attr)| {
+                                    Ok(Box::new(Entry { name, meta: Meta(attr) }) as Box<dyn DavDirEntry>)
+                                })
+                                .collect();
                             (futures_util::stream::iter(entries), (next, next == offset))
                         }
                         Ok(Err(e)) => {
@@ -401,75 +385,6 @@ impl<T: Tree> DavFileSystem for DavTree<T> {
             dead.moved(&from, &to);
             Ok(())
         })
-    }
-}
-
-/// One READDIRPLUS batch of the directory `dir` (at `parts`) from
-/// `offset`: its entries, each link as what it points to (a dangling one
-/// left out), and the offset after them (`offset` again at the end).
-fn list_batch<T: Tree>(
-    tree: &Arc<T>,
-    dir: u64,
-    parts: &[Vec<u8>],
-    offset: u64,
-) -> Result<(Vec<Box<dyn DavDirEntry>>, u64), FsError> {
-    let mut listing = Listing { next: offset, ..Listing::default() };
-    tree.readdir(dir, offset, true, &mut listing)?;
-    let mut walk = Walk::new(tree);
-    let mut entries: Vec<Box<dyn DavDirEntry>> = Vec::with_capacity(listing.entries.len());
-    for (name, attr) in listing.entries {
-        if let Some(attr) = attr {
-            // An entry of READDIRPLUS with attributes counts as a lookup.
-            tree.forget(attr.ino, 1);
-        }
-        let attr = match attr {
-            Some(attr) if attr.kind != Kind::Symlink => attr,
-            // A link, or a name the tree listed without attributes.
-            _ => {
-                let mut path = parts.to_vec();
-                path.push(name.clone());
-                match walk.follow(path) {
-                    Ok((_, target)) => target,
-                    Err(_) => continue,
-                }
-            }
-        };
-        let rendered = (attr.kind == Kind::File && renders_values(parts)).then(|| [&name[..], b".json"].concat());
-        entries.push(Box::new(Entry { name, meta: Meta(attr) }));
-        if let Some(json) = rendered {
-            shown_unlisted(&mut walk, parts, json, &mut entries);
-        }
-    }
-    if offset == 0 && is_root(parts) {
-        for name in ["json", "stats"] {
-            shown_unlisted(&mut walk, parts, name.as_bytes().to_vec(), &mut entries);
-        }
-    }
-    Ok((entries, listing.next))
-}
-
-/// Whether `parts` is a tree's root: the served root, or a FanoutCache's
-/// sub-store `cache/NAME`.
-fn is_root(parts: &[Vec<u8>]) -> bool {
-    parts.is_empty() || (parts.len() == 2 && parts[0] == b"cache")
-}
-
-/// Whether `parts` is a directory whose entries have `NAME.json`
-/// renderings: `task/T/V/`, `flyte2/`.
-fn renders_values(parts: &[Vec<u8>]) -> bool {
-    let n = parts.len();
-    (n >= 3 && parts[n - 3] == b"task") || parts.last().is_some_and(|p| p == b"flyte2")
-}
-
-/// Adds `name` in `parts` to a listing when it exists. The mount leaves
-/// some names out of `ls` (the root's `json/` and `stats`, a Flyte entry's
-/// `.json`) so that `rsync -a` of it holds each value once; a WebDAV
-/// client (davfs2, Finder) sees only what is listed, so here they are.
-fn shown_unlisted<T: Tree>(walk: &mut Walk<T>, parts: &[Vec<u8>], name: Vec<u8>, out: &mut Vec<Box<dyn DavDirEntry>>) {
-    let mut path = parts.to_vec();
-    path.push(name.clone());
-    if let Ok((_, attr)) = walk.follow(path) {
-        out.push(Box::new(Entry { name, meta: Meta(attr) }));
     }
 }
 

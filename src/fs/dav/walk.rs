@@ -25,6 +25,16 @@ impl<T: Tree> Walk<T> {
         Walk { tree: tree.clone(), looked_up: Vec::new() }
     }
 
+    pub(super) fn tree(&self) -> &Arc<T> {
+        &self.tree
+    }
+
+    /// Holds (and forgets at the end) a lookup the tree counted elsewhere,
+    /// as READDIRPLUS counts its entries.
+    pub(super) fn hold(&mut self, ino: u64) {
+        self.looked_up.push(ino);
+    }
+
     pub(super) fn lookup(&mut self, parent: u64, name: &[u8]) -> Result<Attr, FsError> {
         let attr = self.tree.lookup(parent, OsStr::from_bytes(name))?;
         self.looked_up.push(attr.ino);
