@@ -104,3 +104,60 @@ fn two_python_and_two_rust_processes_lose_nothing() {
     );
     assert_eq!(cache.check(false).unwrap(), vec![]);
 }
+
+/// python-diskcache's `set` of an existing key rewrites its row in place.
+/// An open that read the row's columns and then its value in two
+/// statements once served the value of another version, or an empty one
+/// when a file value or a delete came between (found by
+/// tests/serve_concurrency.rs). Each version here says what it is: the
+/// value read whole, of the length its columns give, never empty.
+#[test]
+fn an_open_while_python_rewrites_the_key_reads_one_whole_version() {
+    use diskcachefs::cache::meta::RawContent;
+    use diskcachefs::cache::{Cache, Key, Scalar};
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path()).unwrap();
+    let stop = dir.path().join("stop");
+    let writer = support::KillOnDrop(
+        Command::new(python())
+            .arg("-c")
+            .arg(
+                "import os, sys, diskcache\nc = diskcache.Cache(sys.argv[1])\ni = 0\n\
+             while not os.path.exists(sys.argv[2]):\n    i += 1\n    n = (10, 300, 40000)[i % 3]\n    \
+             if i % 7 == 0: c.delete('k')\n    c.set('k', (b'%08d:' % n) + b'v' * n)\n",
+            )
+            .arg(dir.path())
+            .arg(&stop)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let key = Key::Str("k".into());
+    let (mut reads, mut misses) = (0, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while std::time::Instant::now() < deadline {
+        let Some((meta, content)) = cache.open_raw(&key).unwrap() else {
+            misses += 1;
+            continue;
+        };
+        let data = match content {
+            RawContent::Inline(Scalar::Bytes(b)) => b,
+            RawContent::File(mut f) => {
+                let mut b = Vec::new();
+                f.read_to_end(&mut b).unwrap();
+                assert_eq!(b.len() as i64, meta.size, "a value file's length is its size column");
+                b
+            }
+            RawContent::Null => panic!("an empty read of a bytes value: another version's columns"),
+            RawContent::Inline(other) => panic!("read {other:?} of a bytes value"),
+        };
+        let n: usize = std::str::from_utf8(&data[..8]).unwrap().parse().unwrap();
+        assert_eq!(data.len(), 9 + n, "a whole version");
+        reads += 1;
+    }
+    std::fs::write(&stop, b"").unwrap();
+    assert!(writer.finish().status.success());
+    println!("{reads} reads, {misses} misses");
+    assert!(reads > 1000, "too few reads to tell: {reads}");
+}

@@ -402,12 +402,21 @@ impl Cache {
                     Err(FetchError::Io(e)) => return Err(self.io_err(name, e)),
                 },
                 _ => {
-                    let value: SqlValue = self
+                    // The value of the version `meta` describes, or none: a
+                    // peer may have updated the row (python-diskcache's
+                    // `set` of an existing key rewrites it in place, a new
+                    // store_time each time) or deleted it since; then look
+                    // again, never serve one version's value under
+                    // another's columns (an empty read, a wrong size).
+                    let value: Option<SqlValue> = self
                         .conn()
-                        .prepare_cached("SELECT value FROM Cache WHERE rowid = ?")?
-                        .query_row([meta.rowid], |r| r.get(0))
-                        .optional()?
-                        .unwrap_or(SqlValue::Null);
+                        .prepare_cached(
+                            "SELECT value FROM Cache WHERE rowid = ? AND store_time = ? AND mode = ? \
+                             AND filename IS NULL AND size = ?",
+                        )?
+                        .query_row(params![meta.rowid, meta.store_time, meta.mode, meta.size], |r| r.get(0))
+                        .optional()?;
+                    let Some(value) = value else { continue };
                     match scalar_from_owned(value) {
                         Some(v) => RawContent::Inline(v),
                         None if meta.mode == MODE_RAW => RawContent::Null,

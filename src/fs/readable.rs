@@ -522,6 +522,10 @@ impl<T: Tree> Tree for Readable<T> {
         if is_json_fh(fh) { None } else { self.inner.backing_file(fh) }
     }
 
+    fn content_len(&self, fh: u64) -> Option<u64> {
+        if is_json_fh(fh) { self.handles().get(&fh).map(|doc| doc.len() as u64) } else { self.inner.content_len(fh) }
+    }
+
     fn passthrough_refused(&self, fh: u64) {
         if !is_json_fh(fh) {
             self.inner.passthrough_refused(fh)

@@ -578,6 +578,13 @@ impl Tree for WithSubStores {
         }
     }
 
+    fn content_len(&self, fh: u64) -> Option<u64> {
+        match self.route_fh(fh).ok()? {
+            (None, fh) => self.main.content_len(fh),
+            (Some(sub), fh) => sub.content_len(fh),
+        }
+    }
+
     fn passthrough_refused(&self, fh: u64) {
         match self.route_fh(fh) {
             Ok((None, fh)) => self.main.passthrough_refused(fh),

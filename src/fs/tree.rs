@@ -77,6 +77,13 @@ pub trait Tree: Send + Sync + 'static {
     }
     /// The kernel could not take `fh` through passthrough.
     fn passthrough_refused(&self, _fh: u64) {}
+    /// The length of what a reader of `fh` reads, where fixed at open (a
+    /// value's snapshot, a rendering): the size to announce for it, which
+    /// a lookup made before the open may not match (a peer replaced the
+    /// value in between). `None` for other handles.
+    fn content_len(&self, _fh: u64) -> Option<u64> {
+        None
+    }
     /// Where the adapter counts the requests it serves, for `stats` to
     /// report (request_stats.rs).
     fn set_request_stats(&self, stats: std::sync::Arc<RequestStats>);
@@ -129,6 +136,7 @@ impl Tree for DiskCacheFs {
         listing_cache(ino: u64) -> (bool, bool);
         set_passthrough(on: bool) -> ();
         backing_file(fh: u64) -> Option<std::fs::File>;
+        content_len(fh: u64) -> Option<u64>;
         passthrough_refused(fh: u64) -> ();
         set_request_stats(stats: std::sync::Arc<RequestStats>) -> ();
     }

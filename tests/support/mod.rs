@@ -485,3 +485,23 @@ pub fn dec_key(enc: &serde_json::Value) -> diskcachefs::cache::Key {
         other => panic!("key type {other}"),
     }
 }
+
+/// A child process killed (and reaped) when dropped: a test that panics
+/// leaves no peer running, nor a pipe held open that its runner waits on.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// Waits for the child to end by itself; its output.
+    pub fn finish(mut self) -> std::process::Output {
+        let child = std::mem::replace(&mut self.0, Command::new("true").spawn().unwrap());
+        std::mem::forget(self);
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

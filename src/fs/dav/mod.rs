@@ -214,11 +214,26 @@ impl<T: Tree> DavFileSystem for DavTree<T> {
                     Box::new(TreeFile { tree: tree.clone(), open: Some(open), _held: Some(walk) }) as Box<dyn DavFile>
                 );
             }
-            let attr = walk.resolve(&path).map_err(dav_error)?;
-            if attr.kind == Kind::Directory {
-                return Err(DavError::Forbidden);
-            }
-            let (fh, _) = tree.open(attr.ino, false, false, false).map_err(dav_error)?;
+            // A value replaced between the lookup and the open (ESTALE,
+            // as the kernel gets it) is looked up again, as the kernel
+            // does, a few times before giving up.
+            let mut tries = 0;
+            let (attr, fh) = loop {
+                let attr = walk.resolve(&path).map_err(dav_error)?;
+                if attr.kind == Kind::Directory {
+                    return Err(DavError::Forbidden);
+                }
+                match tree.open(attr.ino, false, false, false) {
+                    Ok((fh, _)) => break (attr, fh),
+                    Err(FsError::Stale(_)) if tries < 5 => tries += 1,
+                    Err(FsError::Stale(_)) => return Err(DavError::NotFound),
+                    Err(e) => return Err(dav_error(e)),
+                }
+            };
+            // The size of what this handle reads: a peer may have replaced
+            // the value since the lookup, and a GET's Content-Length must
+            // be the snapshot's (dav-server pads a short one with zeros).
+            let attr = Attr { size: tree.content_len(fh).unwrap_or(attr.size), ..attr };
             let open = Open::Read { ino: attr.ino, fh, pos: 0, attr };
             Ok(Box::new(TreeFile { tree: tree.clone(), open: Some(open), _held: None }))
         })

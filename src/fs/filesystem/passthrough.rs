@@ -127,6 +127,11 @@ impl DiskCacheFs {
         }
     }
 
+    /// The length a reader of `fh` reads, where fixed (tree.rs).
+    pub fn content_len(&self, fh: u64) -> Option<u64> {
+        self.tables().handles.get(&fh).and_then(|h| h.content_len())
+    }
+
     /// The kernel could not take `fh` as a passthrough open (the adapter
     /// answered it as a plain one instead).
     pub fn passthrough_refused(&self, fh: u64) {
