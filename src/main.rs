@@ -43,9 +43,7 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
     match command {
         Command::Mount(args) => mount::mount(args, argv),
         Command::Umount { mountpoint, if_mounted } => mount::umount(&mountpoint, if_mounted),
-        Command::Serve { cache_dir, listen, token_file, max_body, read_only, timeout } => {
-            mount::serve(cache_dir, listen, token_file, max_body, read_only, timeout)
-        }
+        Command::Serve(args) => mount::serve(args),
         Command::Keys { dir, reverse } => cache_commands::keys(dir, reverse),
         Command::Get { dir, key, name } => cache_commands::get(dir, key, name),
         Command::Set { dir, key, file, expire, tag, name } => cache_commands::set(dir, key, file, expire, tag, name),

@@ -161,3 +161,49 @@ fn mount_remote_options_are_checked_and_pass_through_fstab() {
 fn flyte2_entries_are_shared_through_mounts_and_sync_redis() {
     remote::flyte2_entries_are_shared(&Server::redis());
 }
+
+/// `serve --remote` shares entries as `mount --remote` does: a key PUT to
+/// one server (prefix shared/) is read through another on another cache,
+/// and python-diskcache finds it in that cache; a key outside the prefix
+/// stays where it was written; `--read-only` with `--remote` is refused.
+#[test]
+fn serve_shares_keys_through_the_remote_redis() {
+    let server = Server::redis();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for dir in [&a, &b] {
+        support::py("import sys, diskcache\ndiskcache.Cache(sys.argv[1])", &[dir.to_str().unwrap()]);
+    }
+    let args = ["--remote", &server.url, "--remote-prefix", "shared/", "--remote-pull-interval", "0.5"];
+    let sa = support::serve::Server::start(&a, &args);
+    let sb = support::serve::Server::start(&b, &args);
+    // The shared prefix's directory is there from the start, as in a mount.
+    assert_eq!(sa.request("MKCOL", "/keys/shared/", &[], b"").0, 405);
+    assert_eq!(sa.put("/keys/shared/report", b"from A\n"), 201);
+    assert_eq!(sa.put("/keys/private", b"only A\n"), 201);
+    let start = std::time::Instant::now();
+    loop {
+        match sb.get("/keys/shared/report") {
+            (200, body) => {
+                assert_eq!(body, b"from A\n");
+                break;
+            }
+            (status, _) => assert!(start.elapsed().as_secs() < 15, "not through B in 15 s: {status}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = support::py(
+        "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\nprint(c.get('shared/report'), c.get('private'), c.check())",
+        &[b.to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), "b'from A\\n' None []");
+    assert_eq!(sb.get("/keys/private").0, 404);
+    assert_eq!(sa.stop(), 0);
+    assert_eq!(sb.stop(), 0);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
+        .args(["serve", a.to_str().unwrap(), "--read-only", "--remote", &server.url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--remote: needs a server that writes"), "{out:?}");
+}

@@ -50,28 +50,7 @@ pub(crate) enum Command {
     /// browser, macOS Finder, Windows Explorer, davfs2): the tree a mount
     /// shows. Prints its URL once listening; SIGINT/SIGTERM stop it.
     #[command(next_help_heading = MOUNT_HEADING)]
-    Serve {
-        cache_dir: PathBuf,
-        /// Address and port to listen on (port 0: a free one). Another
-        /// address than loopback requires --token-file.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
-        /// A file holding the token every request must carry (as
-        /// `Authorization: Bearer TOKEN`, or as the password of HTTP basic
-        /// authentication); white space around it is ignored.
-        #[arg(long, value_name = "FILE")]
-        token_file: Option<PathBuf>,
-        /// The largest PUT body taken, in bytes (413 past it).
-        #[arg(long, value_name = "BYTES", default_value_t = 1 << 34)]
-        max_body: u64,
-        /// Refuse every request that writes (403), and never write to
-        /// CACHE_DIR.
-        #[arg(long)]
-        read_only: bool,
-        /// Seconds a change waits for another process's write lock.
-        #[arg(long, default_value_t = 60.0, value_parser = seconds)]
-        timeout: f64,
-    },
+    Serve(ServeArgs),
     /// Unmount MOUNTPOINT, also a stale mount left by a killed daemon.
     Umount {
         mountpoint: PathBuf,
@@ -182,6 +161,32 @@ pub(crate) enum Command {
     /// definition (`scripts/man` writes them all to target/man/).
     #[command(hide = true)]
     Manpage { subcommand: Option<String> },
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct ServeArgs {
+    pub(crate) cache_dir: PathBuf,
+    /// Address and port to listen on (port 0: a free one). Another
+    /// address than loopback requires --token-file.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// A file holding the token every request must carry (as
+    /// `Authorization: Bearer TOKEN`, or as the password of HTTP basic
+    /// authentication); white space around it is ignored.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// The largest PUT body taken, in bytes (413 past it).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 34)]
+    pub(crate) max_body: u64,
+    /// Refuse every request that writes (403), and never write to
+    /// CACHE_DIR.
+    #[arg(long)]
+    pub(crate) read_only: bool,
+    /// Seconds a change waits for another process's write lock.
+    #[arg(long, default_value_t = 60.0, value_parser = seconds)]
+    pub(crate) timeout: f64,
+    #[command(flatten)]
+    pub(crate) remote: diskcachefs::remote::cli::MountRemoteArgs,
 }
 
 #[derive(clap::Args)]

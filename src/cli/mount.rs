@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::args::{Command, MountArgs};
+use super::args::{Command, MountArgs, ServeArgs};
 use super::exit::Failure;
 
 /// Standard error (the journal's form when it is the journal), or syslog
@@ -97,14 +97,8 @@ pub(crate) fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Fail
 
 /// `diskcachefs serve`: prints the URL once listening, serves until a
 /// signal.
-pub(crate) fn serve(
-    cache_dir: std::path::PathBuf,
-    listen: std::net::SocketAddr,
-    token_file: Option<std::path::PathBuf>,
-    max_body: u64,
-    read_only: bool,
-    timeout: f64,
-) -> Result<ExitCode, Failure> {
+pub(crate) fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
+    let ServeArgs { cache_dir, listen, token_file, max_body, read_only, timeout, remote } = args;
     let token = match token_file {
         None => None,
         Some(path) => {
@@ -127,6 +121,7 @@ pub(crate) fn serve(
         timeout: std::time::Duration::from_secs_f64(timeout),
         token,
         max_body,
+        remote: remote.tier_config()?,
     };
     diskcachefs::fs::serve::run(&config, |url| {
         let mut out = io::stdout().lock();

@@ -37,6 +37,9 @@ pub struct ServeConfig {
     pub token: Option<String>,
     /// The largest PUT body taken (`--max-body`).
     pub max_body: u64,
+    /// The remote tier under the cache (`--remote`; docs/REMOTE.md), as
+    /// for a mount.
+    pub remote: Option<crate::remote::TierConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,8 @@ pub enum ServeError {
     Open(String),
     #[error("listening on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error("--remote: {0}")]
+    Remote(String),
 }
 
 /// Serves until SIGINT or SIGTERM; `ready` gets the URL once the socket
@@ -56,6 +61,13 @@ pub enum ServeError {
 pub fn run(config: &ServeConfig, ready: impl FnOnce(&str)) -> Result<(), ServeError> {
     if !config.listen.ip().is_loopback() && config.token.is_none() {
         return Err(ServeError::NotLoopback(config.listen));
+    }
+    if config.remote.is_some() && config.read_only {
+        return Err(ServeError::Remote(
+            "needs a server that writes: what is pulled is written to the cache \
+             (--remote-mode ro keeps the remote read-only)"
+                .into(),
+        ));
     }
     let sharded = crate::cache::fanout::is_fanout_directory(&config.cache_dir);
     if !sharded && !config.cache_dir.join(crate::cache::settings::DBNAME).is_file() {
@@ -76,11 +88,26 @@ pub fn run(config: &ServeConfig, ready: impl FnOnce(&str)) -> Result<(), ServeEr
     let options = CacheOptions { read_only: config.read_only, timeout: config.timeout, ..CacheOptions::default() };
     let store = Store::open(&config.cache_dir, options.clone()).map_err(|e| ServeError::Open(e.to_string()))?;
     let fs = DiskCacheFs::over(store, fs_config);
-    if sharded {
+    let tier = match &config.remote {
+        None => None,
+        Some(remote) => Some(
+            crate::remote::RemoteTier::start(&config.cache_dir, remote.clone())
+                .map_err(|e| ServeError::Remote(e.to_string()))?,
+        ),
+    };
+    if let Some(tier) = &tier {
+        fs.set_remote(tier.clone());
+    }
+    let served = if sharded {
         serve_tree(Readable::new(WithSubStores::new(fs, options)), config, ready)
     } else {
         serve_tree(Readable::new(fs), config, ready)
+    };
+    if let Some(tier) = tier {
+        tier.stop();
+        log::info!("remote at the end: {}", tier.status());
     }
+    served
 }
 
 fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) -> Result<(), ServeError> {
