@@ -299,3 +299,35 @@ fn a_body_over_max_body_is_413_and_stores_nothing() {
     );
     assert_eq!(s.stop(), 0);
 }
+
+/// Bad requests get clear HTTP errors and the server goes on serving: a
+/// path that climbs out, a PROPFIND body of a megabyte, `Depth:
+/// infinity`, malformed XML, a request head that never ends.
+#[test]
+fn bad_requests_get_clear_errors_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = new_cache(dir.path());
+    let s = Server::start(&cache, &[]);
+    let (status, body) = s.request("GET", "/keys/../../../etc/passwd", &[], b"");
+    assert!([400, 403, 404].contains(&status) && !String::from_utf8_lossy(&body).contains("root:"), "{status}");
+    let huge = format!(
+        r#"<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop>{}</D:prop></D:propfind>"#,
+        "<D:x/>".repeat(200_000)
+    );
+    assert_eq!(s.request("PROPFIND", "/keys/", &[("Depth", "1")], huge.as_bytes()).0, 413);
+    let (status, body) = s.request("PROPFIND", "/keys/", &[("Depth", "infinity")], b"");
+    assert!(status == 501 || status == 403, "{status}");
+    assert!(String::from_utf8_lossy(&body).contains("propfind-finite-depth"));
+    assert_eq!(s.request("PROPFIND", "/keys/", &[("Depth", "1")], b"<not xml").0, 400);
+    // A connection that sends half a request head and stops holds only
+    // itself.
+    let mut stalled = TcpStream::connect(&s.addr).unwrap();
+    stalled.write_all(b"GET /keys/n HTTP/1.1\r\nHost: x\r\n").unwrap();
+    assert_eq!(s.get("/keys/n"), (200, b"42".to_vec()));
+    // A directory's URL is its page for any client (curl's GET of /).
+    let (status, page) = s.get("/");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&page).contains("href=\"/keys/\""));
+    drop(stalled);
+    assert_eq!(s.stop(), 0);
+}

@@ -143,7 +143,7 @@ fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) 
                                 if !allowed {
                                     return Ok::<_, std::convert::Infallible>(unauthorized());
                                 }
-                                if Page::<T>::wants(req.method(), req.uri().query(), req.headers()) {
+                                if Page::<T>::wants(req.method(), req.uri(), req.headers()) {
                                     let (method, uri, headers) =
                                         (req.method().clone(), req.uri().clone(), req.headers().clone());
                                     let answer = tokio::task::spawn_blocking(move || page.answer(&method, &uri, &headers))
@@ -157,7 +157,12 @@ fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) 
                                 Ok(dav.handle(req).await)
                             }
                         });
+                        // A client that opens a connection and sends no
+                        // complete request head in 30 s is dropped (it
+                        // holds a connection, never the server).
                         if let Err(e) = hyper::server::conn::http1::Builder::new()
+                            .timer(hyper_util::rt::TokioTimer::new())
+                            .header_read_timeout(Duration::from_secs(30))
                             .serve_connection(TokioIo::new(stream), service)
                             .await
                         {

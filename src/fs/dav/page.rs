@@ -57,12 +57,15 @@ impl<T: Tree> Page<T> {
         Page { tree, read_only, form_key: random_hex(16) }
     }
 
-    /// Whether a request may be the page's (cheap: no tree work).
-    pub fn wants(method: &Method, query: Option<&str>, headers: &HeaderMap) -> bool {
+    /// Whether a request may be the page's (cheap: no tree work): one
+    /// that asks for HTML, a directory's URL (ending in `/`), `?view`, a
+    /// form's delete.
+    pub fn wants(method: &Method, uri: &http::Uri, headers: &HeaderMap) -> bool {
+        let query = uri.query();
         let asks_html =
             headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"));
         match *method {
-            Method::GET | Method::HEAD => asks_html || has(query, "view"),
+            Method::GET | Method::HEAD => asks_html || has(query, "view") || uri.path().ends_with('/'),
             Method::POST => has(query, "delete"),
             _ => false,
         }
