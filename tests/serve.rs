@@ -191,6 +191,12 @@ fn tag_expiry_and_type_are_properties() {
     let found = String::from_utf8_lossy(&found);
     assert!(found.contains(">grp</") && found.contains("urn:diskcachefs:"), "{found}");
     assert!(found.contains(">bytes</"), "the type: {found}");
+    // A listing shows them too (read with the listing's batch).
+    let (status, listed) = s.request("PROPFIND", "/keys/", &[("Depth", "1")], b"");
+    assert_eq!(status, 207);
+    let listed = String::from_utf8_lossy(&listed);
+    let t = listed.split("<D:href>/keys/t</D:href>").nth(1).expect("t listed").split("</D:response>").next().unwrap();
+    assert!(t.contains(">grp</") && t.contains(">bytes</"), "{t}");
     // PROPPATCH sets the tag and the expiry as python-diskcache sees them.
     let out = proppatch(&s, "/keys/n", "set", "<dc:tag>grp2</dc:tag>");
     assert!(out.contains("200 OK"), "{out}");

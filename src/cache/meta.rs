@@ -108,6 +108,11 @@ pub enum RawContent {
 pub enum NewValue {
     /// Any value the engine stores itself (inline or in a new file).
     Value(super::types::Value),
+    /// A str kept in the row whatever its length. python-diskcache reads a
+    /// str value file with universal newlines (`\r` and `\r\n` become
+    /// `\n`), so a str holding `\r` round-trips exactly only inline; any
+    /// reader takes a long inline str.
+    InlineStr(String),
     /// A value file the caller wrote in the cache directory (see
     /// [`super::disk::Disk::create_exclusive`]) holding `size` bytes of a
     /// value of this type (bytes, str as UTF-8, or a pickle).
@@ -471,6 +476,7 @@ impl Cache {
     ) -> Result<f64> {
         let stored = match value {
             NewValue::Value(v) => self.store(&v)?,
+            NewValue::InlineStr(s) => Stored { size: 0, mode: MODE_RAW, filename: None, inline: Some(Scalar::Str(s)) },
             NewValue::File { filename, size, value_type } => {
                 let mode = match value_type {
                     ValueType::Str => MODE_TEXT,

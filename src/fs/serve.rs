@@ -120,6 +120,9 @@ fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) 
         // clients (423), not python-diskcache, which has no locks to map
         // them to; a server's restart drops them.
         .locksystem(MemLs::new())
+        // A GET reads 1 MiB at a time through the blocking pool (16 KiB by
+        // default: 65,536 hops a GiB).
+        .read_buf_size(1 << 20)
         .build_handler();
     let token: Option<Arc<str>> = config.token.as_deref().map(Arc::from);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| ServeError::Open(e.to_string()))?;
@@ -134,6 +137,11 @@ fn serve_tree<T: Tree>(tree: T, config: &ServeConfig, ready: impl FnOnce(&str)) 
             tokio::select! {
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
+                    // hyper writes a response's head and body apart: without
+                    // this, Nagle's algorithm holds the body for the
+                    // client's delayed ACK (40 ms stalls on small GETs;
+                    // docs/PERFORMANCE.md).
+                    let _ = stream.set_nodelay(true);
                     let (dav, page, token) = (dav.clone(), page.clone(), token.clone());
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {

@@ -44,10 +44,15 @@ impl<T: Tree> Drop for TreeFile<T> {
     fn drop(&mut self) {
         if let Some(Open::Read { fh, .. }) = self.open.take() {
             let tree = self.tree.clone();
-            // A release commits nothing for a reader; off the async thread.
-            std::thread::spawn(move || {
+            // A release commits nothing for a reader; off the async thread
+            // (on the blocking pool, or a thread when there is no runtime).
+            let release = move || {
                 let _ = tree.release(fh);
-            });
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(release)),
+                Err(_) => drop(std::thread::spawn(release)),
+            }
         }
     }
 }

@@ -38,7 +38,7 @@ use crate::fs::tree::Tree;
 use file::{Open, TreeFile, body_file};
 pub use page::{Answer, Page};
 pub use props::PROP_NAMESPACE;
-use props::{DeadProps, xattr_of};
+use props::{DeadProps, ListedProps, xattr_of};
 use walk::Walk;
 
 /// Names desktop systems write beside files (Finder's AppleDouble `._*`
@@ -59,6 +59,8 @@ pub struct DavTree<T: Tree> {
     made: Arc<std::sync::Mutex<std::collections::VecDeque<u64>>>,
     /// Other namespaces' properties (props.rs).
     dead: DeadProps,
+    /// Our properties of entries just listed, for the PROPFIND (props.rs).
+    listed: ListedProps,
 }
 
 /// Most MKCOL directories held at once; the oldest go past it.
@@ -72,6 +74,7 @@ impl<T: Tree> Clone for DavTree<T> {
             max_body: self.max_body,
             made: self.made.clone(),
             dead: self.dead.clone(),
+            listed: self.listed.clone(),
         }
     }
 }
@@ -95,7 +98,14 @@ pub(super) fn dav_error(e: FsError) -> DavError {
 
 impl<T: Tree> DavTree<T> {
     pub fn new(tree: Arc<T>, read_only: bool, max_body: u64) -> DavTree<T> {
-        DavTree { tree, read_only, max_body, made: Default::default(), dead: DeadProps::default() }
+        DavTree {
+            tree,
+            read_only,
+            max_body,
+            made: Default::default(),
+            dead: DeadProps::default(),
+            listed: ListedProps::default(),
+        }
     }
 
     /// Runs `f` on the blocking pool.
@@ -121,6 +131,7 @@ impl<T: Tree> DavTree<T> {
         f: impl FnOnce(&Arc<T>, u64, &[u8]) -> FsResult<()> + Send + 'static,
     ) -> FsFuture<'a, ()> {
         let path = path.clone();
+        self.listed.take(&path);
         let writable = self.writable();
         self.blocking(move |tree| {
             writable?;
@@ -173,6 +184,9 @@ impl DavDirEntry for Entry {
 impl<T: Tree> DavFileSystem for DavTree<T> {
     fn open<'a>(&'a self, path: &'a DavPath, options: OpenOptions) -> FsFuture<'a, Box<dyn DavFile>> {
         let path = path.clone();
+        if options.write || options.create || options.create_new || options.truncate {
+            self.listed.take(&path);
+        }
         let (read_only, max_body) = (self.read_only, self.max_body);
         self.blocking(move |tree| {
             let mut walk = Walk::new(tree);
@@ -243,7 +257,7 @@ impl<T: Tree> DavFileSystem for DavTree<T> {
     /// written (a directory of a million keys costs one batch of memory).
     fn read_dir<'a>(&'a self, path: &'a DavPath, _meta: ReadDirMeta) -> FsFuture<'a, FsStream<Box<dyn DavDirEntry>>> {
         let path = path.clone();
-        let tree = self.tree.clone();
+        let (tree, listed) = (self.tree.clone(), self.listed.clone());
         self.blocking(move |first| {
             // The directory's walk is held as long as the stream is: its
             // inode lives while looked up.
@@ -253,13 +267,19 @@ impl<T: Tree> DavFileSystem for DavTree<T> {
             let parts = walk::components(path.as_bytes());
             // (offset, done): where the next batch starts.
             let batches = futures_util::stream::unfold((0u64, false), move |(offset, done)| {
-                let (tree, parts, _held) = (tree.clone(), parts.clone(), held.clone());
+                let (tree, parts, _held, listed) = (tree.clone(), parts.clone(), held.clone(), listed.clone());
                 async move {
                     if done {
                         return None;
                     }
                     let batch = tokio::task::spawn_blocking(move || {
-                        listing::list_batch(&mut Walk::new(&tree), dir.ino, &parts, offset)
+                        let mut walk = Walk::new(&tree);
+                        let batch = listing::list_batch(&mut walk, dir.ino, &parts, offset)?;
+                        // While the walk holds the entries' lookups.
+                        for (name, attr) in &batch.0 {
+                            listed.put(&parts, name, props::ours(&*tree, attr.ino));
+                        }
+                        Ok(batch)
                     })
                     .await;
                     Some(match batch {
@@ -329,16 +349,22 @@ impl<T: Tree> DavFileSystem for DavTree<T> {
     fn get_props<'a>(&'a self, path: &'a DavPath, do_content: bool) -> FsFuture<'a, Vec<DavProp>> {
         let path = path.clone();
         let dead = self.dead.clone();
+        let finish = move |mut props: Vec<DavProp>, path: &DavPath| {
+            props.extend(dead.get(path));
+            if !do_content {
+                props.iter_mut().for_each(|p| p.xml = None);
+            }
+            props
+        };
+        // An entry of a listing just made: read with it.
+        if let Some(props) = self.listed.take(&path) {
+            return Box::pin(std::future::ready(Ok(finish(props, &path))));
+        }
         self.blocking(move |tree| {
             // The walk holds the lookups until the attributes are read.
             let mut walk = Walk::new(tree);
             let attr = walk.resolve(&path).map_err(dav_error)?;
-            let mut props = props::ours(&**tree, attr.ino);
-            props.extend(dead.get(&path));
-            if !do_content {
-                props.iter_mut().for_each(|p| p.xml = None);
-            }
-            Ok(props)
+            Ok(finish(props::ours(&**tree, attr.ino), &path))
         })
     }
 
@@ -365,6 +391,7 @@ impl<T: Tree> DavFileSystem for DavTree<T> {
         let path = path.clone();
         let writable = self.writable();
         let dead = self.dead.clone();
+        self.listed.take(&path);
         self.blocking(move |tree| {
             writable?;
             let mut walk = Walk::new(tree);
@@ -375,6 +402,7 @@ impl<T: Tree> DavFileSystem for DavTree<T> {
 
     fn copy<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         let (from, to) = (from.clone(), to.clone());
+        self.listed.take(&to);
         let writable = self.writable();
         let dead = self.dead.clone();
         self.blocking(move |tree| {
@@ -387,6 +415,8 @@ impl<T: Tree> DavFileSystem for DavTree<T> {
 
     fn rename<'a>(&'a self, from: &'a DavPath, to: &'a DavPath) -> FsFuture<'a, ()> {
         let (from, to) = (from.clone(), to.clone());
+        self.listed.take(&from);
+        self.listed.take(&to);
         let writable = self.writable();
         let dead = self.dead.clone();
         self.blocking(move |tree| {

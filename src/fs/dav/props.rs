@@ -8,9 +8,10 @@
 //! RFC 4918 has it: when one change fails, those applied before it are
 //! undone and the others answered `424 Failed Dependency`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dav_server::davpath::DavPath;
 use dav_server::fs::DavProp;
@@ -181,6 +182,51 @@ impl DeadProps {
         for path in dead.subtree(&path_key(path)) {
             dead.take(&path);
         }
+    }
+}
+
+/// Our properties of a listing's entries, read with the listing (one
+/// batch on the blocking pool, the entries' lookups held) and taken by
+/// the PROPFIND that asked for the listing: dav-server asks `get_props`
+/// of every entry, and a walk from the root for each cost 6x the listing
+/// itself (docs/PERFORMANCE.md). Taken once, dropped by this server's own
+/// changes to the path; unused ones go after [`LISTED_FOR`] (a mount's
+/// attribute timeout: another process's change shows within it, as in a
+/// mount) or past [`MAX_LISTED`].
+#[derive(Clone, Default)]
+pub struct ListedProps {
+    inner: Arc<Mutex<HashMap<Vec<u8>, Listed>>>,
+}
+
+/// When a listing read them, and the properties.
+type Listed = (Instant, Vec<DavProp>);
+
+const LISTED_FOR: Duration = Duration::from_secs(1);
+const MAX_LISTED: usize = 100_000;
+
+impl ListedProps {
+    /// Keeps `props` of entry `name` of the directory `parts`.
+    pub fn put(&self, parts: &[Vec<u8>], name: &[u8], props: Vec<DavProp>) {
+        let mut key = Vec::new();
+        for part in parts.iter().map(Vec::as_slice).chain([name]) {
+            key.push(b'/');
+            key.extend_from_slice(part);
+        }
+        let mut held = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if held.len() >= MAX_LISTED {
+            let now = Instant::now();
+            held.retain(|_, (at, _)| now.duration_since(*at) < LISTED_FOR);
+            if held.len() >= MAX_LISTED {
+                held.clear();
+            }
+        }
+        held.insert(key, (Instant::now(), props));
+    }
+
+    /// The properties kept for `path` by a listing just made, if any.
+    pub fn take(&self, path: &DavPath) -> Option<Vec<DavProp>> {
+        let (at, props) = self.inner.lock().unwrap_or_else(|e| e.into_inner()).remove(&path_key(path))?;
+        (at.elapsed() < LISTED_FOR).then_some(props)
     }
 }
 

@@ -112,6 +112,9 @@ impl DiskCacheFs {
             _ => {
                 let data = staging.read_at(0, staging.len() as usize).map_err(|e| FsError::io(what.clone(), e))?;
                 match (convert(data, value_type), chosen) {
+                    // What was written is what Python reads: a str with a
+                    // `\r` stays in the row (meta.rs, `InlineStr`).
+                    (Ok(crate::cache::Value::Str(s)), _) if s.contains('\r') => NewValue::InlineStr(s),
                     (Ok(value), _) => NewValue::Value(value),
                     // Content not valid for the type it would keep: bytes,
                     // as any content is.
