@@ -48,6 +48,7 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
         Command::Get { dir, key, name } => cache_commands::get(dir, key, name),
         Command::Set { dir, key, file, expire, tag, name } => cache_commands::set(dir, key, file, expire, tag, name),
         Command::Delete { dir, key, name } => cache_commands::delete(dir, key, name),
+        Command::Flyte(action) => flyte::flyte(action),
         Command::Flyte2(action) => flyte::flyte2(action),
         Command::Stats { dir, requests } => cache_commands::stats(dir, requests),
         Command::FlyteKey { task, version, ignore, file } => flyte::flyte_key(task, version, ignore, file),

@@ -42,6 +42,23 @@ pub(crate) enum Flyte2Command {
 }
 
 #[derive(Subcommand)]
+pub(crate) enum FlyteCommand {
+    /// Remove entries (flytekit's and Flyte 2's) whose outputs name local
+    /// files or directories that no longer exist; prints each as a JSON
+    /// line (owner, key, the missing paths). flytekit and Flyte 2 would
+    /// answer them as hits.
+    Prune {
+        dir: PathBuf,
+        /// What to prune: the stale entries (the only kind so far; required).
+        #[arg(long, required = true)]
+        stale: bool,
+        /// Print what would go, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
 pub(crate) enum Command {
     /// Mount CACHE_DIR (created with diskcache's defaults if empty) on MOUNTPOINT.
     #[command(next_help_heading = MOUNT_HEADING)]
@@ -106,6 +123,10 @@ pub(crate) enum Command {
         #[arg(long)]
         requests: bool,
     },
+    /// Housekeeping of the Flyte local caches in DIR's cache.db
+    /// (flytekit's entries and Flyte 2's).
+    #[command(subcommand, next_help_heading = "Flyte")]
+    Flyte(FlyteCommand),
     /// Flyte 2's own task cache in DIR's cache.db (`task_cache`, `runs`).
     #[command(subcommand, next_help_heading = "Flyte")]
     Flyte2(Flyte2Command),

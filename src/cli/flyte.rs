@@ -6,9 +6,24 @@ use std::process::ExitCode;
 
 use diskcachefs::cache::Cache;
 
-use super::args::Flyte2Command;
+use super::args::{Flyte2Command, FlyteCommand};
 use super::exit::{Failure, miss};
 use super::open::{open_existing, require_cache};
+
+pub(crate) fn flyte(action: FlyteCommand) -> Result<ExitCode, Failure> {
+    use diskcachefs::flyte::stale::{find_stale, prune_stale};
+    match action {
+        FlyteCommand::Prune { dir, stale: _, dry_run } => {
+            require_cache(&dir)?;
+            let cache = Cache::open(&dir)?;
+            let entries = if dry_run { find_stale(&cache)? } else { prune_stale(&cache)? };
+            for entry in &entries {
+                println!("{}", serde_json::to_string(entry)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
 
 pub(crate) fn flyte2(action: Flyte2Command) -> Result<ExitCode, Failure> {
     use diskcachefs::flyte::flyte2::{Flyte2Cache, outputs_json};
