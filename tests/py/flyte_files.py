@@ -7,19 +7,10 @@ run (a line) tells from a cache hit (none).
   flyte_files.py DIR SIDE square N   -> JSON: square(n) (no file in its outputs)
 """
 import json, os, sys, tempfile
-from diskcache import Cache
 from flytekit import task
-from flytekit.core.local_cache import LocalTaskCache
 from flytekit.types.file import FlyteFile
 
-LocalTaskCache._cache = Cache(sys.argv[1])
-LocalTaskCache._initialized = True
-SIDE = sys.argv[2]
-
-
-def ran(line):
-    with open(SIDE, 'a') as f:
-        f.write(line + '\n')
+from flyte_local import ran  # sets LocalTaskCache up (sys.argv[1], [2])
 
 
 @task(cache=True, cache_version="1")

@@ -8,18 +8,10 @@ can tell a cache hit (no line) from a run.
   flyte_workflow.py DIR SIDE clear        -> LocalTaskCache.clear()
 """
 import json, sys
-from diskcache import Cache
 from flytekit import task, workflow
+
 from flytekit.core.local_cache import LocalTaskCache
-
-LocalTaskCache._cache = Cache(sys.argv[1])
-LocalTaskCache._initialized = True
-SIDE = sys.argv[2]
-
-
-def ran(line):
-    with open(SIDE, 'a') as f:
-        f.write(line + '\n')
+from flyte_local import ran  # sets LocalTaskCache up (sys.argv[1], [2])
 
 
 @task(cache=True, cache_version="1")

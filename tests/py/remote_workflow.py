@@ -7,19 +7,10 @@ Every task body appends a line to SIDE, so a cache hit leaves no line.
   remote_workflow.py DIR SIDE X   -> JSON: {"square": X*X, "file": text}
 """
 import json, os, sys
-from diskcache import Cache
 from flytekit import task, workflow
-from flytekit.core.local_cache import LocalTaskCache
 from flytekit.types.file import FlyteFile
 
-LocalTaskCache._cache = Cache(sys.argv[1])
-LocalTaskCache._initialized = True
-SIDE = sys.argv[2]
-
-
-def ran(line):
-    with open(SIDE, 'a') as f:
-        f.write(line + '\n')
+from flyte_local import ran  # sets LocalTaskCache up (sys.argv[1], [2])
 
 
 @task(cache=True, cache_version="1")
