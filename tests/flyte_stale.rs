@@ -87,3 +87,33 @@ fn a_deleted_flytefile_output_is_stale_and_prune_removes_exactly_it() {
         support::py("import sys, diskcache\nprint(diskcache.Cache(sys.argv[1]).check())", &[dir.to_str().unwrap()]);
     assert_eq!(check.trim(), "[]");
 }
+
+/// `--stale-as-miss`: a `.resolve` of inputs whose cached outputs name a
+/// file that is gone answers a miss (ENOENT, so the caller computes
+/// again); without it, the stale hit is answered as it is stored.
+#[test]
+fn stale_as_miss_makes_resolve_answer_a_miss() {
+    use diskcachefs::flyte::idl::primitive::Value::Integer;
+    let inputs = support::flyte::map(vec![("n", support::flyte::prim(Integer(3)))]);
+    for stale_as_miss in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut made = serde_json::Value::Null;
+        let args: &[&str] = if stale_as_miss { &["--stale-as-miss"] } else { &[] };
+        let m = support::Mounted::with(
+            |cache| made = json_of(&run_task(cache, &tmp.path().join("side"), tmp.path(), "file", 3)),
+            args,
+        );
+        let key = keys(&m.cache).into_iter().find(|k| k.contains(".make_file-1-")).expect("flytekit's entry");
+        let task = key.split("-1-").next().unwrap().to_string();
+        let resolver = m.mnt.join(format!("task/{task}/1/.resolve"));
+        // The file is there: a hit either way.
+        assert!(!support::flyte::ask(&resolver, &inputs).unwrap().is_empty());
+        std::fs::remove_file(made["path"].as_str().unwrap()).unwrap();
+        let answer = support::flyte::ask(&resolver, &inputs);
+        if stale_as_miss {
+            assert_eq!(support::errno_of(answer), libc::ENOENT, "a stale entry is a miss");
+        } else {
+            assert!(!answer.unwrap().is_empty(), "without the option, the stored outputs");
+        }
+    }
+}

@@ -173,6 +173,7 @@ fn fs_over(dir: &std::path::Path) -> DiskCacheFs {
             reads_unopened: false,
             passthrough: false,
             watched_ttl: Duration::ZERO,
+            stale_as_miss: false,
         },
     )
     .unwrap()

@@ -596,6 +596,7 @@ impl Harness {
                 reads_unopened: false,
                 passthrough: false,
                 watched_ttl: Duration::ZERO,
+                stale_as_miss: false,
             },
         );
         // The stored settings win over the defaults: the peer sees 16 too.

@@ -51,6 +51,7 @@ MountOption = bool | int | float | str | os.PathLike[str] | Sequence[str] | None
 MOUNT_OPTIONS: Mapping[str, Literal["flag", "flag_or_value", "value", "values"]] = MappingProxyType(
     {
         "no_passthrough": "flag",
+        "stale_as_miss": "flag",
         "open_requests": "flag",
         # A new cache in a directory that holds other files.
         "create": "flag",

@@ -230,6 +230,11 @@ pub(crate) struct MountArgs {
     /// files, as root on Linux 6.9 and later).
     #[arg(long)]
     pub(crate) no_passthrough: bool,
+    /// `task/T/V/.resolve` answers a miss (ENOENT) for a cached entry
+    /// whose outputs name local files or directories that no longer exist
+    /// (a stale entry: docs/FLYTE.md), so the caller computes again.
+    #[arg(long)]
+    pub(crate) stale_as_miss: bool,
     /// With --read-only: have the kernel send OPEN, FLUSH, RELEASE and
     /// OPENDIR as on a read-write mount (slower; to compare).
     #[arg(long, requires = "read_only")]

@@ -37,6 +37,7 @@ pub(crate) fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Fail
             std::time::Duration::from_secs(86_400)
         },
         open_requests: args.open_requests,
+        stale_as_miss: args.stale_as_miss,
         passthrough: !args.no_passthrough,
         max_inodes: args.max_inodes,
         threads: args.threads,

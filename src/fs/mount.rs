@@ -55,6 +55,8 @@ pub struct MountConfig {
     /// A read-only mount still takes OPEN, FLUSH, RELEASE and OPENDIR
     /// requests (as before reads without OPEN; to compare).
     pub open_requests: bool,
+    /// `--stale-as-miss` (FsConfig).
+    pub stale_as_miss: bool,
     /// Read value files through passthrough where the kernel allows it.
     pub passthrough: bool,
     /// See `FsConfig::max_inodes`.
@@ -132,6 +134,7 @@ pub fn run(config: &MountConfig, ready: impl FnOnce(Result<(), String>)) -> Resu
         reads_unopened: false,
         passthrough: false,
         watched_ttl: config.watched_ttl,
+        stale_as_miss: config.stale_as_miss,
     };
     let options = CacheOptions { read_only: config.read_only, timeout: config.timeout, ..CacheOptions::default() };
     // What the kernel should drop (names to forget, see

@@ -84,6 +84,7 @@ pub fn run(config: &ServeConfig, ready: impl FnOnce(&str)) -> Result<(), ServeEr
         reads_unopened: false,
         passthrough: false,
         watched_ttl: Duration::from_secs(1),
+        stale_as_miss: false,
     };
     let options = CacheOptions { read_only: config.read_only, timeout: config.timeout, ..CacheOptions::default() };
     let store = Store::open(&config.cache_dir, options.clone()).map_err(|e| ServeError::Open(e.to_string()))?;

@@ -27,6 +27,9 @@ pub struct FsConfig {
     /// the change watcher invalidates them (filesystem/watch.rs); `ttl`
     /// elsewhere.
     pub watched_ttl: Duration,
+    /// A `.resolve` answers a miss for an entry whose outputs name local
+    /// files that are gone (`--stale-as-miss`; flyte/stale.rs).
+    pub stale_as_miss: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

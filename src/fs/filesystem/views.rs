@@ -579,7 +579,8 @@ impl DiskCacheFs {
                     let request = (r.task.clone(), r.version.clone(), r.input.clone(), r.ignore.clone(), r.want_key);
                     drop(st);
                     let after_miss = |key: &str| self.resolve_after_miss(key);
-                    let result = Self::resolve(&self.reader()?, &self.store, request, after_miss);
+                    let stale_as_miss = self.config.stale_as_miss;
+                    let result = Self::resolve(&self.reader()?, &self.store, request, stale_as_miss, after_miss);
                     st = self.tables();
                     let Some(Handle::Resolve(r)) = st.handles.get_mut(&fh) else { return Err(FsError::BadHandle(fh)) };
                     r.output = Some(result?);

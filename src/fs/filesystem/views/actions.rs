@@ -13,6 +13,7 @@ impl DiskCacheFs {
         cache: &StoreConn,
         store: &crate::fs::store::Store,
         (task, version, input, ignore, want_key): (String, String, Vec<u8>, Vec<String>, bool),
+        stale_as_miss: bool,
         after_miss: impl FnOnce(&str) -> Option<Vec<u8>>,
     ) -> Result<Vec<u8>, FsError> {
         let what = format!("task/{}/{}", str_name(&task), str_name(&version));
@@ -37,11 +38,22 @@ impl DiskCacheFs {
         if meta.value_type() != ValueType::Bytes {
             return Err(not_outputs(meta.value_type().name()));
         }
-        match content {
-            RawContent::Inline(Scalar::Bytes(b)) => Ok(b),
-            RawContent::File(f) => Snapshot::File(f).read_all().map_err(|e| FsError::io(what, e)),
-            _ => Err(not_outputs("non-bytes")),
+        let outputs = match content {
+            RawContent::Inline(Scalar::Bytes(b)) => b,
+            RawContent::File(f) => Snapshot::File(f).read_all().map_err(|e| FsError::io(what.clone(), e))?,
+            _ => return Err(not_outputs("non-bytes")),
+        };
+        if stale_as_miss
+            && let Ok(map) = <crate::flyte::idl::LiteralMap as prost::Message>::decode(outputs.as_slice())
+            && let Some(gone) = crate::flyte::stale::missing_paths(&map).first()
+        {
+            // A miss, not an error: the caller computes the outputs again.
+            return Err(FsError::NotFound(format!(
+                "{what}: stale: the outputs name {}, which is gone ({key})",
+                gone.display()
+            )));
         }
+        Ok(outputs)
     }
 
     pub(super) fn run_check(cache: &StoreConn, fix: bool) -> Result<Vec<u8>, FsError> {
