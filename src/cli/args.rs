@@ -43,6 +43,10 @@ pub(crate) enum Flyte2Command {
 
 #[derive(Subcommand)]
 pub(crate) enum FlyteCommand {
+    /// What the caches hold, as JSON: flytekit's entries per task and
+    /// cache version (entries, bytes, oldest and newest store time), and
+    /// Flyte 2's (entries, bytes).
+    Ls { dir: PathBuf },
     /// Remove entries (flytekit's and Flyte 2's) whose outputs name local
     /// files or directories that no longer exist; prints each as a JSON
     /// line (owner, key, the missing paths). flytekit and Flyte 2 would

@@ -13,6 +13,12 @@ use super::open::{open_existing, require_cache};
 pub(crate) fn flyte(action: FlyteCommand) -> Result<ExitCode, Failure> {
     use diskcachefs::flyte::stale::{find_stale, prune_stale};
     match action {
+        FlyteCommand::Ls { dir } => {
+            let cache = open_existing(&dir)?;
+            let summary = diskcachefs::flyte::summary::summarize(&cache)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(ExitCode::SUCCESS)
+        }
         FlyteCommand::Prune { dir, stale: _, dry_run } => {
             require_cache(&dir)?;
             let cache = Cache::open(&dir)?;

@@ -12,6 +12,7 @@ pub mod key;
 pub mod local_cache;
 pub mod render;
 pub mod stale;
+pub mod summary;
 
 pub use key::{
     KeyError, cache_key, canonical_bytes, canonical_bytes_borrowed, canonical_bytes_prost, decode_literal_map,
