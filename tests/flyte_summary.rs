@@ -45,3 +45,46 @@ fn flyte_ls_sums_each_task_and_version_as_python_sees_them() {
     }
     assert_eq!(summary["flyte2"]["entries"], 0);
 }
+
+/// `rm -r MOUNT/task/T/V` clears that version's entries only: the task's
+/// other versions and other tasks stay, and flytekit computes the cleared
+/// version again.
+#[test]
+fn rm_r_of_a_version_clears_it_and_only_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let side = tmp.path().join("side");
+    let m = support::Mounted::with(
+        |cache| {
+            support::flyte::workflow(cache, &side, &["run", "3", "ada"]);
+            // An older version of square beside flytekit's, as a past
+            // cache_version left it.
+            support::py(
+                "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\n\
+                 for k in list(c):\n    if '.square-1-' in k: c[k.replace('.square-1-', '.square-0-')] = c[k]",
+                &[cache.to_str().unwrap()],
+            );
+        },
+        &[],
+    );
+    let task_dir = |t: &str| {
+        std::fs::read_dir(m.mnt.join("task"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(t))
+            .unwrap()
+    };
+    let square = task_dir(".square");
+    assert_eq!(support::listing(&square), ["0", "1"]);
+    let status = Command::new("rm").arg("-r").arg(square.join("1")).status().unwrap();
+    assert!(status.success());
+    assert_eq!(support::listing(&square), ["0"], "the other version stays");
+    assert_eq!(support::listing(&task_dir(".greet")).len(), 1, "the other task stays");
+    let keys = support::py(
+        "import sys, json, diskcache\nprint(json.dumps(sorted(k.split('-')[1] for k in diskcache.Cache(sys.argv[1]))))",
+        &[m.cache.to_str().unwrap()],
+    );
+    assert_eq!(keys.trim(), r#"["0", "2"]"#, "square v0 and greet v2 are left");
+    // flytekit computes square again (greet still hits).
+    support::flyte::workflow(&m.cache, &side, &["run", "3", "ada"]);
+    assert_eq!(support::flyte::lines(&side), ["square 3", "greet ada", "square 3"]);
+}
