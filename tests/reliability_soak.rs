@@ -121,7 +121,25 @@ fn eight_mixed_clients_soak_without_errors_or_lost_updates() {
             *pulled.entry(p.as_str().unwrap().to_string()).or_default() += 1;
         }
     }
-    assert!(errors.is_empty(), "clients saw errors: {errors:#?}");
+    if !errors.is_empty() {
+        // Which requests failed, with which errno (the mount's `stats`):
+        // the clients' own messages do not say.
+        let stats: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(m.mnt.join("stats")).unwrap_or_default()).unwrap_or_default();
+        let failing: serde_json::Map<String, serde_json::Value> = stats["requests"]["operations"]
+            .as_object()
+            .map(|ops| {
+                ops.iter()
+                    .filter(|(_, o)| o["errors"].as_u64().unwrap_or(0) > 0)
+                    .map(|(name, o)| (name.clone(), o["errnos"].clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        panic!(
+            "clients saw errors: {errors:#?}\nthe mount's failing requests by errno: {failing:?}\ndaemon log:\n{}",
+            m.log()
+        );
+    }
     let twice: Vec<&String> = pulled.iter().filter(|(_, n)| **n > 1).map(|(p, _)| p).collect();
     assert!(twice.is_empty(), "items pulled twice: {twice:?}");
     let remaining = py(
