@@ -241,6 +241,10 @@ pub struct DirInodes {
     lookups: Vec<u64>,
     /// Indexes free for reuse.
     free: Vec<usize>,
+    /// Whether each index is in `free`: an index released twice (a
+    /// forget after a trim freed it) must be free once, or two
+    /// directories would share it.
+    is_free: Vec<bool>,
 }
 
 impl DirInodes {
@@ -258,11 +262,13 @@ impl DirInodes {
             Some(i) => {
                 self.prefixes[i] = Some(prefix.to_string());
                 self.lookups[i] = 0;
+                self.is_free[i] = false;
                 i
             }
             None => {
                 self.prefixes.push(Some(prefix.to_string()));
                 self.lookups.push(0);
+                self.is_free.push(false);
                 self.prefixes.len() - 1
             }
         };
@@ -296,19 +302,20 @@ impl DirInodes {
         {
             self.index.remove(&prefix);
         }
-        self.free.push(index);
+        if !self.is_free[index] {
+            self.is_free[index] = true;
+            self.free.push(index);
+        }
     }
 
     /// Frees every directory the kernel does not hold once more than
     /// `unheld` gathered (see src/fs/intern.rs).
     pub fn trim(&mut self, unheld: usize) {
         // Every idle index is one not free: none to look for below that.
-        if self.prefixes.len() - self.free.len() <= unheld {
+        if self.prefixes.len().saturating_sub(self.free.len()) <= unheld {
             return;
         }
-        let idle: Vec<usize> = (0..self.prefixes.len())
-            .filter(|&i| self.lookups[i] == 0 && (self.prefixes[i].is_some() || !self.free.contains(&i)))
-            .collect();
+        let idle: Vec<usize> = (0..self.prefixes.len()).filter(|&i| self.lookups[i] == 0 && !self.is_free[i]).collect();
         if idle.len() <= unheld {
             return;
         }
