@@ -83,6 +83,17 @@ impl ValueType {
 }
 
 impl EntryMeta {
+    /// The length of the entry's content as a file shows it (an int or
+    /// float as Python writes it), from the columns alone.
+    pub fn content_len(&self) -> u64 {
+        match self.inline {
+            InlineMeta::None => self.size.max(0) as u64,
+            InlineMeta::Int(i) => i.to_string().len() as u64,
+            InlineMeta::Float(f) => super::pyrepr::python_float_repr(f).len() as u64,
+            InlineMeta::Text(n) | InlineMeta::Blob(n) => n,
+        }
+    }
+
     pub fn value_type(&self) -> ValueType {
         match (self.mode, &self.inline) {
             (MODE_RAW, InlineMeta::Int(_)) => ValueType::Int,

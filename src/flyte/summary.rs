@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::cache::error::Result;
-use crate::cache::meta::InlineMeta;
 use crate::cache::{Cache, Key};
 use crate::flyte::flyte2::Flyte2Cache;
 
@@ -76,13 +75,7 @@ pub fn summarize(cache: &Cache) -> Result<Summary> {
     for key in cache.task_keys()? {
         let Some((task, version)) = task_and_version(&key) else { continue };
         let Some(meta) = cache.entry_meta(&Key::Str(key.clone()))? else { continue };
-        let bytes = match meta.inline {
-            InlineMeta::None => meta.size.max(0) as u64,
-            InlineMeta::Text(n) | InlineMeta::Blob(n) => n,
-            // Not outputs (flytekit stores bytes): counted, sized as text.
-            InlineMeta::Int(i) => i.to_string().len() as u64,
-            InlineMeta::Float(f) => f.to_string().len() as u64,
-        };
+        let bytes = meta.content_len();
         let entry = summary.flytekit.entry(task.to_string()).or_default();
         entry.versions.entry(version.to_string()).or_default().add(bytes, meta.store_time);
     }

@@ -2,7 +2,7 @@
 //! (docs/SEMANTICS.md, "Content".)
 
 use crate::cache::pyrepr::python_float_repr;
-use crate::cache::{EntryMeta, InlineMeta, Scalar, Value, ValueType};
+use crate::cache::{EntryMeta, Scalar, Value, ValueType};
 use crate::fs::pickle_check::check_pickle;
 
 /// The bytes of an inline value: bytes and pickles as they are, str as
@@ -29,12 +29,7 @@ pub fn value_content(value: &Value) -> Vec<u8> {
 
 /// The length of an entry's content, from its metadata alone.
 pub fn content_len(meta: &EntryMeta) -> u64 {
-    match meta.inline {
-        InlineMeta::None => meta.size.max(0) as u64,
-        InlineMeta::Int(i) => i.to_string().len() as u64,
-        InlineMeta::Float(f) => python_float_repr(f).len() as u64,
-        InlineMeta::Text(n) | InlineMeta::Blob(n) => n,
-    }
+    meta.content_len()
 }
 
 /// Content as a value of `to`, refusing what python-diskcache could not

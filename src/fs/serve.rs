@@ -219,8 +219,7 @@ fn authorized(headers: &hyper::HeaderMap, token: &str) -> bool {
     } else {
         return false;
     };
-    let want = token.as_bytes();
-    given.len() == want.len() && given.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    crate::fs::dav::constant_time_eq(&given, token.as_bytes())
 }
 
 fn unauthorized() -> hyper::Response<dav_server::body::Body> {

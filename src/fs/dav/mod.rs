@@ -36,7 +36,7 @@ use crate::fs::error::FsError;
 use crate::fs::filesystem::{Attr, Kind};
 use crate::fs::tree::Tree;
 use file::{Open, TreeFile, body_file};
-pub use page::{Answer, Page};
+pub use page::{Answer, Page, constant_time_eq};
 pub use props::PROP_NAMESPACE;
 use props::{DeadProps, ListedProps, xattr_of};
 use walk::Walk;

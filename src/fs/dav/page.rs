@@ -451,7 +451,9 @@ fn has(query: Option<&str>, name: &str) -> bool {
     query.is_some_and(|q| param(q, name).is_some())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether `a` equals `b`, in a time that does not tell where they differ
+/// (a secret compared with what a client sent).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
