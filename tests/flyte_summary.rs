@@ -46,7 +46,7 @@ fn flyte_ls_sums_each_task_and_version_as_python_sees_them() {
     assert_eq!(summary["flyte2"]["entries"], 0);
 }
 
-/// `rm -r MOUNT/task/T/V` clears that version's entries only: the task's
+/// `du -sb MOUNT/task/T` is the task's bytes; `rm -r MOUNT/task/T/V` clears that version's entries only: the task's
 /// other versions and other tasks stay, and flytekit computes the cleared
 /// version again.
 #[test]
@@ -75,6 +75,25 @@ fn rm_r_of_a_version_clears_it_and_only_it() {
     };
     let square = task_dir(".square");
     assert_eq!(support::listing(&square), ["0", "1"]);
+    // `du -sb` of a task and of a version: their values' bytes as
+    // python-diskcache returns them.
+    let python_bytes = |pattern: &str| -> u64 {
+        let out = support::py(
+            "import sys, diskcache\nc = diskcache.Cache(sys.argv[1])\n\
+             print(sum(len(c[k]) for k in c if sys.argv[2] in k))",
+            &[m.cache.to_str().unwrap(), pattern],
+        );
+        out.trim().parse().unwrap()
+    };
+    let du = |path: &std::path::Path| -> u64 {
+        let out = Command::new("du").arg("-sb").arg(path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (all, v1) = (python_bytes(".square-"), python_bytes(".square-1-"));
+    assert!(all > v1 && v1 > 0);
+    assert_eq!(du(&square), all, "du -sb task/T");
+    assert_eq!(du(&square.join("1")), v1, "du -sb task/T/V");
     let status = Command::new("rm").arg("-r").arg(square.join("1")).status().unwrap();
     assert!(status.success());
     assert_eq!(support::listing(&square), ["0"], "the other version stays");

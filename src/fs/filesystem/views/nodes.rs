@@ -2,6 +2,7 @@
 //! entries as links, task entries' JSON, counters' text.
 
 use super::*;
+use crate::cache::EntryMeta;
 
 impl DiskCacheFs {
     pub(super) fn view_dir_attr(&self, ino: u64) -> Attr {
@@ -24,10 +25,14 @@ impl DiskCacheFs {
         format!("../../../keys/{}", crate::fs::paths::key_path(&Key::Str(key.to_string())))
     }
 
+    /// A live entry's columns; `None` when it is not there.
+    pub(super) fn entry_meta(st: &State, key: &Key) -> Result<Option<EntryMeta>, FsError> {
+        st.cache.entry_meta(key).map_err(|e| FsError::cache(format!("keys/{}", key_to_name(key)), e))
+    }
+
     /// A live entry's store time; `None` when it is not there.
     pub(super) fn store_time(st: &State, key: &Key) -> Result<Option<f64>, FsError> {
-        let meta = st.cache.entry_meta(key).map_err(|e| FsError::cache(format!("keys/{}", key_to_name(key)), e))?;
-        Ok(meta.map(|m| m.store_time))
+        Ok(Self::entry_meta(st, key)?.map(|m| m.store_time))
     }
 
     /// The JSON rendering of a task entry's outputs (`HASH.json`).
@@ -65,8 +70,17 @@ impl DiskCacheFs {
                 }
                 None => Err(gone()),
             },
-            Node::TaskEntry { key } => match Self::store_time(st, &Key::Str(key.clone()))? {
-                Some(t) => Ok(self.view_link_attr(ino, &Self::task_link_target(&key), Some(t))),
+            // An entry's link is the size of its entry's value (its outputs),
+            // not of its target's text: so `du -sb task/T` is the task's
+            // bytes (docs/FLYTE.md, "Size per task"). The kernel does not
+            // cache this mount's links (no FUSE_CACHE_SYMLINKS), the one
+            // place it would read a link's size as its length.
+            Node::TaskEntry { key } => match Self::entry_meta(st, &Key::Str(key.clone()))? {
+                Some(m) => {
+                    let mut attr = self.view_link_attr(ino, &Self::task_link_target(&key), Some(m.store_time));
+                    attr.size = m.content_len();
+                    Ok(attr)
+                }
                 None if st.views.restored_links.contains(&ino) => {
                     Ok(self.view_link_attr(ino, &Self::task_link_target(&key), None))
                 }
