@@ -27,17 +27,6 @@ fn json_of(out: &Output) -> serde_json::Value {
     serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap()
 }
 
-fn prune(dir: &Path, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
-        .args(["flyte", "prune", "--stale"])
-        .args(args)
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
-
 fn keys(dir: &Path) -> Vec<String> {
     let out = support::py(
         "import sys, json, diskcache\nprint(json.dumps(sorted(diskcache.Cache(sys.argv[1]))))",
@@ -57,7 +46,7 @@ fn a_deleted_flytefile_output_is_stale_and_prune_removes_exactly_it() {
     let kept = json_of(&run_task(&dir, &side, tmp.path(), "file", 5));
     let before = keys(&dir);
     assert_eq!(before.len(), 3, "{before:?}");
-    assert!(prune(&dir, &["--dry-run"]).is_empty(), "nothing is stale while the files are there");
+    assert!(support::flyte::prune_stale(&dir, &["--dry-run"]).is_empty(), "nothing is stale while the files are there");
 
     let path = made["path"].as_str().unwrap();
     std::fs::remove_file(path).unwrap();
@@ -66,7 +55,7 @@ fn a_deleted_flytefile_output_is_stale_and_prune_removes_exactly_it() {
     assert!(!out.status.success(), "flytekit's hit on a deleted file should fail");
     assert_eq!(support::flyte::lines(&side), ["make_file 3", "square 3", "make_file 5"]);
 
-    let listed = prune(&dir, &["--dry-run"]);
+    let listed = support::flyte::prune_stale(&dir, &["--dry-run"]);
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["owner"], "flytekit");
     assert_eq!(listed[0]["missing"], serde_json::json!([path]));
@@ -74,10 +63,10 @@ fn a_deleted_flytefile_output_is_stale_and_prune_removes_exactly_it() {
     assert!(stale_key.contains("make_file-1-"), "{stale_key}");
     assert_eq!(keys(&dir), before, "--dry-run removes nothing");
 
-    assert_eq!(prune(&dir, &[]), listed);
+    assert_eq!(support::flyte::prune_stale(&dir, &[]), listed);
     let after = keys(&dir);
     assert_eq!(after, before.iter().filter(|k| **k != stale_key).cloned().collect::<Vec<_>>());
-    assert!(prune(&dir, &[]).is_empty(), "a second prune finds nothing");
+    assert!(support::flyte::prune_stale(&dir, &[]).is_empty(), "a second prune finds nothing");
     // flytekit computes it again; the other entries still hit.
     assert_eq!(json_of(&run_task(&dir, &side, tmp.path(), "file", 3))["content"], "xxx");
     assert_eq!(json_of(&run_task(&dir, &side, tmp.path(), "file", 5))["path"], kept["path"]);
@@ -116,4 +105,71 @@ fn stale_as_miss_makes_resolve_answer_a_miss() {
             assert!(!answer.unwrap().is_empty(), "without the option, the stored outputs");
         }
     }
+}
+
+/// The views of stale entries: `task/T/V/.stale/` lists exactly the
+/// version's stale entries (hidden from the version's listing), each entry
+/// link carries `user.flyte.stale` (getfattr follows it to the `keys/`
+/// file) naming the paths gone, fresh entries have none, and `rm` of a
+/// link in `.stale/` removes that entry only.
+#[test]
+fn stale_entries_are_listed_and_carry_the_xattr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let side = tmp.path().join("side");
+    let (mut gone, mut kept) = (serde_json::Value::Null, serde_json::Value::Null);
+    let m = support::Mounted::with(
+        |cache| {
+            gone = json_of(&run_task(cache, &side, tmp.path(), "file", 3));
+            kept = json_of(&run_task(cache, &side, tmp.path(), "file", 5));
+            json_of(&run_task(cache, &side, tmp.path(), "square", 3));
+        },
+        &[],
+    );
+    let all = keys(&m.cache);
+    let file_keys: Vec<&String> = all.iter().filter(|k| k.contains(".make_file-1-")).collect();
+    assert_eq!(file_keys.len(), 2, "{all:?}");
+    let task = file_keys[0].split("-1-").next().unwrap().to_string();
+    let version = m.mnt.join(format!("task/{task}/1"));
+    let stale_dir = version.join(".stale");
+    assert!(support::listing(&stale_dir).is_empty(), "nothing is stale while the files are there");
+    for k in &file_keys {
+        let hash = k.rsplit('-').next().unwrap();
+        assert_eq!(support::getxattr(&version.join(hash), "user.flyte.stale"), Err(libc::ENODATA), "{k} is fresh");
+    }
+
+    let path = gone["path"].as_str().unwrap();
+    std::fs::remove_file(path).unwrap();
+    let listed = support::listing(&stale_dir);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let hash = listed[0].clone();
+    let stale_key = format!("{task}-1-{hash}");
+    assert!(file_keys.contains(&&stale_key));
+    assert!(!support::listing(&version).contains(&".stale".to_string()), "hidden from the version's listing");
+    let want = format!("{}\n", serde_json::json!([path]));
+    let xattr = |p: &std::path::Path| support::getxattr(p, "user.flyte.stale").map(|v| String::from_utf8(v).unwrap());
+    assert_eq!(xattr(&version.join(&hash)), Ok(want.clone()), "on the entry's link (followed)");
+    assert_eq!(xattr(&stale_dir.join(&hash)), Ok(want.clone()), "on the link in .stale/");
+    let other = file_keys.iter().find(|k| **k != &stale_key).unwrap().rsplit('-').next().unwrap();
+    assert_eq!(xattr(&version.join(other)), Err(libc::ENODATA), "the other file task's entry is fresh");
+    assert_eq!(support::errno_of(std::fs::symlink_metadata(stale_dir.join(other))), libc::ENOENT, "not in .stale/");
+    // Not listed (rsync -aX would copy it), and read-only.
+    let list = support::sh(&format!("getfattr -d -m - {}", m.keys().join(&stale_key).display()));
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("flyte.stale"), "{list:?}");
+    assert_ne!(support::setxattr(&m.keys().join(&stale_key), "user.flyte.stale", b"[]"), Ok(()));
+    // The link in .stale/ is the entry: it reads the outputs, and sizes as
+    // the entry's link does.
+    let target = std::fs::read_link(stale_dir.join(&hash)).unwrap();
+    assert!(target.to_str().unwrap().starts_with("../../../../keys/"), "{target:?}");
+    assert_eq!(std::fs::read(stale_dir.join(&hash)).unwrap(), std::fs::read(m.keys().join(&stale_key)).unwrap());
+
+    // rm of the .stale/ link removes exactly that entry.
+    std::fs::remove_file(stale_dir.join(&hash)).unwrap();
+    assert!(support::listing(&stale_dir).is_empty());
+    let after = keys(&m.cache);
+    assert_eq!(after, all.iter().filter(|k| **k != stale_key).cloned().collect::<Vec<_>>());
+    assert_eq!(support::errno_of(std::fs::symlink_metadata(version.join(&hash))), libc::ENOENT);
+    // flytekit computes it again through the same directory.
+    assert_eq!(json_of(&run_task(&m.cache, &side, tmp.path(), "file", 3))["content"], "xxx");
+    assert_eq!(support::flyte::lines(&side), ["make_file 3", "make_file 5", "square 3", "make_file 3"]);
+    drop(kept);
 }

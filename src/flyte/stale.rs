@@ -109,28 +109,59 @@ pub fn flyte2_outputs(bytes: &[u8]) -> std::result::Result<LiteralMap, prost::De
     Ok(LiteralMap { literals: outputs.literals.into_iter().map(|n| (n.name, n.value.unwrap_or_default())).collect() })
 }
 
-/// Every stale entry of the cache: flytekit's, then Flyte 2's. Entries
-/// whose value is not outputs (another program's key that looks like
-/// one) are passed over.
-pub fn find_stale(cache: &Cache) -> Result<Vec<StaleEntry>> {
+/// The paths gone of flytekit entry `key` (`TASK-VERSION-HASH`); empty
+/// when it is fresh, absent, or its value is not outputs (another
+/// program's key that looks like one).
+pub fn flytekit_missing(cache: &Cache, key: &str) -> Result<Vec<PathBuf>> {
+    Ok(cache.get(&Key::Str(key.to_string()))?.map_or(Vec::new(), |v| flytekit_value_missing(&v)))
+}
+
+/// The paths gone of a flytekit entry's value; empty when it is fresh or
+/// not outputs.
+pub fn flytekit_value_missing(value: &Value) -> Vec<PathBuf> {
+    match value {
+        Value::Bytes(bytes) => LiteralMap::decode(bytes.as_slice()).map_or(Vec::new(), |o| missing_paths(&o)),
+        _ => Vec::new(),
+    }
+}
+
+/// The paths gone of Flyte 2 entry `key`; empty as for
+/// [`flytekit_missing`].
+pub fn flyte2_missing(cache: &Cache, key: &str) -> Result<Vec<PathBuf>> {
+    Ok(Flyte2Cache::new(cache).get(key)?.and_then(|b| flyte2_outputs(&b).ok()).map_or(Vec::new(), |o| missing_paths(&o)))
+}
+
+/// The stale entries among flytekit's keys `keys`.
+pub fn stale_flytekit_entries<'k>(
+    cache: &Cache,
+    keys: impl IntoIterator<Item = &'k String>,
+) -> Result<Vec<StaleEntry>> {
     let mut stale = Vec::new();
-    for key in cache.task_keys()? {
-        let Some(Value::Bytes(bytes)) = cache.get(&Key::Str(key.clone()))? else { continue };
-        let Ok(outputs) = LiteralMap::decode(bytes.as_slice()) else { continue };
-        let missing = missing_paths(&outputs);
+    for key in keys {
+        let missing = flytekit_missing(cache, key)?;
         if !missing.is_empty() {
-            stale.push(StaleEntry { owner: Owner::Flytekit, key, missing });
+            stale.push(StaleEntry { owner: Owner::Flytekit, key: key.clone(), missing });
         }
     }
-    let flyte2 = Flyte2Cache::new(cache);
-    for (key, _) in flyte2.entries()? {
-        let Some(bytes) = flyte2.get(&key)? else { continue };
-        let Ok(outputs) = flyte2_outputs(&bytes) else { continue };
-        let missing = missing_paths(&outputs);
+    Ok(stale)
+}
+
+/// Flyte 2's stale entries.
+pub fn stale_flyte2_entries(cache: &Cache) -> Result<Vec<StaleEntry>> {
+    let mut stale = Vec::new();
+    for (key, _) in Flyte2Cache::new(cache).entries()? {
+        let missing = flyte2_missing(cache, &key)?;
         if !missing.is_empty() {
             stale.push(StaleEntry { owner: Owner::Flyte2, key, missing });
         }
     }
+    Ok(stale)
+}
+
+/// Every stale entry of the cache: flytekit's, then Flyte 2's.
+pub fn find_stale(cache: &Cache) -> Result<Vec<StaleEntry>> {
+    let mut stale = stale_flytekit_entries(cache, &cache.task_keys()?)?;
+    stale.extend(stale_flyte2_entries(cache)?);
     Ok(stale)
 }
 
@@ -139,25 +170,13 @@ pub fn find_stale(cache: &Cache) -> Result<Vec<StaleEntry>> {
 pub fn prune_stale(cache: &Cache) -> Result<Vec<StaleEntry>> {
     let mut removed = Vec::new();
     for entry in find_stale(cache)? {
+        // Another process may have stored fresh outputs since.
         let gone = match entry.owner {
             Owner::Flytekit => {
-                let key = Key::Str(entry.key.clone());
-                // Another process may have stored fresh outputs since.
-                let still = match cache.get(&key)? {
-                    Some(Value::Bytes(b)) => {
-                        LiteralMap::decode(b.as_slice()).is_ok_and(|o| !missing_paths(&o).is_empty())
-                    }
-                    _ => false,
-                };
-                still && cache.delete(&key)?
+                !flytekit_missing(cache, &entry.key)?.is_empty() && cache.delete(&Key::Str(entry.key.clone()))?
             }
             Owner::Flyte2 => {
-                let flyte2 = Flyte2Cache::new(cache);
-                let still = flyte2
-                    .get(&entry.key)?
-                    .and_then(|b| flyte2_outputs(&b).ok())
-                    .is_some_and(|o| !missing_paths(&o).is_empty());
-                still && flyte2.delete(&entry.key)?
+                !flyte2_missing(cache, &entry.key)?.is_empty() && Flyte2Cache::new(cache).delete(&entry.key)?
             }
         };
         if gone {

@@ -55,6 +55,8 @@ pub const FLYTE2_DIR: u64 = 15;
 pub const FLYTE2_RUNS_DIR: u64 = 16;
 /// `ops/remote` (a mount with `--remote`; filesystem/remote.rs).
 pub const OPS_REMOTE: u64 = 17;
+/// `flyte2/.stale/` (filesystem/flyte2.rs).
+pub const FLYTE2_STALE_DIR: u64 = 18;
 /// Files in those two: this plus their index in the daemon's table.
 pub const FLYTE2_NODE_BASE: u64 = 1 << 44;
 pub const FLYTE2_END: u64 = 1 << 45;
@@ -92,7 +94,7 @@ pub fn classify(ino: u64) -> Node {
         ROOT | KEYS_DIR | SETTINGS_DIR | TAGS_DIR => Node::FixedDir,
         STATS => Node::Stats,
         QUEUES_DIR..=DECR_DIR | OPS_REMOTE => Node::View,
-        FLYTE2_DIR | FLYTE2_RUNS_DIR => Node::Flyte2,
+        FLYTE2_DIR | FLYTE2_RUNS_DIR | FLYTE2_STALE_DIR => Node::Flyte2,
         FIRST_SETTING..FIRST_KEY_INODE => Node::Setting,
         FIRST_KEY_INODE..TAG_DIR_BASE => Node::Key,
         TAG_DIR_BASE..TAG_LINK_BASE => Node::TagDir,

@@ -15,6 +15,11 @@ pub const KEY_TYPE: &str = "user.diskcache.key_type";
 /// for, so that a backup can restore a long key (see `rename`).
 pub const KEY: &str = "user.diskcache.key";
 
+/// The paths gone that a Flyte entry's outputs name (docs/FLYTE.md,
+/// "Stale entries"): on flytekit's entries' `keys/` files and Flyte 2's
+/// `flyte2/` files, read-only and not listed.
+pub const FLYTE_STALE: &str = "user.flyte.stale";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XattrName {
     ExpireTime,

@@ -80,3 +80,15 @@ pub fn ask(path: &Path, inputs: &[u8]) -> std::io::Result<Vec<u8>> {
     f.read_to_end(&mut out)?;
     Ok(out)
 }
+
+/// `diskcachefs flyte prune --stale ARGS DIR`: the JSON lines it prints.
+pub fn prune_stale(dir: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
+        .args(["flyte", "prune", "--stale"])
+        .args(args)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}

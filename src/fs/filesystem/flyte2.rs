@@ -9,6 +9,9 @@
 //! - `flyte2/NAME.json` (not listed, as `task/`'s renderings): the outputs
 //!   as JSON.
 //! - `flyte2/.runs/RUN-ACTION.json`: the `runs` records Flyte 2 keeps.
+//! - `flyte2/.stale/NAME` (not listed): the stale entries, those whose
+//!   outputs name local files that are gone (docs/FLYTE.md, "Stale
+//!   entries"), the same files as in `flyte2/`; `rm` deletes them.
 //!
 //! Files have inode numbers from [`FLYTE2_NODE_BASE`], interned by
 //! (directory, name) for the daemon's life.
@@ -21,12 +24,16 @@ use crate::cache::{Cache, Key};
 use crate::flyte::flyte2::{Flyte2Cache, outputs_json};
 use crate::fs::error::FsError;
 use crate::fs::handle::{Handle, Snapshot};
-use crate::fs::inode::{FLYTE2_DIR, FLYTE2_NODE_BASE, FLYTE2_RUNS_DIR};
+use crate::flyte::stale::{flyte2_missing, stale_flyte2_entries};
+use crate::fs::inode::{FLYTE2_DIR, FLYTE2_NODE_BASE, FLYTE2_RUNS_DIR, FLYTE2_STALE_DIR};
 use crate::fs::names::{ParsedName, key_to_name, name_to_key};
 
 /// The name of the directory of run records in `flyte2/` (a key, base64,
 /// never starts with a dot).
 pub const RUNS_NAME: &str = ".runs";
+
+/// The name of the directory of stale entries in `flyte2/`.
+pub const STALE_NAME: &str = ".stale";
 
 /// What a name in `flyte2/` or `flyte2/.runs/` stands for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -52,7 +59,7 @@ impl DiskCacheFs {
         FLYTE2_NODE_BASE + st.flyte2.intern(node.clone(), || node) as u64
     }
 
-    fn flyte2_node(st: &Tables, ino: u64) -> Option<Flyte2Node> {
+    pub(super) fn flyte2_node(st: &Tables, ino: u64) -> Option<Flyte2Node> {
         st.flyte2.get(ino.checked_sub(FLYTE2_NODE_BASE)? as usize).cloned()
     }
 
@@ -87,7 +94,7 @@ impl DiskCacheFs {
         self.control_attr(ino, len, matches!(node, Flyte2Node::Entry(_)))
     }
 
-    /// What `name` in `flyte2/` or `flyte2/.runs/` names.
+    /// What `name` in `flyte2/`, `flyte2/.runs/` or `flyte2/.stale/` names.
     fn flyte2_parse(parent: u64, name: &OsStr) -> Result<Flyte2Node, FsError> {
         let text = name.to_str().ok_or_else(|| FsError::NotFound(name_str(name)))?;
         let str_key = |n: &str| match name_to_key(n.as_bytes()) {
@@ -102,6 +109,7 @@ impl DiskCacheFs {
                 (Some(key), None) => Ok(Flyte2Node::Entry(key)),
                 (None, None) => Err(missing()),
             },
+            FLYTE2_STALE_DIR => str_key(text).map(Flyte2Node::Entry).ok_or_else(missing),
             _ => {
                 let id = text.strip_suffix(".json").and_then(str_key).ok_or_else(missing)?;
                 let (run, action) = id.rsplit_once('-').ok_or_else(missing)?;
@@ -114,15 +122,21 @@ impl DiskCacheFs {
         if parent == FLYTE2_DIR && name == RUNS_NAME {
             return Ok(self.dir_attr(FLYTE2_RUNS_DIR));
         }
+        if parent == FLYTE2_DIR && name == STALE_NAME {
+            return Ok(self.dir_attr(FLYTE2_STALE_DIR));
+        }
         let node = Self::flyte2_parse(parent, name)?;
         let c = self.reader()?;
         let content = Self::flyte2_content(Self::single(&c)?, &node)?;
+        if parent == FLYTE2_STALE_DIR && !Self::flyte2_is_stale(&c, &node)? {
+            return Err(FsError::NotFound(format!("flyte2/{STALE_NAME}/{}", name_str(name))));
+        }
         let ino = Self::flyte2_ino(&mut self.tables(), node.clone());
         Ok(self.flyte2_attr(ino, &node, content.len()))
     }
 
     pub(super) fn flyte2_getattr(&self, ino: u64) -> Result<Attr, FsError> {
-        if ino == FLYTE2_DIR || ino == FLYTE2_RUNS_DIR {
+        if matches!(ino, FLYTE2_DIR | FLYTE2_RUNS_DIR | FLYTE2_STALE_DIR) {
             return Ok(self.dir_attr(ino));
         }
         let node = Self::flyte2_node(&self.tables(), ino).ok_or_else(|| FsError::NotFound(format!("inode {ino}")))?;
@@ -130,7 +144,8 @@ impl DiskCacheFs {
         Ok(self.flyte2_attr(ino, &node, content.len()))
     }
 
-    /// Lists `flyte2/` (the entries, then `.runs`) or `flyte2/.runs/`.
+    /// Lists `flyte2/` (the entries, then `.runs`), `flyte2/.runs/` or
+    /// `flyte2/.stale/`.
     /// Offsets are positions in the listing, which is made anew each call.
     pub(super) fn flyte2_readdir(
         &self,
@@ -148,6 +163,15 @@ impl DiskCacheFs {
                 .map(|(key, len)| (key_to_name(&Key::Str(key.clone())), key, len))
                 .map(|(name, key, len)| (Flyte2Node::Entry(key), name, len as usize))
                 .collect()
+        } else if ino == FLYTE2_STALE_DIR {
+            let cache = Self::single(&c)?;
+            let stale = stale_flyte2_entries(cache).map_err(|e| FsError::cache("flyte2/.stale/", e))?;
+            let mut listing = Vec::new();
+            for entry in stale {
+                let Ok(Some(bytes)) = flyte2.get(&entry.key) else { continue };
+                listing.push((Flyte2Node::Entry(entry.key.clone()), key_to_name(&Key::Str(entry.key)), bytes.len()));
+            }
+            listing
         } else {
             let runs = flyte2.runs().map_err(|e| FsError::cache("flyte2/.runs/", e))?;
             runs.into_iter()
@@ -177,7 +201,7 @@ impl DiskCacheFs {
     }
 
     pub(super) fn flyte2_open(&self, ino: u64, write: bool) -> Result<(u64, OpenFlags), FsError> {
-        if ino == FLYTE2_DIR || ino == FLYTE2_RUNS_DIR {
+        if matches!(ino, FLYTE2_DIR | FLYTE2_RUNS_DIR | FLYTE2_STALE_DIR) {
             if write {
                 return Err(FsError::IsDirectory(format!("inode {ino}")));
             }
@@ -193,11 +217,12 @@ impl DiskCacheFs {
         Ok((fh, OpenFlags { direct_io: true, no_flush: true, ..OpenFlags::default() }))
     }
 
-    /// `rm flyte2/NAME`: deletes the entry (Flyte 2 computes it again).
+    /// `rm flyte2/NAME` (or `flyte2/.stale/NAME`): deletes the entry
+    /// (Flyte 2 computes it again).
     pub(super) fn flyte2_unlink(&self, parent: u64, name: &OsStr) -> Result<(), FsError> {
         self.check_writable(&format!("flyte2/{}", name_str(name)))?;
         match (parent, Self::flyte2_parse(parent, name)) {
-            (FLYTE2_DIR, Ok(Flyte2Node::Entry(key))) => {
+            (FLYTE2_DIR | FLYTE2_STALE_DIR, Ok(Flyte2Node::Entry(key))) => {
                 let deleted = Flyte2Cache::new(Self::single(&self.writer()?)?)
                     .delete(&key)
                     .map_err(|e| FsError::cache(format!("flyte2/{}", name_str(name)), e))?;
@@ -206,5 +231,19 @@ impl DiskCacheFs {
             (_, Err(e)) => Err(e),
             _ => Err(FsError::NotPermitted(format!("flyte2/{}: only entries can be removed", name_str(name)))),
         }
+    }
+
+    /// Whether `node` is an entry whose outputs name paths that are gone.
+    pub(super) fn flyte2_is_stale(c: &crate::fs::store::StoreConn, node: &Flyte2Node) -> Result<bool, FsError> {
+        Ok(!Self::flyte2_stale_paths(c, node)?.is_empty())
+    }
+
+    /// The paths gone that entry `node` names (none for other nodes).
+    pub(super) fn flyte2_stale_paths(
+        c: &crate::fs::store::StoreConn,
+        node: &Flyte2Node,
+    ) -> Result<Vec<std::path::PathBuf>, FsError> {
+        let Flyte2Node::Entry(key) = node else { return Ok(Vec::new()) };
+        flyte2_missing(Self::single(c)?, key).map_err(|e| FsError::cache(format!("flyte2/{key}"), e))
     }
 }

@@ -6,7 +6,9 @@
 //!   pushes, `.pull` pulls.
 //! - `task/T/V/`: flytekit's local task cache entries of task `T`, version
 //!   `V`, as links to `../../../keys/T-V-HASH`; `HASH.json` renders the
-//!   outputs; `.resolve` and `.key` take inputs and answer.
+//!   outputs; `.resolve` and `.key` take inputs and answer; `.stale/`
+//!   (not listed) holds the links of the version's stale entries, those
+//!   whose outputs name local files that are gone (docs/FLYTE.md).
 //! - `ops/`: `expire`, `cull`, `clear`, `check` run on write; `incr/NAME`
 //!   and `decr/NAME` add to a counter on write.
 //!
@@ -53,7 +55,12 @@ pub enum ViewDir {
     Task(String),
     /// `task/T/V/`.
     TaskVersion(String, String),
+    /// `task/T/V/.stale/`.
+    TaskStale(String, String),
 }
+
+/// The name of a task version's directory of stale entries.
+pub const STALE_NAME: &str = ".stale";
 
 /// What a name in a view directory is.
 #[derive(Clone, Debug)]
@@ -71,6 +78,10 @@ pub(super) enum Node {
         side: Side,
     },
     TaskEntry {
+        key: String,
+    },
+    /// A link in `task/T/V/.stale/`: there while the entry is stale.
+    StaleEntry {
         key: String,
     },
     TaskJson {
@@ -202,6 +213,10 @@ impl DiskCacheFs {
                 }
                 Err(FsError::NotFound(format!("task/.../{name}")))
             }
+            Some(ViewDir::TaskStale(task, version)) if is_md5_hex(name) => {
+                Ok(Node::StaleEntry { key: format!("{task}-{version}-{name}") })
+            }
+            Some(ViewDir::TaskStale(..)) => Err(FsError::NotFound(format!("task/.../{STALE_NAME}/{name}"))),
             Some(ViewDir::Task(_)) => Err(FsError::NotPermitted(format!("{name}: task/T/ holds versions only"))),
             None if matches!(parent, OPS_DIR | QUEUES_DIR | TASK_DIR) => {
                 Err(FsError::NotPermitted(format!("{name}: this directory's entries are fixed")))
@@ -246,6 +261,12 @@ impl DiskCacheFs {
                     let version = parse_str_name(name)?;
                     let ino = st.views.dir_ino(ViewDir::TaskVersion(task, version));
                     return Ok(self.view_dir_attr(ino));
+                }
+                if text == STALE_NAME
+                    && let Some(ViewDir::TaskVersion(task, version)) = st.views.dir(parent)
+                {
+                    let dir = ViewDir::TaskStale(task.clone(), version.clone());
+                    return Ok(self.view_dir_attr(st.views.dir_ino(dir)));
                 }
                 Self::classify(&st, parent, text)?;
                 let ino = st.views.node_ino(parent, text);
@@ -394,6 +415,18 @@ impl DiskCacheFs {
                         }
                     }
                 }
+                Some(ViewDir::TaskStale(task, version)) => {
+                    let keys = st.cache.task_keys().map_err(|e| FsError::cache("task/", e))?;
+                    let prefix = format!("{task}-{version}-");
+                    for k in &keys {
+                        if let Some(hash) = k.strip_prefix(&prefix).filter(|h| is_md5_hex(h))
+                            && !Self::stale_paths(st, k)?.is_empty()
+                        {
+                            let node = st.views.node_ino(ino, hash);
+                            out.push((hash.to_string(), node, Kind::Symlink));
+                        }
+                    }
+                }
                 None => return Err(FsError::NotDirectory(format!("inode {ino}"))),
             },
         }
@@ -406,6 +439,7 @@ impl DiskCacheFs {
         match Self::classify(&st, parent, name)? {
             Node::QueueItem { key } => Ok(Self::queue_link_target(&key).into_bytes()),
             Node::TaskEntry { key } => Ok(Self::task_link_target(&key).into_bytes()),
+            Node::StaleEntry { key } => Ok(Self::stale_link_target(&key).into_bytes()),
             _ => Err(FsError::InvalidValue { what: format!("inode {ino}"), reason: "not a symbolic link".into() }),
         }
     }
@@ -515,7 +549,7 @@ impl DiskCacheFs {
                 Ok((Self::new_handle(&mut st, handle), flags))
             }
             Node::PushFile { .. } => Err(FsError::NotFound(name)),
-            Node::QueueItem { .. } | Node::TaskEntry { .. } => {
+            Node::QueueItem { .. } | Node::TaskEntry { .. } | Node::StaleEntry { .. } => {
                 Err(FsError::InvalidValue { what: name, reason: "a symbolic link".into() })
             }
         }
@@ -668,7 +702,7 @@ impl DiskCacheFs {
             let text = name.to_str().ok_or_else(|| FsError::NotFound(name_str(name)))?;
             match Self::classify(&st, parent, text) {
                 Ok(Node::QueueItem { key }) => key,
-                Ok(Node::TaskEntry { key }) => Key::Str(key),
+                Ok(Node::TaskEntry { key } | Node::StaleEntry { key }) => Key::Str(key),
                 Ok(_) | Err(FsError::NotFound(_)) => {
                     return Err(FsError::NotPermitted(format!("{text}: only items and entries can be removed")));
                 }

@@ -9,6 +9,8 @@ use super::{DiskCacheFs, State, Tables, name_str};
 use crate::cache::{Attr as Keep, EntryMeta, Key, NewValue, ValueType};
 use crate::fs::content::convert;
 use crate::fs::error::FsError;
+use crate::flyte::stale::flytekit_value_missing;
+use crate::fs::grammar::split_task_key;
 use crate::fs::inode::KeyInode;
 use crate::fs::inode::is_key_ino;
 use crate::fs::names::{NAME_MAX, NameError, ParsedName, full_name, parse_unbounded};
@@ -60,6 +62,9 @@ impl DiskCacheFs {
     }
 
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> Result<Vec<u8>, FsError> {
+        if name == xattr::FLYTE_STALE {
+            return self.stale_xattr(ino);
+        }
         // Names that are not ours (security.selinux, security.capability,
         // ACLs, which the kernel asks for on every `ls -l` and write) are
         // answered without touching the cache or a lock.
@@ -80,6 +85,36 @@ impl DiskCacheFs {
             .find(|(n, _)| OsStr::new(n) == name)
             .map(|(_, v)| v)
             .ok_or_else(|| FsError::NoAttribute(name_str(name)))
+    }
+
+    /// `user.flyte.stale`: the paths gone that a Flyte entry's outputs
+    /// name, as a JSON array, on flytekit's entries' `keys/` files (and so
+    /// through `task/T/V/HASH`, which getfattr follows) and Flyte 2's
+    /// `flyte2/` files; ENODATA for a fresh entry and any other file. Not
+    /// listed: rsync -X would copy into a backup what is the mount's to
+    /// tell. Read with the tables unlocked (it stats paths).
+    fn stale_xattr(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        let none = || FsError::NoAttribute(xattr::FLYTE_STALE.into());
+        let missing = if is_key_ino(ino) {
+            let (key, _, pending_create) = self.key_inode(&self.tables(), ino)?;
+            match key {
+                Key::Str(k) if !pending_create && split_task_key(&k).is_some() => {
+                    let value = self.reader()?.get(&Key::Str(k.clone())).map_err(|e| FsError::cache(k.clone(), e))?;
+                    value.map_or(Vec::new(), |v| flytekit_value_missing(&v))
+                }
+                _ => return Err(none()),
+            }
+        } else if let Some(node) = Self::flyte2_node(&self.tables(), ino) {
+            Self::flyte2_stale_paths(&self.reader()?, &node)?
+        } else {
+            return Err(none());
+        };
+        if missing.is_empty() {
+            return Err(none());
+        }
+        let mut text = serde_json::to_vec(&missing).unwrap_or_default();
+        text.push(b'\n');
+        Ok(text)
     }
 
     pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError> {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::cache::EntryMeta;
+use crate::flyte::stale::flytekit_value_missing;
 
 impl DiskCacheFs {
     pub(super) fn view_dir_attr(&self, ino: u64) -> Attr {
@@ -23,6 +24,18 @@ impl DiskCacheFs {
 
     pub(super) fn task_link_target(key: &str) -> String {
         format!("../../../keys/{}", crate::fs::paths::key_path(&Key::Str(key.to_string())))
+    }
+
+    pub(super) fn stale_link_target(key: &str) -> String {
+        format!("../{}", Self::task_link_target(key))
+    }
+
+    /// The paths gone that flytekit entry `key`'s outputs name (none when it
+    /// is fresh, absent, or not outputs).
+    pub(super) fn stale_paths(st: &State, key: &str) -> Result<Vec<std::path::PathBuf>, FsError> {
+        let what = || format!("keys/{}", str_name(key));
+        let value = st.cache.get(&Key::Str(key.to_string())).map_err(|e| FsError::cache(what(), e))?;
+        Ok(value.map_or(Vec::new(), |v| flytekit_value_missing(&v)))
     }
 
     /// A live entry's columns; `None` when it is not there.
@@ -85,6 +98,14 @@ impl DiskCacheFs {
                     Ok(self.view_link_attr(ino, &Self::task_link_target(&key), None))
                 }
                 None => Err(gone()),
+            },
+            Node::StaleEntry { key } => match Self::entry_meta(st, &Key::Str(key.clone()))? {
+                Some(m) if !Self::stale_paths(st, &key)?.is_empty() => {
+                    let mut attr = self.view_link_attr(ino, &Self::stale_link_target(&key), Some(m.store_time));
+                    attr.size = m.content_len();
+                    Ok(attr)
+                }
+                _ => Err(gone()),
             },
             Node::TaskJson { key } => Ok(self.view_file_attr(ino, Self::task_json(st, &key)?.len(), false)),
             Node::Pull { .. } => Ok(self.view_file_attr(ino, 0, false)),
