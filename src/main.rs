@@ -51,7 +51,7 @@ fn run(command: Command, argv: &[OsString]) -> Result<ExitCode, Failure> {
         Command::Flyte(action) => flyte::flyte(action),
         Command::Flyte2(action) => flyte::flyte2(action),
         Command::Stats { dir, requests } => cache_commands::stats(dir, requests),
-        Command::FlyteKey { task, version, ignore, file } => flyte::flyte_key(task, version, ignore, file),
+        Command::FlyteKey(lookup) => flyte::flyte_key(lookup),
         Command::Literals { file } => flyte::literals(file),
         Command::Completions { shell } => generated_docs::completions(shell),
         Command::Manpage { subcommand } => generated_docs::manpage(subcommand),

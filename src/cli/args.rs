@@ -41,6 +41,22 @@ pub(crate) enum Flyte2Command {
     Runs { dir: PathBuf },
 }
 
+/// A flytekit cache lookup: the task, its cache version, the inputs (a
+/// serialized LiteralMap in FILE or on standard input).
+#[derive(clap::Args)]
+pub(crate) struct TaskLookup {
+    /// The task's name, as flytekit names it (`module.function`).
+    #[arg(long)]
+    pub task: String,
+    /// The task's cache_version.
+    #[arg(long)]
+    pub version: String,
+    /// An input to leave out of the key (cache_ignore_input_vars).
+    #[arg(long = "ignore")]
+    pub ignore: Vec<String>,
+    pub file: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 pub(crate) enum FlyteCommand {
     /// What the caches hold, as JSON: flytekit's entries per task and
@@ -59,6 +75,16 @@ pub(crate) enum FlyteCommand {
         /// Print what would go, remove nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Why a lookup of these inputs (a serialized LiteralMap, FILE or
+    /// standard input) hits or misses, as JSON: the key and its parts, the
+    /// same inputs under another cache version, the task's versions, and
+    /// which inputs differ from those of entries whose inputs are known
+    /// (docs/FLYTE.md, "Why a lookup missed").
+    Explain {
+        dir: PathBuf,
+        #[command(flatten)]
+        lookup: TaskLookup,
     },
 }
 
@@ -137,18 +163,7 @@ pub(crate) enum Command {
     /// Print the local-cache key flytekit computes for a serialized
     /// LiteralMap of inputs (FILE or standard input).
     #[command(next_help_heading = "Flyte")]
-    FlyteKey {
-        /// The task's name, as flytekit names it (`module.function`).
-        #[arg(long)]
-        task: String,
-        /// The task's cache_version.
-        #[arg(long)]
-        version: String,
-        /// An input to leave out of the key (cache_ignore_input_vars).
-        #[arg(long = "ignore")]
-        ignore: Vec<String>,
-        file: Option<PathBuf>,
-    },
+    FlyteKey(TaskLookup),
     /// Print a serialized LiteralMap (FILE or standard input) as readable JSON.
     Literals { file: Option<PathBuf> },
     /// Share entries through S3 or Redis: push what the remote lacks, pull what is new (docs/REMOTE.md).

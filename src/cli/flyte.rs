@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use diskcachefs::cache::Cache;
 
-use super::args::{Flyte2Command, FlyteCommand};
+use super::args::{Flyte2Command, FlyteCommand, TaskLookup};
 use super::exit::{Failure, miss};
 use super::open::{open_existing, require_cache};
 
@@ -26,6 +26,14 @@ pub(crate) fn flyte(action: FlyteCommand) -> Result<ExitCode, Failure> {
             for entry in &entries {
                 println!("{}", serde_json::to_string(entry)?);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        FlyteCommand::Explain { dir, lookup: TaskLookup { task, version, ignore, file } } => {
+            let inputs = read_input(file.as_deref())?;
+            let cache = open_existing(&dir)?;
+            let explained = diskcachefs::flyte::explain::explain(&cache, &task, &version, &inputs, &ignore)
+                .map_err(|e| Failure(e.to_string()))?;
+            println!("{}", serde_json::to_string_pretty(&explained)?);
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -69,12 +77,8 @@ pub(crate) fn flyte2(action: Flyte2Command) -> Result<ExitCode, Failure> {
     }
 }
 
-pub(crate) fn flyte_key(
-    task: String,
-    version: String,
-    ignore: Vec<String>,
-    file: Option<PathBuf>,
-) -> Result<ExitCode, Failure> {
+pub(crate) fn flyte_key(lookup: TaskLookup) -> Result<ExitCode, Failure> {
+    let TaskLookup { task, version, ignore, file } = lookup;
     let inputs = read_input(file.as_deref())?;
     let key = diskcachefs::flyte::cache_key(&task, &version, &inputs, &ignore)?;
     println!("{key}");

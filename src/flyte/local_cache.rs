@@ -9,6 +9,8 @@ use prost::Message;
 use thiserror::Error;
 
 use super::idl::LiteralMap;
+use super::input_digest::digest_inputs;
+use super::input_record::{self, InputRecord};
 use super::key::{KeyError, cache_key};
 use crate::cache::{Cache, Key, OpenError, Value};
 
@@ -63,7 +65,9 @@ impl LocalTaskCache {
         }
     }
 
-    /// Stores serialized outputs for these inputs, as flytekit's `set`.
+    /// Stores serialized outputs for these inputs, as flytekit's `set`,
+    /// and, in the same transaction, the inputs' digests in the side record
+    /// (`input_record`), so that `explain` can compare them.
     pub fn set(
         &self,
         task: &str,
@@ -74,7 +78,18 @@ impl LocalTaskCache {
     ) -> Result<String, LocalCacheError> {
         LiteralMap::decode(outputs).map_err(LocalCacheError::Outputs)?;
         let key = cache_key(task, version, inputs, ignore)?;
-        self.cache.set(&Key::Str(key.clone()), &Value::Bytes(outputs.to_vec()), None, None)?;
+        let digests = digest_inputs(inputs, ignore)?;
+        let record = InputRecord {
+            key: key.clone(),
+            task: task.to_string(),
+            version: version.to_string(),
+            digests,
+            recorded: self.cache.now(),
+        };
+        self.cache.transact(|c| {
+            c.set(&Key::Str(key.clone()), &Value::Bytes(outputs.to_vec()), None, None)?;
+            input_record::record(c, &record)
+        })?;
         Ok(key)
     }
 

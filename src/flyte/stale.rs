@@ -128,7 +128,10 @@ pub fn flytekit_value_missing(value: &Value) -> Vec<PathBuf> {
 /// The paths gone of Flyte 2 entry `key`; empty as for
 /// [`flytekit_missing`].
 pub fn flyte2_missing(cache: &Cache, key: &str) -> Result<Vec<PathBuf>> {
-    Ok(Flyte2Cache::new(cache).get(key)?.and_then(|b| flyte2_outputs(&b).ok()).map_or(Vec::new(), |o| missing_paths(&o)))
+    Ok(Flyte2Cache::new(cache)
+        .get(key)?
+        .and_then(|b| flyte2_outputs(&b).ok())
+        .map_or(Vec::new(), |o| missing_paths(&o)))
 }
 
 /// The stale entries among flytekit's keys `keys`.

@@ -26,7 +26,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, bytes: u64, time: f64) {
+    pub(crate) fn add(&mut self, bytes: u64, time: f64) {
         self.entries += 1;
         self.bytes += bytes;
         self.oldest = Some(self.oldest.map_or(time, |t| t.min(time)));

@@ -104,6 +104,9 @@ struct Tables {
     views: ViewTable,
     /// Files in flyte2/ by inode (`FLYTE2_NODE_BASE + index`).
     flyte2: Interner<flyte2::Flyte2Node, flyte2::Flyte2Node>,
+    /// Flyte inputs looked up through `task/` whose outputs may be stored
+    /// next: recorded with them (flyte/input_record.rs).
+    seen_inputs: crate::flyte::input_record::SeenInputs,
     handles: HashMap<u64, Handle>,
     next_fh: u64,
     /// Read handles held by inodes read without OPEN, by inode
@@ -221,6 +224,7 @@ impl DiskCacheFs {
                 dir_cookies: DirCookies::default(),
                 views: ViewTable::default(),
                 flyte2: Interner::default(),
+                seen_inputs: Default::default(),
                 handles: HashMap::new(),
                 next_fh: 1,
                 pins: HashMap::new(),

@@ -55,10 +55,22 @@ fn item_key_unchecked(queue: &Option<String>, name: &str) -> Option<Key> {
     }
 }
 
-/// `.resolve`, `.key`, optionally followed by `.ignore=a,b`: the input
-/// names to leave out of the key, comma-separated, each percent-encoded as
-/// key names are (any byte may be `%XX`; `,`, `%`, `/` must be).
-pub fn parse_resolver(name: &str) -> Option<(bool, Vec<String>)> {
+/// What a resolver file in `task/T/V/` answers for the inputs written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResolverAnswer {
+    /// `.resolve`: the cached outputs, or a miss.
+    Outputs,
+    /// `.key`: the cache key.
+    Key,
+    /// `.explain`: why the lookup hits or misses, as JSON.
+    Explain,
+}
+
+/// `.resolve`, `.key`, `.explain`, optionally followed by `.ignore=a,b`:
+/// the input names to leave out of the key, comma-separated, each
+/// percent-encoded as key names are (any byte may be `%XX`; `,`, `%`, `/`
+/// must be).
+pub fn parse_resolver(name: &str) -> Option<(ResolverAnswer, Vec<String>)> {
     let (base, ignore) = match name.split_once(".ignore=") {
         Some((b, list)) => {
             let mut names = Vec::new();
@@ -70,8 +82,9 @@ pub fn parse_resolver(name: &str) -> Option<(bool, Vec<String>)> {
         None => (name, Vec::new()),
     };
     match base {
-        ".resolve" => Some((false, ignore)),
-        ".key" => Some((true, ignore)),
+        ".resolve" => Some((ResolverAnswer::Outputs, ignore)),
+        ".key" => Some((ResolverAnswer::Key, ignore)),
+        ".explain" => Some((ResolverAnswer::Explain, ignore)),
         _ => None,
     }
 }

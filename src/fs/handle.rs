@@ -259,8 +259,8 @@ pub struct ResolveHandle {
     pub task: String,
     pub version: String,
     pub ignore: Vec<String>,
-    /// `.key`: the result is the cache key, not the outputs.
-    pub want_key: bool,
+    /// The outputs, the key or an explanation.
+    pub answer: crate::fs::grammar::ResolverAnswer,
     pub input: Vec<u8>,
     /// Computed at the first read: the outputs (or key), or the error.
     pub output: Option<Vec<u8>>,

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use super::{Attr, DirReplier, DiskCacheFs, Kind, OpenFlags, Tables, name_str};
 use crate::cache::{Cache, Key};
 use crate::flyte::flyte2::{Flyte2Cache, outputs_json};
+use crate::flyte::stale::{flyte2_missing, stale_flyte2_entries};
 use crate::fs::error::FsError;
 use crate::fs::handle::{Handle, Snapshot};
-use crate::flyte::stale::{flyte2_missing, stale_flyte2_entries};
 use crate::fs::inode::{FLYTE2_DIR, FLYTE2_NODE_BASE, FLYTE2_RUNS_DIR, FLYTE2_STALE_DIR};
 use crate::fs::names::{ParsedName, key_to_name, name_to_key};
 

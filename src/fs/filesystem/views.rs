@@ -26,11 +26,12 @@ use std::sync::Arc;
 
 use super::{Attr, DirReplier, DiskCacheFs, Kind, OpenFlags, State, Tables, name_str};
 use crate::cache::{Key, RawContent, Scalar, Side, Value, ValueType};
+use crate::flyte::input_record::seen_inputs;
 use crate::flyte::key::{cache_key, decode_literal_map};
 use crate::flyte::render::literal_map_to_json;
 use crate::fs::content::value_content;
 use crate::fs::error::FsError;
-use crate::fs::grammar::{is_md5_hex, item_key, item_name, parse_resolver, split_task_key, str_name};
+use crate::fs::grammar::{ResolverAnswer, is_md5_hex, item_key, item_name, parse_resolver, split_task_key, str_name};
 use crate::fs::handle::{Handle, Op, ResolveHandle, Snapshot};
 use crate::fs::inode::{
     DECR_DIR, INCR_DIR, OPS_CHECK, OPS_CLEAR, OPS_CULL, OPS_DIR, OPS_EXPIRE, OPS_REMOTE, QUEUES_DIR, TASK_DIR,
@@ -91,7 +92,7 @@ pub(super) enum Node {
         task: String,
         version: String,
         ignore: Vec<String>,
-        want_key: bool,
+        answer: ResolverAnswer,
     },
     Counter {
         key: Key,
@@ -208,8 +209,8 @@ impl DiskCacheFs {
                 {
                     return Ok(Node::TaskJson { key: full(hash) });
                 }
-                if let Some((want_key, ignore)) = parse_resolver(name) {
-                    return Ok(Node::Resolver { task: task.clone(), version: version.clone(), ignore, want_key });
+                if let Some((answer, ignore)) = parse_resolver(name) {
+                    return Ok(Node::Resolver { task: task.clone(), version: version.clone(), ignore, answer });
                 }
                 Err(FsError::NotFound(format!("task/.../{name}")))
             }
@@ -526,9 +527,9 @@ impl DiskCacheFs {
                 let snapshot = Arc::new(Snapshot::Inline(Self::task_json(&st, &key)?));
                 Ok((Self::new_handle(&mut st, Handle::Read { ino, snapshot, view: None }), flags))
             }
-            Node::Resolver { task, version, ignore, want_key } => {
+            Node::Resolver { task, version, ignore, answer } => {
                 let handle =
-                    ResolveHandle { ino, task, version, ignore, want_key, input: Vec::new(), output: None, cursor: 0 };
+                    ResolveHandle { ino, task, version, ignore, answer, input: Vec::new(), output: None, cursor: 0 };
                 Ok((Self::new_handle(&mut st, Handle::Resolve(handle)), flags))
             }
             Node::Counter { key, decr } => {
@@ -610,12 +611,25 @@ impl DiskCacheFs {
                 if r.output.is_none() {
                     // Resolved with the tables unlocked: decoding inputs and
                     // reading the outputs take their time.
-                    let request = (r.task.clone(), r.version.clone(), r.input.clone(), r.ignore.clone(), r.want_key);
+                    let request = (r.task.clone(), r.version.clone(), r.input.clone(), r.ignore.clone(), r.answer);
                     drop(st);
                     let after_miss = |key: &str| self.resolve_after_miss(key);
                     let stale_as_miss = self.config.stale_as_miss;
-                    let result = Self::resolve(&self.reader()?, &self.store, request, stale_as_miss, after_miss);
+                    let result =
+                        Self::resolve(&self.reader()?, &self.store, request.clone(), stale_as_miss, after_miss);
+                    // Inputs whose outputs may be stored next (a key asked
+                    // for, a miss): kept until they are, for the side record.
+                    let (task, version, input, ignore, answer) = request;
+                    let seen = match (answer, &result) {
+                        (ResolverAnswer::Key, Ok(_)) | (ResolverAnswer::Outputs, Err(FsError::NotFound(_))) => {
+                            seen_inputs(&task, &version, &input, &ignore, self.reader()?.now())
+                        }
+                        _ => None,
+                    };
                     st = self.tables();
+                    if let Some(record) = seen {
+                        st.seen_inputs.insert(record);
+                    }
                     let Some(Handle::Resolve(r)) = st.handles.get_mut(&fh) else { return Err(FsError::BadHandle(fh)) };
                     r.output = Some(result?);
                     r.cursor = 0;

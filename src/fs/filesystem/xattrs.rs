@@ -7,9 +7,9 @@ use std::ffi::OsStr;
 
 use super::{DiskCacheFs, State, Tables, name_str};
 use crate::cache::{Attr as Keep, EntryMeta, Key, NewValue, ValueType};
+use crate::flyte::stale::flytekit_value_missing;
 use crate::fs::content::convert;
 use crate::fs::error::FsError;
-use crate::flyte::stale::flytekit_value_missing;
 use crate::fs::grammar::split_task_key;
 use crate::fs::inode::KeyInode;
 use crate::fs::inode::is_key_ino;

@@ -175,6 +175,7 @@ impl DiskCacheFs {
                 store_time = store.unwrap_or(store_time);
             }
             Self::apply_pending_tag(st, &name, &key)?;
+            self.record_seen_inputs(st, &key);
             if let Some(inode) = st.inodes.get_mut(ino) {
                 // The version just stored (its store_time as written).
                 inode.committed_version = Some(store_time.to_bits());
@@ -194,6 +195,20 @@ impl DiskCacheFs {
             // Logged by the adapter with the request, the inode and the
             // errno; said here what it means for the value.
             Err(e) => Err(e.in_context("commit failed, the old value stays")),
+        }
+    }
+
+    /// A Flyte task entry whose inputs were looked up through `task/`
+    /// (`.key`, a `.resolve` that missed): their digests go into the side
+    /// record in the entry's own transaction (flyte/input_record.rs). A
+    /// record that cannot be written is logged; the value is stored anyway.
+    fn record_seen_inputs(&self, st: &mut State, key: &Key) {
+        let Key::Str(k) = key else { return };
+        let Some(record) = st.seen_inputs.get(k).cloned() else { return };
+        let recorded = st.cache.of(key).and_then(|cache| crate::flyte::input_record::record(cache, &record));
+        match recorded {
+            Ok(()) => drop(st.seen_inputs.take(k)),
+            Err(e) => log::warn!("keys/{}: the inputs' record was not written: {e}", crate::fs::grammar::str_name(k)),
         }
     }
 

@@ -1,18 +1,19 @@
 //! What the views do when their files are read or written: resolve a
-//! Flyte task's inputs to its cached outputs (`task/`), and run `ops/`
-//! (expire, cull, clear, check, incr, decr).
+//! Flyte task's inputs to its cached outputs, key or explanation
+//! (`task/`), and run `ops/` (expire, cull, clear, check, incr, decr).
 
 use super::*;
+use crate::flyte::explain::{ExplainError, explain};
 
 impl DiskCacheFs {
     /// Computes a resolver's answer from the inputs written to it: (task,
-    /// version, inputs, ignored names, whether the key is wanted).
+    /// version, inputs, ignored names, what is asked).
     /// `after_miss`: the outputs of a key the cache lacks, from elsewhere
     /// (the remote tier, filesystem/remote.rs).
     pub(super) fn resolve(
         cache: &StoreConn,
         store: &crate::fs::store::Store,
-        (task, version, input, ignore, want_key): (String, String, Vec<u8>, Vec<String>, bool),
+        (task, version, input, ignore, answer): (String, String, Vec<u8>, Vec<String>, ResolverAnswer),
         stale_as_miss: bool,
         after_miss: impl FnOnce(&str) -> Option<Vec<u8>>,
     ) -> Result<Vec<u8>, FsError> {
@@ -21,8 +22,21 @@ impl DiskCacheFs {
             what: format!("{what}: the inputs written"),
             reason: e.to_string(),
         })?;
-        if want_key {
-            return Ok(format!("{key}\n").into_bytes());
+        match answer {
+            ResolverAnswer::Key => return Ok(format!("{key}\n").into_bytes()),
+            ResolverAnswer::Explain => {
+                let explained =
+                    explain(Self::single(cache)?, &task, &version, &input, &ignore).map_err(|e| match e {
+                        ExplainError::Key(e) => {
+                            FsError::InvalidValue { what: format!("{what}: the inputs written"), reason: e.to_string() }
+                        }
+                        ExplainError::Cache(e) => FsError::cache(what.clone(), e),
+                    })?;
+                let mut text = serde_json::to_vec_pretty(&explained).unwrap_or_default();
+                text.push(b'\n');
+                return Ok(text);
+            }
+            ResolverAnswer::Outputs => {}
         }
         // A get, as flytekit's: its bookkeeping is noted for later.
         let opened = cache.open_raw(&Key::Str(key.clone())).map_err(|e| FsError::cache(what.clone(), e))?;
