@@ -39,6 +39,15 @@ pub(crate) enum Flyte2Command {
     Clear { dir: PathBuf },
     /// The run records Flyte 2 keeps, as JSON lines.
     Runs { dir: PathBuf },
+    /// Why cached tasks ran again, from the run records (kept with local
+    /// persistence on): each action that missed, compared with the nearest
+    /// earlier action of its task, as JSON lines (docs/FLYTE.md).
+    Explain {
+        dir: PathBuf,
+        /// Only this task (`env.function`).
+        #[arg(long)]
+        task: Option<String>,
+    },
 }
 
 /// A flytekit cache lookup: the task, its cache version, the inputs (a

@@ -67,6 +67,13 @@ pub(crate) fn flyte2(action: Flyte2Command) -> Result<ExitCode, Failure> {
             println!("{}", Flyte2Cache::new(&cache).clear()?);
             Ok(ExitCode::SUCCESS)
         }
+        Flyte2Command::Explain { dir, task } => {
+            let cache = open_existing(&dir)?;
+            for explained in diskcachefs::flyte::flyte2_explain::explain_runs(&cache, task.as_deref())? {
+                println!("{}", serde_json::to_string(&explained)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Flyte2Command::Runs { dir } => {
             let cache = open_existing(&dir)?;
             for (_, run) in Flyte2Cache::new(&cache).runs()? {

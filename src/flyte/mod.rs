@@ -10,6 +10,7 @@ mod borrowed;
 pub mod canonical;
 pub mod explain;
 pub mod flyte2;
+pub mod flyte2_explain;
 pub mod idl;
 pub mod input_digest;
 pub mod input_record;

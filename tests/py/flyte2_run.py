@@ -14,6 +14,9 @@ SIDE_EFFECT_FILE each time it really runs (a cache hit adds none), runs it in lo
 The caller sets HOME to an empty folder and runs from there, so no config.yaml is found
 elsewhere: the cache is then $HOME/.flyte/local-cache/cache.db.
 
+DISKCACHEFS_FLYTE2_EDITED=1 in the environment defines `square` with another body (the same
+task, edited): Flyte 2's "auto" cache version then differs, so equal inputs miss.
+
 --persist-runs turns on Flyte 2's local run records (`flyte.init(local_persistence=True)`,
 the same as `local: {persistence: true}` in a config file read by `flyte.init_from_config`):
 each run then also writes rows to the `runs` table of the same cache.db (two per run: the
@@ -33,14 +36,26 @@ import flyte
 env = flyte.TaskEnvironment(name="diskcachefs_flyte2")
 
 
-@env.task(cache="auto")
-def square(x: int) -> int:
-    # The path comes through the environment, not an input, so it is not part
-    # of the cache key; and not a global default, so the source (the cache
-    # version) stays the same whatever file the caller names.
-    with open(os.environ["DISKCACHEFS_FLYTE2_SIDE_EFFECT"], "a") as f:
-        f.write(f"square({x}) ran\n")
-    return x * x
+if not os.environ.get("DISKCACHEFS_FLYTE2_EDITED"):
+
+    @env.task(cache="auto")
+    def square(x: int) -> int:
+        # The path comes through the environment, not an input, so it is not part
+        # of the cache key; and not a global default, so the source (the cache
+        # version) stays the same whatever file the caller names.
+        with open(os.environ["DISKCACHEFS_FLYTE2_SIDE_EFFECT"], "a") as f:
+            f.write(f"square({x}) ran\n")
+        return x * x
+
+else:
+    # The same task edited (DISKCACHEFS_FLYTE2_EDITED set): another source,
+    # so another cache version ("auto" hashes the source), equal inputs.
+    @env.task(cache="auto")
+    def square(x: int) -> int:
+        with open(os.environ["DISKCACHEFS_FLYTE2_SIDE_EFFECT"], "a") as f:
+            f.write(f"square({x}) ran\n")
+        result = x * x
+        return result
 
 
 def cache_db_path() -> str:

@@ -56,12 +56,21 @@ pub fn lines(side: &Path) -> Vec<String> {
 /// Runs `square(x)` as a cached Flyte 2 task in `home` (as HOME and cwd);
 /// its body appends a line to `side` when it really runs.
 pub fn flyte2_square(home: &Path, side: &Path, x: i64) -> serde_json::Value {
+    flyte2_square_with(home, side, x, &[], &[])
+}
+
+/// [`flyte2_square`] with more arguments to tests/py/flyte2_run.py (such as
+/// `--persist-runs`) and environment variables (such as
+/// `DISKCACHEFS_FLYTE2_EDITED`).
+pub fn flyte2_square_with(home: &Path, side: &Path, x: i64, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(root.join(".venv-flyte2/bin/python"))
         .arg(root.join("tests/py/flyte2_run.py"))
+        .args(args)
         .arg(side)
         .arg(x.to_string())
         .env("HOME", home)
+        .envs(env.iter().copied())
         .current_dir(home)
         .output()
         .expect("run the Flyte 2 SDK (scripts/setup-venv-flyte2)");
