@@ -173,3 +173,42 @@ fn stale_entries_are_listed_and_carry_the_xattr() {
     assert_eq!(support::flyte::lines(&side), ["make_file 3", "make_file 5", "square 3", "make_file 3"]);
     drop(kept);
 }
+
+/// `--stale-as-miss` reaches the daemon through `--daemon` and through
+/// mount(8)'s `-o stale_as_miss` (what an fstab line gives): with either, a
+/// `.resolve` of a stale entry's inputs is a miss.
+#[test]
+fn stale_as_miss_reaches_the_daemon_through_daemon_and_mount_8() {
+    use diskcachefs::flyte::idl::primitive::Value::Integer;
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let made = json_of(&run_task(&cache, &tmp.path().join("side"), tmp.path(), "file", 3));
+    std::fs::remove_file(made["path"].as_str().unwrap()).unwrap();
+    let key = keys(&cache).into_iter().find(|k| k.contains(".make_file-1-")).expect("flytekit's entry");
+    let task = key.split("-1-").next().unwrap().to_string();
+    let inputs = support::flyte::map(vec![("n", support::flyte::prim(Integer(3)))]);
+    let bin = env!("CARGO_BIN_EXE_diskcachefs");
+    for how in ["daemon", "mount8", "neither"] {
+        let mnt = tmp.path().join(format!("m-{how}"));
+        std::fs::create_dir(&mnt).unwrap();
+        let out = match how {
+            "mount8" => Command::new("mount")
+                .args(["-t", "fuse", &format!("{bin}#{}", cache.display())])
+                .arg(&mnt)
+                .args(["-o", "stale_as_miss"])
+                .output(),
+            "daemon" => Command::new(bin).args(["mount", "--daemon", "--stale-as-miss"]).arg(&cache).arg(&mnt).output(),
+            _ => Command::new(bin).args(["mount", "--daemon"]).arg(&cache).arg(&mnt).output(),
+        }
+        .unwrap();
+        assert!(out.status.success(), "{how}: {}", String::from_utf8_lossy(&out.stderr));
+        let guard = support::UnmountOnDrop(mnt.clone());
+        let answer = support::flyte::ask(&mnt.join(format!("task/{task}/1/.resolve")), &inputs);
+        drop(guard);
+        if how == "neither" {
+            assert!(!answer.unwrap().is_empty(), "without the option, the stored outputs");
+        } else {
+            assert_eq!(support::errno_of(answer), libc::ENOENT, "{how}: a stale entry is a miss");
+        }
+    }
+}

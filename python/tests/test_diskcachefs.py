@@ -215,6 +215,7 @@ def test_options_become_the_mount_commands_flags(cache_dir: Path, mnt: Path) -> 
         timeout=5,
         allow_other=True,
         no_passthrough=True,
+        stale_as_miss=True,
         open_requests=False,
         log_file=None,
     ) as m:
@@ -227,6 +228,7 @@ def test_options_become_the_mount_commands_flags(cache_dir: Path, mnt: Path) -> 
             "--timeout=5",
             "--allow-other",
             "--no-passthrough",
+            "--stale-as-miss",
             "--",
             str(cache_dir),
             str(mnt),

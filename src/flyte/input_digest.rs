@@ -172,6 +172,17 @@ mod tests {
     }
 
     #[test]
+    fn a_literal_with_a_hash_is_marked_and_digested_by_its_hash() {
+        let hashed = |value: i64| Literal { hash: "user-hash".into(), ..int(value) };
+        let a = digest_inputs(&inputs(vec![("df", hashed(1))]), &[]).unwrap();
+        let b = digest_inputs(&inputs(vec![("df", hashed(2))]), &[]).unwrap();
+        assert!(a.inputs["df"].hashed);
+        // flytekit's key takes the hash alone: so does the digest.
+        assert_eq!(a.inputs["df"].bytes, b.inputs["df"].bytes);
+        assert!(!digest_inputs(&inputs(vec![("df", int(1))]), &[]).unwrap().inputs["df"].hashed);
+    }
+
+    #[test]
     fn reordered_msgpack_keys_are_equal_content_different_bytes() {
         // {"a": 1, "b": 2} and {"b": 2, "a": 1}.
         let ab = [0x82, 0xa1, b'a', 0x01, 0xa1, b'b', 0x02];
