@@ -38,6 +38,7 @@ pub(crate) fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Fail
         },
         open_requests: args.open_requests,
         stale_as_miss: args.stale_as_miss,
+        io_uring: args.io_uring,
         passthrough: !args.no_passthrough,
         max_inodes: args.max_inodes,
         threads: args.threads,

@@ -57,6 +57,9 @@ pub struct MountConfig {
     pub open_requests: bool,
     /// `--stale-as-miss` (FsConfig).
     pub stale_as_miss: bool,
+    /// `--io-uring`: take requests through FUSE over io_uring where the
+    /// kernel offers it (vendor/fuser, uring.rs), else through /dev/fuse.
+    pub io_uring: bool,
     /// Read value files through passthrough where the kernel allows it.
     pub passthrough: bool,
     /// See `FsConfig::max_inodes`.
@@ -395,13 +398,37 @@ fn mount<T: Tree>(
     fuse_config.acl = if config.allow_other { fuser::SessionACL::All } else { fuser::SessionACL::Owner };
     fuse_config.n_threads = Some(config.threads.max(1));
     fuse_config.clone_fd = true;
+    if config.io_uring {
+        fuse_config.io_uring = Some(fuser::UringOptions {
+            threads: config.threads.max(1),
+            // Tests make the kernel refuse the rings, to see the fallback.
+            fail_registration: std::env::var_os("DISKCACHEFS_TEST_URING_REFUSE").is_some(),
+        });
+    }
 
     block_shutdown_signals();
     // SAFETY: getuid has no preconditions.
     let mounter = unsafe { libc::getuid() };
     let pickle_writers = PickleWriters::new(config.allow_other, mounter, fs.config().uid);
-    let session = fuser::Session::new(FuseAdapter::new(fs, requests, pickle_writers), &config.mountpoint, &fuse_config)
-        .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })?;
+    let session =
+        fuser::Session::new(FuseAdapter::new(fs, requests.clone(), pickle_writers), &config.mountpoint, &fuse_config)
+            .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })?;
+    let status = session.uring_status();
+    let asked = config.io_uring;
+    requests.set_transport(Box::new(move || {
+        let kind = status.transport();
+        let note = match status.why_not() {
+            Some(why) => Some(why),
+            None if !asked => Some("io_uring not asked for (--io-uring)".to_string()),
+            None => None,
+        };
+        serde_json::json!({
+            "kind": kind,
+            "queues": status.queues(),
+            "ring_requests": status.served(),
+            "note": note,
+        })
+    }));
     let notifier = session.notifier();
     std::thread::Builder::new()
         .name("forget".into())

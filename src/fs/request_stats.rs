@@ -119,13 +119,20 @@ impl Default for OperationStats {
 pub struct RequestStats {
     since: SystemTime,
     operations: Vec<OperationStats>,
+    /// How requests reach the daemon (`/dev/fuse` or io_uring), as the
+    /// adapter reports it once the session is made (fs/mount.rs).
+    transport: std::sync::OnceLock<TransportReport>,
 }
+
+/// The `transport` section of `stats`, made when asked.
+pub type TransportReport = Box<dyn Fn() -> Json + Send + Sync>;
 
 impl Default for RequestStats {
     fn default() -> RequestStats {
         RequestStats {
             since: SystemTime::now(),
             operations: Operation::ALL.iter().map(|_| OperationStats::default()).collect(),
+            transport: std::sync::OnceLock::new(),
         }
     }
 }
@@ -232,6 +239,16 @@ impl RequestStats {
     /// logged at unmount).
     pub fn summary(&self) -> String {
         self.report().iter().map(|r| format!("{}={}", r.operation.name(), r.count)).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Sets how `stats` tells the transport (once).
+    pub fn set_transport(&self, report: TransportReport) {
+        let _ = self.transport.set(report);
+    }
+
+    /// The `transport` section of `stats`, once set.
+    pub fn transport_json(&self) -> Option<Json> {
+        self.transport.get().map(|report| report())
     }
 
     /// The `requests` section of `stats` (its format is documented in

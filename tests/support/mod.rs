@@ -227,6 +227,14 @@ impl Mounted {
             };
             assert!(mode.contains("passthrough: off (not asked for)"), "--no-passthrough not in effect: {mode}");
         }
+        // The io_uring pass likewise: the daemon says so at INIT.
+        if std::env::var("DISKCACHEFS_TEST_MOUNT_ARGS").is_ok_and(|a| a.split_whitespace().any(|a| a == "--io-uring")) {
+            let start = Instant::now();
+            while !self.log().contains("FUSE over io_uring: ") {
+                assert!(start.elapsed() < Duration::from_secs(10), "--io-uring not in effect:\n{}", self.log());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 
     pub fn pid(&self) -> u32 {

@@ -16,6 +16,9 @@ impl DiskCacheFs {
         let mut stats = st.cache.stats_json(&self.directory).map_err(|e| FsError::cache("stats", e))?;
         if let Some(requests) = self.request_stats.get() {
             stats["requests"] = requests.to_json();
+            if let Some(transport) = requests.transport_json() {
+                stats["transport"] = transport;
+            }
         }
         if let Some(tier) = self.remote() {
             stats["remote"] = tier.status();

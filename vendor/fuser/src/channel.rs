@@ -7,6 +7,7 @@ use nix::errno::Errno;
 
 use crate::dev_fuse::DevFuse;
 use crate::passthrough::BackingId;
+use crate::uring::RingReply;
 
 /// A raw communication channel to the FUSE kernel driver
 #[derive(Debug, Clone)]
@@ -53,7 +54,12 @@ impl Channel {
     pub(crate) fn sender(&self) -> ChannelSender {
         // Since write/writev syscalls are threadsafe, we can simply create
         // a sender by using the same file and use it in other threads.
-        ChannelSender(self.0.clone())
+        ChannelSender(self.0.clone(), None)
+    }
+
+    /// The `/dev/fuse` device (io_uring rings are registered on it).
+    pub(crate) fn dev(&self) -> Arc<DevFuse> {
+        self.0.clone()
     }
 
     /// Clone the FUSE device fd using FUSE_DEV_IOC_CLONE ioctl.
@@ -79,11 +85,22 @@ impl Channel {
     }
 }
 
+/// Sends replies and notifications to the kernel: through `/dev/fuse`, or,
+/// for a request taken from an io_uring entry (diskcachefs patch), into
+/// that entry's buffers.
 #[derive(Clone, Debug)]
-pub(crate) struct ChannelSender(Arc<DevFuse>);
+pub(crate) struct ChannelSender(Arc<DevFuse>, Option<Arc<RingReply>>);
 
 impl ChannelSender {
+    /// The sender of the reply to a request taken from a ring.
+    pub(crate) fn for_ring(&self, reply: Arc<RingReply>) -> ChannelSender {
+        ChannelSender(self.0.clone(), Some(reply))
+    }
+
     pub(crate) fn send(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<()> {
+        if let Some(ring) = &self.1 {
+            return ring.send(bufs);
+        }
         let rc = nix::sys::uio::writev(&self.0, bufs)?;
         // writev is atomic, so do not need to check how many bytes are written.
         // libfuse does not do it either

@@ -75,6 +75,8 @@ pub use crate::reply::ReplyWrite;
 pub use crate::reply::ReplyXattr;
 pub use crate::request_param::Request;
 pub use crate::session::BackgroundSession;
+pub use crate::uring::UringOptions;
+pub use crate::uring::UringStatus;
 use crate::session::MAX_WRITE_SIZE;
 pub use crate::session::Session;
 pub use crate::session::SessionACL;
@@ -100,6 +102,7 @@ mod reply;
 mod request;
 mod request_param;
 mod session;
+mod uring;
 mod time;
 
 /// We generally support async reads

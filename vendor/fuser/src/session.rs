@@ -48,6 +48,8 @@ use crate::reply::Reply;
 use crate::reply::ReplyRaw;
 use crate::reply::ReplySender;
 use crate::request::RequestWithSender;
+use crate::uring::RingWorker;
+use crate::uring::UringStatus;
 
 /// The max size of write requests from the kernel. The absolute minimum is 4k,
 /// FUSE recommends at least 128k, max 16M. The FUSE default is 16M on macOS
@@ -139,6 +141,9 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// io_uring rings made at INIT, served by `run` (diskcachefs patch).
+    uring_workers: Vec<RingWorker>,
+    uring_status: Arc<UringStatus>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -186,6 +191,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            uring_workers: Vec::new(),
+            uring_status: Arc::default(),
         };
 
         session.handshake()?;
@@ -214,6 +221,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            uring_workers: Vec::new(),
+            uring_status: Arc::default(),
         };
 
         session.handshake()?;
@@ -252,6 +261,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            uring_workers,
+            uring_status,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -268,6 +279,39 @@ impl<FS: Filesystem> Session<FS> {
         };
 
         let mut filesystem = Arc::new(filesystem);
+
+        // The io_uring queues' threads (none unless INIT negotiated it).
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut ring_threads = Vec::with_capacity(uring_workers.len());
+        let uring_options = config.io_uring.clone().unwrap_or_default();
+        for (i, worker) in uring_workers.into_iter().enumerate() {
+            let event_loop = SessionEventLoop {
+                thread_name: format!("fuser-uring-{i}"),
+                filesystem: filesystem.clone(),
+                ch: ch.clone(),
+                allowed,
+                session_owner,
+            };
+            let (stop, status, options) = (stop.clone(), uring_status.clone(), uring_options.clone());
+            ring_threads.push(thread::Builder::new().name(event_loop.thread_name.clone()).spawn(move || {
+                let result = worker.run(&options, &status, &stop, |data, reply| {
+                    let sender = event_loop.ch.sender().for_ring(reply);
+                    match RequestWithSender::new(sender, data) {
+                        Some(req) if matches!(req.request.operation(), Ok(Operation::Destroy(_))) => {
+                            req.reply::<ReplyEmpty>().ok();
+                            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Some(req) => req.dispatch(&event_loop),
+                        None => error!("io_uring: an invalid request"),
+                    }
+                });
+                if let Err(e) = &result {
+                    error!("io_uring queue thread: {e}");
+                }
+                drop(event_loop);
+                result
+            })?);
+        }
 
         let mut channels = Vec::with_capacity(n_threads);
 
@@ -306,20 +350,13 @@ impl<FS: Filesystem> Session<FS> {
             );
         }
 
+        // The /dev/fuse threads first: when they end (DESTROY, or the
+        // connection gone), the rings' threads are told to stop, and do
+        // within their 200 ms wait.
         let mut reply: io::Result<()> = Ok(());
-        for thread in threads {
-            let res = match thread.join() {
-                Ok(res) => res,
-                Err(_) => {
-                    return Err(io::Error::other("event loop thread panicked"));
-                }
-            };
-            if let Err(e) = res {
-                if reply.is_ok() {
-                    reply = Err(e);
-                }
-            }
-        }
+        join_all(threads, &mut reply)?;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        join_all(ring_threads, &mut reply)?;
 
         let Some(filesystem) = Arc::get_mut(&mut filesystem) else {
             return Err(io::Error::other(
@@ -429,6 +466,8 @@ impl<FS: Filesystem> Session<FS> {
                 return Err(error);
             }
 
+            self.negotiate_io_uring(init.capabilities(), &mut config);
+
             // Remember the ABI version supported by kernel and mark the session initialized.
             self.proto_version = Some(v);
 
@@ -477,6 +516,48 @@ impl<FS: Filesystem> Session<FS> {
         }
     }
 
+    /// Asks for FUSE over io_uring at INIT only when it was configured, the
+    /// kernel offers it, and every ring it needs could be made: once asked
+    /// for, requests wait until every queue has an entry, so a ring that
+    /// cannot be made would hang the mount (diskcachefs patch).
+    fn negotiate_io_uring(&mut self, offered: InitFlags, config: &mut KernelConfig) {
+        // Never on the file system's word alone.
+        config.requested.remove(InitFlags::FUSE_OVER_IO_URING);
+        let Some(options) = &self.config.io_uring else { return };
+        if !offered.contains(InitFlags::FUSE_OVER_IO_URING) {
+            let why = "the kernel does not offer FUSE over io_uring (Linux 6.14+ with \
+                       /sys/module/fuse/parameters/enable_uring set to 1): serving through /dev/fuse";
+            info!("{why}");
+            self.uring_status.set_why_not(why.to_string());
+            return;
+        }
+        let payload = (config.max_write as usize)
+            .max(usize::from(config.max_pages()) * page_size::get());
+        match crate::uring::make_workers(options, payload, &self.ch.dev()) {
+            Ok(workers) => {
+                let queues = crate::uring::possible_cpus().unwrap_or(0);
+                info!(
+                    "FUSE over io_uring: {queues} queues, {} threads each, {} KiB buffers",
+                    crate::uring::threads_per_queue(options, queues),
+                    payload / 1024
+                );
+                config.requested |= InitFlags::FUSE_OVER_IO_URING;
+                crate::uring::note_negotiated(&self.uring_status, queues);
+                self.uring_workers = workers;
+            }
+            Err(e) => {
+                let why = format!("io_uring rings could not be made ({e}): serving through /dev/fuse");
+                warn!("{why}");
+                self.uring_status.set_why_not(why);
+            }
+        }
+    }
+
+    /// Which transport serves this session (diskcachefs patch).
+    pub fn uring_status(&self) -> Arc<UringStatus> {
+        self.uring_status.clone()
+    }
+
     /// Unmount the filesystem
     pub fn unmount(&mut self) -> io::Result<()> {
         self.mount.umount()
@@ -509,6 +590,20 @@ impl SessionUnmounter {
         }
         Ok(())
     }
+}
+
+/// Joins `threads`, keeping the first error in `reply`; an error if one
+/// panicked.
+fn join_all(threads: Vec<JoinHandle<io::Result<()>>>, reply: &mut io::Result<()>) -> io::Result<()> {
+    for thread in threads {
+        let res = thread.join().map_err(|_| io::Error::other("event loop thread panicked"))?;
+        if let Err(e) = res {
+            if reply.is_ok() {
+                *reply = Err(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) struct SessionEventLoop<FS: Filesystem> {

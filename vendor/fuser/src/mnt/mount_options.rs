@@ -18,6 +18,9 @@ pub struct Config {
     /// This enables more efficient request processing
     /// when multiple threads are used. Requires Linux 4.5+.
     pub clone_fd: bool,
+    /// Serve requests through FUSE over io_uring where the kernel offers
+    /// it (diskcachefs patch, `crate::uring`); `/dev/fuse` otherwise.
+    pub io_uring: Option<crate::uring::UringOptions>,
 }
 
 /// Mount options accepted by the FUSE filesystem type
