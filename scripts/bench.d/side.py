@@ -1,6 +1,7 @@
 """Part 0 of `scripts/bench fs` ("side by side"): the same workloads on
 native files, bindfs over a native copy of them, a read-write diskcachefs
-mount and a read-only one, each target's root holding the same names and
+mount (through /dev/fuse, and a second one through FUSE over io_uring) and a
+read-only one, each target's root holding the same names and
 bytes (f0000..f1999 of 1 KiB, and `big` of 1 GiB). scripts/bench-fs makes
 the targets and mounts them; this file runs the workloads and prints the
 tables.
@@ -21,15 +22,17 @@ usage:
                                   the two markdown tables
 
 CONFIG_JSON: {"targets": {name: root}, "diskcache": DIR, "rounds": R}.
-Targets are native, bindfs, rw, ro; ro takes no writes.
+Targets are native, bindfs, rw, uring (rw with --io-uring), ro; ro takes no
+writes.
 """
 import json, os, re, statistics, subprocess, sys, time
 
 N = 2000
 VALUE = b'x' * 1024
 GIB = 1 << 30
-TARGETS = ('native', 'bindfs', 'rw', 'ro')
-HEADINGS = {'native': 'native', 'bindfs': 'bindfs', 'rw': 'diskcachefs rw', 'ro': 'diskcachefs ro'}
+TARGETS = ('native', 'bindfs', 'rw', 'uring', 'ro')
+HEADINGS = {'native': 'native', 'bindfs': 'bindfs', 'rw': 'diskcachefs rw', 'uring': 'diskcachefs rw io_uring',
+            'ro': 'diskcachefs ro'}
 NAMES = [f'f{i:04d}' for i in range(N)]
 
 
@@ -231,10 +234,10 @@ def report(times, counts):
             s = med['set']['python-diskcache']
             print(f'| python-diskcache `Cache.set` of the same 1 KiB (a cache on the native disk), us '
                   f'| {s:.1f} |' + ' |' * (2 * len(TARGETS) - 2))
-    rw, s = med['write']['rw'], med['set']['python-diskcache']
+    rw, uring, s = med['write']['rw'], med['write']['uring'], med['set']['python-diskcache']
     print()
     print(f'A new 1 KiB file through the read-write mount: {rw / s:.1f}x python-diskcache\'s `Cache.set` '
-          '(aim: at most 1.5x).')
+          f'through /dev/fuse, {uring / s:.1f}x through io_uring (aim: at most 1.5x).')
     print()
     ranges = times['ranges']
     spread = '; '.join(f"{w} {t} {lo:.3g}-{hi:.3g}" for w in ('py-read', 'os-read', 'write', 'ls-first')

@@ -236,7 +236,13 @@ impl DiskCacheFs {
         append: bool,
     ) -> Result<(Attr, u64, OpenFlags), FsError> {
         if is_view_ino(parent) {
-            return self.view_create(parent, name, exclusive);
+            // A CREATE's reply is a lookup the kernel will forget: counted
+            // (lifetimes.rs), or a FORGET of the name's previous inode that
+            // arrives after it (over io_uring, FORGET comes on /dev/fuse)
+            // would drop the node the kernel now holds.
+            let created = self.view_create(parent, name, exclusive)?;
+            self.given(&created.0);
+            return Ok(created);
         }
         if classify(parent) == Node::Flyte2 {
             return Err(FsError::NotPermitted(format!(

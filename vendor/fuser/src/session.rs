@@ -286,7 +286,7 @@ impl<FS: Filesystem> Session<FS> {
         let uring_options = config.io_uring.clone().unwrap_or_default();
         for (i, worker) in uring_workers.into_iter().enumerate() {
             let event_loop = SessionEventLoop {
-                thread_name: format!("fuser-uring-{i}"),
+                thread_name: format!("fuse-ring-{i}"),
                 filesystem: filesystem.clone(),
                 ch: ch.clone(),
                 allowed,

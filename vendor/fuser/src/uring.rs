@@ -270,8 +270,10 @@ impl RingWorker {
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let completions: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
-            for (_, result) in completions {
+            // One entry: at most one completion at a time.
+            loop {
+                let next = self.ring.completion().next().map(|c| c.result());
+                let Some(result) = next else { break };
                 if result < 0 {
                     let err = io::Error::from_raw_os_error(-result);
                     if first {
@@ -370,21 +372,23 @@ impl RingReply {
         if total < OUT_HEADER_SIZE || total - OUT_HEADER_SIZE > s.payload_cap {
             return Err(io::Error::other(format!("io_uring: a reply of {total} bytes does not fit")));
         }
+        // The stream of slices: its first 16 bytes into the header, the
+        // rest into the payload, one copy per piece.
         let mut at = 0usize;
         for slice in data {
-            for (i, byte) in slice.iter().enumerate() {
-                let pos = at + i;
-                // SAFETY: within the header's first 16 bytes or the
-                // payload's capacity (checked above).
-                unsafe {
-                    if pos < OUT_HEADER_SIZE {
-                        *s.header.add(pos) = *byte;
-                    } else {
-                        *s.payload.add(pos - OUT_HEADER_SIZE) = *byte;
-                    }
-                }
+            let mut bytes: &[u8] = slice;
+            if at < OUT_HEADER_SIZE {
+                let n = bytes.len().min(OUT_HEADER_SIZE - at);
+                // SAFETY: at + n <= 16, inside the 288-byte header.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), s.header.add(at), n) };
+                at += n;
+                bytes = &bytes[n..];
             }
-            at += slice.len();
+            if !bytes.is_empty() {
+                // SAFETY: at - 16 + len <= total - 16 <= payload_cap (checked above).
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), s.payload.add(at - OUT_HEADER_SIZE), bytes.len()) };
+                at += bytes.len();
+            }
         }
         Self::set_payload_len(&s, (total - OUT_HEADER_SIZE) as u32);
         s.replied = true;
