@@ -109,7 +109,8 @@ impl MountedAt {
             .unwrap();
         let start = Instant::now();
         while !is_mounted(mnt) {
-            assert!(start.elapsed() < Duration::from_secs(10), "not mounted in 10 s");
+            // Not a latency promise: a loaded CI machine once took more than 10 s.
+            assert!(start.elapsed() < Duration::from_secs(30), "not mounted in 30 s");
             std::thread::sleep(Duration::from_millis(20));
         }
         MountedAt { child, mnt: mnt.to_path_buf() }

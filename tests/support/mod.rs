@@ -209,7 +209,8 @@ impl Mounted {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("diskcachefs exited before mounting ({status}):\n{}", self.log());
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "mount not ready in 10 s:\n{}", self.log());
+            // Not a latency promise (a loaded CI machine can be slow to mount).
+            assert!(start.elapsed() < Duration::from_secs(30), "mount not ready in 30 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
         // The pass without passthrough (scripts/test) must be one: the
