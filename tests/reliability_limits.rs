@@ -148,7 +148,20 @@ fn a_full_disk_is_enospc_for_the_writer_and_the_cache_survives() {
     for i in 0..stored.min(4) {
         std::fs::remove_file(k.join(format!("big{i}"))).unwrap();
     }
-    std::fs::write(k.join("after"), vec![b'a'; 1 << 20]).unwrap();
+    // The space of a removed entry's value file, and of the failed
+    // writer's copy, comes back when the kernel's last RELEASE of them is
+    // answered, which it sends after close() returns (as an unlinked file's
+    // space comes back at its last close): allowed a moment.
+    let start = std::time::Instant::now();
+    loop {
+        match std::fs::write(k.join("after"), vec![b'a'; 1 << 20]) {
+            Ok(()) => break,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && start.elapsed() < std::time::Duration::from_secs(2) => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("writing after space was freed: {e}"),
+        }
+    }
     assert_eq!(std::fs::read(k.join("after")).unwrap().len(), 1 << 20);
     assert_eq!(
         errno_of(std::fs::read(k.join(format!("big{stored}")))),

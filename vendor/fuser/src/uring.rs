@@ -286,9 +286,14 @@ impl RingWorker {
                     return Ok(());
                 }
                 first = false;
-                let commit_id = self.reassemble(&mut request)?;
+                let commit_id = self.commit_id();
                 let reply = Arc::new(RingReply::new(&mut self.buffers, commit_id));
-                dispatch(&request, reply.clone());
+                match self.reassemble(&mut request) {
+                    Ok(()) => dispatch(&request, reply.clone()),
+                    // Answered EIO rather than left unanswered, which would
+                    // hang its caller and take this entry out of the queue.
+                    Err(e) => warn!("io_uring queue {}: {e}", self.qid),
+                }
                 if !reply.close() {
                     // No answer was given (a request fuser does not reply
                     // to): the entry is still owed one.
@@ -300,13 +305,17 @@ impl RingWorker {
         }
     }
 
-    /// The request in the entry's buffers as one contiguous message; its
-    /// commit id.
-    fn reassemble(&self, out: &mut Vec<u8>) -> io::Result<u64> {
+    /// The id the entry's request is committed with.
+    fn commit_id(&self) -> u64 {
+        let h = &self.buffers.header;
+        u64::from_ne_bytes(h[ENT_IN_OUT + 8..ENT_IN_OUT + 16].try_into().expect("8 bytes"))
+    }
+
+    /// The request in the entry's buffers as one contiguous message.
+    fn reassemble(&self, out: &mut Vec<u8>) -> io::Result<()> {
         let h = &self.buffers.header;
         let u32_at = |at: usize| u32::from_ne_bytes(h[at..at + 4].try_into().expect("4 bytes"));
         let total = u32_at(0) as usize;
-        let commit_id = u64::from_ne_bytes(h[ENT_IN_OUT + 8..ENT_IN_OUT + 16].try_into().expect("8 bytes"));
         let payload_len = u32_at(ENT_IN_OUT + 16) as usize;
         let op_len = total
             .checked_sub(IN_HEADER_SIZE + payload_len)
@@ -316,7 +325,7 @@ impl RingWorker {
         out.extend_from_slice(&h[..IN_HEADER_SIZE]);
         out.extend_from_slice(&h[OP_IN..OP_IN + op_len]);
         out.extend_from_slice(&self.buffers.payload[..payload_len]);
-        Ok(commit_id)
+        Ok(())
     }
 }
 
