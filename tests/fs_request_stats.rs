@@ -48,7 +48,7 @@ def settled(overhead):
     # the snapshot and which read of stats it was (the reads between two
     # snapshots are counted in their window: the Rust side takes them off).
     prev, at = stats(), calls
-    for _ in range(200):
+    for _ in range(1000):  # up to 5 s: a loaded CI machine answers late
         cur = stats()
         grown = {k: (n - ops(prev).get(k, (0, 0))[0], e - ops(prev).get(k, (0, 0))[1]) for k, (n, e) in ops(cur).items()}
         if {k: d for k, d in grown.items() if d != (0, 0)} == overhead:
