@@ -84,6 +84,17 @@ fn litmus_basic_copymove_props_locks_and_http_pass() {
         assert!(*ran > 3, "{group} ran only {ran} tests");
     }
     // litmus removed what it made; the cache is whole and holds what it held.
+    // Except, at times, `litmus/expect100`: litmus's http.c writes that PUT's
+    // 100 zero bytes after the interim 100 response and closes the socket
+    // without waiting for the final one, then deletes its collection; the
+    // PUT can complete after that DELETE (seen once in CI). It is then
+    // exactly those bytes, and is removed here before the check.
+    let late = pyc(
+        &cache,
+        "k = 'litmus/expect100'\nif k not in c: print('absent')\n\
+         elif c[k] == bytes(100):\n    del c[k]\n    print('late')\nelse: print('other')",
+    );
+    assert!(matches!(late.as_str(), "absent" | "late"), "litmus/expect100 holds something else: {late}");
     assert_eq!(pyc(&cache, "print(sorted(c), c['kept'], c.check())"), "['kept'] b'before' []");
     assert_eq!(s.stop(), 0);
 }
