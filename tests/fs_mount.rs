@@ -510,10 +510,25 @@ fn sigterm_unmounts_cleanly_and_umount_clears_a_killed_daemons_mount() {
     m.start(&[]);
     unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) };
     let _ = m.child.take().unwrap().wait();
-    // ENOTCONN; ECONNABORTED when the daemon took requests through io_uring
-    // (the kernel aborts the connection as it tears the rings down).
+    // ENOTCONN; ECONNABORTED or ECANCELED when the daemon took requests
+    // through io_uring (the kernel aborts the connection as it tears the
+    // rings down, and cancels what was queued on them).
     let stale = errno_of(std::fs::read_dir(&m.mnt));
-    assert!(matches!(stale, libc::ENOTCONN | libc::ECONNABORTED), "a killed daemon leaves a stale mount: {stale}");
+    assert!(
+        matches!(stale, libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED),
+        "a killed daemon leaves a stale mount: {stale}"
+    );
+    // Mounting again over it is refused, as a dead mount (with the hint
+    // to unmount it), not as a live one.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
+        .arg("mount")
+        .arg(&m.cache)
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{said}");
+    assert!(said.contains("a dead mount is there"), "{said}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_diskcachefs")).arg("umount").arg(&m.mnt).output().unwrap();
     assert!(out.status.success(), "umount: {}", String::from_utf8_lossy(&out.stderr));
     assert!(!is_mounted(&m.mnt));

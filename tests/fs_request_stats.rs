@@ -55,7 +55,7 @@ def settled(overhead):
             return prev, at
         prev, at = cur, calls
         time.sleep(0.005)
-    raise SystemExit('the request counts did not settle')
+    raise SystemExit(f'the request counts did not settle: the last window held {grown}, reading stats costs {overhead}')
 ctx = side.Ctx(os.path.join(mnt, 'keys'), 'test')
 out = {'before': stats(), 'again': stats()}
 overhead = {k: (n - ops(out['before']).get(k, (0, 0))[0], e - ops(out['before']).get(k, (0, 0))[1])
@@ -196,7 +196,10 @@ fn stats_counts_the_small_read_benchmark_exactly_with_latencies_and_errnos() {
         let [p50, p90, p99, max] = ["p50", "p90", "p99", "max"].map(|p| l[p].as_u64().unwrap());
         assert!(p50 <= p90 && p90 <= p99 && p99 <= max, "{name}: {l}");
         let mean = l["mean"].as_f64().unwrap();
-        assert!(mean <= max as f64 && (count < 2 || mean > 0.0 || max == 0), "{name}: {l}");
+        // The mean is rounded to 0.1 µs; the slowest request alone puts it
+        // at max / count at least (over io_uring most of Python's 2,000
+        // isatty() ioctls are answered within the same microsecond).
+        assert!(mean <= max as f64 && mean + 0.05 >= max as f64 / count as f64, "{name}: {l}");
         let errnos: u64 = op["errnos"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
         assert_eq!(errnos, op["errors"].as_u64().unwrap(), "{name}: every error has its errno");
     }

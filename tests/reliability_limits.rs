@@ -8,6 +8,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use support::{Mounted, errno_of, is_mounted, py};
 
@@ -248,4 +249,65 @@ print(n)
         after < before + 4 * 1024,
         "RSS grew from {before} KiB to {after} KiB over 90,000 re-tags with 90 listings: link inodes kept?"
     );
+}
+
+/// The daemon's key inodes, from `stats`.
+fn key_inodes(m: &Mounted) -> u64 {
+    let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(m.mnt.join("stats")).unwrap()).unwrap();
+    stats["inodes"]["keys"].as_u64().expect("stats: inodes.keys")
+}
+
+/// Keys that a peer removes after `ls -l` listed them: the kernel keeps
+/// their names (READDIRPLUS gave it one per entry) until it is short of
+/// memory, and nothing tells it they are gone. The daemon's sweep
+/// (src/fs/filesystem/sweep.rs) finds them and has the kernel forget
+/// them, so its inodes follow the live keys, not every key ever listed
+/// (a queue drained by Python while rsync walks keys/ would otherwise
+/// pile up to --max-inodes). Plain caches and FanoutCache directories.
+fn removed_keys_names_are_dropped(fanout: bool) {
+    let open = if fanout { "diskcache.FanoutCache(sys.argv[1], shards=4)" } else { "diskcache.Cache(sys.argv[1])" };
+    let m = Mounted::with(
+        |c| {
+            py(
+                &format!(
+                    "import sys, diskcache\nc = {open}\nfor i in range(5000): c[f'k{{i}}'] = b'v'\n\
+                     c['keep'] = b'k'"
+                ),
+                &[c.to_str().unwrap()],
+            );
+        },
+        &[],
+    );
+    let out = Command::new("ls").arg("-l").arg(m.keys()).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('-')).count(), 5001);
+    let listed = key_inodes(&m);
+    assert!(listed >= 5001, "ls -l gave the kernel every name: {listed} key inodes");
+    py(
+        &format!("import sys, diskcache\nc = {open}\nfor i in range(5000): del c[f'k{{i}}']"),
+        &[m.cache.to_str().unwrap()],
+    );
+    // A sweep a second checks up to 4,096 inodes; down to its floor
+    // (1,024, under which it does nothing) within a few.
+    let start = Instant::now();
+    let mut now = key_inodes(&m);
+    while now > 1024 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(200));
+        now = key_inodes(&m);
+    }
+    assert!(now <= 1024, "{now} key inodes 20 s after a peer removed 5,000 of the 5,001 keys listed");
+    // The names the daemon kept are right, and the live key is untouched.
+    assert_eq!(std::fs::read(m.keys().join("keep")).unwrap(), b"k");
+    assert_eq!(std::fs::metadata(m.keys().join("k0")).map_err(|e| e.raw_os_error()).unwrap_err(), Some(libc::ENOENT));
+    assert!(support::daemon_faults(&m.log()).is_empty(), "{}", m.log());
+}
+
+#[test]
+fn names_of_keys_a_peer_removed_are_dropped() {
+    removed_keys_names_are_dropped(false);
+}
+
+#[test]
+fn names_of_keys_a_peer_removed_are_dropped_fanout() {
+    removed_keys_names_are_dropped(true);
 }

@@ -55,6 +55,7 @@ mod passthrough;
 mod remote;
 mod requests;
 mod root;
+mod sweep;
 mod tags;
 mod unopened;
 mod views;
@@ -169,6 +170,8 @@ pub struct DiskCacheFs {
     listed: Mutex<HashMap<u64, listing_cache::ListingToken>>,
     /// Comparisons the change watcher began (watch.rs).
     watch_passes: std::sync::atomic::AtomicU64,
+    /// The read-write watcher's ticks (sweep.rs).
+    sweep_ticks: std::sync::atomic::AtomicU64,
     /// Times the tables lock was taken (`stats`' `internals`).
     tables_locks: std::sync::atomic::AtomicU64,
     /// Passthrough is on (the kernel took it at INIT).
@@ -237,6 +240,7 @@ impl DiskCacheFs {
             listed: Mutex::new(HashMap::new()),
             tables_locks: Default::default(),
             watch_passes: Default::default(),
+            sweep_ticks: Default::default(),
             passthrough: Default::default(),
             remote: std::sync::OnceLock::new(),
         }

@@ -132,6 +132,12 @@ pub struct Pending {
     pub times: Option<(Option<f64>, Option<f64>)>,
 }
 
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        self.expire_time.is_none() && self.tag.is_none() && self.value_type.is_none() && self.times.is_none()
+    }
+}
+
 #[derive(Debug)]
 pub struct KeyInode {
     pub name: String,
@@ -288,6 +294,47 @@ impl InodeTable {
         out
     }
 
+    /// Up to `n` of the oldest inodes that nothing but the kernel's name
+    /// holds (no open handle, pin, pending create or change, no request
+    /// to forget under way), with their keys: what the sweep checks
+    /// against the cache (filesystem/sweep.rs). Each is moved to the back.
+    pub fn sweep_candidates(&mut self, n: usize) -> Vec<(u64, Key)> {
+        let mut out = Vec::new();
+        for _ in 0..self.age.len().min(n) {
+            let Some(ino) = self.age.pop_front() else { break };
+            let Some(inode) = self.inodes.get(&ino) else { continue };
+            self.age.push_back(ino);
+            if Self::idle(inode) && self.by_name.get(&inode.name) == Some(&ino) {
+                out.push((ino, inode.key.clone()));
+            }
+        }
+        out
+    }
+
+    /// Marks `ino` as asked to be forgotten if it is still idle and still
+    /// stands for `key`; whether it was.
+    pub fn request_forget_if_idle(&mut self, ino: u64, key: &Key) -> bool {
+        let Some(inode) = self.inodes.get_mut(&ino) else { return false };
+        if !Self::idle(inode) || &inode.key != key || self.by_name.get(&inode.name) != Some(&ino) {
+            return false;
+        }
+        inode.forget_requested = true;
+        self.forget_pending += 1;
+        true
+    }
+
+    fn idle(inode: &KeyInode) -> bool {
+        inode.open_handles == 0
+            && !inode.pinned
+            && !inode.pending_create
+            && !inode.forget_requested
+            && !inode.unlinked
+            && inode.superseded.is_none()
+            && inode.intended_key.is_none()
+            && inode.pending.is_empty()
+            && inode.nlookup > 0
+    }
+
     /// Every inode, with its number.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &KeyInode)> {
         self.inodes.iter().map(|(&ino, i)| (ino, i))
@@ -364,7 +411,20 @@ impl InodeTable {
             if self.by_name.get(&inode.name) == Some(&ino) {
                 self.by_name.remove(&inode.name);
             }
+            // `age` drops gone inodes lazily, in forget_candidates, which
+            // runs only past --max-inodes: below it, compact it once it is
+            // twice the table, or it would keep every inode ever made.
+            if self.age.len() > 2 * self.inodes.len() + 1024 {
+                let inodes = &self.inodes;
+                self.age.retain(|ino| inodes.contains_key(ino));
+                self.age.shrink_to(2 * self.age.len() + 1024);
+            }
         }
+    }
+
+    /// Inodes asked to be forgotten that the kernel has not answered for.
+    pub fn forget_pending(&self) -> usize {
+        self.forget_pending
     }
 
     pub fn len(&self) -> usize {

@@ -247,6 +247,14 @@ fn raise_open_file_limit() {
     }
 }
 
+/// What a request to a mount whose daemon died answers: ENOTCONN; over
+/// FUSE over io_uring also ECONNABORTED or ECANCELED, for a while after the
+/// death, as the kernel tears the rings down and ends what was queued on
+/// them.
+fn is_dead_mount(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED))
+}
+
 /// `path` made absolute with its parent's symbolic links resolved, without
 /// looking at `path` itself: a mount point may be a dead mount (ENOTCONN)
 /// or a live one whose daemon would be asked (and might not answer).
@@ -288,8 +296,7 @@ pub fn check_places(config: &MountConfig) -> Result<(), MountError> {
         // SAFETY: statfs is plain data; all zeroes is a valid value.
         let mut st: libc::statfs = unsafe { std::mem::zeroed() };
         // SAFETY: the path is NUL-terminated; st is writable.
-        let dead = unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0
-            && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTCONN);
+        let dead = unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 && is_dead_mount(&io::Error::last_os_error());
         return Err(if dead {
             MountError::DeadMount(mountpoint.clone())
         } else {
@@ -299,7 +306,7 @@ pub fn check_places(config: &MountConfig) -> Result<(), MountError> {
     match std::fs::metadata(mountpoint) {
         Ok(meta) if meta.is_dir() => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(MountError::NoMountPoint(mountpoint.clone())),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Err(MountError::DeadMount(mountpoint.clone())),
+        Err(e) if is_dead_mount(&e) => return Err(MountError::DeadMount(mountpoint.clone())),
         _ => return Err(MountError::NotADirectory(mountpoint.clone())),
     }
     let cache_dir = &config.cache_dir;
@@ -539,12 +546,26 @@ fn serve<T: Tree>(mut session: fuser::Session<FuseAdapter<T>>, config: &MountCon
         .spawn(move || wait_for_shutdown(&target, unmounter, &signalled))
         .map_err(|source| MountError::Mount { path: mountpoint.to_path_buf(), source })?;
     log::info!("serving {} with {} FUSE threads", mountpoint.display(), config.threads.max(1));
-    let result = session.run();
+    let result = session.run().or_else(|e| ended_by_unmount(e, mountpoint));
     log::info!("unmounted {}", mountpoint.display());
     // Unmounted from outside (`diskcachefs umount`, umount(8)): the
     // daemon stops all the same.
     stopping.tell();
     result.map_err(|source| MountError::Mount { path: mountpoint.to_path_buf(), source })
+}
+
+/// A read of `/dev/fuse` that meets the connection's teardown can answer
+/// ECONNABORTED instead of ENODEV: the kernel's reader had already taken a
+/// request (a RELEASE, a FORGET) when the last unmount shut the connection
+/// (fs/fuse/dev.c, `fuse_dev_do_read`). Once the mount is gone that is the
+/// session's ordinary end; an abort through /sys/fs/fuse/connections, with
+/// the mount still there, stays an error.
+fn ended_by_unmount(e: io::Error, mountpoint: &Path) -> io::Result<()> {
+    if e.raw_os_error() == Some(libc::ECONNABORTED) && !is_mount_point(mountpoint) {
+        log::info!("the connection ended while a request was being read ({e}): the mount is gone");
+        return Ok(());
+    }
+    Err(e)
 }
 
 /// `STOPPING=1` for the service manager, sent once.

@@ -20,6 +20,13 @@ impl DiskCacheFs {
                 stats["transport"] = transport;
             }
         }
+        // Key inodes the kernel holds (each costs the daemon about 1 KiB;
+        // past max, the oldest unused are asked to be forgotten).
+        stats["inodes"] = serde_json::json!({
+            "keys": st.inodes.len(),
+            "max": self.config.max_inodes,
+            "forget_pending": st.inodes.forget_pending(),
+        });
         if let Some(tier) = self.remote() {
             stats["remote"] = tier.status();
         }

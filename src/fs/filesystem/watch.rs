@@ -88,7 +88,9 @@ impl DiskCacheFs {
     /// false when this tree is not watched (the caller stops calling).
     pub fn watch(&self) -> bool {
         if !self.reads_unopened() {
-            return false;
+            // Read-write: names of keys peers removed (sweep.rs).
+            self.sweep_tick();
+            return true;
         }
         let mut guard = self.watch_state.lock().unwrap_or_else(|e| e.into_inner());
         let mut opened_late = false;
