@@ -54,6 +54,7 @@ class Ctx:
         self.root, self.tag = root, tag
         self.paths = [os.path.join(root, n) for n in NAMES]
         self.new = [os.path.join(root, f'w-{tag}-{i:04d}') for i in range(N)]
+        self.missing = [os.path.join(root, f'missing-{i:04d}') for i in range(N)]
 
 
 # Each workload: prepare(ctx) (untimed warm-up), measure(ctx) (timed),
@@ -91,6 +92,16 @@ def stat(ctx):
     for p in ctx.paths:
         os.stat(p)
 
+def stat_missing(ctx):
+    # Every name asked twice in a row is the second look (a search path,
+    # a probe before a cache is filled): the first pass is the warm-up.
+    for p in ctx.missing:
+        try:
+            os.stat(p)
+            raise SystemExit(f'{p} exists')
+        except FileNotFoundError:
+            pass
+
 def write_new(ctx):
     for p in ctx.new:
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -127,6 +138,8 @@ WORKLOADS = {
     'write': ('a new 1 KiB file, `os.open(O_CREAT\\|O_EXCL)/os.write/os.close`', 'us', nothing, write_new,
               remove_new, N, True),
     'stat': ('`os.stat`, warm', 'us', warm_stat, stat, nothing, N, False),
+    'stat-missing': ('`os.stat` of a missing name, asked again', 'us', stat_missing, stat_missing, nothing, N,
+                     False),
     'ls-first': ('`ls -l`, first listing (after dropping dentries and inodes), per entry', 'us',
                  lambda ctx: drop_caches(2), ls, nothing, entries, False),
     'ls-repeat': ('`ls -l`, repeat listing, per entry', 'us', ls, ls, nothing, entries, False),

@@ -51,6 +51,7 @@ mod lifetimes;
 mod listing;
 mod listing_cache;
 mod namespace;
+mod negatives;
 mod passthrough;
 mod remote;
 mod requests;
@@ -172,6 +173,17 @@ pub struct DiskCacheFs {
     watch_passes: std::sync::atomic::AtomicU64,
     /// The read-write watcher's ticks (sweep.rs).
     sweep_ticks: std::sync::atomic::AtomicU64,
+    /// Misses the kernel may keep (negatives.rs). A leaf lock.
+    negatives: Mutex<negatives::Negatives>,
+    /// Commits so far (negatives.rs).
+    commits: std::sync::atomic::AtomicU64,
+    /// Raises the kernel's epoch (negatives.rs); set at mount where the
+    /// kernel takes it.
+    epoch_bump: std::sync::OnceLock<std::sync::Arc<dyn Fn() -> bool + Send + Sync>>,
+    /// No negative entries from now on (the kernel refused an epoch).
+    negatives_off: std::sync::atomic::AtomicBool,
+    /// (misses kept, epochs raised), for `stats`.
+    negative_counts: (std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64),
     /// Times the tables lock was taken (`stats`' `internals`).
     tables_locks: std::sync::atomic::AtomicU64,
     /// Passthrough is on (the kernel took it at INIT).
@@ -241,6 +253,11 @@ impl DiskCacheFs {
             tables_locks: Default::default(),
             watch_passes: Default::default(),
             sweep_ticks: Default::default(),
+            negatives: Default::default(),
+            commits: Default::default(),
+            epoch_bump: std::sync::OnceLock::new(),
+            negatives_off: Default::default(),
+            negative_counts: Default::default(),
             passthrough: Default::default(),
             remote: std::sync::OnceLock::new(),
         }
@@ -347,6 +364,29 @@ impl DiskCacheFs {
         keys: Option<&[&Key]>,
         f: impl FnOnce(&mut State) -> Result<T, FsError>,
     ) -> Result<T, FsError> {
+        self.change_on(c, what, keys, false, f)
+    }
+
+    /// [`Self::change`] for a rename within `keys/`, whose only new names
+    /// are the ones the kernel's RENAME itself makes (no miss the kernel
+    /// keeps can hide them: negatives.rs).
+    fn change_named_by_kernel<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut State) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
+        let c = self.writer()?;
+        self.change_on(&c, what, None, true, f)
+    }
+
+    fn change_on<T>(
+        &self,
+        c: &StoreConn,
+        what: &str,
+        keys: Option<&[&Key]>,
+        named_by_kernel: bool,
+        f: impl FnOnce(&mut State) -> Result<T, FsError>,
+    ) -> Result<T, FsError> {
         let mut failure = None;
         let outcome = c.transact_on(keys, || {
             let mut st = self.state(c);
@@ -364,6 +404,7 @@ impl DiskCacheFs {
             (_, Some(e)) => Err(e),
             (Ok((value, tables)), None) => {
                 drop(tables);
+                self.negatives_after_commit(if named_by_kernel { Some(&[]) } else { keys });
                 // The cache changed: directories show it at once (the
                 // kernel asks again after a change it made).
                 *self.tree_time.lock().unwrap_or_else(|e| e.into_inner()) = None;

@@ -134,6 +134,24 @@ fn run_guarded(op: &str, handler: impl FnOnce()) {
     }
 }
 
+/// The attributes of a negative entry (inode 0): the kernel reads only
+/// the inode number and the timeout.
+fn negative_attr() -> FileAttr {
+    let epoch = std::time::UNIX_EPOCH;
+    file_attr(&Attr {
+        ino: 0,
+        kind: Kind::File,
+        size: 0,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        atime: epoch,
+        mtime: epoch,
+        ctime: epoch,
+    })
+}
+
 fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
@@ -341,7 +359,15 @@ impl<T: Tree> fuser::Filesystem for FuseAdapter<T> {
             log::debug!("lookup parent={} name={name:?} pid={}", parent.0, req.pid());
             match self.fs.lookup(parent.0, name) {
                 Ok(attr) => reply.entry(&self.fs.ttl_for(attr.ino), &file_attr(&attr), Generation(0)),
-                Err(e) => reply.error(self.fail(Operation::Lookup, parent.0, req, &e)),
+                Err(e) => {
+                    let errno = self.fail(Operation::Lookup, parent.0, req, &e);
+                    match self.fs.negative_ttl(parent.0, name).filter(|_| matches!(e, FsError::NotFound(_))) {
+                        // A miss the kernel keeps: inode 0 with a timeout
+                        // (filesystem/negatives.rs).
+                        Some(ttl) => reply.entry(&ttl, &negative_attr(), Generation(0)),
+                        None => reply.error(errno),
+                    }
+                }
             }
         });
     }

@@ -417,9 +417,17 @@ fn mount<T: Tree>(
     // SAFETY: getuid has no preconditions.
     let mounter = unsafe { libc::getuid() };
     let pickle_writers = PickleWriters::new(config.allow_other, mounter, fs.config().uid);
+    let tree = fs.clone();
     let session =
         fuser::Session::new(FuseAdapter::new(fs, requests.clone(), pickle_writers), &config.mountpoint, &fuse_config)
             .map_err(|source| MountError::Mount { path: config.mountpoint.clone(), source })?;
+    // Negative entries on a read-write mount need the kernel's epoch
+    // (filesystem/negatives.rs): tried once now, when it holds no entry.
+    let epochs = session.notifier();
+    match epochs.inc_epoch() {
+        Ok(()) => tree.set_epoch_bump(Arc::new(move || epochs.inc_epoch().is_ok())),
+        Err(e) => log::info!("no FUSE_NOTIFY_INC_EPOCH ({e}): misses are not kept on a read-write mount"),
+    }
     let status = session.uring_status();
     let asked = config.io_uring;
     requests.set_transport(Box::new(move || {

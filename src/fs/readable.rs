@@ -275,6 +275,18 @@ impl<T: Tree> Tree for Readable<T> {
         self.json_attr(attr.ino, attr).inspect_err(|_| self.inner.forget(attr.ino, 1))
     }
 
+    fn negative_ttl(&self, parent: u64, name: &OsStr) -> Option<std::time::Duration> {
+        // Misses in the JSON mirror are not kept.
+        if mirrored(parent).is_some() || Self::is_json_root(parent, name) {
+            return None;
+        }
+        self.inner.negative_ttl(parent, name)
+    }
+
+    fn set_epoch_bump(&self, bump: Arc<dyn Fn() -> bool + Send + Sync>) {
+        self.inner.set_epoch_bump(bump)
+    }
+
     fn forget(&self, ino: u64, nlookup: u64) {
         self.inner.forget(mirrored(ino).unwrap_or(ino), nlookup)
     }

@@ -293,6 +293,18 @@ impl Tree for WithSubStores {
         }
     }
 
+    fn negative_ttl(&self, parent: u64, name: &OsStr) -> Option<std::time::Duration> {
+        // The sub-stores keep no misses (they have no epoch to raise).
+        match self.route(parent) {
+            Ok(Route::Main(p)) if p != ROOT => self.main.negative_ttl(p, name),
+            _ => None,
+        }
+    }
+
+    fn set_epoch_bump(&self, bump: Arc<dyn Fn() -> bool + Send + Sync>) {
+        self.main.set_epoch_bump(bump)
+    }
+
     fn forget(&self, ino: u64, nlookup: u64) {
         match self.route(ino) {
             Ok(Route::Main(i)) => self.main.forget(i, nlookup),

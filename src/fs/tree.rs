@@ -16,6 +16,14 @@ use crate::fs::request_stats::RequestStats;
 pub trait Tree: Send + Sync + 'static {
     fn config(&self) -> &FsConfig;
     fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError>;
+    /// After a LOOKUP of `name` in `parent` missed: how long the kernel may
+    /// keep the miss (filesystem/negatives.rs); `None`: not at all.
+    fn negative_ttl(&self, _parent: u64, _name: &OsStr) -> Option<std::time::Duration> {
+        None
+    }
+    /// How the tree has the kernel drop every entry it looked up
+    /// (filesystem/negatives.rs); given at mount where the kernel takes it.
+    fn set_epoch_bump(&self, _bump: std::sync::Arc<dyn Fn() -> bool + Send + Sync>) {}
     fn forget(&self, ino: u64, nlookup: u64);
     fn getattr(&self, ino: u64) -> Result<Attr, FsError>;
     fn setattr(
@@ -105,6 +113,8 @@ impl Tree for DiskCacheFs {
     forward! {
         config() -> &FsConfig;
         lookup(parent: u64, name: &OsStr) -> Result<Attr, FsError>;
+        negative_ttl(parent: u64, name: &OsStr) -> Option<std::time::Duration>;
+        set_epoch_bump(bump: std::sync::Arc<dyn Fn() -> bool + Send + Sync>) -> ();
         forget(ino: u64, nlookup: u64) -> ();
         getattr(ino: u64) -> Result<Attr, FsError>;
         setattr(ino: u64, fh: Option<u64>, size: Option<u64>, atime: Option<SystemTime>, mtime: Option<SystemTime>)

@@ -27,6 +27,10 @@ impl DiskCacheFs {
             "max": self.config.max_inodes,
             "forget_pending": st.inodes.forget_pending(),
         });
+        // Misses the kernel was let keep, and how often a change through
+        // another path made every entry stale (negatives.rs).
+        let (kept, epochs) = self.negative_stats();
+        stats["negative_entries"] = serde_json::json!({"kept": kept, "epochs_raised": epochs});
         if let Some(tier) = self.remote() {
             stats["remote"] = tier.status();
         }

@@ -282,7 +282,11 @@ impl DiskCacheFs {
         let prefix = Self::key_dir_prefix(&st, parent)?;
         let no_own_dir =
             matches!(crate::fs::paths::parse_child(name.as_bytes(), &prefix), Ok(crate::fs::paths::ChildName::Part(_)));
-        self.create_key_in(&mut st, &key, None, (exclusive, truncate, append), no_own_dir)
+        let created = self.create_key_in(&mut st, &key, None, (exclusive, truncate, append), no_own_dir)?;
+        drop(st);
+        // The kernel's entry for the name is the new file's now.
+        self.negative_replaced(parent, name);
+        Ok(created)
     }
 
     /// Creates (or opens, unless `exclusive`) the file of `key` for

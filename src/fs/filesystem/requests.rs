@@ -5,12 +5,16 @@ use super::*;
 
 impl DiskCacheFs {
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        let candidate = self.negative_candidate(parent, name);
         let found = match self.lookup_attr(parent, name) {
             Err(miss @ FsError::NotFound(_)) => {
                 self.lookup_after_miss(parent, name, miss, || self.lookup_attr(parent, name))
             }
             other => other,
         };
+        if let (Err(FsError::NotFound(_)), Some(candidate)) = (&found, candidate) {
+            self.note_miss(candidate);
+        }
         let attr = self.made_content_attr(found?);
         self.given(&attr);
         Ok(attr)

@@ -674,6 +674,10 @@ impl DiskCacheFs {
                 // runs on a writer handle of its own with the tables unlocked.
                 drop(st);
                 let output = Self::run_op(&self.writer()?, &op, data)?;
+                if let Op::Incr(key) | Op::Decr(key) = &op {
+                    // It may have made the key (negatives.rs).
+                    self.negatives_after_commit(Some(&[key]));
+                }
                 let mut st = self.tables();
                 if matches!(op, Op::Expire | Op::Cull | Op::Clear | Op::Check) {
                     st.views.last_results.insert(ino, output.clone());
@@ -699,9 +703,11 @@ impl DiskCacheFs {
         };
         let (queue, side, data) = item;
         let what = format!("queues/{}", queue.as_deref().map_or(INT_QUEUE.to_string(), str_name));
-        Self::single(&self.writer()?)?
+        let key = Self::single(&self.writer()?)?
             .push(&Value::Bytes(data), queue.as_deref(), side, None, None)
             .map_err(|e| FsError::cache(what, e))?;
+        // A new key (negatives.rs).
+        self.negatives_after_commit(Some(&[&key]));
         if let Some(Handle::Push { dirty, pushed, .. }) = self.tables().handles.get_mut(&fh) {
             *dirty = false;
             *pushed = true;

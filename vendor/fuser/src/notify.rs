@@ -83,6 +83,19 @@ impl Notifier {
         self.send_inval(notify_code::FUSE_NOTIFY_INVAL_INODE, &notif)
     }
 
+    /// Make every directory entry the kernel looked up so far stale,
+    /// negative ones included (`FUSE_NOTIFY_INC_EPOCH`, Linux 6.16,
+    /// protocol 7.44): each is looked up again at its next use. A lookup
+    /// in flight counts as before it (the kernel reads the epoch before
+    /// sending LOOKUP). The kernel takes no lock for it, so it may be sent
+    /// from inside a request. (diskcachefs)
+    /// # Errors
+    /// Returns an error if the kernel rejects the notification (EINVAL
+    /// from a kernel without it).
+    pub fn inc_epoch(&self) -> io::Result<()> {
+        self.send(notify_code::FUSE_NOTIFY_INC_EPOCH, &Notification::new_bare())
+    }
+
     /// Update the kernel's cached copy of a given inode's data
     /// # Errors
     /// Returns an error if the notification data is too large.

@@ -186,6 +186,9 @@ pub(crate) enum fuse_notify_code {
     FUSE_NOTIFY_STORE = 4,
     FUSE_NOTIFY_RETRIEVE = 5,
     FUSE_NOTIFY_DELETE = 6,
+    // diskcachefs: Linux 6.16 (protocol 7.44): every dentry looked up
+    // before it is stale (see Notifier::inc_epoch).
+    FUSE_NOTIFY_INC_EPOCH = 8,
 }
 
 #[repr(C)]
