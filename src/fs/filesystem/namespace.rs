@@ -123,27 +123,6 @@ impl DiskCacheFs {
         new_name: &OsStr,
         no_replace: bool,
     ) -> Result<(), FsError> {
-        // The kernel moves its entry onto the new name (it holds the
-        // directory, so no LOOKUP of the name comes meanwhile); forgotten
-        // before the commit, which would otherwise find it kept.
-        let kept = self.negative_replaced(new_parent, new_name);
-        let renamed = self.rename_names(parent, name, new_parent, new_name, no_replace);
-        if renamed.is_err() && kept {
-            // The kernel keeps its miss: a key made elsewhere meanwhile
-            // would not have raised the epoch.
-            self.raise_epoch();
-        }
-        renamed
-    }
-
-    fn rename_names(
-        &self,
-        parent: u64,
-        name: &OsStr,
-        new_parent: u64,
-        new_name: &OsStr,
-        no_replace: bool,
-    ) -> Result<(), FsError> {
         self.check_writable(&name_str(name))?;
         if is_view_ino(parent) {
             return self.view_rename(parent, name, new_parent, new_name, no_replace);
@@ -195,7 +174,11 @@ impl DiskCacheFs {
             }
             return Err(FsError::NotPermitted(format!("rename {}", name_str(name))));
         }
-        self.change_named_by_kernel(&format!("keys/{}", name_str(name)), |st| {
+        // The kernel moves its entry onto the new name (it holds the
+        // directory, so no LOOKUP of the name comes meanwhile): a miss of
+        // it kept is forgotten before the commit, which would find it.
+        let kept = self.negative_replaced(new_parent, new_name);
+        let renamed = self.change_named_by_kernel(&format!("keys/{}", name_str(name)), |st| {
             let old_prefix = Self::key_dir_prefix(st, parent)?;
             let new_prefix = Self::key_dir_prefix(st, new_parent)?;
             match self.resolve_child(st, &old_prefix, name) {
@@ -219,7 +202,13 @@ impl DiskCacheFs {
                     self.rename_key(st, &old_key, &new_key, no_replace)
                 }
             }
-        })
+        });
+        if renamed.is_err() && kept {
+            // The kernel keeps its miss: a key made elsewhere meanwhile
+            // would not have raised the epoch.
+            self.raise_epoch();
+        }
+        renamed
     }
 
     /// Whether `name` in the key directory `parent` is a directory of keys.
