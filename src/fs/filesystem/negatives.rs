@@ -53,10 +53,11 @@ impl Negatives {
     }
 }
 
-/// A LOOKUP that may be answered with a negative entry: its path, and the
+/// A LOOKUP that may be answered with a negative entry: where, and the
 /// commits counted when it began.
 pub(super) struct NegativeCandidate {
-    path: String,
+    parent: u64,
+    name: String,
     commits: u64,
 }
 
@@ -73,7 +74,9 @@ impl DiskCacheFs {
     }
 
     fn negatives_allowed(&self) -> bool {
-        !self.negatives_off.load(Ordering::Relaxed) && (self.config.read_only || self.epoch_bump.get().is_some())
+        !self.config.ttl.is_zero()
+            && !self.negatives_off.load(Ordering::Relaxed)
+            && (self.config.read_only || self.epoch_bump.get().is_some())
     }
 
     /// Before a LOOKUP of `name` in the directory `parent` of `keys/`: what
@@ -82,15 +85,14 @@ impl DiskCacheFs {
         if !Self::is_key_dir(parent) || !self.negatives_allowed() {
             return None;
         }
-        let name = plain(name)?;
-        let commits = self.commits.load(Ordering::SeqCst);
-        let prefix = Self::key_dir_prefix(&self.tables(), parent).ok()?;
-        Some(NegativeCandidate { path: format!("{prefix}{name}"), commits })
+        let name = plain(name)?.to_string();
+        Some(NegativeCandidate { parent, name, commits: self.commits.load(Ordering::SeqCst) })
     }
 
     /// The LOOKUP missed: kept as a negative entry unless a commit came
     /// since it began.
     pub(super) fn note_miss(&self, candidate: NegativeCandidate) {
+        let Ok(prefix) = Self::key_dir_prefix(&self.tables(), candidate.parent) else { return };
         let mut negatives = self.negatives.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if negatives.given.len() >= MAX_NEGATIVES {
@@ -99,7 +101,7 @@ impl DiskCacheFs {
         if self.commits.load(Ordering::SeqCst) != candidate.commits || negatives.given.len() >= MAX_NEGATIVES {
             return;
         }
-        negatives.given.insert(candidate.path, now + self.config.ttl);
+        negatives.given.insert(format!("{prefix}{}", candidate.name), now + self.config.ttl);
         self.negative_counts.0.fetch_add(1, Ordering::Relaxed);
     }
 
