@@ -53,6 +53,7 @@ MOUNT_OPTIONS: Mapping[str, Literal["flag", "flag_or_value", "value", "values"]]
         "no_passthrough": "flag",
         "stale_as_miss": "flag",
         "io_uring": "flag",
+        "no_io_uring": "flag",
         "open_requests": "flag",
         # A new cache in a directory that holds other files.
         "create": "flag",

@@ -263,13 +263,18 @@ pub(crate) struct MountArgs {
     /// (a stale entry: docs/FLYTE.md), so the caller computes again.
     #[arg(long)]
     pub(crate) stale_as_miss: bool,
-    /// Take requests through FUSE over io_uring (Linux 6.14+, with
-    /// /sys/module/fuse/parameters/enable_uring set by root): a queue per
-    /// CPU, each request answered on the CPU that asked. Where the kernel
-    /// does not offer it, or refuses the rings, the mount serves through
-    /// /dev/fuse and says so in its log and `stats` (docs/SEMANTICS.md).
-    #[arg(long)]
+    /// Take requests through FUSE over io_uring where the kernel offers it
+    /// (Linux 6.14+, with /sys/module/fuse/parameters/enable_uring set by
+    /// root): a queue per CPU, each request answered on the CPU that asked.
+    /// The default; where the kernel does not offer it, or refuses the
+    /// rings, the mount serves through /dev/fuse and says so in its log and
+    /// `stats` (docs/SEMANTICS.md).
+    #[arg(long, conflicts_with = "no_io_uring")]
     pub(crate) io_uring: bool,
+    /// Take requests through /dev/fuse even where the kernel offers FUSE
+    /// over io_uring.
+    #[arg(long)]
+    pub(crate) no_io_uring: bool,
     /// With --read-only: have the kernel send OPEN, FLUSH, RELEASE and
     /// OPENDIR as on a read-write mount (slower; to compare).
     #[arg(long, requires = "read_only")]

@@ -38,7 +38,9 @@ pub(crate) fn mount(args: MountArgs, argv: &[OsString]) -> Result<ExitCode, Fail
         },
         open_requests: args.open_requests,
         stale_as_miss: args.stale_as_miss,
-        io_uring: args.io_uring,
+        // The default where the kernel offers it (docs/PERFORMANCE.md,
+        // "FUSE over io_uring"); --io-uring says so explicitly.
+        io_uring: !args.no_io_uring,
         passthrough: !args.no_passthrough,
         max_inodes: args.max_inodes,
         threads: args.threads,

@@ -434,7 +434,7 @@ fn mount<T: Tree>(
         let kind = status.transport();
         let note = match status.why_not() {
             Some(why) => Some(why),
-            None if !asked => Some("io_uring not asked for (--io-uring)".to_string()),
+            None if !asked => Some("io_uring not asked for (--no-io-uring)".to_string()),
             None => None,
         };
         serde_json::json!({

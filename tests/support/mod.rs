@@ -187,14 +187,22 @@ impl Mounted {
         // The log of a daemon the test stopped itself (killed by pid, its
         // child taken) is read before the new daemon's replaces it.
         self.note_log_faults();
+        let pass_args = std::env::var("DISKCACHEFS_TEST_MOUNT_ARGS").unwrap_or_default();
+        // io_uring is the daemon's default where the kernel offers it, and
+        // tests/fs_uring.rs offers it for a while as other tests run: each
+        // pass says its transport (/dev/fuse unless it is the io_uring
+        // pass, or the test chose).
+        let transport_chosen =
+            pass_args.split_whitespace().chain(args.iter().copied()).any(|a| a == "--io-uring" || a == "--no-io-uring");
         let child = Command::new(env!("CARGO_BIN_EXE_diskcachefs"))
             .arg("mount")
             .arg(&self.cache)
             .arg(&self.mnt)
             .args(args)
+            .args((!transport_chosen).then_some("--no-io-uring"))
             // scripts/test runs the semantics tests a second time with
             // `--no-passthrough` here (both read modes of a read-write mount).
-            .args(std::env::var("DISKCACHEFS_TEST_MOUNT_ARGS").unwrap_or_default().split_whitespace())
+            .args(pass_args.split_whitespace())
             // DISKCACHEFS_TEST_RUST_LOG=debug to see every request in a
             // test's daemon log.
             .env("RUST_LOG", std::env::var("DISKCACHEFS_TEST_RUST_LOG").unwrap_or("info".into()))
