@@ -171,8 +171,10 @@ pub struct DiskCacheFs {
     listed: Mutex<HashMap<u64, listing_cache::ListingToken>>,
     /// Comparisons the change watcher began (watch.rs).
     watch_passes: std::sync::atomic::AtomicU64,
-    /// The read-write watcher's ticks (sweep.rs).
+    /// The read-write watcher's ticks and where its sweep stands
+    /// (sweep.rs). A leaf lock.
     sweep_ticks: std::sync::atomic::AtomicU64,
+    sweep_state: Mutex<sweep::SweepState>,
     /// Misses the kernel may keep (negatives.rs). A leaf lock.
     negatives: Mutex<negatives::Negatives>,
     /// Commits so far (negatives.rs).
@@ -253,6 +255,7 @@ impl DiskCacheFs {
             tables_locks: Default::default(),
             watch_passes: Default::default(),
             sweep_ticks: Default::default(),
+            sweep_state: Default::default(),
             negatives: Default::default(),
             commits: Default::default(),
             epoch_bump: std::sync::OnceLock::new(),

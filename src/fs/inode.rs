@@ -422,6 +422,12 @@ impl InodeTable {
         }
     }
 
+    /// The length of the walk over every inode (the age queue, which may
+    /// still hold some gone ones).
+    pub fn age_len(&self) -> usize {
+        self.age.len()
+    }
+
     /// Inodes asked to be forgotten that the kernel has not answered for.
     pub fn forget_pending(&self) -> usize {
         self.forget_pending

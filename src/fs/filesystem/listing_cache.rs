@@ -45,6 +45,14 @@ impl DiskCacheFs {
         self.generation.load(Ordering::Relaxed)
     }
 
+    /// Whether the cache may have changed since `seen` (the value this
+    /// returned before; `None` at first): any commit, by another process
+    /// or through the mount. The new value to keep.
+    pub(super) fn changed_since(&self, seen: Option<(i64, u64)>) -> (bool, Option<(i64, u64)>) {
+        let now = self.listing_token().map(|t| (t.data_version, t.generation));
+        (now.is_none() || now != seen, now)
+    }
+
     /// The cache's state now; `None` when it cannot be told (then no
     /// listing is kept).
     fn listing_token(&self) -> Option<ListingToken> {

@@ -11,7 +11,10 @@
 //! against the cache, one indexed lookup each, with the tables unlocked,
 //! and asks the kernel to forget the names whose key is gone; its FORGET
 //! then frees the inode. Only when the table holds more than
-//! [`SWEEP_FLOOR`] inodes, so a small cache costs nothing.
+//! [`SWEEP_FLOOR`] inodes, so a small cache costs nothing, and only until
+//! a whole round of the table has been checked since the cache last
+//! changed (a key goes only with a commit), so an idle mount costs one
+//! `PRAGMA data_version` a second.
 //!
 //! Dropping a name is always safe: at worst (the key came back meanwhile)
 //! the kernel's next access looks it up again. Read-only mounts need none
@@ -20,10 +23,18 @@
 
 use super::{DiskCacheFs, Invalidation};
 
+/// Where the sweep stands: the cache's state when it last looked, and how
+/// many inodes it has checked since that state began.
+#[derive(Default)]
+pub(super) struct SweepState {
+    seen: Option<(i64, u64)>,
+    checked: usize,
+}
+
 /// Below this many key inodes the sweep does nothing.
 pub(super) const SWEEP_FLOOR: usize = 1024;
-/// Inodes checked per sweep at most: 4,096 indexed lookups, a few
-/// milliseconds, once a second.
+/// Inodes walked per sweep at most (each idle one an indexed lookup): a
+/// few milliseconds, once a second.
 const SWEEP_BATCH: usize = 4096;
 /// Watcher ticks (`WATCH_INTERVAL`, 100 ms) between sweeps.
 const SWEEP_EVERY: u64 = 10;
@@ -43,14 +54,27 @@ impl DiskCacheFs {
         if !self.invalidator.is_connected() {
             return 0;
         }
-        let candidates = {
-            let mut st = self.tables();
-            if st.inodes.len() <= SWEEP_FLOOR {
+        let (len, walk) = {
+            let st = self.tables();
+            (st.inodes.len(), st.inodes.age_len())
+        };
+        if len <= SWEEP_FLOOR {
+            return 0;
+        }
+        {
+            let seen = self.sweep_state.lock().unwrap_or_else(|e| e.into_inner()).seen;
+            // Asked with no lock held (it takes the watcher's handle).
+            let (changed, now) = self.changed_since(seen);
+            let mut state = self.sweep_state.lock().unwrap_or_else(|e| e.into_inner());
+            if changed {
+                *state = SweepState { seen: now, checked: 0 };
+            } else if state.checked >= walk {
+                // Every inode checked since the last change.
                 return 0;
             }
-            let n = (st.inodes.len() - SWEEP_FLOOR).min(SWEEP_BATCH);
-            st.inodes.sweep_candidates(n)
-        };
+            state.checked += SWEEP_BATCH;
+        }
+        let candidates = self.tables().inodes.sweep_candidates(SWEEP_BATCH);
         let Ok(c) = self.reader() else { return 0 };
         // A database error keeps the name: it is only a cache.
         let gone: Vec<_> = candidates.into_iter().filter(|(_, key)| matches!(c.entry_meta(key), Ok(None))).collect();
