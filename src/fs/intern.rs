@@ -4,13 +4,23 @@
 //! and both directions are O(1).
 //!
 //! An index lives while the kernel holds its inode: each entry counts the
-//! lookups the kernel was given (a LOOKUP, a READDIRPLUS entry, a create)
-//! and is removed when FORGET brings the count back to zero. Entries never
-//! looked up (shown by a plain READDIR, or resolved for a request) are
-//! kept until more than [`Interner::trim`]'s bound of them gather, then
-//! dropped together, so a table is bounded by what the kernel holds plus
-//! that bound, however the names churn. A freed index is reused: the
-//! kernel has forgotten the inode number by then.
+//! lookups the kernel was given (a LOOKUP, a READDIRPLUS entry, a create).
+//! Entries the kernel does not hold (forgotten by FORGET, or never looked
+//! up: shown by a plain READDIR, resolved for a request) are kept until
+//! more than [`Interner::trim`]'s bound of them gather, then dropped
+//! together, so a table is bounded by what the kernel holds plus that
+//! bound, however the names churn. A freed index is reused: the kernel has
+//! forgotten the inode number by then.
+//!
+//! Nothing is dropped the moment its count reaches zero, and a trim drops
+//! only entries unheld since before the trim before it: a request interns
+//! a name and counts the lookup it answers a moment later, under a second
+//! take of the lock, and a FORGET of the inode's previous life (the kernel
+//! dropping its name, say after a change made every name stale) can land
+//! in between. Dropped there, the lookup counted nothing and the kernel
+//! held an inode number the daemon had freed: the next request on it found
+//! no directory (ENOTDIR), or another name's (seen with rsync into
+//! `tags/` while the kernel's names were being made stale).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -35,13 +45,15 @@ pub struct Interner<K, V> {
     free: Vec<usize>,
     /// Slots with a lookup count above zero.
     held: usize,
-    /// Counts the lookups given, for `given_at`.
+    /// Counts the names interned and lookups given, for `given_at`.
     clock: u64,
+    /// The clock at the last call of [`Interner::trim`].
+    trim_mark: u64,
 }
 
 impl<K, V> Default for Interner<K, V> {
     fn default() -> Self {
-        Interner { slots: Vec::new(), index: HashMap::new(), free: Vec::new(), held: 0, clock: 0 }
+        Interner { slots: Vec::new(), index: HashMap::new(), free: Vec::new(), held: 0, clock: 0, trim_mark: 0 }
     }
 }
 
@@ -51,7 +63,8 @@ impl<K: Hash + Eq + Clone, V> Interner<K, V> {
         if let Some(&i) = self.index.get(&key) {
             return i;
         }
-        let slot = Some(Slot { key: key.clone(), value: value(), lookups: 0, given_at: 0, asked: false });
+        self.clock += 1;
+        let slot = Some(Slot { key: key.clone(), value: value(), lookups: 0, given_at: self.clock, asked: false });
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i] = slot;
@@ -131,8 +144,8 @@ impl<K: Hash + Eq + Clone, V> Interner<K, V> {
         held.into_iter().filter_map(|(_, i)| self.slots[i].as_ref().map(|s| &s.value)).collect()
     }
 
-    /// The kernel forgot `n` lookups of `index`'s inode; the entry goes
-    /// when none are left.
+    /// The kernel forgot `n` lookups of `index`'s inode; with none left the
+    /// entry is unheld, for a later trim to drop.
     pub fn forget(&mut self, index: usize, n: u64) {
         let Some(Some(slot)) = self.slots.get_mut(index) else { return };
         if slot.lookups == 0 {
@@ -140,8 +153,8 @@ impl<K: Hash + Eq + Clone, V> Interner<K, V> {
         }
         slot.lookups = slot.lookups.saturating_sub(n);
         if slot.lookups == 0 {
+            // Left for a trim (see the module doc).
             self.held -= 1;
-            self.remove(index);
         }
     }
 
@@ -156,11 +169,13 @@ impl<K: Hash + Eq + Clone, V> Interner<K, V> {
     /// of them gathered. Returns whether it dropped any (indexes may have
     /// been reused since for other names).
     pub fn trim(&mut self, unheld: usize) -> bool {
+        // Only entries unheld since before the last call go (module doc).
+        let mark = std::mem::replace(&mut self.trim_mark, self.clock);
         if self.index.len() - self.held <= unheld {
             return false;
         }
         for i in 0..self.slots.len() {
-            if self.slots[i].as_ref().is_some_and(|s| s.lookups == 0) {
+            if self.slots[i].as_ref().is_some_and(|s| s.lookups == 0 && s.given_at <= mark) {
                 self.remove(i);
             }
         }
@@ -194,6 +209,16 @@ mod tests {
         names.forget(a, 1);
         assert_eq!(names.get(a).map(String::as_str), Some("A"));
         names.forget(a, 1);
+        assert_eq!(names.held(), 0);
+        // A lookup answered after the FORGET was read still counts: the
+        // entry waits for a trim, not gone at zero.
+        names.looked_up(a);
+        assert_eq!(names.held(), 1);
+        names.forget(a, 1);
+        // Two trims past the bound drop it (the first only marks).
+        names.trim(0);
+        assert_eq!(names.get(a).map(String::as_str), Some("A"), "unheld only since the last trim: kept");
+        names.trim(0);
         assert_eq!(names.get(a), None);
         assert_eq!(names.find(&"a".to_string()), None);
         // The index is reused for the next name.

@@ -4,6 +4,7 @@
     fanout_peer.py fresh DIR       an empty one with the same sub-stores
     fanout_peer.py dump DIR        every shard's and sub-store's entries, as JSON
     fanout_peer.py apply DIR OPS   run a JSON list of operations with FanoutCache's API
+    fanout_peer.py drop-prefix DIR P   delete every str key that starts with P
 """
 import json
 import os
@@ -156,3 +157,8 @@ if __name__ == '__main__':
         dump(d)
     elif cmd == 'apply':
         apply(d, json.load(open(sys.argv[3])))
+    elif cmd == 'drop-prefix':
+        fc = diskcache.FanoutCache(d, shards=SHARDS)
+        for k in [k for k in fc if isinstance(k, str) and k.startswith(sys.argv[3])]:
+            del fc[k]
+        fc.close()

@@ -143,28 +143,47 @@ impl DiskCacheFs {
             return;
         }
         negatives.prune(Instant::now());
-        let hit = match keys {
-            None => !negatives.given.is_empty(),
-            Some(keys) => keys.iter().any(|key| match key {
-                Key::Str(s) => {
-                    negatives.given.contains_key(s.as_str())
-                        || s.match_indices('/').any(|(i, _)| negatives.given.contains_key(&s[..i]))
-                }
-                // Their names are escaped (`%`): never kept.
-                _ => false,
-            }),
+        // The kept misses this commit may have made wrong: of its keys, and
+        // of the directories above them.
+        let hits: Vec<String> = match keys {
+            None => negatives.given.keys().cloned().collect(),
+            Some(keys) => keys
+                .iter()
+                .filter_map(|key| match key {
+                    Key::Str(s) => Some(s),
+                    // Their names are escaped (`%`): never kept.
+                    _ => None,
+                })
+                .flat_map(|s| s.match_indices('/').map(|(i, _)| &s[..i]).chain([s.as_str()]))
+                .filter(|path| negatives.given.contains_key(*path))
+                .map(str::to_string)
+                .collect(),
         };
-        if !hit {
+        drop(negatives);
+        // Only one that now names something is wrong: a commit that tags,
+        // deletes or leaves a key missing (a tag link made before its key,
+        // as rsync makes them) changes nothing the kernel keeps.
+        if !hits.iter().any(|path| self.names_something(path)) {
             return;
         }
-        log::debug!("a commit of {keys:?} made a key the kernel may hold a miss of: every entry made stale");
-        negatives.given.clear();
-        drop(negatives);
         self.raise_epoch();
+    }
+
+    /// Whether `path` under `keys/` is a key or a directory now (a
+    /// database error counts as yes: the epoch is raised).
+    fn names_something(&self, path: &str) -> bool {
+        let Ok(c) = self.reader() else { return true };
+        let dir = format!("{path}/");
+        match c.entry_meta(&Key::Str(path.to_string())) {
+            Ok(Some(_)) => true,
+            Ok(None) => c.has_live_str_key_in(&dir, &crate::fs::paths::prefix_end(&dir)).unwrap_or(true),
+            Err(_) => true,
+        }
     }
 
     /// Has the kernel drop every entry it looked up, now.
     pub(super) fn raise_epoch(&self) {
+        log::debug!("a kept miss may hide a key now: every entry the kernel holds made stale");
         self.negatives.lock().unwrap_or_else(|e| e.into_inner()).given.clear();
         self.negative_counts.1.fetch_add(1, Ordering::Relaxed);
         match self.epoch_bump.get() {
