@@ -105,8 +105,10 @@ impl DiskCacheFs {
         self.negative_counts.0.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// How long the kernel may keep the miss of `name` in `parent`: the
-    /// mount's timeout if it was noted (see [`Self::note_miss`]).
+    /// How long the kernel may keep the miss of `name` in `parent`: what
+    /// is left of the mount's timeout since it was noted (see
+    /// [`Self::note_miss`]), so the kernel never keeps it past the time
+    /// commits look for it.
     pub fn negative_ttl(&self, parent: u64, name: &OsStr) -> Option<Duration> {
         if !Self::is_key_dir(parent) || !self.negatives_allowed() {
             return None;
@@ -116,7 +118,7 @@ impl DiskCacheFs {
         let path = format!("{prefix}{name}");
         let negatives = self.negatives.lock().unwrap_or_else(|e| e.into_inner());
         let until = *negatives.given.get(&path)?;
-        until.checked_duration_since(Instant::now()).map(|_| self.config.ttl)
+        until.checked_duration_since(Instant::now())
     }
 
     /// The kernel's own operation on `name` in `parent` (CREATE, MKDIR,
