@@ -290,16 +290,15 @@ impl DiskCacheFs {
         if !self.invalidator.is_connected() {
             return;
         }
-        let requests: Vec<Invalidation> = st
-            .inodes
-            .forget_candidates(excess)
-            .into_iter()
-            .map(|key| {
-                let (prefix, leaf) = crate::fs::paths::leaf_of(&key);
-                Invalidation::Entry { parent: Self::key_dir_ino(st, prefix), name: leaf }
-            })
-            .collect();
+        let requests: Vec<Invalidation> =
+            st.inodes.forget_candidates(excess).into_iter().map(|key| Self::name_of_key(st, &key)).collect();
         self.invalidator.send(requests);
+    }
+
+    /// The kernel's name of `key` in `keys/`, to ask it to forget.
+    fn name_of_key(st: &mut Tables, key: &Key) -> Invalidation {
+        let (prefix, leaf) = crate::fs::paths::leaf_of(key);
+        Invalidation::Entry { parent: Self::key_dir_ino(st, prefix), name: leaf }
     }
 
     /// Asks the kernel to drop what it caches of `ino` (see

@@ -21,7 +21,7 @@
 //! of this: their watcher compares every name the kernel holds whenever
 //! the cache changes (watch.rs).
 
-use super::{DiskCacheFs, Invalidation};
+use super::DiskCacheFs;
 
 /// Where the sweep stands: the cache's state when it last looked, and how
 /// many inodes it has checked since that state began.
@@ -86,8 +86,7 @@ impl DiskCacheFs {
         for (ino, key) in gone {
             // Looked up, opened or renamed meanwhile: left alone.
             if st.inodes.request_forget_if_idle(ino, &key) {
-                let (prefix, leaf) = crate::fs::paths::leaf_of(&key);
-                requests.push(Invalidation::Entry { parent: Self::key_dir_ino(&mut st, prefix), name: leaf });
+                requests.push(Self::name_of_key(&mut st, &key));
             }
         }
         drop(st);
